@@ -1,0 +1,150 @@
+"""Compact networks for PEA training, built for either Keras flavour.
+
+`build(name, K, ...)` returns a flat Functional model (no nested sub-models, so `pea_keras.wrap`
+and `strip` see every activation) that takes float images in [0, 1] and returns class logits.
+Networks come from `K.applications` where one exists, always with random init (`weights=None`:
+nothing is downloaded). `K` is the flavour module, `keras` or `tf_keras`.
+
+Every ReLU is a ReLU layer or an `Activation("relu")`, which is what PEA replaces. The MobileNetV3
+variants are the `minimalistic` ones (no hard-swish, no squeeze-excite) so that the stripped network
+is ReLU-only.
+"""
+
+from .errors import UsageError
+
+MOBILENET_MIN_SIZE = 32
+
+
+def _rescaled_input(K, input_shape):
+    """Input in [0, 1] mapped to [-1, 1], the range keras.applications MobileNets are built for."""
+    inputs = K.Input(shape=input_shape, name="image")
+    return inputs, K.layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(inputs)
+
+
+def _application(fn, kwargs):
+    def build(K, input_shape, num_classes, width):
+        inputs, x = _rescaled_input(K, input_shape)
+        # input_tensor keeps the graph flat: the application's layers join this model directly.
+        model = getattr(K.applications, fn)(
+            input_tensor=x, weights=None, include_top=True, classes=num_classes,
+            classifier_activation=None, **kwargs(width))
+        return K.Model(inputs, model.output, name=model.name)
+    return build
+
+
+def _check_min_size(name, input_shape):
+    if min(input_shape[:2]) < MOBILENET_MIN_SIZE:
+        raise UsageError(f"--arch {name} needs --image_size >= {MOBILENET_MIN_SIZE}, "
+                         f"got {input_shape[0]}")
+
+
+def _conv_bn_relu(K, x, filters, kernel, strides, name):
+    x = K.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                        name=f"{name}_conv")(x)
+    x = K.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return K.layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _resnet18(K, input_shape, num_classes, width):
+    """ResNet-18 (basic blocks, He et al. 2016). Inputs of 64 px or less get the CIFAR stem
+    (3x3 stride 1, no max-pool) so that 32x32 images keep a useful feature map."""
+    inputs, x = _rescaled_input(K, input_shape)
+    small = min(input_shape[:2]) <= 64
+    widths = [max(8, int(c * width)) for c in (64, 128, 256, 512)]
+    if small:
+        x = _conv_bn_relu(K, x, widths[0], 3, 1, "stem")
+    else:
+        x = _conv_bn_relu(K, x, widths[0], 7, 2, "stem")
+        x = K.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    for stage, filters in enumerate(widths):
+        for block in range(2):
+            strides = 2 if (stage > 0 and block == 0) else 1
+            name = f"stage{stage + 1}_block{block + 1}"
+            shortcut = x
+            y = _conv_bn_relu(K, x, filters, 3, strides, f"{name}_1")
+            y = K.layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                                name=f"{name}_2_conv")(y)
+            y = K.layers.BatchNormalization(name=f"{name}_2_bn")(y)
+            if strides != 1 or shortcut.shape[-1] != filters:
+                shortcut = K.layers.Conv2D(filters, 1, strides=strides, use_bias=False,
+                                           name=f"{name}_proj_conv")(shortcut)
+                shortcut = K.layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+            x = K.layers.Add(name=f"{name}_add")([y, shortcut])
+            x = K.layers.ReLU(name=f"{name}_out_relu")(x)
+    x = K.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = K.layers.Dense(num_classes, name="logits")(x)
+    return K.Model(inputs, outputs, name="resnet18")
+
+
+def _tiny(K, input_shape, num_classes, width):
+    """A microcontroller-sized depthwise-separable CNN (in the spirit of MLPerf Tiny's DS-CNN):
+    a few thousand parameters, int8 file of a few kB at width 1."""
+    inputs, x = _rescaled_input(K, input_shape)
+    c = lambda n: max(4, int(n * width))
+    x = _conv_bn_relu(K, x, c(16), 3, 2, "stem")
+    for i, (filters, strides) in enumerate([(32, 2), (64, 2), (64, 1)]):
+        name = f"block{i + 1}"
+        x = K.layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False,
+                                     name=f"{name}_dw")(x)
+        x = K.layers.BatchNormalization(name=f"{name}_dw_bn")(x)
+        x = K.layers.ReLU(name=f"{name}_dw_relu")(x)
+        x = _conv_bn_relu(K, x, c(filters), 1, 1, f"{name}_pw")
+    x = K.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = K.layers.Dense(num_classes, name="logits")(x)
+    return K.Model(inputs, outputs, name="tiny_cnn")
+
+
+_MOBILENETS = {
+    "mobilenet_v1": _application("MobileNet", lambda w: dict(alpha=w)),
+    "mobilenet_v2": _application("MobileNetV2", lambda w: dict(alpha=w)),
+    "mobilenet_v3_small": _application(
+        "MobileNetV3Small",
+        lambda w: dict(alpha=w, minimalistic=True, include_preprocessing=False)),
+    "mobilenet_v3_large": _application(
+        "MobileNetV3Large",
+        lambda w: dict(alpha=w, minimalistic=True, include_preprocessing=False)),
+}
+
+ARCHS = {
+    **_MOBILENETS,
+    "resnet18": _resnet18,
+    "resnet50": _application("ResNet50", lambda w: {}),
+    "tiny": _tiny,
+}
+
+# Width multipliers keras.applications ships architectures for (others raise there).
+_ALLOWED_WIDTHS = {
+    "mobilenet_v1": (0.25, 0.5, 0.75, 1.0),
+    "mobilenet_v2": (0.35, 0.5, 0.75, 1.0, 1.3, 1.4),
+    "resnet50": (1.0,),
+}
+
+
+def names():
+    """Architecture names accepted by `build` and `--arch`."""
+    return sorted(ARCHS)
+
+
+def build(name, K, input_shape, num_classes, width=1.0, bn_momentum=0.9):
+    """Builds `name` with random weights: float [0, 1] images in, `num_classes` logits out.
+
+    `bn_momentum` replaces every BatchNormalization momentum. keras.applications use 0.999, whose
+    moving statistics need thousands of steps to forget their initial values: after a short run
+    (digits, 20 epochs) evaluation stays at chance while training accuracy is high.
+    """
+    if name not in ARCHS:
+        raise UsageError(f"unknown --arch {name!r}; choose one of {', '.join(names())}")
+    if width <= 0:
+        raise UsageError(f"--width must be > 0, got {width}")
+    allowed = _ALLOWED_WIDTHS.get(name)
+    if allowed and width not in allowed:
+        raise UsageError(f"--arch {name} supports --width in {allowed}, got {width}")
+    if not 0.0 <= bn_momentum < 1.0:
+        raise UsageError(f"--bn_momentum must be in [0, 1), got {bn_momentum}")
+    if name in _MOBILENETS or name == "resnet50":
+        _check_min_size(name, input_shape)
+    model = ARCHS[name](K, tuple(input_shape), num_classes, width)
+    for layer in model.layers:
+        if isinstance(layer, K.layers.BatchNormalization):
+            layer.momentum = bn_momentum
+    return model

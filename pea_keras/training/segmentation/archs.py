@@ -1,0 +1,140 @@
+"""Compact segmentation networks whose every nonlinearity is a ReLU-family layer.
+
+Both architectures put a light head on ``MobileNetV2`` features (``weights=None``: nothing is
+downloaded) and return per-pixel logits at the input resolution. They are built so that
+
+* every activation is a ``ReLU`` layer (``max_value=6`` in the backbone) or ``activation="relu"``,
+  which is what ``pea_keras.wrap`` looks for, so PEA replaces all of them during training and
+  ``pea_keras.strip`` gives back a ReLU-only network;
+* every op has an int8 TFLite kernel: upsampling is ``UpSampling2D`` (``RESIZE_BILINEAR`` or
+  ``RESIZE_NEAREST_NEIGHBOR``), pooling is ``GlobalAveragePooling2D`` (``MEAN``), gating is a
+  broadcast ``Multiply`` (``MUL``); no sigmoid (``LOGISTIC``) and no hard-swish (``HARD_SWISH``);
+* they build in either Keras flavour: pass ``keras_module=keras`` or ``keras_module=tf_keras``.
+
+Models take float images in [0, 1]; the scaling to MobileNetV2's [-1, 1] happens inside.
+"""
+
+import keras
+
+ARCHS = ("lraspp_mobilenet_v2", "deeplabv3_mobilenet_v2")
+
+# MobileNetV2 taps (same names in keras and tf_keras). "block_5_add" is the last bottleneck
+# output at stride 8 (linear, 32*width channels); "block_13_expand_relu" is the expanded
+# stride-16 feature (576*width channels, ReLU6) just before the stride-2 depthwise of block 13,
+# so the stride-32 blocks are never built into the segmentation model.
+_LOW_TAP = "block_5_add"
+_HIGH_TAP = "block_13_expand_relu"
+_OUTPUT_STRIDE = 16
+
+
+def build_segmentation_model(
+    arch,
+    num_classes,
+    image_size,
+    width=1.0,
+    keras_module=keras,
+    bn_momentum=0.9,
+    channels=3,
+    head_channels=128,
+):
+    """Builds a segmentation model ``(N, H, W, channels) in [0, 1] -> (N, H, W, num_classes)`` logits.
+
+    Args:
+      arch: one of ``ARCHS``:
+        ``"lraspp_mobilenet_v2"``: Lite R-ASPP (Howard et al. 2019, "Searching for MobileNetV3")
+        on MobileNetV2 stride-8 and stride-16 features.
+        ``"deeplabv3_mobilenet_v2"``: an ASPP-lite head (1x1 branch + image-pooling branch, as in
+        DeepLabV3's mobile configuration) on the stride-16 features, upsampled once.
+      num_classes: number of output channels (logits, no softmax).
+      image_size: int (square) or ``(height, width)``; both must be multiples of 16 and >= 32.
+      width: MobileNetV2 ``alpha`` (0.35 for the tiny test models).
+      keras_module: ``keras`` or ``tf_keras``; the model is built in that flavour.
+      bn_momentum: momentum of every BatchNormalization, backbone included. MobileNetV2's own
+        default (0.999) leaves the moving statistics near their initial values for the first few
+        thousand steps, which makes evaluation of short from-scratch runs meaningless.
+      channels: input channels (1 for the grayscale digit scenes, 3 for photographs).
+      head_channels: width of the head's 1x1 convolutions.
+
+    The Lite R-ASPP gate. The original head multiplies the stride-16 branch by
+    ``sigmoid(conv1x1(global_avg_pool(x)))``. A sigmoid becomes a ``LOGISTIC`` op that a ReLU-only
+    check rejects and PEA would never touch. Here the gate is ``ReLU6(conv1x1(pool)) / 6`` with
+    the conv bias initialised to 3: that is exactly the hard sigmoid ``ReLU6(z + 3) / 6`` of
+    MobileNetV3, written as a ``ReLU(max_value=6)`` layer (named ``lraspp_gate_relu6``) followed
+    by a constant ``Rescaling``. It stays in the ReLU family, so it converts to a fused RELU6 and
+    ``pea_keras.wrap`` wraps it like any other ReLU; callers who want a fixed gate during PEA
+    training can exclude it by that name with ``wrap(..., layers=...)``.
+    """
+    layers = keras_module.layers
+    if arch not in ARCHS:
+        raise ValueError(f"Unknown segmentation arch {arch!r}; valid: {', '.join(ARCHS)}")
+    height, width_px = _pair(image_size)
+    for side in (height, width_px):
+        if side % _OUTPUT_STRIDE or side < 32:
+            raise ValueError(
+                f"image_size {image_size!r}: each side must be a multiple of {_OUTPUT_STRIDE} "
+                "and at least 32, so that the upsampled logits land exactly on the input grid"
+            )
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+
+    inputs = layers.Input((height, width_px, channels), name="image")
+    x = layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(inputs)
+    backbone = keras_module.applications.MobileNetV2(
+        input_tensor=x, weights=None, include_top=False, alpha=width
+    )
+    low = backbone.get_layer(_LOW_TAP).output
+    high = backbone.get_layer(_HIGH_TAP).output
+
+    def conv_bn_relu(t, filters, name):
+        t = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_conv")(t)
+        t = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(t)
+        return layers.ReLU(name=f"{name}_relu")(t)
+
+    if arch == "lraspp_mobilenet_v2":
+        feature = conv_bn_relu(high, head_channels, "lraspp_high")
+        gate = layers.GlobalAveragePooling2D(keepdims=True, name="lraspp_pool")(high)
+        gate = layers.Conv2D(
+            head_channels,
+            1,
+            bias_initializer=keras_module.initializers.Constant(3.0),
+            name="lraspp_gate_conv",
+        )(gate)
+        gate = layers.ReLU(max_value=6.0, name="lraspp_gate_relu6")(gate)
+        gate = layers.Rescaling(1.0 / 6.0, name="lraspp_gate_scale")(gate)
+        feature = layers.Multiply(name="lraspp_gated")([feature, gate])
+        feature = layers.UpSampling2D(2, interpolation="bilinear", name="lraspp_up2")(feature)
+        logits = layers.Add(name="lraspp_logits_8")(
+            [
+                layers.Conv2D(num_classes, 1, name="lraspp_high_classifier")(feature),
+                layers.Conv2D(num_classes, 1, name="lraspp_low_classifier")(low),
+            ]
+        )
+        logits = layers.UpSampling2D(8, interpolation="bilinear", name="logits_up8")(logits)
+    else:
+        rows, cols = height // _OUTPUT_STRIDE, width_px // _OUTPUT_STRIDE
+        branch = conv_bn_relu(high, head_channels, "aspp_1x1")
+        pooled = layers.GlobalAveragePooling2D(keepdims=True, name="aspp_pool")(high)
+        pooled = conv_bn_relu(pooled, head_channels, "aspp_pool")
+        pooled = layers.UpSampling2D((rows, cols), interpolation="nearest", name="aspp_pool_up")(
+            pooled
+        )
+        feature = layers.Concatenate(name="aspp_concat")([branch, pooled])
+        feature = conv_bn_relu(feature, head_channels, "aspp_project")
+        logits = layers.Conv2D(num_classes, 1, name="aspp_classifier")(feature)
+        logits = layers.UpSampling2D(
+            _OUTPUT_STRIDE, interpolation="bilinear", name="logits_up16"
+        )(logits)
+
+    logits = layers.Activation("linear", dtype="float32", name="logits")(logits)
+    model = keras_module.Model(inputs, logits, name=f"{arch}_{width:g}")
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = bn_momentum
+    return model
+
+
+def _pair(image_size):
+    if isinstance(image_size, int):
+        return image_size, image_size
+    height, width = image_size
+    return int(height), int(width)
