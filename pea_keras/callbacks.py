@@ -1,0 +1,90 @@
+"""`PEAScheduler`: moves alpha of every PEALayer along a schedule during `fit`."""
+import warnings
+
+import keras
+
+from pea_keras import schedules as schedules_lib
+from pea_keras.surgery import pea_layers
+
+__all__ = ["PEAScheduler"]
+
+
+class PEAScheduler(keras.callbacks.Callback):
+    """Sets alpha from the optimizer's step at the start of every training batch.
+
+    Reading the optimizer's iteration counter (not counting batches) makes a run restored
+    from a checkpoint continue at the right alpha, and under `tf.distribute` the value is
+    assigned in cross-replica context, so every replica sees the same alpha.
+    `pea_alpha` is added to the batch and epoch logs: put this callback before
+    `CSVLogger` or `TensorBoard` in the list so they record it. Works with Keras 3 and
+    tf_keras models alike.
+
+    Args:
+        schedule: `schedule(step) -> alpha`; default: `schedules.default(epochs * steps)`
+            built from the arguments of `fit`.
+        verbose: 1 prints alpha at the end of each epoch.
+    """
+
+    def __init__(self, schedule=None, verbose=0):
+        super().__init__()
+        if schedule is not None and not callable(schedule):
+            raise ValueError(f"schedule must be callable step -> alpha, got {schedule!r}.")
+        self.schedule = schedule
+        self.verbose = verbose
+        self.alpha = None
+        self._layers = []
+
+    # tf_keras' CallbackList asks every callback which batch hooks it implements.
+    def _implements_train_batch_hooks(self):
+        return True
+
+    def _implements_test_batch_hooks(self):
+        return False
+
+    def _implements_predict_batch_hooks(self):
+        return False
+
+    def on_train_begin(self, logs=None):
+        self._layers = pea_layers(self.model)
+        if not self._layers:
+            raise ValueError("PEAScheduler: the model has no PEALayer; wrap it with pea_keras.wrap first.")
+        if self.schedule is None:
+            self.schedule = self._default_schedule()
+        for layer in self._layers:
+            layer.scheduled = True
+        self.alpha = None
+
+    def _default_schedule(self):
+        epochs, steps = (self.params or {}).get("epochs"), (self.params or {}).get("steps")
+        if not epochs or not steps:
+            raise ValueError("PEAScheduler() needs fit() to know its steps per epoch to build the default "
+                             "schedule; pass steps_per_epoch to fit() or a schedule, e.g. "
+                             "PEAScheduler(pea_keras.schedules.Cosine.over(total_steps)).")
+        return schedules_lib.default(epochs * steps)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        alpha = float(self.schedule(int(self.model.optimizer.iterations.numpy())))
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"schedule returned alpha={alpha}, outside [0, 1].")
+        if alpha != self.alpha:
+            for layer in self._layers:
+                layer.alpha.assign(alpha)
+            self.alpha = alpha
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs is not None and self.alpha is not None:
+            logs["pea_alpha"] = self.alpha
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.alpha is None:
+            return
+        if logs is not None:
+            logs["pea_alpha"] = self.alpha
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: pea_alpha = {self.alpha:.4f}")
+
+    def on_train_end(self, logs=None):
+        if self.alpha is not None and self.alpha < 1.0:
+            warnings.warn(f"Training ended with pea_alpha = {self.alpha:.4f} < 1: the novel branch is still "
+                          "active, so pea_keras.strip() will refuse this model. Train longer or end the "
+                          "schedule earlier (e.g. Cosine.over(total_steps, end=0.75)).", stacklevel=2)
