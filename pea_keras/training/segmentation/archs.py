@@ -6,8 +6,8 @@ downloaded) and return per-pixel logits at the input resolution. They are built 
 * every activation is a ``ReLU`` layer (``max_value=6`` in the backbone) or ``activation="relu"``,
   which is what ``pea_keras.wrap`` looks for, so PEA replaces all of them during training and
   ``pea_keras.strip`` gives back a ReLU-only network;
-* every op has an int8 TFLite kernel: upsampling is ``UpSampling2D`` (``RESIZE_BILINEAR`` or
-  ``RESIZE_NEAREST_NEIGHBOR``), pooling is ``GlobalAveragePooling2D`` (``MEAN``), gating is a
+* every op has an int8 TFLite kernel: upsampling is bilinear ``UpSampling2D``
+  (``RESIZE_BILINEAR``), pooling is ``GlobalAveragePooling2D`` (``MEAN``), gating is a
   broadcast ``Multiply`` (``MUL``); no sigmoid (``LOGISTIC``) and no hard-swish (``HARD_SWISH``);
 * they build in either Keras flavour: pass ``keras_module=keras`` or ``keras_module=tf_keras``.
 
@@ -115,7 +115,9 @@ def build_segmentation_model(
         branch = conv_bn_relu(high, head_channels, "aspp_1x1")
         pooled = layers.GlobalAveragePooling2D(keepdims=True, name="aspp_pool")(high)
         pooled = conv_bn_relu(pooled, head_channels, "aspp_pool")
-        pooled = layers.UpSampling2D((rows, cols), interpolation="nearest", name="aspp_pool_up")(
+        # Bilinear resize of a 1x1 map is a broadcast; in Keras 3 "nearest" UpSampling2D lowers
+        # to repeat (SHAPE/TILE/RESHAPE ops) while "bilinear" is one RESIZE_BILINEAR op.
+        pooled = layers.UpSampling2D((rows, cols), interpolation="bilinear", name="aspp_pool_up")(
             pooled
         )
         feature = layers.Concatenate(name="aspp_concat")([branch, pooled])
