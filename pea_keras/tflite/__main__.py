@@ -1,0 +1,3 @@
+from pea_keras.tflite.cli import main
+
+main()

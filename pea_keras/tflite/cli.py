@@ -1,0 +1,189 @@
+"""``pea-tflite``: convert, inspect, check and run int8 TFLite files of PEA models.
+
+User mistakes end with one line ``pea-tflite: error: ...`` and a non-zero exit
+code, never a traceback, and never a half-written output file.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+PROG = "pea-tflite"
+TARGETS = {
+    # io, write a C array next to the file, runtimes that must load it
+    "micro": ("int8", True, ("litert", "micro")),
+    "phone": ("float", False, ("litert",)),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
+def _fail(message, code=1):
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def build_parser():
+    p = _Parser(prog=PROG, description=(
+        "Deploy Progressive Ensemble Activation models as full-integer TFLite files that are "
+        "proven ReLU-only, and run them on LiteRT (phones) and TensorFlow Lite Micro "
+        "(microcontrollers)."),
+        epilog="Data SOURCE: FILE.npy | FILE.npz (x, y) | IMAGE_FOLDER (one sub-folder per class "
+               "for labels) | tfds:NAME[:SPLIT] (already downloaded) | digits[:SPLIT] (built in).")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    c = sub.add_parser("convert", help="Keras model -> checked int8 .tflite (+ C array)",
+                       description="Strip PEA layers to ReLU, quantize to full int8, prove the file "
+                                   "ReLU-only, load-test it, then write it atomically.")
+    c.add_argument("model", metavar="MODEL", help=".keras, .h5 or SavedModel directory (Keras 3 or tf_keras)")
+    c.add_argument("-o", "--output", required=True, metavar="OUT.tflite", help="file to write")
+    c.add_argument("--target", choices=sorted(TARGETS), default="micro",
+                   help="micro (default): int8 I/O, C array next to the file, TFLite Micro load test; "
+                        "phone: float I/O, LiteRT load test. Explicit flags override the preset.")
+    c.add_argument("--calib", default="digits", metavar="SOURCE",
+                   help="calibration inputs (default: digits)")
+    c.add_argument("--calib_samples", type=_positive, default=300, metavar="N",
+                   help="calibration samples to use (default: 300)")
+    c.add_argument("--io", choices=["int8", "uint8", "float"], help="input/output type (default: by target)")
+    c.add_argument("--qat_epochs", type=_positive, default=0, metavar="N",
+                   help="quantization-aware fine-tuning epochs before conversion (default: 0 = PTQ)")
+    c.add_argument("--train_data", default="digits", metavar="SOURCE",
+                   help="labelled data for --qat_epochs (default: digits)")
+    c.add_argument("--c_array", metavar="DIR", help="also write DIR/model_data.cc and model_data.h")
+    c.add_argument("--force", action="store_true",
+                   help="overwrite existing outputs; strip PEA layers even if alpha < 1")
+
+    i = sub.add_parser("inspect", help="list operators, fused activations and tensor types",
+                       description="Every operator with its type, fused activation (from its "
+                                   "options) and input/output tensor types; then totals.")
+    i.add_argument("file", metavar="FILE.tflite")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+
+    k = sub.add_parser("check", help="exit 0 only if the file is ReLU-only",
+                       description="Exit 0 only if every activation is ReLU-family (standalone or "
+                                   "fused) and nothing else is nonlinear; otherwise list every "
+                                   "offending operator and exit 1. A final SOFTMAX feeding an "
+                                   "output is allowed unless --strict.")
+    k.add_argument("file", metavar="FILE.tflite")
+    k.add_argument("--strict", action="store_true", help="reject a final SOFTMAX too")
+    k.add_argument("--int8", action="store_true",
+                   help="also reject float compute (QUANTIZE/DEQUANTIZE allowed at the edges only)")
+
+    r = sub.add_parser("run", help="top-1 accuracy on LiteRT and/or TFLite Micro",
+                       description="Top-1 accuracy of the file on labelled data; with both "
+                                   "runtimes also their agreement, which must be within one "
+                                   "quantization step.")
+    r.add_argument("file", metavar="FILE.tflite")
+    r.add_argument("--data", required=True, metavar="SOURCE", help="labelled data")
+    r.add_argument("--split", default="test", help="split for digits/tfds sources (default: test)")
+    r.add_argument("--limit", type=_positive, metavar="N", help="evaluate at most N samples")
+    r.add_argument("--runtime", choices=["litert", "micro", "both"], default="both")
+    r.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def _convert(args):
+    from pea_keras.tflite.calibration import calibration_samples, load_source
+    from pea_keras.tflite.convert import convert, input_shape, load_model
+    from pea_keras.tflite.errors import TFLiteError
+
+    io, c_array_next_to_file, required = TARGETS[args.target]
+    io = args.io or io
+    c_dir = args.c_array or (os.path.dirname(os.path.abspath(args.output))
+                             if c_array_next_to_file else None)
+    if os.path.exists(args.output) and not args.force:
+        raise TFLiteError(f"{args.output} exists (pass --force to overwrite)")
+    model = load_model(args.model)
+    shape = input_shape(model)
+    calibration = calibration_samples(args.calib, shape, limit=args.calib_samples)
+    qat_data = None
+    if args.qat_epochs:
+        qat_data = load_source(args.train_data, shape, labelled=True, split="train")
+    conv = convert(model, args.output, calibration, io=io, force=args.force,
+                   qat_epochs=args.qat_epochs, qat_data=qat_data, c_array_dir=c_dir,
+                   require_runtimes=required)
+    print(conv.summary())
+    return 0
+
+
+def _inspect(args):
+    from pea_keras.tflite.inspect import format_report, inspect
+
+    info = inspect(args.file)
+    print(json.dumps(info.to_dict(), indent=1) if args.json else format_report(info))
+    return 0
+
+
+def _check(args):
+    from pea_keras.tflite.check import relu_only_violations
+
+    bad = relu_only_violations(args.file, strict=args.strict, int8=args.int8)
+    if not bad:
+        print(f"{args.file}: ReLU-only" + (" int8" if args.int8 else ""))
+        return 0
+    for v in bad:
+        print(v)
+    return _fail(f"{args.file}: not ReLU-only ({len(bad)} offending operators)")
+
+
+def _run(args):
+    from pea_keras.tflite.calibration import load_source
+    from pea_keras.tflite.runtimes import evaluate, io_details
+
+    inp, _ = io_details(args.file)
+    x, y = load_source(args.data, tuple(int(d) for d in inp["shape"]), labelled=True,
+                       split=args.split, limit=args.limit)
+    result = evaluate(args.file, x, y, runtime=args.runtime)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.file} on {args.data} ({result['samples']} samples):")
+        for rt in ("litert", "micro"):
+            if f"{rt}_accuracy" in result:
+                print(f"  {rt:7s} top-1 {100 * result[f'{rt}_accuracy']:.2f}%")
+        if "agreement" in result:
+            print(f"  agreement {100 * result['agreement']:.2f}%, max output difference "
+                  f"{result['max_diff_steps']:.2f} quantization steps")
+    if "max_diff_ok" in result and not result["max_diff_ok"]:
+        return _fail(f"LiteRT and TFLite Micro outputs differ by {result['max_diff_steps']:.2f} "
+                     f"quantization steps (more than 1)")
+    return 0
+
+
+COMMANDS = {"convert": _convert, "inspect": _inspect, "check": _check, "run": _run}
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # this process is ours: keep TF quiet
+    from pea_keras.tflite.errors import TFLiteError
+
+    try:
+        code = COMMANDS[args.command](args)
+    except TFLiteError as e:
+        code = _fail(str(e))
+    except OSError as e:
+        code = _fail(f"{e.filename or ''}: {e.strerror}" if e.strerror else str(e))
+    except KeyboardInterrupt:
+        code = _fail("interrupted", 130)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

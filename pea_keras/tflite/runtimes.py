@@ -1,0 +1,143 @@
+"""Run a ``.tflite`` file on LiteRT and on TensorFlow Lite Micro.
+
+LiteRT uses ``ai_edge_litert.interpreter.Interpreter`` (``tf.lite.Interpreter``
+is deprecated). TensorFlow Lite Micro runs in a child process
+(``_micro_worker.py``) because it aborts the process on some models, e.g. a
+final SOFTMAX whose input scale is below ~1.5e-8; the abort becomes a
+TFLiteError here instead of killing the caller.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from pea_keras.tflite.errors import TFLiteError
+from pea_keras.tflite.inspect import read_bytes
+
+_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_micro_worker.py")
+MICRO_TIMEOUT_S = 600
+
+
+def _quantize(x, details):
+    dtype = details["dtype"]
+    if not np.issubdtype(dtype, np.integer):
+        return x.astype(dtype)
+    scale, zp = details["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zp), info.min, info.max).astype(dtype)
+
+
+def _dequantize(q, details):
+    if not np.issubdtype(details["dtype"], np.integer):
+        return q.astype(np.float32)
+    scale, zp = details["quantization"]
+    return ((q.astype(np.float32) - zp) * scale).astype(np.float32)
+
+
+def litert_interpreter(path_or_bytes, num_threads=1):
+    from ai_edge_litert.interpreter import Interpreter
+
+    data = read_bytes(path_or_bytes)
+    try:
+        interpreter = Interpreter(model_content=data, num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (RuntimeError, ValueError) as e:
+        raise TFLiteError(f"LiteRT cannot load the model: {str(e).strip().splitlines()[0]}") from None
+    return interpreter
+
+
+def io_details(path_or_bytes):
+    """LiteRT's input and output details (dtype, shape, quantization) of the first I/O tensors."""
+    interpreter = litert_interpreter(path_or_bytes)
+    return interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+
+
+def _run_litert(data, x):
+    interpreter = litert_interpreter(data)
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    q = _quantize(x, inp)
+    results = []
+    for i in range(len(q)):
+        interpreter.set_tensor(inp["index"], q[i:i + 1].reshape(inp["shape"]))
+        interpreter.invoke()
+        results.append(interpreter.get_tensor(out["index"]).reshape(-1).copy())
+    return np.stack(results), inp, out
+
+
+def _micro_call(data, arena_bytes, x=None):
+    """Run the worker; returns (raw outputs or None, arena bytes measured)."""
+    with tempfile.TemporaryDirectory(prefix="pea-tflm-") as tmp:
+        model_path = os.path.join(tmp, "model.tflite")
+        with open(model_path, "wb") as f:
+            f.write(data)
+        args = [sys.executable, "-P", _WORKER, model_path, str(arena_bytes)]
+        if x is not None:
+            np.save(os.path.join(tmp, "in.npy"), x)
+            args += [os.path.join(tmp, "in.npy"), os.path.join(tmp, "out.npy")]
+        try:
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=MICRO_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise TFLiteError(f"TensorFlow Lite Micro did not finish in {MICRO_TIMEOUT_S} s") from None
+        if proc.returncode != 0:
+            lines = [l for l in (proc.stderr + proc.stdout).splitlines() if l.strip()]
+            why = lines[-1].strip() if lines else "no message"
+            how = (f"aborted (signal {-proc.returncode})" if proc.returncode < 0
+                   else f"failed (exit {proc.returncode})")
+            raise TFLiteError(f"TensorFlow Lite Micro {how} on this model: {why}")
+        report = json.loads(proc.stdout.strip().splitlines()[-1])
+        out = np.load(os.path.join(tmp, "out.npy")) if x is not None else None
+        return out, report["arena_bytes"]
+
+
+def _generous_arena(data):
+    return max(16 * len(data), 8 << 20)
+
+
+def micro_arena_bytes(path_or_bytes):
+    """Tensor-arena bytes TFLM needs for this model: the RecordingMicroAllocator's
+    total after one invoke with a generous arena, then checked by loading and
+    invoking with exactly that arena (stepping up 256 bytes until it fits).
+    Measured on a 64-bit host: a 32-bit MCU needs a little less; keep a margin."""
+    data = read_bytes(path_or_bytes)
+    return _micro_call(data, _generous_arena(data))[1]
+
+
+def predict(path, x, runtime="litert", quantized=False):
+    """Outputs of the file for inputs ``x`` (float32 like the Keras model's), dequantized
+    to float unless ``quantized`` (then the raw output tensor values)."""
+    data = read_bytes(path)
+    x = np.asarray(x, np.float32)
+    if runtime == "litert":
+        raw, _, out = _run_litert(data, x)
+    elif runtime == "micro":
+        inp, out = io_details(data)
+        raw, _ = _micro_call(data, _generous_arena(data), _quantize(x, inp))
+    else:
+        raise TFLiteError(f"unknown runtime '{runtime}', choose litert or micro")
+    return raw if quantized else _dequantize(raw, out)
+
+
+def evaluate(path, x, y, runtime="both"):
+    """Top-1 accuracy per runtime; with both, their top-1 agreement and the largest
+    output difference in quantization steps (must be <= 1)."""
+    runtimes = ("litert", "micro") if runtime == "both" else (runtime,)
+    data = read_bytes(path)
+    _, out = io_details(data)
+    step = out["quantization"][0] if np.issubdtype(out["dtype"], np.integer) else 0.0
+    y = np.asarray(y).reshape(-1)
+    results, raws = {"samples": int(len(y))}, {}
+    for rt in runtimes:
+        raws[rt] = predict(data, x, runtime=rt, quantized=True)
+        results[f"{rt}_accuracy"] = float(np.mean(np.argmax(raws[rt], -1) == y))
+    if len(runtimes) == 2:
+        a, b = (raws[rt].astype(np.float64) for rt in runtimes)
+        results["agreement"] = float(np.mean(np.argmax(a, -1) == np.argmax(b, -1)))
+        diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+        # Integer outputs: difference in steps; float outputs: relative to one int8 step of the range.
+        results["max_diff_steps"] = diff if step else diff / (max(np.ptp(a), 1e-12) / 255)
+        results["max_diff_ok"] = results["max_diff_steps"] <= 1.0
+    return results
