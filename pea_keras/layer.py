@@ -37,20 +37,28 @@ def _relu_derivative(x, max_value):
     return tf.cast(inside, x.dtype)
 
 
-def _blend(x, alpha, max_value, g, g_prime):
-    """The ensemble with a gradient computed from x alone.
+
+def _select(alpha, relu_branch, g_branch, blend):
+    """Only the ReLU branch at alpha == 1, only g at alpha == 0 (also in graph mode)."""
+    return tf.cond(alpha >= 1.0, relu_branch, lambda: tf.cond(alpha <= 0.0, g_branch, blend))
+
+
+def _ensemble(x, alpha, relu_fn, relu_prime, g, g_prime):
+    """The ensemble as one op whose gradient needs only x and alpha.
 
     Autodiff of the plain formula keeps both branch outputs, g's intermediates and the
-    products for the backward pass; this keeps only x (and alpha) and recomputes the
-    cheap derivatives, which is what makes blending close to free in memory.
+    products for the backward pass; this keeps only x and recomputes the derivatives,
+    which is what makes blending cheap in memory.
     """
 
     @tf.custom_gradient
     def ensemble(x):
-        y = alpha * relu(x, max_value) + (1.0 - alpha) * g(x)
+        y = _select(alpha, lambda: relu_fn(x), lambda: g(x),
+                    lambda: alpha * relu_fn(x) + (1.0 - alpha) * g(x))
 
         def grad(dy):
-            return dy * (alpha * _relu_derivative(x, max_value) + (1.0 - alpha) * g_prime(x))
+            return dy * _select(alpha, lambda: relu_prime(x), lambda: g_prime(x),
+                                lambda: alpha * relu_prime(x) + (1.0 - alpha) * g_prime(x))
 
         return y, grad
 
@@ -111,13 +119,11 @@ class _PEAMixin:
         if self.trainable_alpha:
             alpha = tf.clip_by_value(alpha, 0.0, 1.0)
             return alpha * self.relu(x) + (1.0 - alpha) * self._g(x)
-        return tf.cond(alpha >= 1.0, lambda: self.relu(x),
-                       lambda: tf.cond(alpha <= 0.0, lambda: self._g(x), lambda: self._ensemble(x, alpha)))
-
-    def _ensemble(self, x, alpha):
-        if self._g_prime is None or self.threshold != 0:
-            return alpha * self.relu(x) + (1.0 - alpha) * self._g(x)
-        return _blend(x, alpha, self.max_value, self._g, self._g_prime)
+        if self._g_prime is None or self.threshold != 0:  # No closed-form gradient: autodiff.
+            return _select(alpha, lambda: self.relu(x), lambda: self._g(x),
+                           lambda: alpha * self.relu(x) + (1.0 - alpha) * self._g(x))
+        return _ensemble(x, alpha, self.relu, lambda t: _relu_derivative(t, self.max_value),
+                         self._g, self._g_prime)
 
     def compute_output_shape(self, input_shape):
         return input_shape

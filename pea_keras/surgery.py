@@ -105,9 +105,10 @@ def _relu_config(layer):
     k = flavor.keras_of(layer)
     if isinstance(layer, k.layers.ReLU):
         config = layer.get_config()
-        if config.get("negative_slope"):
+        if float(config.get("negative_slope") or 0.0):
             return None
-        return config.get("max_value"), config.get("threshold") or 0.0
+        max_value = config.get("max_value")
+        return (None if max_value is None else float(max_value)), float(config.get("threshold") or 0.0)
     if isinstance(layer, k.layers.Activation):
         name = layer.get_config().get("activation")
         if name in _RELU_ACTIVATIONS:
@@ -122,6 +123,11 @@ def _fused_relu(layer):
         return None
     name = layer.get_config().get("activation")
     return name if isinstance(name, str) and name in _RELU_ACTIVATIONS else None
+
+
+def _plain(config):
+    """The config with numpy scalars (tf_keras' ReLU stores some) as Python numbers, for JSON."""
+    return {key: value.tolist() if hasattr(value, "tolist") else value for key, value in config.items()}
 
 
 def _selector(layers):
@@ -169,7 +175,7 @@ def wrap(model, activation="silu", alpha=0.0, layers=None):
             return None
         found.add(layer.name)
         if relu is not None:
-            origin = {"class_name": type(layer).__name__, "config": layer.get_config()}
+            origin = {"class_name": type(layer).__name__, "config": _plain(layer.get_config())}
             return _Swap(make_pea(*relu, origin, layer.name))
         config = {**layer.get_config(), "activation": "linear"}
         pea = make_pea(_RELU_ACTIVATIONS[fused], 0.0, {"fused_into": layer.name, "activation": fused},

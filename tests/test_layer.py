@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import pea_keras
+from pea_keras import activations
+from pea_keras.layer import layer_class, relu
+from tiny_models import small_cnn, small_data
+
+X = tf.constant(np.random.default_rng(1).normal(scale=4.0, size=(3, 5, 7)).astype("float32"))
+
+
+def plain_formula(x, alpha, activation, max_value=None, threshold=0.0):
+    return alpha * relu(x, max_value, threshold) + (1.0 - alpha) * activations.get(activation)(x)
+
+
+def grads(fn, x, weight):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = tf.reduce_sum(fn(x) * weight)
+    return tape.gradient(y, x).numpy()
+
+
+@pytest.mark.parametrize("activation", ["silu", "gelu", "gelu_tanh", "mish", "hard_swish", "elu", "selu",
+                                        "softplus"])
+@pytest.mark.parametrize("max_value", [None, 6.0])
+def test_values_and_gradients_equal_plain_formula(k, activation, max_value):
+    weight = tf.constant(np.random.default_rng(2).normal(size=X.shape).astype("float32"))
+    layer = layer_class(k)(activation, max_value=max_value)
+    layer.build(X.shape)
+    for alpha in (0.0, 0.3, 0.5, 0.9, 1.0):
+        layer.set_alpha(alpha)
+        np.testing.assert_allclose(layer(X).numpy(), plain_formula(X, alpha, activation, max_value).numpy(),
+                                   rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(grads(layer, X, weight),
+                                   grads(lambda x: plain_formula(x, alpha, activation, max_value), X, weight),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_custom_callable_and_threshold_use_autodiff(k):
+    layer = layer_class(k)(lambda x: x * x, threshold=0.5, alpha=0.25)
+    weight = tf.ones_like(X)
+    expected = grads(lambda x: plain_formula(x, 0.25, lambda t: t * t, None, 0.5), X, weight)
+    np.testing.assert_allclose(grads(layer, X, weight), expected, rtol=1e-6)
+
+
+def test_alpha_is_a_non_trainable_scalar_variable(k):
+    layer = layer_class(k)("silu", alpha=0.2)
+    layer.build((None, 4))
+    assert layer.trainable_weights == [] and len(layer.non_trainable_weights) == 1
+    assert tuple(layer.alpha.shape) == () and float(layer.alpha.numpy()) == pytest.approx(0.2)
+
+
+def test_trainable_alpha_gradient_and_clip(k):
+    layer = layer_class(k)("silu", alpha=0.4, trainable_alpha=True)
+    x = tf.constant(np.linspace(-3, 3, 11, dtype="float32"))
+    layer.build(x.shape)
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(layer(x))
+    expected = tf.reduce_sum(relu(x) - activations.get("silu")(x)).numpy()
+    assert tape.gradient(y, layer.trainable_weights[0]).numpy() == pytest.approx(expected, rel=1e-5)
+    layer.alpha.assign(1.7)
+    np.testing.assert_allclose(layer(x).numpy(), relu(x).numpy())
+
+
+def test_config_round_trips_every_argument(k):
+    cls = layer_class(k)
+    layer = cls("gelu_tanh", max_value=6.0, threshold=0.1, alpha=0.7, trainable_alpha=True,
+                origin={"fused_into": "conv", "activation": "relu6"}, name="pea")
+    config = layer.get_config()
+    assert {key: config[key] for key in ("activation", "max_value", "threshold", "alpha", "trainable_alpha",
+                                         "origin", "name")} == {
+        "activation": "gelu_tanh", "max_value": 6.0, "threshold": 0.1, "alpha": 0.7, "trainable_alpha": True,
+        "origin": {"fused_into": "conv", "activation": "relu6"}, "name": "pea"}
+    assert cls.from_config(config).get_config() == config
+
+
+def test_rejects_alpha_outside_unit_interval(k):
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\], got -0.5"):
+        layer_class(k)("silu", alpha=-0.5)
+
+
+def test_registered_under_the_same_name_in_both_flavours(k):
+    assert k.saving.get_registered_name(layer_class(k)) == "pea_keras>PEALayer"
+    assert type(layer_class(k)("silu")).__name__ == "PEALayer"
+
+
+def save_formats(k):
+    return [".keras"] + ([".h5", "savedmodel"] if k.__name__ == "tf_keras" else [])
+
+
+def test_saved_mid_training_loads_without_custom_objects(k, tmp_path):
+    model = pea_keras.wrap(small_cnn(k))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = small_data()
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+              callbacks=[pea_keras.PEAScheduler(pea_keras.schedules.Linear(0, 16))])
+    expected = model.predict(x, verbose=0)
+    assert float(pea_keras.pea_layers(model)[0].alpha.numpy()) == pytest.approx(7 / 16)
+    for fmt in save_formats(k):
+        path = str(tmp_path / f"model{fmt}") if fmt != "savedmodel" else str(tmp_path / "sm")
+        model.save(path)
+        loaded = k.models.load_model(path)
+        layers = pea_keras.pea_layers(loaded)
+        assert len(layers) == 2 and float(layers[0].alpha.numpy()) == pytest.approx(7 / 16), fmt
+        np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.4, 1.0])
+def test_gradients_in_graph_mode(k, alpha):
+    layer = layer_class(k)("mish", max_value=6.0, alpha=alpha)
+    layer.build(X.shape)
+    weight = tf.ones_like(X)
+    graph = tf.function(lambda x: _tape_grad(layer, x))
+    expected = grads(lambda x: plain_formula(x, alpha, "mish", 6.0), X, weight)
+    np.testing.assert_allclose(graph(X).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def _tape_grad(fn, x):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = tf.reduce_sum(fn(x))
+    return tape.gradient(y, x)

@@ -1,0 +1,124 @@
+import numpy as np
+import pytest
+
+import pea_keras
+from pea_keras import activations
+from tiny_models import every_relu_inputs, every_relu_model, outputs, small_cnn
+
+
+def set_all_alpha(model, value):
+    for layer in pea_keras.pea_layers(model):
+        layer.set_alpha(value)
+
+
+def max_diff(a, b):
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
+
+
+def test_wrap_replaces_every_relu_and_keeps_outputs_at_alpha_1(k):
+    model, n_relu = every_relu_model(k)
+    with pytest.warns(UserWarning, match="leaky"):
+        wrapped = pea_keras.wrap(model, alpha=1.0)
+    assert wrapped is not model
+    assert len(pea_keras.pea_layers(wrapped)) == n_relu
+    assert pea_keras.flavor.keras_of(wrapped) is k
+    x = every_relu_inputs()
+    assert max_diff(outputs(model, x), outputs(wrapped, x)) <= 1e-6
+
+
+def test_wrap_at_alpha_0_equals_model_with_g(k):
+    model, _ = every_relu_model(k)
+    with pytest.warns(UserWarning):
+        wrapped = pea_keras.wrap(model, activation="mish", alpha=0.0)
+    with_g, _ = every_relu_model(k, g=activations.get("mish"))
+    with_g.set_weights(model.get_weights())
+    x = every_relu_inputs()
+    assert max_diff(outputs(with_g, x), outputs(wrapped, x)) <= 1e-6
+
+
+def test_wrap_leaves_original_untouched(k):
+    model = small_cnn(k)
+    before = [w.copy() for w in model.get_weights()]
+    wrapped = pea_keras.wrap(model)
+    for w in wrapped.weights:
+        w.assign(w.numpy() + 1.0)
+    assert [type(layer).__name__ for layer in model.layers][2] == "ReLU"
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_strip_restores_types_configs_and_outputs(k):
+    model, _ = every_relu_model(k)
+    with pytest.warns(UserWarning):
+        wrapped = pea_keras.wrap(model, activation="gelu", alpha=0.3)
+    with pytest.raises(ValueError, match=r"alpha != 1.*conv_pea \(alpha=0.3000\)"):
+        pea_keras.strip(wrapped)
+    set_all_alpha(wrapped, 1.0)
+    stripped = pea_keras.strip(wrapped)
+    assert not pea_keras.pea_layers(stripped)
+    assert [type(layer) for layer in stripped.layers] == [type(layer) for layer in model.layers]
+    assert [layer.get_config() for layer in stripped.layers] == [layer.get_config() for layer in model.layers]
+    x = every_relu_inputs()
+    assert max_diff(outputs(wrapped, x), outputs(stripped, x)) <= 1e-6
+    assert max_diff(outputs(model, x), outputs(stripped, x)) <= 1e-6
+
+
+def test_strip_force_deploys_the_relu_branch(k):
+    wrapped = pea_keras.wrap(small_cnn(k), alpha=0.5)
+    stripped = pea_keras.strip(wrapped, force=True)
+    assert not pea_keras.pea_layers(stripped)
+
+
+def test_strip_of_a_plain_model_is_a_copy(k):
+    model = small_cnn(k)
+    copy = pea_keras.strip(model)
+    assert copy is not model
+    x = np.ones((2, 8, 8, 1), "float32")
+    np.testing.assert_array_equal(outputs(model, x)[0], outputs(copy, x)[0])
+
+
+def test_wrap_selects_layers_by_name_or_predicate(k):
+    model, _ = every_relu_model(k)
+    with pytest.warns(UserWarning):
+        by_name = pea_keras.wrap(model, layers=["conv", "shared"])
+    assert sorted(layer.name for layer in pea_keras.pea_layers(by_name)) == ["conv_pea", "shared_pea"]
+    with pytest.warns(UserWarning):
+        by_kind = pea_keras.wrap(model, layers=lambda layer: isinstance(layer, k.layers.ReLU))
+    assert len(pea_keras.pea_layers(by_kind)) == 3  # ReLU6, thresholded, and the nested ReLU.
+    with pytest.raises(ValueError, match="names no ReLU of the model: nope"), pytest.warns(UserWarning):
+        pea_keras.wrap(model, layers=["conv", "nope"])
+
+
+def test_relu_branch_keeps_relu6_and_threshold(k):
+    model = k.Sequential([k.Input((4,)), k.layers.ReLU(max_value=6.0, threshold=0.5)])
+    layer = pea_keras.pea_layers(pea_keras.wrap(model))[0]
+    assert (layer.max_value, layer.threshold) == (6.0, 0.5)
+    assert layer.origin["class_name"] == "ReLU"
+
+
+def test_wrap_rejects_subclassed_model(k):
+    class Net(k.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = k.layers.Dense(2, activation="relu")
+
+        def call(self, x):
+            return self.dense(x)
+
+    net = Net()
+    net(np.ones((1, 3), "float32"))
+    with pytest.raises(ValueError, match="subclassed model.*pea_keras.PEALayer"):
+        pea_keras.wrap(net)
+
+
+def test_wrap_rejects_model_without_relu(k):
+    model = k.Sequential([k.Input((4,)), k.layers.Dense(2, activation="tanh")])
+    with pytest.raises(ValueError, match="Found no ReLU to wrap"):
+        pea_keras.wrap(model)
+
+
+def test_wrap_rejects_bad_arguments(k):
+    model = small_cnn(k)
+    with pytest.raises(ValueError, match="Unknown activation 'swishy'; valid names: elu, gelu"):
+        pea_keras.wrap(model, activation="swishy")
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]"):
+        pea_keras.wrap(model, alpha=1.5)
