@@ -118,7 +118,7 @@ def relu_only_violations(path_or_bytes, strict=False, int8=False):
             elif op.type == "DEQUANTIZE":
                 if op.outputs[0] not in sg_out:
                     flag("DEQUANTIZE inside the network (int8 allows it only at outputs)")
-            else:
+            elif op.type != "SHAPE":  # reads the shape only, whatever the dtype
                 dtypes = {tensors[t].dtype for t in (*op.inputs, *op.outputs) if t >= 0}
                 floats = sorted(dtypes & _FLOAT)
                 if floats:
