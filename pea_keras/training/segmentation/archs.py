@@ -7,8 +7,9 @@ downloaded) and return per-pixel logits at the input resolution. They are built 
   which is what ``pea_keras.wrap`` looks for, so PEA replaces all of them during training and
   ``pea_keras.strip`` gives back a ReLU-only network;
 * every op has an int8 TFLite kernel: upsampling is bilinear ``UpSampling2D``
-  (``RESIZE_BILINEAR``), pooling is ``GlobalAveragePooling2D`` (``MEAN``), gating is a
-  broadcast ``Multiply`` (``MUL``); no sigmoid (``LOGISTIC``) and no hard-swish (``HARD_SWISH``);
+  (``RESIZE_BILINEAR``), pooling is ``GlobalAveragePooling2D`` (``MEAN``), global context is
+  a broadcast ``Add``; no sigmoid (``LOGISTIC``), no hard-swish (``HARD_SWISH``) and no product of two activations (``MUL`` of
+  two non-constant tensors, which ``pea_keras.tflite.relu_only_violations`` rejects);
 * they build in either Keras flavour: pass ``keras_module=keras`` or ``keras_module=tf_keras``.
 
 Models take float images in [0, 1]; the scaling to MobileNetV2's [-1, 1] happens inside.
@@ -55,14 +56,17 @@ def build_segmentation_model(
       channels: input channels (1 for the grayscale digit scenes, 3 for photographs).
       head_channels: width of the head's 1x1 convolutions.
 
-    The Lite R-ASPP gate. The original head multiplies the stride-16 branch by
-    ``sigmoid(conv1x1(global_avg_pool(x)))``. A sigmoid becomes a ``LOGISTIC`` op that a ReLU-only
-    check rejects and PEA would never touch. Here the gate is ``ReLU6(conv1x1(pool)) / 6`` with
-    the conv bias initialised to 3: that is exactly the hard sigmoid ``ReLU6(z + 3) / 6`` of
-    MobileNetV3, written as a ``ReLU(max_value=6)`` layer (named ``lraspp_gate_relu6``) followed
-    by a constant ``Rescaling``. It stays in the ReLU family, so it converts to a fused RELU6 and
-    ``pea_keras.wrap`` wraps it like any other ReLU; callers who want a fixed gate during PEA
-    training can exclude it by that name with ``wrap(..., layers=...)``.
+    The Lite R-ASPP gate, and why it is additive here. The original head multiplies the
+    stride-16 branch by ``sigmoid(conv1x1(global_avg_pool(x)))``. The sigmoid alone would become
+    a ``LOGISTIC`` op, which is neither ReLU-family nor touched by PEA. Swapping it for the hard
+    sigmoid ``ReLU6(z + 3) / 6`` removes the ``LOGISTIC`` but not the problem: the gate is still
+    a product of two activation tensors (one ``MUL`` whose both inputs depend on the image), a
+    quadratic nonlinearity that ``pea_keras.tflite.relu_only_violations`` rejects, and that
+    would leave the deployed network outside "plain ReLU". So the global context enters
+    additively instead: ``ReLU(BN(conv1x1(x)) + conv1x1(global_avg_pool(x)))``, a per-image,
+    per-channel bias before the ReLU (the same role as DeepLabV3's image-pooling branch, which
+    is concatenated, i.e. also linear). It costs the same and converts to CONV_2D, MEAN and a
+    broadcast ADD with the ReLU fused.
     """
     layers = keras_module.layers
     if arch not in ARCHS:
@@ -91,17 +95,14 @@ def build_segmentation_model(
         return layers.ReLU(name=f"{name}_relu")(t)
 
     if arch == "lraspp_mobilenet_v2":
-        feature = conv_bn_relu(high, head_channels, "lraspp_high")
-        gate = layers.GlobalAveragePooling2D(keepdims=True, name="lraspp_pool")(high)
-        gate = layers.Conv2D(
-            head_channels,
-            1,
-            bias_initializer=keras_module.initializers.Constant(3.0),
-            name="lraspp_gate_conv",
-        )(gate)
-        gate = layers.ReLU(max_value=6.0, name="lraspp_gate_relu6")(gate)
-        gate = layers.Rescaling(1.0 / 6.0, name="lraspp_gate_scale")(gate)
-        feature = layers.Multiply(name="lraspp_gated")([feature, gate])
+        feature = layers.Conv2D(head_channels, 1, use_bias=False, name="lraspp_high_conv")(high)
+        feature = layers.BatchNormalization(momentum=bn_momentum, name="lraspp_high_bn")(feature)
+        context = layers.GlobalAveragePooling2D(keepdims=True, name="lraspp_pool")(high)
+        context = layers.Conv2D(
+            head_channels, 1, kernel_initializer="zeros", name="lraspp_context_conv"
+        )(context)
+        feature = layers.Add(name="lraspp_with_context")([feature, context])
+        feature = layers.ReLU(name="lraspp_high_relu")(feature)
         feature = layers.UpSampling2D(2, interpolation="bilinear", name="lraspp_up2")(feature)
         logits = layers.Add(name="lraspp_logits_8")(
             [

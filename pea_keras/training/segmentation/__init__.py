@@ -1,0 +1,47 @@
+"""Semantic segmentation for PEA: ReLU-only compact models, data, losses and mIoU.
+
+Building blocks for ``train.py --task segmentation``:
+  * ``archs.build_segmentation_model``: Lite R-ASPP / ASPP-lite on MobileNetV2, int8-ready.
+  * ``scenes.make_digit_scenes`` / ``digit_scene_splits``: the offline digit-scene dataset.
+  * ``data.load`` / ``data.pipeline``: digit scenes, Cityscapes (TFDS) and ``folder:PATH``.
+  * ``losses.segmentation_loss`` / ``losses.mean_iou_metric``: ignore-label loss and metric.
+  * ``metrics``: confusion-matrix mIoU, per-class IoU, pixel accuracy (numpy, streaming).
+  * ``callbacks.mean_iou_callback``: those scores on a validation set, each epoch, into History.
+"""
+
+from .archs import ARCHS, build_segmentation_model
+from .callbacks import (
+    MeanIoUCallback,
+    TFKerasMeanIoUCallback,
+    evaluate_segmentation,
+    mean_iou_callback,
+)
+from .losses import (
+    IgnoreLabelCrossentropy,
+    TFKerasIgnoreLabelCrossentropy,
+    mean_iou_metric,
+    segmentation_loss,
+)
+from .metrics import IGNORE_LABEL, ConfusionMatrix, confusion_matrix, mean_iou
+from .metrics import scores_from_confusion
+from .scenes import digit_scene_splits, make_digit_scenes
+
+__all__ = [
+    "ARCHS",
+    "build_segmentation_model",
+    "MeanIoUCallback",
+    "TFKerasMeanIoUCallback",
+    "evaluate_segmentation",
+    "mean_iou_callback",
+    "IgnoreLabelCrossentropy",
+    "TFKerasIgnoreLabelCrossentropy",
+    "mean_iou_metric",
+    "segmentation_loss",
+    "IGNORE_LABEL",
+    "ConfusionMatrix",
+    "confusion_matrix",
+    "mean_iou",
+    "scores_from_confusion",
+    "digit_scene_splits",
+    "make_digit_scenes",
+]
