@@ -125,8 +125,10 @@ def inspect(path_or_bytes):
     schema = _schema()
     try:
         model = schema.ModelT.InitFromPackedBuf(data, 0)
-    except Exception as e:  # a flatbuffer with the right magic but broken tables
+    except Exception as e:  # right identifier, broken tables: any decode error
         raise TFLiteError(f"corrupt TFLite flatbuffer: {e}") from None
+    if model.version != 3 or not model.subgraphs or not model.operatorCodes:
+        raise TFLiteError("corrupt TFLite flatbuffer: no schema v3 model with subgraphs and operators")
     op_names = _names(schema.BuiltinOperator)
     act_names = _names(schema.ActivationFunctionType)
     type_names = _names(schema.TensorType)
@@ -150,6 +152,10 @@ def inspect(path_or_bytes):
             inputs = [sg_tensors[i] for i in sg_in]
             outputs = [sg_tensors[i] for i in sg_out]
         for i, op in enumerate(sg.operators or []):
+            ids = [*(op.inputs if op.inputs is not None else []),
+                   *(op.outputs if op.outputs is not None else [])]
+            if not 0 <= op.opcodeIndex < len(codes) or any(t >= len(sg_tensors) for t in ids):
+                raise TFLiteError(f"corrupt TFLite flatbuffer: operator {i} refers past the tables")
             operators.append(Operator(
                 index=i, subgraph=s, type=codes[op.opcodeIndex],
                 activation=_fused_activation(schema, op, act_names),
