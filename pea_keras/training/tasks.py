@@ -1,0 +1,90 @@
+"""What a run trains and how it is scored; `run.py` only talks to a task through this interface.
+
+A task provides: `load_data(config)`, `input_shape(data, config)`, `datasets(data, config,
+steps_per_epoch)`, `build_model(K, config, data)`, `loss(K, config)`, `metrics(K)`,
+`evaluate(model, ds)` and `evaluate_tflite(path, ds, limit)` returning `(score, predictions)`,
+`calibration(data, config, n)` and `qat_data(data, config, n)` as numpy, and the names `metric`
+(the score in metrics.json) and `keras_metric` (the History column used for plots).
+A segmentation task plugs in by implementing the same methods and registering in `TASKS`.
+"""
+
+import numpy as np
+
+from . import archs, data as data_lib
+from .errors import UsageError
+
+
+class Classification:
+    """Image classification scored by top-1 accuracy on the test split."""
+
+    name = "classification"
+    metric = "top1"
+    keras_metric = "accuracy"
+
+    def load_data(self, config):
+        return data_lib.load(config.dataset, image_size=config.image_size, seed=config.seed,
+                             data_dir=config.data_dir, download=config.download)
+
+    def input_shape(self, data, config):
+        return (config.image_size, config.image_size, data.channels)
+
+    def datasets(self, data, config):
+        """(train, validation, test) pipelines; train repeats forever (fit gets steps_per_epoch)."""
+        kw = dict(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed)
+        return (data_lib.pipeline(data, "train", training=True, augment=config.augment, **kw),
+                data_lib.pipeline(data, "validation", **kw),
+                data_lib.pipeline(data, "test", **kw))
+
+    def build_model(self, K, config, data):
+        return archs.build(config.arch, K, self.input_shape(data, config), data.num_classes,
+                           width=config.width, bn_momentum=config.bn_momentum)
+
+    def loss(self, K, config):
+        return K.losses.CategoricalCrossentropy(from_logits=True,
+                                                label_smoothing=config.label_smoothing)
+
+    def metrics(self, K):
+        return [K.metrics.CategoricalAccuracy(name=self.keras_metric)]
+
+    def evaluate(self, model, ds):
+        """Top-1 of a Keras model on a batched (image, one-hot) dataset, and its predicted classes."""
+        logits = model.predict(ds.map(lambda x, y: x), verbose=0)
+        labels = np.concatenate([np.argmax(y, -1) for _, y in ds.as_numpy_iterator()])
+        predicted = np.argmax(logits, -1)
+        return float(np.mean(predicted == labels)), predicted
+
+    def evaluate_tflite(self, path, ds, limit=0):
+        """Top-1 of a .tflite file on LiteRT (`pea_keras.tflite.predict`), batch by batch."""
+        from pea_keras import tflite
+
+        predicted, labels = [], []
+        for x, y in ds.as_numpy_iterator():
+            predicted.append(np.argmax(tflite.predict(path, x, runtime="litert"), -1))
+            labels.append(np.argmax(y, -1))
+            if limit and sum(map(len, labels)) >= limit:
+                break
+        predicted, labels = np.concatenate(predicted), np.concatenate(labels)
+        if limit:
+            predicted, labels = predicted[:limit], labels[:limit]
+        return float(np.mean(predicted == labels)), predicted
+
+    def calibration(self, data, config, n):
+        """`n` un-augmented training images (float32, model input shape) for int8 calibration."""
+        ds = data_lib.pipeline(data, "train", image_size=config.image_size,
+                               batch_size=min(n, 256), seed=config.seed)
+        return data_lib.to_numpy(ds, limit=n)[0]
+
+    def qat_data(self, data, config, n):
+        """(x, int labels) arrays for quantization-aware fine-tuning."""
+        ds = data_lib.pipeline(data, "train", image_size=config.image_size,
+                               batch_size=min(n, 256), seed=config.seed)
+        return data_lib.to_numpy(ds, limit=n)
+
+
+TASKS = {"classification": Classification}
+
+
+def get(name):
+    if name not in TASKS:
+        raise UsageError(f"unknown --task {name!r}; choose one of {', '.join(sorted(TASKS))}")
+    return TASKS[name]()
