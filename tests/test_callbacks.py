@@ -1,0 +1,138 @@
+import json
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+import pea_keras
+from pea_keras import schedules
+from tiny_models import small_cnn, small_data
+
+STEPS = 4  # 64 samples / batch 16
+
+
+def fit(k, model, epochs, callbacks, initial_epoch=0):
+    x, y = small_data()
+    return model.fit(x, y, batch_size=16, epochs=epochs, initial_epoch=initial_epoch, verbose=0,
+                     callbacks=callbacks, shuffle=False)
+
+
+def compiled(k, activation="silu"):
+    model = pea_keras.wrap(small_cnn(k), activation=activation)
+    model.compile(k.optimizers.SGD(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def alphas(model):
+    return {float(layer.alpha.numpy()) for layer in pea_keras.pea_layers(model)}
+
+
+def test_alpha_follows_schedule_and_is_logged(k):
+    model = compiled(k)
+    schedule = schedules.Linear(0, 3 * STEPS)
+    history = fit(k, model, 2, [pea_keras.PEAScheduler(schedule)])
+    # Alpha is set at the start of each batch: the last batch of epoch e began at step (e + 1) * STEPS - 1.
+    assert history.history["pea_alpha"] == pytest.approx([schedule(STEPS - 1), schedule(2 * STEPS - 1)])
+    assert alphas(model) == {np.float32(7 / 12).item()}
+
+
+def test_default_schedule_from_fit_arguments(k):
+    model = compiled(k)
+    history = fit(k, model, 4, [pea_keras.PEAScheduler()])
+    expected = schedules.default(4 * STEPS)
+    assert history.history["pea_alpha"] == pytest.approx([expected((e + 1) * STEPS - 1) for e in range(4)])
+    assert history.history["pea_alpha"][-1] == 1.0
+    assert alphas(model) == {1.0}
+    pea_keras.strip(model)  # Alpha ended at 1: strippable.
+
+
+def test_csv_logger_records_alpha(k, tmp_path):
+    model = compiled(k)
+    fit(k, model, 2, [pea_keras.PEAScheduler(schedules.Linear(0, 8)), k.callbacks.CSVLogger(str(tmp_path / "h.csv"))])
+    lines = (tmp_path / "h.csv").read_text().splitlines()
+    column = lines[0].split(",").index("pea_alpha")
+    assert [float(line.split(",")[column]) for line in lines[1:]] == pytest.approx([3 / 8, 7 / 8])
+
+
+def test_resume_from_checkpoint_continues_alpha(k, tmp_path):
+    schedule = schedules.Cosine(0, 4 * STEPS)
+    straight = fit(k, compiled(k), 4, [pea_keras.PEAScheduler(schedule)]).history["pea_alpha"]
+    first = compiled(k)
+    fit(k, first, 2, [pea_keras.PEAScheduler(schedule)])
+    first.save(tmp_path / "half.keras")
+    resumed = k.models.load_model(tmp_path / "half.keras")
+    assert int(resumed.optimizer.iterations.numpy()) == 2 * STEPS
+    history = fit(k, resumed, 4, [pea_keras.PEAScheduler(schedule)], initial_epoch=2)
+    assert history.history["pea_alpha"] == pytest.approx(straight[2:])
+
+
+def test_warns_once_when_training_without_scheduler(k, monkeypatch):
+    monkeypatch.setattr(pea_keras.layer, "_warned_unscheduled", False)
+    with pytest.warns(UserWarning, match="without pea_keras.PEAScheduler"):
+        fit(k, compiled(k), 1, [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(k, compiled(k), 1, [])
+
+
+def test_warns_when_training_ends_before_alpha_reaches_1(k):
+    with pytest.warns(UserWarning, match=r"ended with pea_alpha = 0.5000 < 1"):
+        fit(k, compiled(k), 1, [pea_keras.PEAScheduler(schedules.Constant(0.5))])
+
+
+def test_rejects_model_without_pea_layers_and_non_callable(k):
+    model = small_cnn(k)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="has no PEALayer"):
+        fit(k, model, 1, [pea_keras.PEAScheduler()])
+    with pytest.raises(ValueError, match="schedule must be callable"):
+        pea_keras.PEAScheduler(0.5)
+
+
+def test_default_schedule_needs_known_steps(k):
+    import tensorflow as tf
+
+    model = compiled(k)
+    x, y = small_data()
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).filter(lambda a, b: True)
+    with pytest.raises(ValueError, match="needs fit\\(\\) to know its steps per epoch"):
+        model.fit(data, epochs=1, verbose=0, callbacks=[pea_keras.PEAScheduler()])
+
+
+MIRRORED = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import importlib, pea_keras
+    from tiny_models import small_cnn, small_data
+    k = importlib.import_module(sys.argv[1])
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = pea_keras.wrap(small_cnn(k))
+        model.compile(k.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+    x, y = small_data()
+    schedule = pea_keras.schedules.Linear(0, 20)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[pea_keras.PEAScheduler(schedule)])
+    values = [[float(v) for v in strategy.experimental_local_results(getattr(layer.alpha, "value", layer.alpha))]
+              for layer in pea_keras.pea_layers(model)]
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "alpha": values,
+                      "expected": schedule(int(model.optimizer.iterations.numpy()) - 1)}))
+""")
+
+
+def test_mirrored_strategy_gives_every_replica_the_same_alpha(k, tmp_path):
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED)
+    tests_dir = str(__import__("pathlib").Path(__file__).parent)
+    result = subprocess.run([sys.executable, str(script), k.__name__], capture_output=True, text=True,
+                            env={**__import__("os").environ, "PYTHONPATH": tests_dir}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+    assert report["alpha"] == [[np.float32(report["expected"]).item()] * 2] * 2
+    assert report["expected"] == pytest.approx(7 / 20)
