@@ -27,15 +27,16 @@ def evaluate_segmentation(predict, data, num_classes, ignore_label=IGNORE_LABEL,
             return model(x, training=False)
 
     if isinstance(data, tuple) and len(data) == 2 and hasattr(data[0], "shape"):
-        images, masks = data
-        data = (
-            (images[i : i + batch_size], masks[i : i + batch_size])
-            for i in range(0, len(images), batch_size)
-        )
+        data = _batches(*data, batch_size)
     matrix = ConfusionMatrix(num_classes, ignore_label)
     for images, masks in data:
         matrix.update(np.asarray(masks), np.asarray(predict(images)))
     return matrix.result()
+
+
+def _batches(images, masks, batch_size):
+    for i in range(0, len(images), batch_size):
+        yield images[i : i + batch_size], masks[i : i + batch_size]
 
 
 class _MeanIoUMixin:
