@@ -118,8 +118,9 @@ MIRRORED = textwrap.dedent("""
     x, y = small_data()
     schedule = pea_keras.schedules.Linear(0, 20)
     model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[pea_keras.PEAScheduler(schedule)])
-    values = [[float(v) for v in strategy.experimental_local_results(getattr(layer.alpha, "value", layer.alpha))]
-              for layer in pea_keras.pea_layers(model)]
+    variables = [layer.alpha if k.__name__ == "tf_keras" else layer.alpha.value  # Keras 3 wraps the tf.Variable.
+                 for layer in pea_keras.pea_layers(model)]
+    values = [[float(v) for v in strategy.experimental_local_results(var)] for var in variables]
     print(json.dumps({"replicas": strategy.num_replicas_in_sync, "alpha": values,
                       "expected": schedule(int(model.optimizer.iterations.numpy()) - 1)}))
 """)
