@@ -102,6 +102,9 @@ def config_from_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's Python INFO lines are noise here.
     from pea_keras.training import errors, run
 
     config = config_from_flags()

@@ -213,6 +213,11 @@ def _callbacks(K, run_dir, model, manager, epoch_var, trace, stride):
     return [AlphaTrace(), EpochCheckpoint()]
 
 
+def _has_tensorboard():
+    import importlib.util
+    return importlib.util.find_spec("tensorboard") is not None
+
+
 def _file_size(path):
     total = 0
     if os.path.isdir(path):
@@ -299,10 +304,15 @@ def run(config, callbacks=()):
         fit_callbacks.append(pea_keras.PEAScheduler(schedule))
     fit_callbacks += _callbacks(K, run_dir, model, manager, epoch_var, trace,
                                 reporting.trace_stride(total_steps))
-    fit_callbacks += [K.callbacks.CSVLogger(os.path.join(run_dir, reporting.HISTORY),
-                                            append=config.resume),
-                      K.callbacks.TensorBoard(os.path.join(run_dir, "logs"), update_freq="epoch"),
-                      *callbacks]
+    fit_callbacks.append(K.callbacks.CSVLogger(os.path.join(run_dir, reporting.HISTORY),
+                                               append=config.resume))
+    if _has_tensorboard():
+        fit_callbacks.append(K.callbacks.TensorBoard(os.path.join(run_dir, "logs"),
+                                                     update_freq="epoch"))
+    else:
+        _log(config, "Note: the tensorboard package is not installed; no TensorBoard logs "
+                     "(pip install tensorboard)")
+    fit_callbacks += list(callbacks)
     _log(config, f"Training {config.arch} ({model.count_params():,} parameters, mode "
                  f"{config.mode}, Keras {config.keras}) on {data.name}: {n_train} training "
                  f"examples, {config.epochs} epochs x {steps_per_epoch} steps, "
