@@ -69,6 +69,9 @@ def _layer_config(layer):
         cfg["batch_input_shape"] = cfg.pop("batch_shape")
     for key in _KERAS3_ONLY["*"] | _KERAS3_ONLY.get(cls, set()):
         cfg.pop(key, None)
+    for key in cfg:
+        if key.endswith("_initializer"):
+            cfg[key] = "zeros"  # weights are copied over; Keras 3 initializer configs differ
     new = {"class_name": cls, "config": cfg}
     if "name" in layer:
         new["name"] = layer["name"]
@@ -96,13 +99,17 @@ def to_tf_keras(model):
             break
         except (TypeError, ValueError) as e:
             m = re.search(r"class '(\w+)'.*Unrecognized keyword arguments: (\[.*?\])", str(e), re.S)
-            if not m:
+            m2 = re.search(r"class '(\w+)'.*unexpected keyword argument '(\w+)'", str(e), re.S)
+            if m2 and not m:
+                cls, keys = m2.group(1), {m2.group(2)}
+            elif m:
+                cls, keys = m.group(1), set(ast.literal_eval(m.group(2)))
+            else:
                 raise TFLiteError(
                     f"QAT needs a tf_keras model and this Keras 3 model could not be rebuilt in "
                     f"tf_keras ({str(e).splitlines()[0][:200]}); build the same architecture with "
                     f"tf_keras, copy the weights with set_weights, save it as .h5, and run QAT on that"
                 ) from None
-            cls, keys = m.group(1), set(ast.literal_eval(m.group(2)))
             for layer in inner["layers"]:
                 if layer["class_name"] == cls:
                     for k in keys:
@@ -138,7 +145,9 @@ def qat_model(model, x, y, epochs, batch_size=32, learning_rate=1e-4):
     try:
         q = tfmot.quantization.keras.quantize_model(base)
     except Exception as e:
-        raise TFLiteError(f"QAT: tfmot cannot quantize this model ({str(e).splitlines()[0]})") from None
+        raise TFLiteError(f"QAT: tfmot cannot quantize this model ({str(e).splitlines()[0]}) "
+                          f"(tfmot quantizes Conv -> BatchNormalization -> ReLU, not a "
+                          f"BatchNormalization after an activation; or convert without QAT)") from None
     q.compile(optimizer=tf_keras.optimizers.Adam(learning_rate),
               loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
               metrics=["accuracy"])
