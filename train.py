@@ -1,4 +1,4 @@
-"""Train a compact network with Progressive Ensemble Activations and deploy it as int8 ReLU.
+r"""Train a compact network with Progressive Ensemble Activations and deploy it as int8 ReLU.
 
     python train.py --arch mobilenet_v2                  # offline default: digits, ~3 min on 2 CPUs
     python train.py --arch mobilenet_v2 --compare        # ReLU baseline vs PEA, same seed and data
@@ -100,8 +100,7 @@ def config_from_flags():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    del argv  # parse_flags rejected positional arguments.
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # TensorFlow's Python INFO lines are noise here.
@@ -119,6 +118,20 @@ def main(argv):
     return 0
 
 
+def parse_flags(argv):
+    """absl's parsing, but a bad flag is one line on stderr and exit status 2."""
+    try:
+        argv = FLAGS(argv)
+    except flags.Error as e:
+        print(f"train.py: error: {e} (see --helpshort)", file=sys.stderr)
+        sys.exit(2)
+    if len(argv) > 1:
+        print(f"train.py: error: unexpected arguments: {' '.join(argv[1:])} (flags start with --)",
+              file=sys.stderr)
+        sys.exit(2)
+    return argv
+
+
 def _quiet_tensorflow():
     # Before TensorFlow loads: keep its C++ start-up chatter out of the user's terminal.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -126,4 +139,4 @@ def _quiet_tensorflow():
 
 if __name__ == "__main__":
     _quiet_tensorflow()
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -111,6 +111,8 @@ def validate(config):
          f"need 0 <= --pea_start < --pea_end <= 1, got {config.pea_start} and {config.pea_end}")
     need(config.qat_epochs >= 0, "--qat_epochs must be >= 0")
     need(config.image_size >= 0, "--image_size must be > 0")
+    need(str(config.verbose) in ("auto", "0", "1", "2"),
+         f"--verbose must be auto, 0, 1 or 2, got {config.verbose!r}")
     flavour(config.keras)
     from pea_keras import activations
     try:
@@ -227,8 +229,12 @@ def _file_size(path):
     return os.path.getsize(path) if os.path.exists(path) else 0
 
 
+def _fit_verbosity(verbose):
+    return "auto" if str(verbose) == "auto" else int(verbose)
+
+
 def _log(config, message):
-    if config.verbose != "0" and config.verbose != 0:
+    if str(config.verbose) != "0":
         print(message, flush=True)
 
 
@@ -321,7 +327,7 @@ def run(config, callbacks=()):
     if initial_epoch < config.epochs:
         model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
                   validation_data=val_ds, initial_epoch=initial_epoch,
-                  callbacks=fit_callbacks, verbose=config.verbose)
+                  callbacks=fit_callbacks, verbose=_fit_verbosity(config.verbose))
     train_seconds = time.time() - t_train
     if schedule is not None:
         reporting.save_alpha_trace(run_dir, *trace)

@@ -1,0 +1,50 @@
+"""pea_keras.training.archs: every --arch builds flat, random, ReLU-only, in both flavours."""
+import numpy as np
+import pytest
+
+import pea_keras
+from pea_keras.training import archs
+from pea_keras.training.errors import UsageError
+
+SMALL = {"mobilenet_v1": 0.25, "mobilenet_v2": 0.35, "mobilenet_v3_small": 0.5, "tiny": 1.0}
+
+
+# Each flavour builds every architecture the same way; one flavour each keeps the suite quick.
+@pytest.mark.parametrize("flavour,name", [
+    ("keras", "mobilenet_v2"), ("keras", "mobilenet_v3_small"), ("keras", "tiny"),
+    ("tf_keras", "mobilenet_v1"), ("tf_keras", "mobilenet_v2"), ("tf_keras", "tiny")])
+def test_arch_builds_and_wraps(flavour, name):
+    import importlib
+
+    k = importlib.import_module(flavour)
+    model = archs.build(name, k, (32, 32, 1), 10, width=SMALL[name], bn_momentum=0.8)
+    assert not [layer for layer in model.layers if isinstance(layer, k.Model)]  # Flat graph.
+    assert {layer.momentum for layer in model.layers
+            if isinstance(layer, k.layers.BatchNormalization)} == {0.8}
+    x = np.random.default_rng(0).random((2, 32, 32, 1), np.float32)
+    assert model(x).shape == (2, 10)
+    wrapped = pea_keras.wrap(model)
+    assert len(pea_keras.pea_layers(wrapped)) > 0
+
+
+def test_every_name_is_offered():
+    assert {"mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
+            "resnet18", "resnet50", "tiny"} <= set(archs.names())
+
+
+def test_resnet18_small_input():
+    import keras
+
+    model = archs.build("resnet18", keras, (32, 32, 3), 5, width=0.25)
+    assert model.output_shape == (None, 5)
+
+
+def test_bad_arch_arguments():
+    import keras
+
+    with pytest.raises(UsageError, match="unknown --arch 'vgg'"):
+        archs.build("vgg", keras, (32, 32, 1), 10)
+    with pytest.raises(UsageError, match="--image_size >= 32"):
+        archs.build("mobilenet_v2", keras, (16, 16, 1), 10)
+    with pytest.raises(UsageError, match="--width"):
+        archs.build("mobilenet_v2", keras, (32, 32, 1), 10, width=0.3)
