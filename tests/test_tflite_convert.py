@@ -82,6 +82,8 @@ def test_run_reports_both_runtimes(trained, tmp_path, capsys):
     assert not (tmp_path / "model_data.cc").exists()
     code, text, _ = cli_run(capsys, "run", out, "--data", "digits", "--limit", "60")
     assert code == 0 and "litert  top-1" in text and "micro   top-1" in text and "agreement" in text
+    code, text, _ = cli_run(capsys, "bench", out, "--runs", "3")
+    assert code == 0 and re.search(r"median \d+\.\d+ ms over 3 runs; TFLite Micro arena \d+ bytes", text)
 
 
 def test_alpha_below_one_is_refused_unless_forced(tmp_path, capsys):
@@ -162,7 +164,7 @@ def test_tflite_micro_abort_becomes_an_error(tmp_path, monkeypatch):
 
 def test_help_reads_well(capsys):
     code, out, _ = cli_run(capsys, "--help")
-    assert code == 0 and all(c in out for c in ("convert", "inspect", "check", "run"))
-    for command in ("convert", "inspect", "check", "run"):
+    assert code == 0 and all(c in out for c in ("convert", "inspect", "check", "run", "bench"))
+    for command in ("convert", "inspect", "check", "run", "bench"):
         code, out, _ = cli_run(capsys, command, "--help")
         assert code == 0 and out.startswith("usage: pea-tflite " + command)

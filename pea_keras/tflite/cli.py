@@ -95,7 +95,34 @@ def build_parser():
     r.add_argument("--limit", type=_positive, metavar="N", help="evaluate at most N samples")
     r.add_argument("--runtime", choices=["litert", "micro", "both"], default="both")
     r.add_argument("--json", action="store_true", help="machine-readable output")
+
+    b = sub.add_parser("bench", help="median LiteRT latency of one inference",
+                       description="Median wall time of one LiteRT inference (batch 1) and the "
+                                   "TFLite Micro tensor-arena size.")
+    b.add_argument("file", metavar="FILE.tflite")
+    b.add_argument("--runs", type=_positive, default=50, help="timed runs (default: 50)")
+    b.add_argument("--threads", type=_positive, default=1, help="LiteRT threads (default: 1)")
+    b.add_argument("--no_xnnpack", action="store_true",
+                   help="builtin kernels instead of the XNNPACK delegate (LiteRT's default)")
     return p
+
+
+def _bench(args):
+    from pea_keras.tflite.errors import TFLiteError
+    from pea_keras.tflite.inspect import inspect
+    from pea_keras.tflite.runtimes import latency_ms, micro_arena_bytes
+
+    info = inspect(args.file)
+    ms = latency_ms(args.file, runs=max(args.runs, 1), num_threads=max(args.threads, 1),
+                    xnnpack=not args.no_xnnpack)
+    try:
+        arena = f"{micro_arena_bytes(args.file)} bytes"
+    except TFLiteError as e:
+        arena = f"unknown ({e})"
+    kernels = "builtin kernels" if args.no_xnnpack else "XNNPACK"
+    print(f"{args.file}: {info.size_bytes} bytes, LiteRT {kernels}, {args.threads} thread(s): "
+          f"median {ms:.3f} ms over {args.runs} runs; TFLite Micro arena {arena}")
+    return 0
 
 
 def _convert(args):
@@ -166,7 +193,7 @@ def _run(args):
     return 0
 
 
-COMMANDS = {"convert": _convert, "inspect": _inspect, "check": _check, "run": _run}
+COMMANDS = {"convert": _convert, "inspect": _inspect, "check": _check, "run": _run, "bench": _bench}
 
 
 def main(argv=None):

@@ -147,3 +147,20 @@ def evaluate(path, x, y, runtime="both"):
         results["max_diff_steps"] = diff if step else diff / (max(np.ptp(a), 1e-12) / 255)
         results["max_diff_ok"] = results["max_diff_steps"] <= 1.0
     return results
+
+
+def latency_ms(path, runs=50, num_threads=1, xnnpack=True, warmup=5):
+    """Median wall time of one LiteRT ``invoke`` (batch 1, zeros input), in milliseconds.
+    XNNPACK on by default: it is LiteRT's default CPU path on phones."""
+    import time
+
+    interpreter = litert_interpreter(path, num_threads=num_threads, xnnpack=xnnpack)
+    inp = interpreter.get_input_details()[0]
+    interpreter.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))
+    times = []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return 1000.0 * float(np.median(times))
