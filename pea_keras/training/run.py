@@ -128,7 +128,11 @@ def validate(config):
 def make_strategy(name, tpu=""):
     """The tf.distribute strategy for --strategy; batch sizes are global (split over replicas)."""
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        if tf.config.list_logical_devices("GPU"):
+            return tf.distribute.MirroredStrategy()  # Every local GPU.
+        # No GPU: every logical CPU device (one unless configured, as tests do to simulate two).
+        return tf.distribute.MirroredStrategy(
+            devices=[d.name for d in tf.config.list_logical_devices("CPU")])
     if name == "multiworker":  # Cluster from the TF_CONFIG environment variable.
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
@@ -168,7 +172,7 @@ def make_schedule(config, total_steps):
 
 
 def make_optimizer(K, config, total_steps, steps_per_epoch):
-    """Optimizer with cosine learning-rate decay to 0 (after an optional linear warm-up)."""
+    """(optimizer, learning-rate schedule): cosine decay to 0 after an optional linear warm-up."""
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
     decay = max(1, total_steps - warmup)
     if warmup:
@@ -178,12 +182,15 @@ def make_optimizer(K, config, total_steps, steps_per_epoch):
         lr = K.optimizers.schedules.CosineDecay(config.lr, decay)
     wd = config.weight_decay or None
     if config.optimizer == "sgd":
-        return K.optimizers.SGD(lr, momentum=config.momentum, nesterov=True, weight_decay=wd)
-    if config.optimizer == "adam":
-        return K.optimizers.Adam(lr, weight_decay=wd)
-    if config.optimizer == "adamw":
-        return K.optimizers.AdamW(lr, weight_decay=config.weight_decay or 1e-4)
-    return K.optimizers.RMSprop(lr, rho=0.9, momentum=config.momentum, epsilon=1e-3, weight_decay=wd)
+        optimizer = K.optimizers.SGD(lr, momentum=config.momentum, nesterov=True, weight_decay=wd)
+    elif config.optimizer == "adam":
+        optimizer = K.optimizers.Adam(lr, weight_decay=wd)
+    elif config.optimizer == "adamw":
+        optimizer = K.optimizers.AdamW(lr, weight_decay=config.weight_decay or 1e-4)
+    else:
+        optimizer = K.optimizers.RMSprop(lr, rho=0.9, momentum=config.momentum, epsilon=1e-3,
+                                         weight_decay=wd)
+    return optimizer, lr
 
 
 def _callbacks(K, run_dir, model, manager, epoch_var, trace, stride):
@@ -289,7 +296,7 @@ def run(config, callbacks=()):
         model = task.build_model(K, config, data)
         if config.mode != "relu":
             model = pea_keras.wrap(model, activation=config.activation, alpha=0.0)
-        optimizer = make_optimizer(K, config, total_steps, steps_per_epoch)
+        optimizer, lr_schedule = make_optimizer(K, config, total_steps, steps_per_epoch)
         model.compile(optimizer=optimizer, loss=task.loss(K, config), metrics=task.metrics(K))
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
@@ -327,10 +334,12 @@ def run(config, callbacks=()):
     if initial_epoch < config.epochs:
         model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
                   validation_data=val_ds, initial_epoch=initial_epoch,
-                  callbacks=fit_callbacks, verbose=_fit_verbosity(config.verbose))
+                  callbacks=fit_callbacks, verbose=_fit_verbosity(config.verbose),
+                  shuffle=False)  # The pipeline shuffles (with --seed).
     train_seconds = time.time() - t_train
     if schedule is not None:
         reporting.save_alpha_trace(run_dir, *trace)
+    steps_done = int(optimizer.iterations.numpy())
     layers = pea_keras.pea_layers(model)
     alpha_final = float(layers[0].alpha.numpy()) if layers else 1.0
 
@@ -376,7 +385,8 @@ def run(config, callbacks=()):
         "alpha_trace": {"step": trace[0], "alpha": trace[1]},
         "schedule": None if schedule is None else {
             "class_name": type(schedule).__name__, "config": schedule.get_config()},
-        "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+        "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "steps_done": steps_done,
+        "final_learning_rate": float(lr_schedule(steps_done)),
         "examples": dict(data.sizes), "replicas": strategy.num_replicas_in_sync,
         "history": history,
         "tflite": tflite_info,

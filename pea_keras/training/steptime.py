@@ -15,16 +15,7 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("arch", "mobilenet_v2", "Architecture (see train.py --arch).")
-flags.DEFINE_float("width", 1.0, "Width multiplier.")
-flags.DEFINE_integer("image_size", 32, "Input side in pixels.")
-flags.DEFINE_integer("batch_size", 64, "Batch size.")
-flags.DEFINE_integer("steps", 20, "Timed steps.")
-flags.DEFINE_integer("warmup", 5, "Untimed steps first (tracing, allocation).")
-flags.DEFINE_enum("only", None, ["3", "2"], "Measure one flavour in this process (internal).")
+import argparse
 
 
 def measure(flavour, arch, width, image_size, batch_size, steps, warmup):
@@ -56,8 +47,17 @@ def measure(flavour, arch, width, image_size, batch_size, steps, warmup):
     return statistics.median(times[warmup:])
 
 
-def main(argv):
-    del argv
+def main(argv=None):
+    # argparse, not absl flags: train.py's absl flags share these names in one process.
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="mobilenet_v2", help="Architecture (see train.py --arch).")
+    parser.add_argument("--width", type=float, default=1.0, help="Width multiplier.")
+    parser.add_argument("--image_size", type=int, default=32, help="Input side in pixels.")
+    parser.add_argument("--batch_size", type=int, default=64, help="Batch size.")
+    parser.add_argument("--steps", type=int, default=20, help="Timed steps.")
+    parser.add_argument("--warmup", type=int, default=5, help="Untimed steps first (tracing).")
+    parser.add_argument("--only", choices=["3", "2"], help="Measure one flavour here (internal).")
+    FLAGS = parser.parse_args(argv)
     if FLAGS.only:
         print(json.dumps({"seconds": measure(FLAGS.only, FLAGS.arch, FLAGS.width, FLAGS.image_size,
                                              FLAGS.batch_size, FLAGS.steps, FLAGS.warmup)}))
@@ -76,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

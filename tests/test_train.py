@@ -1,0 +1,192 @@
+"""train.py end to end: artefacts, --compare, --resume, --strategy mirrored and user mistakes.
+
+Runs use the tiny CNN on digits with a handful of steps; train.py's main runs in-process where
+it can, in a subprocess where TensorFlow must be configured first or exit codes are the point.
+"""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from pea_keras.training import reporting  # noqa: E402
+from pea_keras.training.run import RunConfig, run  # noqa: E402
+
+TINY = dict(arch="tiny", epochs=1, steps_per_epoch=8, batch_size=32, verbose="0",
+            calibration_examples=64)
+
+
+def call_main(*args):
+    """train.py's main in this process, with its flags parsed from `args`."""
+    import train
+
+    train.FLAGS.unparse_flags()
+    try:
+        return train.main(train.parse_flags(["train.py", *args]))
+    finally:
+        train.FLAGS.unparse_flags()
+
+
+def run_script(*args, timeout=120):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_one_run_writes_every_artefact(tmp_path):
+    out, tfl = tmp_path / "run", tmp_path / "tflite"
+    m = run(RunConfig(**TINY, keras="3", output_dir=str(out), tflite_dir=str(tfl)))
+
+    for name in ("pea_model.keras", "relu_model.keras", "model_int8.tflite", "metrics.json",
+                 "history.csv", "alpha.png", "curves.png", "alpha_trace.json"):
+        assert (out / name).is_file(), name
+    tflite_file = tfl / "tiny_pea_digits_int8.tflite"
+    assert tflite_file.is_file() and m["tflite"]["path"] == str(tflite_file)
+    assert json.loads((out / "metrics.json").read_text())["top1"] == m["top1"]
+
+    # alpha reached 1, so the stripped ReLU network computes exactly what the PEA model computes.
+    assert m["alpha_final"] == 1.0 and m["alpha_trace"]["alpha"][-1] == 1.0
+    assert m["alpha_trace"]["step"] == list(range(8)) and m["alpha_trace"]["alpha"][0] == 0.0
+    assert m["top1"]["stripped"] == m["top1"]["pea"] and m["stripped_equals_pea"]
+    assert 0.0 <= m["top1"]["int8"] <= 1.0
+    assert m["tflite"]["relu_only"] and m["tflite"]["violations"] == []
+    from pea_keras.tflite import relu_only_violations
+    assert relu_only_violations(str(tflite_file), int8=True) == []
+    assert m["sizes"]["tflite_int8_bytes"] == tflite_file.stat().st_size
+    assert m["wall_time_s"]["total"] > 0 and m["flags"]["arch"] == "tiny"
+
+    history = reporting.read_history(out)
+    assert history["pea_alpha"] == [1.0] and "val_accuracy" in history
+
+    import tensorflow as tf  # TensorBoard saw pea_alpha (PEAScheduler runs before it).
+    tags = set()
+    for event_file in (out / "logs" / "train").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            tags.update(v.tag for v in event.summary.value)
+    assert any("pea_alpha" in t for t in tags), tags
+
+
+@pytest.mark.slow
+def test_compare_writes_both_runs_and_the_difference(tmp_path):
+    rc = call_main("--compare", "--arch=tiny", "--epochs=1", "--steps_per_epoch=6",
+                   "--batch_size=32", "--noexport", "--verbose=0", f"--output_dir={tmp_path}")
+    assert rc == 0
+    comparison = json.loads((tmp_path / "compare.json").read_text())
+    relu = json.loads((tmp_path / "relu" / "metrics.json").read_text())
+    pea = json.loads((tmp_path / "pea" / "metrics.json").read_text())
+    assert relu["mode"] == "relu" and pea["mode"] == "pea"
+    assert relu["flags"]["seed"] == pea["flags"]["seed"]
+    for form in ("pea", "stripped"):
+        assert comparison["difference"][form] == pytest.approx(pea["top1"][form] - relu["top1"][form])
+    assert relu["alpha_trace"]["step"] == [] and pea["alpha_trace"]["alpha"][-1] == 1.0
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_resume_continues_alpha_and_learning_rate(tmp_path):
+    import tf_keras
+
+    config = RunConfig(**{**TINY, "epochs": 2, "steps_per_epoch": 4}, export=False)
+    whole = run(dataclasses.replace(config, output_dir=str(tmp_path / "whole")))
+
+    class StopAfterFirstEpoch(tf_keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise Interrupted  # Like a kill after the epoch's checkpoint was written.
+
+    cut = str(tmp_path / "cut")
+    with pytest.raises(Interrupted):
+        run(dataclasses.replace(config, output_dir=cut), callbacks=[StopAfterFirstEpoch()])
+    assert reporting.load_alpha_trace(cut)[0] == [0, 1, 2, 3]
+    resumed = run(dataclasses.replace(config, output_dir=cut, resume=True))
+
+    assert resumed["alpha_trace"] == whole["alpha_trace"]
+    assert resumed["steps_done"] == whole["steps_done"] == 8
+    assert resumed["final_learning_rate"] == whole["final_learning_rate"]
+    assert len(resumed["history"]["epoch"]) == 2  # history.csv continued, not restarted.
+
+
+MIRRORED = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import tf_keras
+    import pea_keras
+    from pea_keras.training.run import RunConfig, run
+
+    per_replica = []
+    class ReplicaAlphas(tf_keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            strategy = self.model.distribute_strategy
+            per_replica.append([[float(v.numpy()) for v in
+                                 strategy.experimental_local_results(layer.alpha)]
+                                for layer in pea_keras.pea_layers(self.model)])
+
+    m = run(RunConfig(arch="tiny", epochs=1, steps_per_epoch=6, batch_size=16, export=False,
+                      verbose="0", strategy="mirrored", output_dir=sys.argv[1]),
+            callbacks=[ReplicaAlphas()])
+    print(json.dumps({"replicas": m["replicas"], "per_replica": per_replica,
+                      "trace": m["alpha_trace"], "stripped_equals_pea": m["stripped_equals_pea"]}))
+""")
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_keeps_alpha_identical_on_replicas(tmp_path):
+    result = run_script("-c", MIRRORED, str(tmp_path), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["replicas"] == 2
+    assert len(out["per_replica"]) == 6
+    for step, layers in enumerate(out["per_replica"]):
+        for replicas in layers:
+            assert len(replicas) == 2 and replicas[0] == replicas[1]
+        assert layers[0][0] == out["trace"]["alpha"][step]
+    assert out["trace"]["alpha"][-1] == 1.0 and out["stripped_equals_pea"]
+
+
+def test_bad_flags_exit_with_one_line():
+    for args, reason in [(["--mode=bogus"], "flag --mode=bogus"),
+                         (["--epochs=x"], "flag --epochs=x"),
+                         (["stray"], "unexpected arguments: stray")]:
+        result = run_script("train.py", *args)
+        assert result.returncode == 2, args
+        assert result.stderr.strip().splitlines() == [
+            line for line in result.stderr.strip().splitlines() if reason in line], result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_missing_dataset_exits_with_one_line(tmp_path):
+    result = run_script("train.py", "--dataset=cifar10", f"--data_dir={tmp_path}",
+                        "--download=never", f"--output_dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("train.py: error:")]
+    assert len(errors) == 1 and "tfds build cifar10" in errors[0]
+
+
+@pytest.mark.parametrize("args,reason", [
+    (["--arch=vgg"], "unknown --arch 'vgg'"),
+    (["--activation=nope"], "Unknown activation 'nope'"),
+    (["--pea_start=0.8", "--pea_end=0.5"], "--pea_start < --pea_end"),
+    (["--arch=tiny", "--pea_end=1.0", "--epochs=1", "--steps_per_epoch=4"], "lower --pea_end"),
+    (["--arch=tiny", "--batch_size=5000"], "larger than the training split"),
+    (["--resume"], "--resume: no checkpoint"),
+    (["--arch=mobilenet_v2", "--image_size=16"], "--image_size >= 32"),
+])
+def test_user_mistakes_are_one_line(tmp_path, capsys, args, reason):
+    rc = call_main(*args, f"--output_dir={tmp_path / 'run'}", f"--tflite_dir={tmp_path}",
+                   "--verbose=0")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("train.py: error:") and reason in err[0], err
