@@ -1,7 +1,6 @@
 """pea-tflite convert/run: trained PEA model -> int8 file that keeps the Keras accuracy on
 LiteRT and TFLite Micro; C array; refusals and one-line errors with nothing left behind."""
 import importlib
-import os
 import re
 
 import numpy as np
