@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -236,6 +237,13 @@ def _file_size(path):
     return os.path.getsize(path) if os.path.exists(path) else 0
 
 
+def _fit(model, train_ds, config, steps_per_epoch, val_ds, initial_epoch, callbacks):
+    model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+              validation_data=val_ds, initial_epoch=initial_epoch, callbacks=callbacks,
+              verbose=_fit_verbosity(config.verbose),
+              shuffle=False)  # The pipeline shuffles (with --seed).
+
+
 def _fit_verbosity(verbose):
     return "auto" if str(verbose) == "auto" else int(verbose)
 
@@ -332,10 +340,10 @@ def run(config, callbacks=()):
                  f"{strategy.num_replicas_in_sync} replica(s); run directory {run_dir}")
     t_train = time.time()
     if initial_epoch < config.epochs:
-        model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-                  validation_data=val_ds, initial_epoch=initial_epoch,
-                  callbacks=fit_callbacks, verbose=_fit_verbosity(config.verbose),
-                  shuffle=False)  # The pipeline shuffles (with --seed).
+        with warnings.catch_warnings():
+            if config.mode == "novel":  # alpha = 0 on purpose: no "cannot strip" warning.
+                warnings.filterwarnings("ignore", message="Training ended with pea_alpha")
+            _fit(model, train_ds, config, steps_per_epoch, val_ds, initial_epoch, fit_callbacks)
     train_seconds = time.time() - t_train
     if schedule is not None:
         reporting.save_alpha_trace(run_dir, *trace)
