@@ -89,6 +89,16 @@ def test_compare_writes_both_runs_and_the_difference(tmp_path):
     assert relu["alpha_trace"]["step"] == [] and pea["alpha_trace"]["alpha"][-1] == 1.0
 
 
+@pytest.mark.slow
+def test_same_seed_same_run_in_one_process(tmp_path):
+    """--compare's promise: the second run of a process sees the same batches and weights."""
+    config = RunConfig(**{**TINY, "steps_per_epoch": 4}, mode="relu", export=False)
+    first = run(dataclasses.replace(config, output_dir=str(tmp_path / "a")))
+    second = run(dataclasses.replace(config, output_dir=str(tmp_path / "b")))
+    assert first["history"]["loss"] == second["history"]["loss"]
+    assert first["top1"] == second["top1"]
+
+
 class Interrupted(Exception):
     pass
 
@@ -114,6 +124,10 @@ def test_resume_continues_alpha_and_learning_rate(tmp_path):
     assert resumed["steps_done"] == whole["steps_done"] == 8
     assert resumed["final_learning_rate"] == whole["final_learning_rate"]
     assert len(resumed["history"]["epoch"]) == 2  # history.csv continued, not restarted.
+
+    from pea_keras.training.errors import UsageError
+    with pytest.raises(UsageError, match="--epochs 2 -> 3"):
+        run(dataclasses.replace(config, output_dir=cut, resume=True, epochs=3))
 
 
 MIRRORED = textwrap.dedent("""

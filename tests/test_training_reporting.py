@@ -32,3 +32,9 @@ def test_tables():
     comparison = {"metric": "top1", "seed": 0, "relu": {"pea": 0.5, "stripped": 0.5},
                   "pea": {"pea": 0.6, "stripped": 0.6}, "difference": {"pea": 0.1, "stripped": 0.1}}
     assert "+10.00 pt" in reporting.compare_table(comparison)
+
+
+def test_truncate_history(tmp_path):
+    (tmp_path / "history.csv").write_text("epoch,accuracy\n0,0.5\n1,0.6\n2,0.7\n")
+    reporting.truncate_history(tmp_path, 2)
+    assert reporting.read_history(tmp_path) == {"epoch": [0.0, 1.0], "accuracy": [0.5, 0.6]}

@@ -57,6 +57,21 @@ def read_history(run_dir):
     return columns
 
 
+def truncate_history(run_dir, epochs):
+    """Keeps the first `epochs` rows of history.csv (a resumed run appends from there)."""
+    path = os.path.join(run_dir, HISTORY)
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    epoch = rows[0].index("epoch") if "epoch" in rows[0] else 0
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(float(r[epoch])) < epochs]
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+
+
 def _pyplot():
     import matplotlib
 

@@ -223,6 +223,27 @@ def _callbacks(K, run_dir, model, manager, epoch_var, trace, stride):
     return [AlphaTrace(), EpochCheckpoint()]
 
 
+# Flags that may change between an interrupted run and its --resume.
+_RESUMABLE_CHANGES = ("resume", "verbose", "export", "tflite_dir", "calibration_examples",
+                      "tflite_eval_examples", "qat_epochs", "data_dir", "download", "strategy", "tpu")
+RUN_FLAGS = "run_flags.json"
+
+
+def _check_resume_flags(config, run_dir):
+    """Writes the run's flags; on --resume, refuses flags that would change the training."""
+    path = os.path.join(run_dir, RUN_FLAGS)
+    current = dataclasses.asdict(config)
+    if config.resume and os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        changed = sorted(k for k, v in saved.items()
+                         if k not in _RESUMABLE_CHANGES and current.get(k, v) != v)
+        if changed:
+            raise UsageError("--resume with different flags than the interrupted run: " + ", ".join(
+                f"--{k} {saved[k]} -> {current[k]}" for k in changed))
+    reporting.write_json(path, current)
+
+
 def _has_tensorboard():
     import importlib.util
     return importlib.util.find_spec("tensorboard") is not None
@@ -284,7 +305,11 @@ def run(config, callbacks=()):
             elif os.path.exists(path):
                 os.unlink(path)
     os.makedirs(run_dir, exist_ok=True)
+    _check_resume_flags(config, run_dir)
 
+    # Before the pipelines: tf.data's shuffle order depends on the global seed too, so setting it
+    # first gives every run with this --seed the same batches (also the second run of --compare).
+    K.utils.set_random_seed(config.seed)
     data = task.load_data(config)
     train_ds, val_ds, test_ds = task.datasets(data, config)
     n_train = data.sizes["train"]
@@ -299,7 +324,7 @@ def run(config, callbacks=()):
                          f"not be stripped to ReLU; lower --pea_end (now {config.pea_end}) or use "
                          "more steps")
 
-    K.utils.set_random_seed(config.seed)
+    K.utils.set_random_seed(config.seed)  # The same initial weights for every mode.
     with strategy.scope():
         model = task.build_model(K, config, data)
         if config.mode != "relu":
@@ -316,6 +341,7 @@ def run(config, callbacks=()):
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         initial_epoch = int(epoch_var.numpy())
         trace = reporting.load_alpha_trace(run_dir, before_step=int(optimizer.iterations.numpy()))
+        reporting.truncate_history(run_dir, initial_epoch)
         _log(config, f"Resuming {run_dir} at epoch {initial_epoch} "
                      f"(step {int(optimizer.iterations.numpy())})")
 
