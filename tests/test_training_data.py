@@ -77,3 +77,35 @@ def test_default_image_size():
     assert data.default_image_size("digits") == 32
     assert data.default_image_size("cifar10") == 32
     assert data.default_image_size("imagenet2012") == 224
+
+
+def test_tfds_split_names():
+    assert data.split_names("cifar10", {"train", "test"}) == {
+        "train": "train[:95%]", "validation": "train[95%:]", "test": "test"}
+    assert data.split_names("imagenet2012", {"train", "validation", "test"}) == {
+        "train": "train[:95%]", "validation": "train[95%:]", "test": "validation"}
+    assert data.split_names("imagenette", {"train", "validation"})["test"] == "validation"
+    assert data.split_names("svhn_cropped", {"train", "test", "validation"})["validation"] == "validation"
+    with pytest.raises(DataError, match="needs a 'train'"):
+        data.split_names("x", {"unlabelled"})
+
+
+def test_small_natural_images_are_cached_and_cropped():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (20, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, 20)
+    d = data.Data(name="small", splits={k: tf.data.Dataset.from_tensor_slices((images, labels))
+                                        for k in ("train", "validation", "test")},
+                  sizes={"train": 20, "validation": 20, "test": 20}, num_classes=10, channels=3,
+                  natural=True, source_size=32)
+    train = data.pipeline(d, "train", image_size=32, batch_size=5, seed=1, training=True)
+    x1 = next(iter(train))[0].numpy()
+    x2 = next(iter(data.pipeline(d, "train", image_size=32, batch_size=5, seed=1,
+                                 training=True)))[0].numpy()
+    assert x1.shape == (5, 32, 32, 3) and 0 <= x1.min() and x1.max() <= 1
+    np.testing.assert_array_equal(x1, x2)  # Augmentation is reproducible for a seed.
+    x_test, y_test = data.to_numpy(data.pipeline(d, "test", image_size=32, batch_size=8))
+    np.testing.assert_allclose(x_test, images / 255.0, atol=1e-6)  # Same size: no crop, no blur.
+    np.testing.assert_array_equal(y_test, labels)

@@ -145,17 +145,7 @@ def _tfds(name, data_dir, download):
     if "image" not in info.features or "label" not in info.features:
         raise DataError(f"dataset {name!r} has no 'image' and 'label' features; "
                         "only image classification datasets are supported")
-    available = set(info.splits.keys())
-    # imagenet2012's test split has no labels: its validation split is the benchmark's test set.
-    has_test = "test" in available and not name.startswith("imagenet2012")
-    test = "test" if has_test else "validation"
-    if test not in available:
-        raise DataError(f"dataset {name!r} has neither a labelled 'test' nor a 'validation' split")
-    if "validation" in available and test != "validation":
-        train, validation = "train", "validation"
-    else:  # Hold out 5 % of train for model selection.
-        train, validation = "train[:95%]", "train[95%:]"
-    names = {"train": train, "validation": validation, "test": test}
+    names = split_names(name, set(info.splits.keys()))
     splits = {k: builder.as_dataset(split=s, as_supervised=True, shuffle_files=(k == "train"),
                                     read_config=tfds.ReadConfig(shuffle_seed=0))
               for k, s in names.items()}
@@ -166,6 +156,20 @@ def _tfds(name, data_dir, download):
         num_classes=info.features["label"].num_classes,
         channels=shape[-1] or 3, natural=True,
         source_size=shape[0] or 0)
+
+
+def split_names(name, available):
+    """TFDS split names for train/validation/test: the dataset's own where it has them, else
+    5 % of train held out for validation. imagenet2012's test split has no labels, so its
+    validation split is the test set (as in every ImageNet result)."""
+    has_test = "test" in available and not name.startswith("imagenet2012")
+    test = "test" if has_test else "validation"
+    if test not in available or "train" not in available:
+        raise DataError(f"dataset {name!r} needs a 'train' and a labelled 'test' or 'validation' "
+                        f"split; it has {', '.join(sorted(available)) or 'none'}")
+    if "validation" in available and test != "validation":
+        return {"train": "train", "validation": "validation", "test": test}
+    return {"train": "train[:95%]", "validation": "train[95%:]", "test": test}
 
 
 def _folder(path, seed):
