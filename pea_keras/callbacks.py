@@ -15,6 +15,9 @@ class PEAScheduler(keras.callbacks.Callback):
     Reading the optimizer's iteration counter (not counting batches) makes a run restored
     from a checkpoint continue at the right alpha, and under `tf.distribute` the value is
     assigned in cross-replica context, so every replica sees the same alpha.
+    The training graph is traced for the current phase (novel only, blending, ReLU only)
+    and traced again when the phase changes (at most twice a run), so that it carries no
+    conditional: once alpha reaches 1 a training step costs what a plain ReLU step costs.
     `pea_alpha` is added to the batch and epoch logs: put this callback before
     `CSVLogger` or `TensorBoard` in the list so they record it. Works with Keras 3 and
     tf_keras models alike.
@@ -50,9 +53,7 @@ class PEAScheduler(keras.callbacks.Callback):
             raise ValueError("PEAScheduler: the model has no PEALayer; wrap it with pea_keras.wrap first.")
         if self.schedule is None:
             self.schedule = self._default_schedule()
-        for layer in self._layers:
-            layer.scheduled = True
-        self.alpha = None
+        self.alpha = self.phase = None
 
     def _default_schedule(self):
         epochs, steps = (self.params or {}).get("epochs"), (self.params or {}).get("steps")
@@ -63,13 +64,31 @@ class PEAScheduler(keras.callbacks.Callback):
         return schedules_lib.default(epochs * steps)
 
     def on_train_batch_begin(self, batch, logs=None):
-        alpha = float(self.schedule(int(self.model.optimizer.iterations.numpy())))
+        step = int(self.model.optimizer.iterations.numpy())
+        alpha = float(self.schedule(step))
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"schedule returned alpha={alpha}, outside [0, 1].")
         if alpha != self.alpha:
             for layer in self._layers:
                 layer.alpha.assign(alpha)
             self.alpha = alpha
+            self._enter_phase(self._phase(alpha, step))
+
+    def _phase(self, alpha, step):
+        if alpha >= 1.0:
+            return "relu"
+        # A schedule that leaves 0 at the next step blends now rather than trace twice.
+        if alpha <= 0.0 and self.schedule(step + 1) <= 0.0:
+            return "novel"
+        return "blend"
+
+    def _enter_phase(self, phase):
+        if phase == self.phase:
+            return
+        for layer in self._layers:
+            layer.training_phase = phase
+        self.phase = phase
+        self.model.make_train_function(force=True)  # fit() calls model.train_function each step.
 
     def on_train_batch_end(self, batch, logs=None):
         if logs is not None and self.alpha is not None:
@@ -84,6 +103,9 @@ class PEAScheduler(keras.callbacks.Callback):
             print(f"Epoch {epoch + 1}: pea_alpha = {self.alpha:.4f}")
 
     def on_train_end(self, logs=None):
+        for layer in self._layers:
+            layer.training_phase = None
+        self.model.train_function = None  # Traced for a phase: do not let a later fit reuse it.
         if self.alpha is not None and self.alpha < 1.0:
             warnings.warn(f"Training ended with pea_alpha = {self.alpha:.4f} < 1: the novel branch is still "
                           "active, so pea_keras.strip() will refuse this model. Train longer or end the "

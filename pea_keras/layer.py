@@ -30,20 +30,31 @@ def relu(x, max_value=None, threshold=0.0):
     return x
 
 
-def _relu_derivative(x, max_value):
-    inside = x > 0
-    if max_value is not None:
-        inside &= x < max_value
-    return tf.cast(inside, x.dtype)
+def _relu_gradient(dy, x, max_value):
+    """dy * relu'(x) in one fused op where TF has one (the ops ReLU and ReLU6 use)."""
+    if max_value is None:
+        return tf.raw_ops.ReluGrad(gradients=dy, features=x)
+    if max_value == 6:
+        return tf.raw_ops.Relu6Grad(gradients=dy, features=x)
+    return dy * tf.cast((x > 0) & (x < max_value), x.dtype)
 
 
+PHASES = ("novel", "blend", "relu")
 
-def _select(alpha, relu_branch, g_branch, blend):
-    """Only the ReLU branch at alpha == 1, only g at alpha == 0 (also in graph mode)."""
+
+def _select(alpha, relu_branch, g_branch, blend, phase=None):
+    """Only the ReLU branch at alpha == 1, only g at alpha == 0.
+
+    With a known `phase` the branch is chosen while tracing and the graph has no
+    conditional at all: a plain ReLU network at alpha == 1. Otherwise a conditional on
+    alpha chooses at run time, which is always right but costs time and memory per layer.
+    """
+    if phase is not None:
+        return {"relu": relu_branch, "novel": g_branch, "blend": blend}[phase]()
     return tf.cond(alpha >= 1.0, relu_branch, lambda: tf.cond(alpha <= 0.0, g_branch, blend))
 
 
-def _ensemble(x, alpha, relu_fn, relu_prime, g, g_prime):
+def _ensemble(x, alpha, relu_fn, max_value, g, g_prime, phase=None):
     """The ensemble as one op whose gradient needs only x and alpha.
 
     Autodiff of the plain formula keeps both branch outputs, g's intermediates and the
@@ -54,11 +65,12 @@ def _ensemble(x, alpha, relu_fn, relu_prime, g, g_prime):
     @tf.custom_gradient
     def ensemble(x):
         y = _select(alpha, lambda: relu_fn(x), lambda: g(x),
-                    lambda: alpha * relu_fn(x) + (1.0 - alpha) * g(x))
+                    lambda: alpha * relu_fn(x) + (1.0 - alpha) * g(x), phase)
 
         def grad(dy):
-            return dy * _select(alpha, lambda: relu_prime(x), lambda: g_prime(x),
-                                lambda: alpha * relu_prime(x) + (1.0 - alpha) * g_prime(x))
+            return _select(alpha, lambda: _relu_gradient(dy, x, max_value), lambda: dy * g_prime(x),
+                           lambda: _relu_gradient(alpha * dy, x, max_value) + dy * ((1.0 - alpha) * g_prime(x)),
+                           phase)
 
         return y, grad
 
@@ -86,7 +98,9 @@ class _PEAMixin:
         self.trainable_alpha = bool(trainable_alpha)
         # What this layer replaced, so `strip` can restore it exactly.
         self.origin = dict(origin) if origin else None
-        self.scheduled = False
+        # Set by PEAScheduler while it drives alpha: the phase ("novel", "blend", "relu")
+        # the training graph is traced for. None: choose at run time from alpha.
+        self.training_phase = None
         self.supports_masking = True
 
     @property
@@ -109,7 +123,8 @@ class _PEAMixin:
 
     def call(self, inputs, training=None):
         global _warned_unscheduled
-        if training and not self.scheduled and not self.trainable_alpha and not _warned_unscheduled:
+        phase = self.training_phase if training else None
+        if training and phase is None and not self.trainable_alpha and not _warned_unscheduled:
             _warned_unscheduled = True
             warnings.warn("Training a PEA model without pea_keras.PEAScheduler: alpha stays where it is "
                           "(0 = novel activation only) and the model will not end as a ReLU network. "
@@ -119,11 +134,14 @@ class _PEAMixin:
         if self.trainable_alpha:
             alpha = tf.clip_by_value(alpha, 0.0, 1.0)
             return alpha * self.relu(x) + (1.0 - alpha) * self._g(x)
+        if phase == "relu":
+            return self.relu(x)  # Exactly the ReLU layer's graph, gradient included.
+        if phase == "novel":
+            return self._g(x)
         if self._g_prime is None or self.threshold != 0:  # No closed-form gradient: autodiff.
             return _select(alpha, lambda: self.relu(x), lambda: self._g(x),
-                           lambda: alpha * self.relu(x) + (1.0 - alpha) * self._g(x))
-        return _ensemble(x, alpha, self.relu, lambda t: _relu_derivative(t, self.max_value),
-                         self._g, self._g_prime)
+                           lambda: alpha * self.relu(x) + (1.0 - alpha) * self._g(x), phase)
+        return _ensemble(x, alpha, self.relu, self.max_value, self._g, self._g_prime, phase)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -1,0 +1,156 @@
+"""What PEA costs in training: step time and peak memory, side by side in one run.
+
+For each architecture and Keras flavour it trains, on the same random batch:
+  relu         the plain network
+  pea_blend    PEA while blending (alpha = 0.5): the fused custom-gradient op
+  naive_blend  the same ensemble written as a*relu(x) + (1-a)*g(x) with autodiff
+  pea_relu     PEA at alpha = 1 (only the ReLU branch runs)
+  g_only       the network with g in place of every ReLU (the floor for blending)
+Step times are medians of per-step wall times over interleaved repeats, warm-up excluded.
+Memory is the training-time memory that grows with the batch: the peak resident set
+size of a fresh process training at batch `--memory_batch` minus that of one training at
+batch 64, so fixed costs (weights, tracing the graph) cancel out.
+
+    python benchmarks/train_step.py                      # mobilenet_v2 and tiny, both flavours
+    python benchmarks/train_step.py --arch mobilenet_v2 --flavor 3 --repeats 3 --steps 10
+"""
+import argparse
+import importlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+CONFIGS = ["relu", "pea_blend", "naive_blend", "pea_relu", "g_only"]
+FLAVORS = {"3": "keras", "2": "tf_keras"}
+
+
+def build(config, arch, k, args):
+    import tensorflow as tf
+
+    import pea_keras
+    from pea_keras.training import archs
+
+    model = archs.build(arch, k, (args.image_size, args.image_size, 3), 10, width=args.width)
+    g = pea_keras.activations.get(args.activation)
+    if config == "g_only":
+        def swap(layer):
+            if isinstance(layer, k.layers.ReLU) or (
+                    isinstance(layer, k.layers.Activation) and layer.get_config()["activation"] == "relu"):
+                return k.layers.Activation(g, name=layer.name)
+            return layer.__class__.from_config(layer.get_config())
+        model = k.models.clone_model(model, clone_function=swap)
+    elif config != "relu":
+        # A callable without a registered derivative takes the autodiff path: the naive ensemble.
+        activation = (lambda x: g(x)) if config == "naive_blend" else args.activation
+        model = pea_keras.wrap(model, activation=activation, alpha=1.0 if config == "pea_relu" else 0.5)
+        for layer in pea_keras.pea_layers(model):
+            layer.training_phase = "relu" if config == "pea_relu" else "blend"  # As PEAScheduler sets it.
+    model.compile(k.optimizers.SGD(0.01, momentum=0.9),
+                  k.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x = rng.random((args.batch, args.image_size, args.image_size, 3), dtype=np.float32)
+    y = rng.integers(0, 10, args.batch).astype("int32")
+    data = tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(2)
+    return model, data
+
+
+class StepTimer:
+    """Per-batch wall times, reported through a Keras callback of either flavour."""
+
+    def __init__(self, k):
+        timer = self
+
+        class Callback(k.callbacks.Callback):
+            def on_train_batch_begin(self, batch, logs=None):
+                timer.start = time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                timer.times.append(time.perf_counter() - timer.start)
+
+        self.callback, self.times = Callback(), []
+
+
+def time_steps(model, data, k, steps):
+    timer = StepTimer(k)
+    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer.callback])
+    return timer.times
+
+
+def peak_memory_mb(config, arch, flavor, args):
+    """Peak RSS during training at --memory_batch minus at batch 64, each in a fresh process."""
+    def peak(batch):
+        command = [sys.executable, __file__, "--_memory", config, "--arch", arch, "--flavor", flavor,
+                   "--memory_batch", str(batch), "--image_size", str(args.image_size),
+                   "--width", str(args.width), "--activation", args.activation]
+        result = subprocess.run(command, capture_output=True, text=True, check=True)
+        return json.loads(result.stdout.strip().splitlines()[-1])["mb"]
+
+    return peak(args.memory_batch) - peak(64)
+
+
+def memory_child(args):
+    k = importlib.import_module(FLAVORS[args.flavor])
+    args.batch = args.memory_batch
+    model, data = build(args._memory, args.arch[0], k, args)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    model.fit(data, steps_per_epoch=5, epochs=1, verbose=0)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"mb": (after - before) / 1024.0}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", nargs="+", default=["mobilenet_v2", "tiny"])
+    parser.add_argument("--flavor", nargs="+", default=["3", "2"], choices=sorted(FLAVORS))
+    parser.add_argument("--activation", default="silu")
+    parser.add_argument("--width", type=float, default=0.35)
+    parser.add_argument("--image_size", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--memory_batch", type=int, default=320)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no_memory", action="store_true")
+    parser.add_argument("--json", help="also write the table to this file")
+    parser.add_argument("--_memory", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._memory:
+        args.flavor = args.flavor[0]
+        return memory_child(args)
+    warnings.filterwarnings("ignore")
+    rows = []
+    for flavor in args.flavor:
+        k = importlib.import_module(FLAVORS[flavor])
+        for arch in args.arch:
+            built = {config: build(config, arch, k, args) for config in CONFIGS}
+            for model, data in built.values():
+                time_steps(model, data, k, 3)  # Trace and warm up.
+            times = {config: [] for config in CONFIGS}
+            for _ in range(args.repeats):  # Interleaved, so drift hits every configuration alike.
+                for config, (model, data) in built.items():
+                    times[config].append(statistics.median(time_steps(model, data, k, args.steps)))
+            for config in CONFIGS:
+                ms = 1000 * statistics.median(times[config])
+                mb = None if args.no_memory else peak_memory_mb(config, arch, flavor, args)
+                rows.append({"keras": FLAVORS[flavor], "arch": arch, "config": config, "ms": ms, "mb": mb})
+    print(f"\n{'keras':9s} {'arch':14s} {'config':12s} {'ms/step':>8s} {'x relu':>7s} {'act MB':>8s} {'x relu':>7s}")
+    for row in rows:
+        base = next(r for r in rows if r["keras"] == row["keras"] and r["arch"] == row["arch"] and r["config"] == "relu")
+        mem = "" if row["mb"] is None else f"{row['mb']:8.0f} {row['mb'] / base['mb']:7.2f}"
+        print(f"{row['keras']:9s} {row['arch']:14s} {row['config']:12s} {row['ms']:8.1f} "
+              f"{row['ms'] / base['ms']:7.2f} {mem}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
