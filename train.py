@@ -80,8 +80,8 @@ flags.DEFINE_string("output_dir", "", "Run directory; default runs/<arch>_<mode>
                     "(runs/<arch>_compare_<dataset> with --compare).")
 flags.DEFINE_bool("resume", False, "Continue the run in --output_dir from its last checkpoint "
                   "(same alpha and learning rate as if never interrupted).")
-flags.DEFINE_string("verbose", "auto", "Keras fit verbosity: auto, 0, 1 (progress bar), "
-                    "2 (one line per epoch).")
+flags.DEFINE_string("verbose", "auto", "Keras fit verbosity: 0, 1 (progress bar), 2 (one line "
+                    "per epoch), auto (1 on a terminal, else 2).")
 
 # Deployment.
 flags.DEFINE_bool("export", True, "Write the int8 TFLite file (--noexport to skip).")

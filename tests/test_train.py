@@ -131,24 +131,29 @@ def test_resume_continues_alpha_and_learning_rate(tmp_path):
 
 
 MIRRORED = textwrap.dedent("""
-    import json, sys
+    import importlib, json, sys
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import tf_keras
     import pea_keras
     from pea_keras.training.run import RunConfig, run
 
+    flavour = sys.argv[2]
+    K = importlib.import_module("keras" if flavour == "3" else "tf_keras")
     per_replica = []
-    class ReplicaAlphas(tf_keras.callbacks.Callback):
+
+    def replicas(variable):  # Keras 3 wraps the tf.distribute variable in .value.
+        v = variable if flavour == "2" else variable.value
+        return [float(r.numpy()) for r in tf.distribute.get_strategy().experimental_local_results(v)]
+
+    class ReplicaAlphas(K.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            strategy = self.model.distribute_strategy
-            per_replica.append([[float(v.numpy()) for v in
-                                 strategy.experimental_local_results(layer.alpha)]
-                                for layer in pea_keras.pea_layers(self.model)])
+            with self.model.distribute_strategy.scope():
+                per_replica.append([replicas(layer.alpha)
+                                    for layer in pea_keras.pea_layers(self.model)])
 
     m = run(RunConfig(arch="tiny", epochs=1, steps_per_epoch=6, batch_size=16, export=False,
-                      verbose="0", strategy="mirrored", output_dir=sys.argv[1]),
+                      verbose="0", strategy="mirrored", keras=flavour, output_dir=sys.argv[1]),
             callbacks=[ReplicaAlphas()])
     print(json.dumps({"replicas": m["replicas"], "per_replica": per_replica,
                       "trace": m["alpha_trace"], "stripped_equals_pea": m["stripped_equals_pea"]}))
@@ -156,8 +161,9 @@ MIRRORED = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_mirrored_strategy_keeps_alpha_identical_on_replicas(tmp_path):
-    result = run_script("-c", MIRRORED, str(tmp_path), timeout=300)
+@pytest.mark.parametrize("flavour", ["2", "3"])
+def test_mirrored_strategy_keeps_alpha_identical_on_replicas(tmp_path, flavour):
+    result = run_script("-c", MIRRORED, str(tmp_path), flavour, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["replicas"] == 2

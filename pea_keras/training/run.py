@@ -72,9 +72,8 @@ class RunConfig:
     verbose: str = "auto"
 
     def run_name(self):
-        dataset = re.sub(r"[^A-Za-z0-9]+", "-", self.dataset.split(":", 1)[-1]).strip("-")
-        if self.dataset.startswith(data_lib.FOLDER_PREFIX):
-            dataset = "folder-" + os.path.basename(dataset.rstrip("-")) if dataset else "folder"
+        """<arch>_<mode>_<dataset>, the dataset made file-name safe (folder:/a/b -> folder-a-b)."""
+        dataset = re.sub(r"[^A-Za-z0-9]+", "-", self.dataset).strip("-")
         return f"{self.arch}_{self.mode}_{dataset}"
 
 
@@ -266,7 +265,11 @@ def _fit(model, train_ds, config, steps_per_epoch, val_ds, initial_epoch, callba
 
 
 def _fit_verbosity(verbose):
-    return "auto" if str(verbose) == "auto" else int(verbose)
+    """auto: a progress bar on a terminal, one line per epoch in a log file."""
+    if str(verbose) == "auto":
+        import sys
+        return 1 if sys.stdout.isatty() else 2
+    return int(verbose)
 
 
 def _log(config, message):
@@ -464,8 +467,8 @@ def _export(config, task, data, model, test_ds, run_dir):
 def compare(config, callbacks=()):
     """Trains the ReLU baseline and PEA with the same seed and data order; returns both and
     PEA minus ReLU for each model form (also written to <output_dir>/compare.json)."""
-    base = config.output_dir or os.path.join("runs", f"{config.arch}_compare_" +
-                                             config.run_name().split("_", 2)[-1])
+    base = config.output_dir or os.path.join(
+        "runs", dataclasses.replace(config, mode="compare").run_name())
     results = {}
     for mode in ("relu", "pea"):
         results[mode] = run(dataclasses.replace(config, mode=mode,
