@@ -4,7 +4,8 @@ r"""Train a compact network with Progressive Ensemble Activations and deploy it 
     python train.py --arch mobilenet_v2 --compare        # ReLU baseline vs PEA, same seed and data
     python train.py --arch mobilenet_v2 --dataset imagenet2012 --data_dir ~/tensorflow_datasets \
         --image_size 224 --epochs 150 --batch_size 1024 --optimizer sgd --lr 0.4 \
-        --strategy mirrored                              # the paper's setting
+        --warmup_epochs 5 --weight_decay 4e-5 --label_smoothing 0.1 --bn_momentum 0.99 \
+        --strategy mirrored                              # ImageNet on every local GPU
 
 One run writes a run directory (models, metrics.json, history.csv, TensorBoard logs, plots) and
 the int8 TFLite file into --tflite_dir. Mistakes in flags or data print one line and exit 2.
@@ -107,6 +108,8 @@ def main(argv):
     from pea_keras.training import errors, run
 
     config = config_from_flags()
+    from pea_keras.tflite import TFLiteError
+
     try:
         if FLAGS.compare:
             run.compare(config)
@@ -115,6 +118,13 @@ def main(argv):
     except errors.UsageError as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
+    except TFLiteError as e:
+        print(f"train.py: error: int8 export failed: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("train.py: interrupted; continue from the last epoch's checkpoint with the same "
+              "flags plus --resume", file=sys.stderr)
+        return 130
     return 0
 
 
