@@ -15,20 +15,19 @@ from .errors import UsageError
 MOBILENET_MIN_SIZE = 32
 
 
-def _rescaled_input(K, input_shape):
-    """Input in [0, 1] mapped to [-1, 1], the range keras.applications MobileNets are built for."""
-    inputs = K.Input(shape=input_shape, name="image")
-    return inputs, K.layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(inputs)
+def _input(K, input_shape):
+    """Float images in [0, 1] go straight into the first convolution: with random init, the
+    BatchNormalization after it absorbs any affine input scaling, and a Rescaling layer would
+    only stand in the way of quantization-aware training (tfmot does not quantize it)."""
+    return K.Input(shape=input_shape, name="image")
 
 
 def _application(fn, kwargs):
     def build(K, input_shape, num_classes, width):
-        inputs, x = _rescaled_input(K, input_shape)
-        # input_tensor keeps the graph flat: the application's layers join this model directly.
-        model = getattr(K.applications, fn)(
-            input_tensor=x, weights=None, include_top=True, classes=num_classes,
-            classifier_activation=None, **kwargs(width))
-        return K.Model(inputs, model.output, name=model.name)
+        # input_tensor keeps the graph flat and names the input like our own networks.
+        return getattr(K.applications, fn)(
+            input_tensor=_input(K, input_shape), weights=None, include_top=True,
+            classes=num_classes, classifier_activation=None, **kwargs(width))
     return build
 
 
@@ -48,7 +47,7 @@ def _conv_bn_relu(K, x, filters, kernel, strides, name):
 def _resnet18(K, input_shape, num_classes, width):
     """ResNet-18 (basic blocks, He et al. 2016). Inputs of 64 px or less get the CIFAR stem
     (3x3 stride 1, no max-pool) so that 32x32 images keep a useful feature map."""
-    inputs, x = _rescaled_input(K, input_shape)
+    inputs = x = _input(K, input_shape)
     small = min(input_shape[:2]) <= 64
     widths = [max(8, int(c * width)) for c in (64, 128, 256, 512)]
     if small:
@@ -79,7 +78,7 @@ def _resnet18(K, input_shape, num_classes, width):
 def _tiny(K, input_shape, num_classes, width):
     """A microcontroller-sized depthwise-separable CNN (in the spirit of MLPerf Tiny's DS-CNN):
     a few thousand parameters, int8 file of a few kB at width 1."""
-    inputs, x = _rescaled_input(K, input_shape)
+    inputs = x = _input(K, input_shape)
     c = lambda n: max(4, int(n * width))
     x = _conv_bn_relu(K, x, c(16), 3, 2, "stem")
     for i, (filters, strides) in enumerate([(32, 2), (64, 2), (64, 1)]):
