@@ -24,10 +24,14 @@ def _input(K, input_shape):
 
 def _application(fn, kwargs):
     def build(K, input_shape, num_classes, width):
-        # input_tensor keeps the graph flat and names the input like our own networks.
-        return getattr(K.applications, fn)(
-            input_tensor=_input(K, input_shape), weights=None, include_top=True,
+        # input_tensor names the input like our own networks; the applications return a model
+        # whose inputs are a one-element list, which Keras 3 warns about when called with a
+        # tensor, so the same layers are re-assembled with a single input (still flat).
+        inputs = _input(K, input_shape)
+        model = getattr(K.applications, fn)(
+            input_tensor=inputs, weights=None, include_top=True,
             classes=num_classes, classifier_activation=None, **kwargs(width))
+        return K.Model(inputs, model.output, name=model.name)
     return build
 
 
