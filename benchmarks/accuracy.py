@@ -210,7 +210,7 @@ def print_table(table):
             t = f"{d['t']:6.2f}" if d["t"] is not None else f"{'-':>6s}"
             p = f"{d['p']:5.3f}" if d["p"] is not None else f"{'-':>5s}"
             line += (f" {100 * d['mean']:+9.2f} {100 * d['std']:6.2f} {t} {p} "
-                     f"{d['wins']}/{d['ties']}/{d['losses']:>1d}".rjust(0))
+                     f"{d['wins']}/{d['ties']}/{d['losses']}")
         print(line)
 
 
