@@ -7,6 +7,8 @@ For each architecture and Keras flavour it trains, on the same random batch:
   pea_relu     PEA at alpha = 1 (only the ReLU branch runs)
   g_only       the network with g in place of every ReLU (the floor for blending)
 Step times are medians of per-step wall times over interleaved repeats, warm-up excluded.
+With both flavours it also prints Keras 3 / tf_keras step-time ratios (the reason
+`train.py --keras` defaults to 2).
 Memory is the training-time memory that grows with the batch: the peak resident set
 size of a fresh process training at batch `--memory_batch` minus that of one training at
 batch 64, so fixed costs (weights, tracing the graph) cancel out.
@@ -147,6 +149,12 @@ def main():
         mem = "" if row["mb"] is None else f"{row['mb']:8.0f} {row['mb'] / base['mb']:7.2f}"
         print(f"{row['keras']:9s} {row['arch']:14s} {row['config']:12s} {row['ms']:8.1f} "
               f"{row['ms'] / base['ms']:7.2f} {mem}")
+    if len(args.flavor) == 2:
+        print(f"\n{'arch':14s} {'config':12s} {'keras 3 / tf_keras step time':>30s}")
+        for row in (r for r in rows if r["keras"] == "keras"):
+            other = next(r for r in rows if r["keras"] == "tf_keras" and r["arch"] == row["arch"]
+                         and r["config"] == row["config"])
+            print(f"{row['arch']:14s} {row['config']:12s} {row['ms'] / other['ms']:30.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
