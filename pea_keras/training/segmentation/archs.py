@@ -12,7 +12,9 @@ downloaded) and return per-pixel logits at the input resolution. They are built 
   two non-constant tensors, which ``pea_keras.tflite.relu_only_violations`` rejects);
 * they build in either Keras flavour: pass ``keras_module=keras`` or ``keras_module=tf_keras``.
 
-Models take float images in [0, 1]; the scaling to MobileNetV2's [-1, 1] happens inside.
+Models take float images in [0, 1] straight into the first convolution: with random init the
+BatchNormalization after it absorbs any affine input scaling, and a ``Rescaling`` layer would only
+stand in the way of quantization-aware training (tfmot does not quantize it).
 """
 
 import keras
@@ -82,9 +84,8 @@ def build_segmentation_model(
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
 
     inputs = layers.Input((height, width_px, channels), name="image")
-    x = layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(inputs)
     backbone = keras_module.applications.MobileNetV2(
-        input_tensor=x, weights=None, include_top=False, alpha=width
+        input_tensor=inputs, weights=None, include_top=False, alpha=width
     )
     low = backbone.get_layer(_LOW_TAP).output
     high = backbone.get_layer(_HIGH_TAP).output
