@@ -2,6 +2,7 @@ r"""Train a compact network with Progressive Ensemble Activations and deploy it 
 
     python train.py --arch mobilenet_v2                  # offline default: digits, ~3 min on 2 CPUs
     python train.py --arch mobilenet_v2 --compare        # ReLU baseline vs PEA, same seed and data
+    python train.py --task segmentation --compare        # Lite R-ASPP on digit scenes, mIoU
     python train.py --arch mobilenet_v2 --dataset imagenet2012 --data_dir ~/tensorflow_datasets \
         --image_size 224 --epochs 150 --batch_size 1024 --optimizer sgd --lr 0.4 \
         --warmup_epochs 5 --weight_decay 4e-5 --label_smoothing 0.1 --bn_momentum 0.99 \
@@ -21,15 +22,22 @@ _REPO = os.path.dirname(os.path.abspath(__file__))
 FLAGS = flags.FLAGS
 
 # What is trained.
-flags.DEFINE_string("task", "classification", "What to train: classification.")
-flags.DEFINE_string("arch", "mobilenet_v2",
-                    "Network: mobilenet_v1, mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large "
-                    "(the ReLU-only minimalistic variants), resnet18, resnet50, tiny "
-                    "(a microcontroller-sized CNN).")
+flags.DEFINE_string("task", "classification",
+                    "What to train: classification (scored by top-1) or segmentation (per-pixel "
+                    "classes, scored by mean IoU). Unset --arch, --dataset and --image_size take "
+                    "the task's defaults.")
+flags.DEFINE_string("arch", "",
+                    "Network. Classification (default mobilenet_v2): mobilenet_v1, mobilenet_v2, "
+                    "mobilenet_v3_small, mobilenet_v3_large (the ReLU-only minimalistic "
+                    "variants), resnet18, resnet50, tiny (a microcontroller-sized CNN). "
+                    "Segmentation (default lraspp_mobilenet_v2): lraspp_mobilenet_v2, "
+                    "deeplabv3_mobilenet_v2 (MobileNetV2 backbone, output stride 16).")
 flags.DEFINE_float("width", 1.0, "Width multiplier (the MobileNet alpha; mobilenet_v2 accepts "
                    "0.35, 0.5, 0.75, 1.0, 1.3, 1.4).")
 flags.DEFINE_integer("image_size", 0, "Input side in pixels; 0 = the dataset's default (32 for "
-                     "digits and CIFAR, 224 otherwise). MobileNets need >= 32.")
+                     "digits and CIFAR, 224 otherwise; segmentation: 64 for digit_scenes, 256 "
+                     "for folders, 512 for cityscapes, whose width is twice the height). "
+                     "MobileNets need >= 32; segmentation needs a multiple of 16.")
 flags.DEFINE_float("bn_momentum", 0.9, "BatchNormalization momentum for every BN layer "
                    "(keras.applications' 0.999 leaves short runs at chance on evaluation).")
 flags.DEFINE_enum("mode", "pea", ["pea", "relu", "novel"],
@@ -49,9 +57,13 @@ flags.DEFINE_float("pea_end", 0.75, "Fraction of training where alpha reaches 1 
                    "so that the last steps train the pure ReLU network).")
 
 # Data.
-flags.DEFINE_string("dataset", "digits", "digits (scikit-learn's handwritten digits, offline), "
-                    "a TFDS name (cifar10, imagenette, imagenet2012, ...) or folder:PATH "
-                    "(one sub-folder of images per class).")
+flags.DEFINE_string("dataset", "",
+                    "Classification (default digits): digits (scikit-learn's handwritten digits, "
+                    "offline), a TFDS name (cifar10, imagenette, imagenet2012, ...) or folder:PATH "
+                    "(one sub-folder of images per class). Segmentation (default digit_scenes): "
+                    "digit_scenes (scenes of scikit-learn digits, 11 classes, generated offline "
+                    "from --seed), cityscapes (TFDS, manual download, 19 classes) or folder:PATH "
+                    "(PATH/images/ and PATH/masks/, masks of class indices, 255 = ignore).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: ~/tensorflow_datasets).")
 flags.DEFINE_enum("download", "auto", ["auto", "always", "never"],
                   "TFDS download: auto = only when the download host is reachable.")

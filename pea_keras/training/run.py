@@ -22,7 +22,6 @@ import numpy as np
 import tensorflow as tf
 
 from . import reporting, tasks
-from . import data as data_lib
 from .errors import UsageError
 
 MODES = ("pea", "relu", "novel")
@@ -36,16 +35,16 @@ CHECKPOINTS = "checkpoints"
 class RunConfig:
     """Every choice of a run; `train.py` fills it from flags, field for field."""
     task: str = "classification"
-    arch: str = "mobilenet_v2"
+    arch: str = ""                      # "": the task's default (mobilenet_v2 for classification).
     width: float = 1.0
-    image_size: int = 0                 # 0: the dataset's default (32 for digits).
+    image_size: int = 0                 # 0: the task's default for the dataset (32 for digits).
     bn_momentum: float = 0.9
     mode: str = "pea"
     activation: str = "silu"
     schedule: str = "cosine"
     pea_start: float = 0.0
     pea_end: float = 0.75
-    dataset: str = "digits"
+    dataset: str = ""                   # "": the task's default (digits for classification).
     data_dir: str | None = None
     download: str = "auto"
     augment: bool = True
@@ -119,10 +118,10 @@ def validate(config):
         activations.get(config.activation)
     except ValueError as e:
         raise UsageError(f"--activation: {e}") from None
-    from . import archs
-    need(config.arch in archs.ARCHS,
-         f"unknown --arch {config.arch!r}; choose one of {', '.join(archs.names())}")
-    tasks.get(config.task)
+    task = tasks.get(config.task)
+    need(not config.arch or config.arch in task.arch_names(),
+         f"unknown --arch {config.arch!r}; choose one of {', '.join(task.arch_names())}"
+         f" (--task {task.name})")
 
 
 def make_strategy(name, tpu=""):
@@ -288,8 +287,7 @@ def run(config, callbacks=()):
     t_start = time.time()
     config = dataclasses.replace(config)
     validate(config)
-    if not config.image_size:
-        config.image_size = data_lib.default_image_size(config.dataset)
+    config = tasks.with_defaults(config)
     K = flavour(config.keras)
     task = tasks.get(config.task)
     strategy = make_strategy(config.strategy, config.tpu)
@@ -382,8 +380,16 @@ def run(config, callbacks=()):
 
     metric = task.metric
     scores, sizes = {}, {"params": int(model.count_params())}
-    scores["pea"], predicted = task.evaluate(model, test_ds)
-    scores["validation"] = task.evaluate(model, val_ds)[0]
+    secondary = {}  # {name: {form: value}} from tasks whose evaluations return a third item.
+
+    def score(form, evaluation):
+        scores[form], predictions, *extra = evaluation
+        for name, value in (extra[0] if extra else {}).items():
+            secondary.setdefault(name, {})[form] = value
+        return predictions
+
+    predicted = score("pea", task.evaluate(model, test_ds))
+    score("validation", task.evaluate(model, val_ds))
     pea_path = os.path.join(run_dir, "pea_model.keras")
     model.save(pea_path)
     sizes["pea_model_bytes"] = _file_size(pea_path)
@@ -393,7 +399,7 @@ def run(config, callbacks=()):
         _log(config, "Mode novel: g everywhere cannot be deployed ReLU-only; skipping strip and export")
     else:
         deployable = pea_keras.strip(model)  # Raises if any alpha != 1.
-        scores["stripped"], predicted_relu = task.evaluate(deployable, test_ds)
+        predicted_relu = score("stripped", task.evaluate(deployable, test_ds))
         relu_path = os.path.join(run_dir, "relu_model.keras")
         deployable.save(relu_path)
         sizes["relu_model_bytes"] = _file_size(relu_path)
@@ -406,7 +412,7 @@ def run(config, callbacks=()):
     t_export = time.time()
     if deployable is not None and config.export and chief:
         tflite_info = _export(config, task, data, deployable, test_ds, run_dir)
-        scores["int8"] = tflite_info.pop("score")
+        score("int8", tflite_info.pop("evaluation"))
         sizes["tflite_int8_bytes"] = tflite_info["size_bytes"]
     export_seconds = time.time() - t_export
 
@@ -414,7 +420,7 @@ def run(config, callbacks=()):
     metrics = {
         "task": task.name, "metric": metric, "arch": config.arch, "mode": config.mode,
         "dataset": data.name, "run_dir": run_dir,
-        metric: scores,
+        metric: scores, **secondary,
         "stripped_equals_pea": (scores.get("stripped") == scores["pea"]
                                 if "stripped" in scores else None),
         "params": sizes["params"], "sizes": sizes,
@@ -458,15 +464,17 @@ def _export(config, task, data, model, test_ds, run_dir):
                                 qat_data=qat_data, require_runtimes=("litert",))
     violations = tflite.relu_only_violations(path, int8=True)
     shutil.copyfile(path, os.path.join(run_dir, "model_int8.tflite"))
-    score, _ = task.evaluate_tflite(path, test_ds, config.tflite_eval_examples)
+    evaluation = task.evaluate_tflite(path, test_ds, config.tflite_eval_examples)
     return {"path": path, "size_bytes": conversion.size_bytes, "relu_only": not violations,
             "violations": [str(v) for v in violations], "qat_epochs": config.qat_epochs,
-            "micro_arena_bytes": conversion.arena_bytes, "score": score}
+            "micro_arena_bytes": conversion.arena_bytes, "evaluation": evaluation}
 
 
 def compare(config, callbacks=()):
     """Trains the ReLU baseline and PEA with the same seed and data order; returns both and
     PEA minus ReLU for each model form (also written to <output_dir>/compare.json)."""
+    validate(config)
+    config = tasks.with_defaults(config)
     base = config.output_dir or os.path.join(
         "runs", dataclasses.replace(config, mode="compare").run_name())
     results = {}

@@ -5,8 +5,14 @@ steps_per_epoch)`, `build_model(K, config, data)`, `loss(K, config)`, `metrics(K
 `evaluate(model, ds)` and `evaluate_tflite(path, ds, limit)` returning `(score, predictions)`,
 `calibration(data, config, n)` and `qat_data(data, config, n)` as numpy, and the names `metric`
 (the score in metrics.json) and `keras_metric` (the History column used for plots).
-A segmentation task plugs in by implementing the same methods and registering in `TASKS`.
+`evaluate` and `evaluate_tflite` may return a third item, `{name: value}` of secondary scores
+(segmentation: pixel accuracy, per-class IoU), written to metrics.json as `{name: {form: value}}`.
+Unset flags take the task's defaults (`with_defaults`): `default_arch`, `default_dataset`,
+`default_image_size(dataset)`; `arch_names()` lists the valid --arch values.
+A task plugs in by implementing these and registering a factory in `TASKS`.
 """
+
+import dataclasses
 
 import numpy as np
 
@@ -20,6 +26,14 @@ class Classification:
     name = "classification"
     metric = "top1"
     keras_metric = "accuracy"
+    default_arch = "mobilenet_v2"
+    default_dataset = data_lib.DIGITS
+
+    def arch_names(self):
+        return archs.names()
+
+    def default_image_size(self, dataset):
+        return data_lib.default_image_size(dataset)
 
     def load_data(self, config):
         return data_lib.load(config.dataset, image_size=config.image_size, seed=config.seed,
@@ -81,10 +95,27 @@ class Classification:
         return data_lib.to_numpy(ds, limit=n)
 
 
-TASKS = {"classification": Classification}
+def _segmentation():
+    from .segmentation.task import Segmentation  # Imported on demand: it loads both flavours.
+
+    return Segmentation()
+
+
+TASKS = {"classification": Classification, "segmentation": _segmentation}
 
 
 def get(name):
     if name not in TASKS:
         raise UsageError(f"unknown --task {name!r}; choose one of {', '.join(sorted(TASKS))}")
     return TASKS[name]()
+
+
+def with_defaults(config):
+    """A copy of the RunConfig `config` whose unset arch, dataset ("") and image_size (0) are its
+    task's defaults; the only place that fills them, so run names and metrics.json agree."""
+    task = get(config.task)
+    config = dataclasses.replace(config, arch=config.arch or task.default_arch,
+                                 dataset=config.dataset or task.default_dataset)
+    if not config.image_size:
+        config.image_size = task.default_image_size(config.dataset)
+    return config

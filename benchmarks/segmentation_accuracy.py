@@ -1,0 +1,167 @@
+"""Does PEA help segmentation? mIoU of the ReLU baseline and PEA over seeds, float and int8.
+
+For each seed, `train.py --task segmentation --compare` (the product's chain, `run.compare`)
+trains, from the same initial weights and on the same batches of the same digit scenes:
+  relu        the plain ReLU network
+  pea_<g>     PEA with g (default silu): PEAScheduler with the default cosine schedule
+              (alpha 0 -> 1 over the first 75 % of steps), then pea_keras.strip
+and scores on the test split (400 scenes of held-out handwritten digits, 11 classes):
+  float       the stripped ReLU Keras model (equal to the PEA model at alpha = 1)
+  int8        the full-integer TFLite file on LiteRT (checked ReLU-only by the chain)
+with the mean IoU over classes and pixel accuracy, then the paired difference pea - relu over
+seeds (mean, std, paired t, wins/ties/losses). The seed sets initial weights, batch order and the
+generated scenes; the test split is scored once per trained model, nothing is selected on it.
+
+    python benchmarks/segmentation_accuracy.py              # 3 seeds, ~20 min on 2 busy cores
+    python benchmarks/segmentation_accuracy.py --quick      # smoke: 1 seed, 32 px, a few steps
+"""
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+MEASURES = ("float", "int8")
+
+
+def paired(a, b):
+    """Stats of a - b over seeds (same seed order)."""
+    d = [x - y for x, y in zip(a, b)]
+    n = len(d)
+    mean = statistics.fmean(d)
+    sd = statistics.stdev(d) if n > 1 else 0.0
+    t = p = None
+    if n > 1 and sd > 0:
+        from scipy import stats
+
+        t = mean / (sd / n ** 0.5)
+        p = float(2 * stats.t.sf(abs(t), n - 1))
+    return {"n": n, "mean": mean, "std": sd, "t": t, "p": p, "wins": sum(x > 0 for x in d),
+            "ties": sum(x == 0 for x in d), "losses": sum(x < 0 for x in d)}
+
+
+def one_seed(config, seed, work):
+    """run.compare for one seed -> {"relu"|"pea_<g>": {float, int8, pixel accuracy, seconds}}."""
+    from pea_keras.training import run
+
+    t = time.time()
+    cfg = dataclasses.replace(config, seed=seed, output_dir=os.path.join(work, f"seed{seed}"),
+                              tflite_dir=os.path.join(work, f"seed{seed}", "tflite"))
+    comparison = run.compare(cfg)
+    out = {}
+    for mode in ("relu", "pea"):
+        with open(os.path.join(comparison["runs"][mode], "metrics.json")) as f:
+            m = json.load(f)
+        name = "relu" if mode == "relu" else f"pea_{config.activation}"
+        out[name] = {"float": m["miou"]["stripped"], "int8": m["miou"]["int8"],
+                     "pea_float": m["miou"]["pea"],
+                     "pixel_accuracy_float": m["pixel_accuracy"]["stripped"],
+                     "pixel_accuracy_int8": m["pixel_accuracy"]["int8"],
+                     "per_class_iou_int8": m["per_class_iou"]["int8"],
+                     "relu_only": m["tflite"]["relu_only"], "params": m["params"],
+                     "int8_bytes": m["sizes"]["tflite_int8_bytes"],
+                     "wall_s": m["wall_time_s"]["total"]}
+    print(f"  seed {seed}: " + "  ".join(
+        f"{k} float {100 * v['float']:.2f} int8 {100 * v['int8']:.2f}" for k, v in out.items())
+        + f"  ({time.time() - t:.0f} s)", flush=True)
+    return out
+
+
+def summarize(runs, seeds, configs):
+    table = []
+    for config in configs:
+        for measure in MEASURES:
+            vals = [runs[s][config][measure] for s in seeds]
+            row = {"config": config, "measure": measure, "n": len(vals),
+                   "mean": statistics.fmean(vals),
+                   "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+            if config != "relu":
+                row["diff"] = paired(vals, [runs[s]["relu"][measure] for s in seeds])
+            table.append(row)
+    return table
+
+
+def markdown(table):
+    lines = ["| config | measure | n | mIoU mean % | std | PEA - ReLU (paired) pt | t | wins/ties/losses |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in table:
+        d = r.get("diff")
+        diff = f"{100 * d['mean']:+.2f} ± {100 * d['std']:.2f}" if d else "-"
+        t = f"{d['t']:.2f}" if d and d["t"] is not None else "-"
+        wtl = f"{d['wins']}/{d['ties']}/{d['losses']}" if d else "-"
+        lines.append(f"| {r['config']} | {r['measure']} | {r['n']} | {100 * r['mean']:.2f} | "
+                     f"{100 * r['std']:.2f} | {diff} | {t} | {wtl} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--arch", default="lraspp_mobilenet_v2")
+    parser.add_argument("--activation", default="silu")
+    parser.add_argument("--width", type=float, default=0.35)
+    parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--steps_per_epoch", type=int, default=0, help="0: one pass (62 steps)")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--keras", default="2", choices=["2", "3"])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 1 seed, 32 px, 1 epoch of 4 steps, 64 test scenes on LiteRT")
+    parser.add_argument("--json", default=os.path.join(REPO, "docs", "results", "segmentation.json"))
+    args = parser.parse_args()
+    eval_examples = 0
+    if args.quick:
+        args.seeds, args.image_size, args.epochs, args.steps_per_epoch = 1, 32, 1, 4
+        eval_examples = 64
+        args.json = args.json.replace(".json", "_quick.json")
+    warnings.filterwarnings("ignore")
+    import tensorflow as tf
+
+    from pea_keras.training.run import RunConfig
+
+    config = RunConfig(task="segmentation", arch=args.arch, activation=args.activation,
+                       width=args.width, image_size=args.image_size, epochs=args.epochs,
+                       steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+                       lr=args.lr, keras=args.keras, verbose="0", calibration_examples=128,
+                       tflite_eval_examples=eval_examples)
+    seeds = list(range(args.seeds))
+    configs = ["relu", f"pea_{args.activation}"]
+    started = datetime.datetime.now(datetime.timezone.utc)
+    print(f"{args.arch} width {args.width} on digit_scenes {args.image_size} px, "
+          f"{args.epochs} x {args.steps_per_epoch} steps of {args.batch_size}, seeds {seeds}",
+          flush=True)
+    runs = {}
+    with tempfile.TemporaryDirectory(prefix="pea-seg-bench-") as work:
+        for seed in seeds:
+            runs[seed] = one_seed(config, seed, work)
+    table = summarize(runs, seeds, configs)
+    text = markdown(table)
+    print("\n" + text)
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump({
+            "command": "python " + " ".join(sys.argv),
+            "started_utc": started.isoformat(timespec="seconds"),
+            "wall_s": (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(),
+            "machine": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
+            "args": vars(args), "run_config": dataclasses.asdict(config), "seeds": seeds,
+            "runs": [{"seed": s, "config": c, **r} for s in seeds for c, r in runs[s].items()],
+            "summary": table, "markdown": text}, f, indent=1)
+        f.write("\n")
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""``train.py --task segmentation``: the segmentation task of the training chain.
+
+It implements the interface of ``pea_keras.training.tasks`` (``run.py`` never sees a mask): data
+from ``data.load`` (``digit_scenes`` offline by default, ``cityscapes`` through TFDS,
+``folder:PATH``), a network from ``archs.build_segmentation_model``, the ignore-label
+cross-entropy, and scores from the confusion matrix of ``metrics.py``. The headline score is the
+mean IoU over classes (``miou``); each evaluation also returns pixel accuracy and the per-class IoU
+(class name -> IoU, ``None`` for a class absent from both truth and prediction), which ``run.py``
+writes next to it in metrics.json. Keras models and the int8 TFLite file are scored by the same
+``ConfusionMatrix`` code, so float and int8 mIoU are comparable.
+"""
+
+import numpy as np
+
+from pea_keras.training.errors import UsageError
+
+from . import archs, data as data_lib
+from .metrics import ConfusionMatrix
+
+# Model side in pixels when --image_size is 0. Cityscapes is 1:2, so its --image_size is the
+# height and the width is twice that (512 -> 512 x 1024, half the original resolution).
+DEFAULT_IMAGE_SIZES = {data_lib.DIGIT_SCENES: 64, data_lib.CITYSCAPES: 512}
+FOLDER_IMAGE_SIZE = 256
+
+
+class Segmentation:
+    """Semantic segmentation scored by mean IoU (ignore label 255) on the test split."""
+
+    name = "segmentation"
+    metric = "miou"
+    keras_metric = "mean_iou"
+    default_arch = archs.ARCHS[0]
+    default_dataset = data_lib.DIGIT_SCENES
+
+    def __init__(self):
+        self._data = None  # Set by load_data: metrics() and the scores need its classes.
+
+    def arch_names(self):
+        return archs.ARCHS
+
+    def default_image_size(self, dataset):
+        if dataset.startswith(data_lib.FOLDER_PREFIX):
+            return FOLDER_IMAGE_SIZE
+        return DEFAULT_IMAGE_SIZES.get(dataset.split("/")[0], FOLDER_IMAGE_SIZE)
+
+    def load_data(self, config):
+        if config.label_smoothing:
+            raise UsageError("--label_smoothing applies to classification only")
+        if config.qat_epochs:
+            raise UsageError("--qat_epochs is not available for --task segmentation "
+                             "(quantization-aware fine-tuning uses a classification loss); "
+                             "post-training int8 quantization is used without it")
+        self._data = data_lib.load(config.dataset, image_size=self.image_shape(config),
+                                   seed=config.seed, data_dir=config.data_dir)
+        return self._data
+
+    def image_shape(self, config):
+        """(height, width): square, except Cityscapes at its 1:2 aspect."""
+        size = config.image_size
+        if config.dataset.split("/")[0] == data_lib.CITYSCAPES:
+            return size, 2 * size
+        return size, size
+
+    def input_shape(self, data, config):
+        return (*self.image_shape(config), data.channels)
+
+    def datasets(self, data, config):
+        """(train, validation, test) pipelines; train repeats forever (fit gets steps_per_epoch)."""
+        kw = dict(image_size=self.image_shape(config), batch_size=config.batch_size,
+                  seed=config.seed)
+        return (data_lib.pipeline(data, "train", training=True, augment=config.augment, **kw),
+                data_lib.pipeline(data, "validation", **kw),
+                data_lib.pipeline(data, "test", **kw))
+
+    def build_model(self, K, config, data):
+        if config.width <= 0:
+            raise UsageError(f"--width must be > 0, got {config.width}")
+        if not 0.0 <= config.bn_momentum < 1.0:
+            raise UsageError(f"--bn_momentum must be in [0, 1), got {config.bn_momentum}")
+        try:
+            return archs.build_segmentation_model(
+                config.arch, data.num_classes, self.image_shape(config), width=config.width,
+                keras_module=K, bn_momentum=config.bn_momentum, channels=data.channels)
+        except ValueError as e:  # Sizes the logits cannot land on, unknown arch.
+            raise UsageError(f"--arch {config.arch}: {e}".replace("image_size", "--image_size")) \
+                from None
+
+    def loss(self, K, config):
+        from .losses import segmentation_loss
+
+        return segmentation_loss(ignore_label=self._loaded().ignore_label, keras_module=K)
+
+    def metrics(self, K):
+        from .losses import mean_iou_metric
+
+        data = self._loaded()
+        return [mean_iou_metric(data.num_classes, data.ignore_label, keras_module=K,
+                                name=self.keras_metric)]
+
+    def evaluate(self, model, ds):
+        """(mIoU, predicted label maps uint8 (N, H, W), {pixel_accuracy, per_class_iou}) of a
+        Keras model on a batched (image, mask) dataset."""
+        import tensorflow as tf
+
+        predict = tf.function(lambda x: tf.argmax(model(x, training=False), axis=-1,
+                                                  output_type=tf.int32))
+        matrix, predicted = self._matrix(), []
+        for x, y in ds:
+            labels = predict(x).numpy()
+            matrix.update(y.numpy(), labels)
+            predicted.append(labels.astype(np.uint8))
+        return self._scores(matrix, predicted)
+
+    def evaluate_tflite(self, path, ds, limit=0):
+        """The same scores for a .tflite file on LiteRT, on at most ``limit`` images (0 = all)."""
+        from pea_keras import tflite
+
+        matrix, predicted, n = self._matrix(), [], 0
+        for x, y in ds.as_numpy_iterator():
+            if limit:
+                x, y = x[:limit - n], y[:limit - n]
+            logits = tflite.predict(path, x, runtime="litert").reshape(
+                *y.shape, self._loaded().num_classes)
+            labels = np.argmax(logits, axis=-1)
+            matrix.update(y, labels)
+            predicted.append(labels.astype(np.uint8))
+            n += len(y)
+            if limit and n >= limit:
+                break
+        return self._scores(matrix, predicted)
+
+    def calibration(self, data, config, n):
+        """``n`` un-augmented training images (float32, model input shape) for int8 calibration."""
+        ds = data_lib.pipeline(data, "train", image_size=self.image_shape(config),
+                               batch_size=min(n, 64), seed=config.seed)
+        return data_lib.to_numpy(ds, limit=n)[0]
+
+    def qat_data(self, data, config, n):
+        raise UsageError("--qat_epochs is not available for --task segmentation")
+
+    def _loaded(self):
+        if self._data is None:
+            raise RuntimeError("Segmentation.load_data must run first")
+        return self._data
+
+    def _matrix(self):
+        data = self._loaded()
+        return ConfusionMatrix(data.num_classes, data.ignore_label)
+
+    def _scores(self, matrix, predicted):
+        scores = matrix.result()
+        names = self._loaded().class_names or tuple(
+            f"class_{c}" for c in range(len(scores["per_class_iou"])))
+        per_class = {name: (None if np.isnan(iou) else float(iou))
+                     for name, iou in zip(names, scores["per_class_iou"])}
+        extra = {"pixel_accuracy": scores["pixel_accuracy"], "per_class_iou": per_class}
+        predicted = np.concatenate(predicted) if predicted else np.zeros((0,), np.uint8)
+        return scores["mean_iou"], predicted, extra
