@@ -91,6 +91,8 @@ flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker", 
 flags.DEFINE_string("tpu", "", "TPU name or address for --strategy tpu ('' = local).")
 flags.DEFINE_string("output_dir", "", "Run directory; default runs/<arch>_<mode>_<dataset> "
                     "(runs/<arch>_compare_<dataset> with --compare).")
+flags.DEFINE_bool("overwrite", False, "Replace an earlier run in --output_dir and its int8 file "
+                  "in --tflite_dir (without it, train.py refuses to touch them).")
 flags.DEFINE_bool("resume", False, "Continue the run in --output_dir from its last checkpoint "
                   "(same alpha and learning rate as if never interrupted).")
 flags.DEFINE_string("verbose", "auto", "Keras fit verbosity: 0, 1 (progress bar), 2 (one line "

@@ -210,3 +210,14 @@ def test_user_mistakes_are_one_line(tmp_path, capsys, args, reason):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert len(err) == 1 and err[0].startswith("train.py: error:") and reason in err[0], err
+
+
+@pytest.mark.parametrize("earlier", ["run/metrics.json", "tiny_pea_digits_int8.tflite"])
+def test_an_earlier_run_is_never_overwritten_without_asking(tmp_path, capsys, earlier):
+    (tmp_path / "run").mkdir()
+    (tmp_path / earlier).write_text("earlier results")
+    rc = call_main("--arch=tiny", f"--output_dir={tmp_path / 'run'}", f"--tflite_dir={tmp_path}",
+                   "--verbose=0")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "exists from an earlier run; pass --overwrite" in err[0], err
+    assert (tmp_path / earlier).read_text() == "earlier results"

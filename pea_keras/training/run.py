@@ -60,6 +60,7 @@ class RunConfig:
     seed: int = 0
     output_dir: str = ""                # "": runs/<arch>_<mode>_<dataset>.
     resume: bool = False
+    overwrite: bool = False
     keras: str = "2"
     strategy: str = "default"
     tpu: str = ""
@@ -298,6 +299,7 @@ def run(config, callbacks=()):
     ckpt_dir = os.path.join(run_dir, CHECKPOINTS)
     if config.resume and not tf.train.latest_checkpoint(ckpt_dir):
         raise UsageError(f"--resume: no checkpoint in {ckpt_dir}")
+    _refuse_to_overwrite(config, run_dir)
     if not config.resume and os.path.isdir(run_dir):
         for name in (CHECKPOINTS, "logs", reporting.HISTORY, reporting.ALPHA_TRACE):
             path = os.path.join(run_dir, name)
@@ -449,14 +451,31 @@ def run(config, callbacks=()):
     return metrics
 
 
+def _tflite_path(config):
+    return os.path.abspath(os.path.join(config.tflite_dir, f"{config.run_name()}_int8.tflite"))
+
+
+def _refuse_to_overwrite(config, run_dir):
+    """A new run never replaces an earlier one unless --overwrite says so."""
+    if config.resume or config.overwrite:
+        return
+    earlier = [path for path in (os.path.join(run_dir, reporting.METRICS), os.path.join(run_dir, CHECKPOINTS))
+               if os.path.exists(path)]
+    if config.export and os.path.exists(_tflite_path(config)):
+        earlier.append(_tflite_path(config))
+    if earlier:
+        raise UsageError(f"{earlier[0]} exists from an earlier run; pass --overwrite to replace it, "
+                         "--resume to continue that run, or another --output_dir")
+
+
 def _export(config, task, data, model, test_ds, run_dir):
     """int8 TFLite into --tflite_dir (a copy in the run directory), checked and scored on LiteRT."""
     from pea_keras import tflite
 
     os.makedirs(config.tflite_dir, exist_ok=True)
-    path = os.path.abspath(os.path.join(config.tflite_dir, f"{config.run_name()}_int8.tflite"))
+    path = _tflite_path(config)
     if os.path.exists(path):
-        os.unlink(path)  # A new run replaces the file of the previous run of the same name.
+        os.unlink(path)  # Allowed by --overwrite or --resume (see _refuse_to_overwrite).
     calibration = task.calibration(data, config, config.calibration_examples)
     qat_data = task.qat_data(data, config, max(config.calibration_examples, 1024)) \
         if config.qat_epochs else None
@@ -477,10 +496,11 @@ def compare(config, callbacks=()):
     config = tasks.with_defaults(config)
     base = config.output_dir or os.path.join(
         "runs", dataclasses.replace(config, mode="compare").run_name())
-    results = {}
-    for mode in ("relu", "pea"):
-        results[mode] = run(dataclasses.replace(config, mode=mode,
-                                                output_dir=os.path.join(base, mode)), callbacks)
+    configs = {mode: dataclasses.replace(config, mode=mode, output_dir=os.path.join(base, mode))
+               for mode in ("relu", "pea")}
+    for mode_config in configs.values():  # Refuse before training either model.
+        _refuse_to_overwrite(mode_config, os.path.abspath(mode_config.output_dir))
+    results = {mode: run(mode_config, callbacks) for mode, mode_config in configs.items()}
     metric = results["pea"]["metric"]
     relu, pea = results["relu"][metric], results["pea"][metric]
     comparison = {
