@@ -84,7 +84,7 @@ flags.DEFINE_integer("seed", 0, "Seed of initialisation, data order and augmenta
 
 # Runtime.
 flags.DEFINE_enum("keras", "2", ["3", "2"], "Model flavour: 3 = keras, 2 = tf_keras. Default 2: "
-                  "measured faster per step on CPU (python -m pea_keras.training.steptime).")
+                  "measured faster per step on CPU (python benchmarks/train_step.py).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker", "tpu"],
                   "tf.distribute strategy: mirrored = all local GPUs, multiworker = TF_CONFIG "
                   "cluster, tpu = --tpu.")

@@ -6,7 +6,6 @@ Modules:
   tasks      what is trained and measured (classification today; segmentation can be added)
   run        the chain: build -> wrap -> train -> strip -> int8 TFLite -> metrics
   reporting  metrics.json, alpha trace, history plots and the summary table
-  steptime   measures Keras 3 against tf_keras training steps on this machine
 
 Nothing here is imported by `pea_keras` itself, so importing the core stays light.
 """

@@ -20,6 +20,11 @@ from . import archs, data as data_lib
 from .errors import UsageError
 
 
+def _images(x, y):
+    """The images of an (images, labels) batch (a named function: AutoGraph cannot parse a lambda here)."""
+    return x
+
+
 class Classification:
     """Image classification scored by top-1 accuracy on the test split."""
 
@@ -62,7 +67,7 @@ class Classification:
 
     def evaluate(self, model, ds):
         """Top-1 of a Keras model on a batched (image, one-hot) dataset, and its predicted classes."""
-        logits = model.predict(ds.map(lambda x, y: x), verbose=0)
+        logits = model.predict(ds.map(_images), verbose=0)
         labels = np.concatenate([np.argmax(y, -1) for _, y in ds.as_numpy_iterator()])
         predicted = np.argmax(logits, -1)
         return float(np.mean(predicted == labels)), predicted
