@@ -3,7 +3,7 @@
 Modules:
   archs      compact networks (keras.applications where one exists) for either Keras flavour
   data       the offline digits split, TFDS and image folders, and the tf.data pipelines
-  tasks      what is trained and measured (classification today; segmentation can be added)
+  tasks      what is trained and measured: classification (segmentation lives in segmentation/)
   run        the chain: build -> wrap -> train -> strip -> int8 TFLite -> metrics
   reporting  metrics.json, alpha trace, history plots and the summary table
 
