@@ -7,6 +7,8 @@ Building blocks for ``train.py --task segmentation``:
   * ``losses.segmentation_loss`` / ``losses.mean_iou_metric``: ignore-label loss and metric.
   * ``metrics``: confusion-matrix mIoU, per-class IoU, pixel accuracy (numpy, streaming).
   * ``callbacks.mean_iou_callback``: those scores on a validation set, each epoch, into History.
+  * ``task.Segmentation``: the ``--task segmentation`` entry of ``pea_keras.training.tasks``
+    (imported on demand by the registry, not here).
 """
 
 from .archs import ARCHS, build_segmentation_model
