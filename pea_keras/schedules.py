@@ -99,10 +99,14 @@ class Step(Schedule):
         self.boundaries, self.values = boundaries, values
 
     @classmethod
-    def over(cls, total_steps, fractions=(0.25, 0.5, DEFAULT_END), values=(0.0, 0.25, 0.5, 1.0)):
-        """Steps at `fractions` of `total_steps`."""
-        fractions = [_check_unit("every fraction", f) for f in fractions]
-        return cls([int(round(f * int(total_steps))) for f in fractions], values)
+    def over(cls, total_steps, start=DEFAULT_START, end=DEFAULT_END, levels=4):
+        """`levels` evenly spaced plateaus from 0 to 1, the last one reached at `end`."""
+        start, end = _check_unit("start", start), _check_unit("end", end)
+        if end <= start or levels < 2:
+            raise ValueError(f"Step.over needs start < end and levels >= 2, got {start}, {end}, {levels}.")
+        fractions = [start + (end - start) * k / (levels - 1) for k in range(1, levels)]
+        return cls([int(round(f * int(total_steps))) for f in fractions],
+                   [k / (levels - 1) for k in range(levels)])
 
     def __call__(self, step):
         for boundary, value in zip(self.boundaries, self.values):

@@ -31,7 +31,8 @@ def test_monotone_and_in_unit_interval(schedule):
 def test_step_values():
     s = schedules.Step([10, 20], [0.0, 0.5, 1.0])
     assert [s(0), s(9), s(10), s(19), s(20), s(1000)] == [0.0, 0.0, 0.5, 0.5, 1.0, 1.0]
-    assert schedules.Step.over(100).boundaries == [25, 50, 75]
+    stepped = schedules.Step.over(90, start=0.0, end=0.6)
+    assert (stepped.boundaries, stepped.values) == ([18, 36, 54], [0.0, 1 / 3, 2 / 3, 1.0])
 
 
 @pytest.mark.parametrize("schedule", [schedules.Linear(3, 9), schedules.Cosine.over(40, 0.1, 0.9),

@@ -161,13 +161,7 @@ def make_schedule(config, total_steps):
         return schedules.Constant(0.0)
     if config.schedule == "constant":
         return schedules.Constant(1.0)
-    if config.schedule == "step":
-        # Four plateaus 0, 1/3, 2/3, 1 evenly between start and end.
-        span = config.pea_end - config.pea_start
-        return schedules.Step.over(total_steps, fractions=[config.pea_start + span * k / 3
-                                                           for k in (1, 2, 3)],
-                                   values=(0.0, 1 / 3, 2 / 3, 1.0))
-    cls = schedules.Linear if config.schedule == "linear" else schedules.Cosine
+    cls = {"linear": schedules.Linear, "cosine": schedules.Cosine, "step": schedules.Step}[config.schedule]
     return cls.over(total_steps, config.pea_start, config.pea_end)
 
 
