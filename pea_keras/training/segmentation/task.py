@@ -100,13 +100,11 @@ class Segmentation:
     def evaluate(self, model, ds):
         """(mIoU, predicted label maps uint8 (N, H, W), {pixel_accuracy, per_class_iou}) of a
         Keras model on a batched (image, mask) dataset."""
-        import tensorflow as tf
-
-        predict = tf.function(lambda x: tf.argmax(model(x, training=False), axis=-1,
-                                                  output_type=tf.int32))
+        # predict_on_batch reuses the model's own compiled predict function (one trace per
+        # model, the short last batch included) and keeps only one batch of logits in memory.
         matrix, predicted = self._matrix(), []
         for x, y in ds:
-            labels = predict(x).numpy()
+            labels = np.argmax(np.asarray(model.predict_on_batch(x)), axis=-1)
             matrix.update(y.numpy(), labels)
             predicted.append(labels.astype(np.uint8))
         return self._scores(matrix, predicted)
