@@ -40,43 +40,28 @@ def masked_crossentropy(y_true, y_pred, ignore_label=IGNORE_LABEL, from_logits=T
     return per_example * tf.math.divide_no_nan(batch, tf.reduce_sum(valid))
 
 
+class _IgnoreLabelMixin:
+    """Cross-entropy over labelled pixels (see ``masked_crossentropy``), for either flavour."""
+
+    def __init__(self, ignore_label=IGNORE_LABEL, from_logits=True, name="ignore_label_ce", **kw):
+        super().__init__(name=name, **kw)
+        self.ignore_label = int(ignore_label)
+        self.from_logits = bool(from_logits)
+
+    def call(self, y_true, y_pred):
+        return masked_crossentropy(y_true, y_pred, self.ignore_label, self.from_logits)
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_label": self.ignore_label, "from_logits": self.from_logits}
+
+
 @keras.saving.register_keras_serializable(package="pea_keras")
-class IgnoreLabelCrossentropy(keras.losses.Loss):
-    """Keras 3 loss: cross-entropy over labelled pixels (see ``masked_crossentropy``)."""
-
-    def __init__(self, ignore_label=IGNORE_LABEL, from_logits=True, name="ignore_label_ce", **kw):
-        super().__init__(name=name, **kw)
-        self.ignore_label = int(ignore_label)
-        self.from_logits = bool(from_logits)
-
-    def call(self, y_true, y_pred):
-        return masked_crossentropy(y_true, y_pred, self.ignore_label, self.from_logits)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "ignore_label": self.ignore_label,
-            "from_logits": self.from_logits,
-        }
+class IgnoreLabelCrossentropy(_IgnoreLabelMixin, keras.losses.Loss):
+    """Keras 3 loss: cross-entropy over labelled pixels."""
 
 
-class TFKerasIgnoreLabelCrossentropy(tf_keras.losses.Loss):
-    """tf_keras loss: cross-entropy over labelled pixels (see ``masked_crossentropy``)."""
-
-    def __init__(self, ignore_label=IGNORE_LABEL, from_logits=True, name="ignore_label_ce", **kw):
-        super().__init__(name=name, **kw)
-        self.ignore_label = int(ignore_label)
-        self.from_logits = bool(from_logits)
-
-    def call(self, y_true, y_pred):
-        return masked_crossentropy(y_true, y_pred, self.ignore_label, self.from_logits)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "ignore_label": self.ignore_label,
-            "from_logits": self.from_logits,
-        }
+class TFKerasIgnoreLabelCrossentropy(_IgnoreLabelMixin, tf_keras.losses.Loss):
+    """tf_keras loss: cross-entropy over labelled pixels."""
 
 
 tf_keras.saving.register_keras_serializable(package="pea_keras")(TFKerasIgnoreLabelCrossentropy)
