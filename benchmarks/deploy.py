@@ -26,7 +26,6 @@ import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 
 FLAVORS = {"3": "keras", "2": "tf_keras"}
 G_ACTIVATIONS = ["silu", "hard_swish", "gelu", "mish"]

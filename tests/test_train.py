@@ -5,39 +5,17 @@ it can, in a subprocess where TensorFlow must be configured first or exit codes 
 """
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
-import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from train_cli import call_main, run_script
 
 from pea_keras.training import reporting  # noqa: E402
 from pea_keras.training.run import RunConfig, run  # noqa: E402
 
 TINY = dict(arch="tiny", epochs=1, steps_per_epoch=8, batch_size=32, verbose="0",
             calibration_examples=64)
-
-
-def call_main(*args):
-    """train.py's main in this process, with its flags parsed from `args`."""
-    import train
-
-    train.FLAGS.unparse_flags()
-    try:
-        return train.main(train.parse_flags(["train.py", *args]))
-    finally:
-        train.FLAGS.unparse_flags()
-
-
-def run_script(*args, timeout=120):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 @pytest.mark.slow

@@ -4,14 +4,11 @@ End-to-end runs use Lite R-ASPP at width 0.35 on 32 px digit scenes for a couple
 prove the chain (wrap, schedule, strip, int8 export, LiteRT scoring), not that it learns.
 """
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from train_cli import call_main
 
 from pea_keras.training import tasks  # noqa: E402
 from pea_keras.training.run import RunConfig, run  # noqa: E402
@@ -19,17 +16,6 @@ from pea_keras.training.segmentation import scenes  # noqa: E402
 
 TINY = dict(task="segmentation", width=0.35, image_size=32, epochs=1, steps_per_epoch=4,
             batch_size=8, verbose="0", calibration_examples=8, tflite_eval_examples=16)
-
-
-def call_main(*args):
-    """train.py's main in this process, with its flags parsed from `args`."""
-    import train
-
-    train.FLAGS.unparse_flags()
-    try:
-        return train.main(train.parse_flags(["train.py", *args]))
-    finally:
-        train.FLAGS.unparse_flags()
 
 
 def test_unset_flags_take_the_task_defaults():

@@ -11,7 +11,6 @@ The chain is task-agnostic: data, model, loss and score come from a `tasks` obje
 
 import dataclasses
 import json
-import math
 import os
 import re
 import shutil
