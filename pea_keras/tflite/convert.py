@@ -21,7 +21,7 @@ import numpy as np
 
 from pea_keras.tflite.check import relu_only_violations
 from pea_keras.tflite.errors import TFLiteError
-from pea_keras.tflite.inspect import describe_quantization, inspect
+from pea_keras.tflite.inspect import inspect, totals_lines
 from pea_keras.tflite.writing import atomic_write
 
 IO_TYPES = ("int8", "uint8", "float")
@@ -169,12 +169,7 @@ class Conversion:
         if self.pea_layers_stripped:
             lines.append(f"stripped {self.pea_layers_stripped} PEA layers to ReLU")
         lines.append("ReLU-only check: passed (int8 compute, no non-ReLU activation)")
-        lines.append("op histogram: " + ", ".join(f"{k} x{v}" for k, v in info.op_histogram().items()))
-        lines.append("fused activations: "
-                     + (", ".join(f"{k} x{v}" for k, v in info.fused_activations().items()) or "-"))
-        for kind, ts in (("input", info.inputs), ("output", info.outputs)):
-            for t in ts:
-                lines.append(f"{kind}: {t.dtype} {list(t.shape)} {describe_quantization(t)}")
+        lines += totals_lines(info, tensor_names=False)
         lines.append(f"TFLite Micro tensor arena: {self.arena_bytes} bytes"
                      if self.arena_bytes else f"TFLite Micro tensor arena: unknown ({self.arena_note})")
         if self.runtimes_ok:

@@ -175,13 +175,19 @@ def format_report(info, violations=None):
         sg = f"{op.subgraph}:" if op.subgraph else ""
         lines.append(f"  {sg}{op.index:4d}  {op.label:28s} in[{ins}] -> out[{outs}]")
     lines.append(f"operators: {len(info.operators)}  size: {info.size_bytes} bytes")
-    lines.append("op histogram: " + ", ".join(f"{k} x{v}" for k, v in info.op_histogram().items()))
-    lines.append("fused activations: "
-                 + (", ".join(f"{k} x{v}" for k, v in info.fused_activations().items()) or "-"))
+    return "\n".join(lines + totals_lines(info))
+
+
+def totals_lines(info, tensor_names=True):
+    """Op histogram, fused activations and the quantization of every input and output."""
+    lines = ["op histogram: " + ", ".join(f"{k} x{v}" for k, v in info.op_histogram().items()),
+             "fused activations: "
+             + (", ".join(f"{k} x{v}" for k, v in info.fused_activations().items()) or "-")]
     for kind, ts in (("input", info.inputs), ("output", info.outputs)):
         for t in ts:
-            lines.append(f"{kind}: {t.name} {t.dtype} {list(t.shape)} {describe_quantization(t)}")
-    return "\n".join(lines)
+            name = f"{t.name} " if tensor_names else ""
+            lines.append(f"{kind}: {name}{t.dtype} {list(t.shape)} {describe_quantization(t)}")
+    return lines
 
 
 def describe_quantization(t):
