@@ -6,7 +6,7 @@ TFLM reads the flatbuffer in place, so the array must be 16-byte aligned and
 
 import os
 
-from pea_keras.tflite.writing import atomic_write
+from pea_keras.files import atomic_write
 
 ARRAY_NAME = "g_model_data"
 

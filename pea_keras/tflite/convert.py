@@ -22,7 +22,7 @@ import numpy as np
 from pea_keras.tflite.check import relu_only_violations
 from pea_keras.tflite.errors import TFLiteError
 from pea_keras.tflite.inspect import inspect, totals_lines
-from pea_keras.tflite.writing import atomic_write
+from pea_keras.files import atomic_write
 
 IO_TYPES = ("int8", "uint8", "float")
 
