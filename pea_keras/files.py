@@ -3,10 +3,47 @@
 Every file pea_keras writes goes through here, so that an interrupted or failed write
 (a full disk, a killed process) leaves the previous complete file in place, and new files
 get the permissions the user's umask allows (as `open` would give them).
+
+A write writes a hidden temporary next to its target (`.NAME.pea-tmp-XXXX.EXT`, same folder,
+hence same file system), fsyncs it and renames it over the target; on failure the temporary
+is removed. A process killed between the two leaves only the temporary, which
+`remove_stale_temporaries` sweeps on the next run. Errors name the target, never the temporary.
+
+`storage_problem` and `write_error_message` turn what a full, read-only or forbidden disk
+raises (an OSError, or a TensorFlow OpError whose text carries the OS message) into one line
+for the user: what failed, which path, what is still safe and what to do.
+
+Test hook: the environment variable PEA_KERAS_FAULT (comma-separated) makes writers SIGKILL
+their own process at a chosen moment, to prove that a kill at the worst time costs nothing:
+  kill_during_write:NAME        an atomic write of a file named NAME, half its bytes written
+  kill_during_checkpoint:EPOCH  the checkpoint of EPOCH, its files written but not committed
+Writers call `fault_point(kind, value)`; it does nothing unless the variable names that point.
 """
 
+import contextlib
+import errno
+import json
 import os
+import re
+import shutil
+import signal
 import tempfile
+
+FAULT_ENV = "PEA_KERAS_FAULT"
+_TMP_MARK = ".pea-tmp-"
+_TMP_RE = re.compile(r"^\..+" + re.escape(_TMP_MARK) + r"[A-Za-z0-9_]+(\.[A-Za-z0-9]+)?$")
+
+# What a user can do about each storage errno (the caller adds what to run afterwards).
+_FIXES = {
+    errno.ENOSPC: "free space",
+    errno.EDQUOT: "free space or raise your disk quota",
+    errno.EFBIG: "use a file system that allows larger files",
+    errno.EROFS: "the file system is read-only; choose a writable location",
+    errno.EACCES: "make {dir} writable",
+    errno.EPERM: "make {dir} writable",
+}
+# The OS message of each, as TensorFlow embeds it in OpError text (e.g. "...; No space left on device").
+_TEXTS = {code: os.strerror(code) for code in _FIXES}
 
 
 def _umask():
@@ -15,18 +52,230 @@ def _umask():
     return mask
 
 
+def _temporary(path):
+    """A new empty temporary file next to `path`, with its extension (some writers check it)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(path)
+    fd, tmp = tempfile.mkstemp(prefix="." + name + _TMP_MARK, suffix=os.path.splitext(name)[1],
+                               dir=directory)
+    return fd, tmp
+
+
+def _naming(path, error):
+    """`error` as an OSError of the same errno that names the target `path`, not a temporary."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return OSError(error.errno, error.strerror or os.strerror(error.errno), os.fspath(path))
+    return error
+
+
+def _commit(tmp, path):
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600.
+    os.replace(tmp, path)
+
+
+def _discard(tmp):
+    with contextlib.suppress(OSError):
+        if os.path.isdir(tmp) and not os.path.islink(tmp):
+            shutil.rmtree(tmp)
+        else:
+            os.unlink(tmp)
+
+
 def atomic_write(path, data):
     """Writes bytes `data` to `path` through a temporary file in the same folder, fsync, rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    fd = tmp = None
     try:
+        fd, tmp = _temporary(path)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            half = len(data) // 2
+            f.write(data[:half])
+            f.flush()
+            fault_point("kill_during_write", os.path.basename(path))
+            f.write(data[half:])
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600.
-        os.replace(tmp, path)
+        _commit(tmp, path)
+    except OSError as e:
+        if tmp:
+            _discard(tmp)
+        raise _naming(path, e) from e
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp:
+            _discard(tmp)
         raise
+
+
+def atomic_write_text(path, text):
+    """`atomic_write` of `text` encoded as UTF-8."""
+    atomic_write(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path, obj, *, indent=1, default=None):
+    """`obj` as JSON (with a final newline), written atomically; `default` as for json.dumps."""
+    atomic_write_text(path, json.dumps(obj, indent=indent, default=default) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_output(path, mode="wb", newline=None):
+    """`with atomic_output(path) as f:` a file object whose content replaces `path` only when the
+    block ends without an exception (for writers that stream: csv, matplotlib's savefig)."""
+    fd = tmp = None
+    try:
+        fd, tmp = _temporary(path)
+        text = "b" not in mode
+        with os.fdopen(fd, mode, encoding="utf-8" if text else None, newline=newline) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        fault_point("kill_during_write", os.path.basename(path))
+        _commit(tmp, path)
+    except OSError as e:
+        if tmp:
+            _discard(tmp)
+        raise _naming(path, e) from e
+    except BaseException:
+        if tmp:
+            _discard(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """`with atomic_path(path) as tmp:` for writers that want a file name (`model.save(tmp)`):
+    `tmp` is a fresh path in the same folder with the same extension; when the block ends without
+    an exception, what the writer left at `tmp` replaces `path`, else it is removed."""
+    tmp = None
+    try:
+        fd, tmp = _temporary(path)
+        os.close(fd)
+        os.unlink(tmp)  # The writer creates it (some refuse to overwrite).
+        yield tmp
+        if not os.path.exists(tmp):
+            raise FileNotFoundError(errno.ENOENT, "the writer wrote nothing", os.fspath(path))
+        if os.path.isfile(tmp):
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        fault_point("kill_during_write", os.path.basename(path))
+        if os.path.isdir(tmp) and os.path.isdir(path):
+            _replace_directory(tmp, path)
+        else:
+            _commit(tmp, path)
+    except OSError as e:
+        if tmp:
+            _discard(tmp)
+        raise _naming(path, e) from e
+    except BaseException:
+        if tmp:
+            _discard(tmp)
+        raise
+
+
+def _replace_directory(new, path):
+    """Directories cannot be renamed over each other: the old one steps aside first, so at any
+    moment one complete copy exists under `path` or under its hidden `.old` name."""
+    old = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + _TMP_MARK + "old")
+    _discard(old)
+    os.rename(path, old)
+    os.rename(new, path)
+    _discard(old)
+
+
+def atomic_copy(source, path):
+    """Copies file `source` to `path` atomically (the copy appears whole or not at all)."""
+    with open(source, "rb") as src, atomic_output(path) as dst:
+        shutil.copyfileobj(src, dst)
+
+
+def is_temporary(name):
+    """True for the hidden temporaries the writers here create (left behind only by a kill)."""
+    return bool(_TMP_RE.match(os.path.basename(name)))
+
+
+def remove_stale_temporaries(directory, recursive=False):
+    """Removes temporaries left in `directory` by killed writes; returns what was removed.
+    Call it only where no other process writes at the same time (the start of a run)."""
+    removed = []
+    if not os.path.isdir(directory):
+        return removed
+    for root, dirs, names in os.walk(directory):
+        for name in names + dirs:
+            if is_temporary(name):
+                _discard(os.path.join(root, name))
+                removed.append(os.path.join(root, name))
+        if not recursive:
+            break
+        dirs[:] = [d for d in dirs if not is_temporary(d)]
+    return removed
+
+
+def storage_problem(error):
+    """(errno, OS message) when `error` says the disk refused a write (full, quota, read-only,
+    permission, file too large), else None. Reads OSError.errno, or the OS message inside the text
+    of other errors (TensorFlow raises OpErrors such as ResourceExhaustedError for these)."""
+    if isinstance(error, OSError) and error.errno in _FIXES:
+        return error.errno, os.strerror(error.errno)
+    if isinstance(error, OSError) and error.errno is not None:
+        return None
+    text = str(getattr(error, "message", None) or error)
+    for code, message in _TEXTS.items():
+        if message in text:
+            return code, message
+    return None
+
+
+def _shown(path):
+    """`path` relative to the working directory when it lies below it (as the user typed it)."""
+    path = os.fspath(path)
+    if not os.path.isabs(path):
+        return path
+    relative = os.path.relpath(path)
+    return path if relative.startswith(os.pardir) else relative
+
+
+def error_path(error):
+    """The file an OSError names, else the first path-like token of a TensorFlow error's text."""
+    if isinstance(error, OSError) and error.filename:
+        return os.fspath(error.filename)
+    text = re.sub(r"\{\{.*?\}\}", "", str(getattr(error, "message", None) or error))  # TF op names.
+    match = re.search(r"(?:^|[\s'\"}])(/[^\s;'\"]+|[\w.-]+/[^\s;'\"]+)", text)
+    return match.group(1) if match else None
+
+
+def write_error_message(error, path=None, safe=None, retry="run again"):
+    """One line for a storage failure, or None when `error` is something else (a bug: let it show).
+
+    `path` overrides the path found in the error; `safe` says what is intact ("the last complete
+    checkpoint, epoch 7, is intact"); `retry` what to run once fixed. For example:
+    "No space left on device writing runs/x/metrics.json; the last complete checkpoint, epoch 7,
+    is intact: free space and run again with --resume".
+    """
+    problem = storage_problem(error)
+    if problem is None:
+        return None
+    code, message = problem
+    target = path or error_path(error)
+    where = f" writing {_shown(target)}" if target else ""
+    directory = _shown(os.path.dirname(os.path.abspath(target))) if target else "the folder"
+    fix = _FIXES[code].format(dir=directory)
+    line = f"{message}{where}"
+    if safe:
+        line += f"; {safe}"
+    return f"{line}: {fix} and {retry}" if retry else f"{line}: {fix}"
+
+
+def as_os_error(error, path=None):
+    """`error` as an OSError with the right errno naming `path` when it is a storage problem
+    (so callers handle TensorFlow's and Python's the same way), else None."""
+    problem = storage_problem(error)
+    if problem is None:
+        return None
+    target = path or error_path(error)
+    return OSError(problem[0], problem[1], target) if target else OSError(*problem)
+
+
+def fault_point(kind, value):
+    """Test hook: SIGKILLs this process when PEA_KERAS_FAULT lists `kind:value` (see the module
+    docstring); a no-op otherwise. Never set the variable outside tests."""
+    spec = os.environ.get(FAULT_ENV)
+    if spec and f"{kind}:{value}" in (s.strip() for s in spec.split(",")):
+        os.kill(os.getpid(), signal.SIGKILL)

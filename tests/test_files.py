@@ -1,0 +1,269 @@
+"""pea_keras.files on real failing disks: /dev/full, a small tmpfs, a read-only tmpfs, a
+folder the process may not write, and a process killed in the middle of a write.
+
+Mounting needs root (as in CI); elsewhere those tests skip and say why.
+"""
+import errno
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pea_keras import files
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def mount_tmpfs(directory, size="64k", options=""):
+    """Mounts a tmpfs of `size` on `directory`; skips the test when mounting is not permitted."""
+    os.makedirs(directory, exist_ok=True)
+    opts = f"size={size}" + (f",{options}" if options else "")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(directory)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
+
+
+def unmount(directory):
+    subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 kB file system, so that a 100 kB write runs out of space."""
+    disk = tmp_path / "disk"
+    mount_tmpfs(disk, "64k")
+    yield disk
+    unmount(disk)
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    disk = tmp_path / "ro"
+    mount_tmpfs(disk, "64k")
+    (disk / "old.json").write_text('{"old": true}\n')
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    yield disk
+    unmount(disk)
+
+
+BIG = os.urandom(100 * 1024)
+
+
+def stream(path, data):
+    with files.atomic_output(path) as f:
+        for i in range(0, len(data), 4096):
+            f.write(data[i:i + 4096])
+
+
+def save_like_a_library(path, data):
+    with files.atomic_path(path) as tmp:
+        assert os.path.dirname(tmp) == os.path.dirname(str(path))
+        assert tmp.endswith(os.path.splitext(str(path))[1]) and files.is_temporary(tmp)
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
+WRITERS = {"atomic_write": files.atomic_write, "atomic_output": stream, "atomic_path": save_like_a_library}
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_full_disk_keeps_the_previous_file_and_names_the_target(small_disk, writer):
+    target = small_disk / "model.keras"
+    target.write_bytes(b"previous complete model")
+    with pytest.raises(OSError) as raised:
+        WRITERS[writer](target, BIG)
+    assert raised.value.errno == errno.ENOSPC
+    assert raised.value.filename == str(target)  # Never the temporary's name.
+    assert target.read_bytes() == b"previous complete model"
+    assert sorted(os.listdir(small_disk)) == ["model.keras"]  # No temporary left behind.
+    assert files.write_error_message(raised.value, safe="the previous model.keras is intact") == (
+        f"No space left on device writing {target}; the previous model.keras is intact: "
+        "free space and run again")
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_writes_that_fit_replace_the_file_whole(small_disk, writer):
+    target = small_disk / "x.bin"
+    target.write_bytes(b"old")
+    WRITERS[writer](target, b"new" * 1000)
+    assert target.read_bytes() == b"new" * 1000
+    assert os.listdir(small_disk) == ["x.bin"]
+
+
+def test_full_disk_on_a_new_file_leaves_nothing(small_disk):
+    with pytest.raises(OSError) as raised:
+        files.atomic_write_json(small_disk / "metrics.json", {"x": "y" * 100_000})
+    assert raised.value.errno == errno.ENOSPC
+    assert os.listdir(small_disk) == []
+
+
+def test_dev_full_errors_become_one_line():
+    with pytest.raises(OSError) as raised, open("/dev/full", "wb") as f:
+        f.write(b"x")
+        f.flush()
+    assert files.storage_problem(raised.value) == (errno.ENOSPC, "No space left on device")
+    message = files.write_error_message(raised.value, path="runs/x/metrics.json",
+                                        safe="the last complete checkpoint, epoch 7, is intact",
+                                        retry="run again with --resume")
+    assert message == ("No space left on device writing runs/x/metrics.json; the last complete "
+                       "checkpoint, epoch 7, is intact: free space and run again with --resume")
+    assert "\n" not in message
+
+
+def test_read_only_disk(read_only_disk):
+    target = read_only_disk / "old.json"
+    with pytest.raises(OSError) as raised:
+        files.atomic_write_json(target, {"new": True})
+    assert raised.value.errno == errno.EROFS and raised.value.filename == str(target)
+    assert json.loads(target.read_text()) == {"old": True}
+    assert files.write_error_message(raised.value) == (
+        f"Read-only file system writing {target}: the file system is read-only; choose a writable "
+        "location and run again")
+
+
+def test_permission_denied_names_the_folder_to_fix(tmp_path):
+    """A real EACCES: a child process that gave up root writes into a folder owned by root."""
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o755)
+    (folder / "a.json").write_text("{}")
+    os.chmod(tmp_path, 0o755)
+    if os.getuid() != 0:
+        pytest.skip("needs root to drop to another user")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # The child: no pytest, no TensorFlow; report and leave.
+        os.close(read)
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                files.atomic_write_json(folder / "a.json", {"b": 1})
+                report = "written"
+            except OSError as e:
+                report = json.dumps([e.errno, e.filename, files.write_error_message(e)])
+            os.write(write, report.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        report = f.read()
+    os.waitpid(pid, 0)
+    code, filename, message = json.loads(report)
+    assert code == errno.EACCES and filename == str(folder / "a.json")
+    assert message == (f"Permission denied writing {folder / 'a.json'}: make {folder} writable "
+                       "and run again")
+    assert (folder / "a.json").read_text() == "{}"
+
+
+def test_tensorflow_errors_are_recognised_by_their_text():
+    """TensorFlow reports a full disk as ResourceExhaustedError whose text carries the OS message
+    (this is the text of a real failed checkpoint on a full tmpfs)."""
+
+    class ResourceExhaustedError(Exception):
+        def __init__(self, message):
+            super().__init__(message)
+            self.message = message
+
+    error = ResourceExhaustedError(
+        "{{function_node __wrapped__SaveV2_dtypes_3_device_/job:localhost/replica:0/task:0/device:"
+        "CPU:0}} m/ckpt-3_temp/part-00000-of-00001.data-00000-of-00001.tempstate1604; No space left "
+        "on device [Op:SaveV2]")
+    assert files.storage_problem(error) == (errno.ENOSPC, "No space left on device")
+    assert files.error_path(error) == "m/ckpt-3_temp/part-00000-of-00001.data-00000-of-00001.tempstate1604"
+    assert files.write_error_message(error, path="m/ckpt-3", retry="run again with --resume") == (
+        "No space left on device writing m/ckpt-3: free space and run again with --resume")
+    converted = files.as_os_error(error, "m/ckpt-3")
+    assert isinstance(converted, OSError) and converted.errno == errno.ENOSPC
+    assert converted.filename == "m/ckpt-3"
+
+
+@pytest.mark.parametrize("error", [ValueError("No such thing"), FileNotFoundError(2, "missing", "x"),
+                                   RuntimeError("graph error"), IsADirectoryError(21, "dir", "x")])
+def test_other_errors_are_not_storage_problems(error):
+    assert files.storage_problem(error) is None
+    assert files.write_error_message(error) is None and files.as_os_error(error) is None
+
+
+def test_new_files_follow_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        files.atomic_write_text(tmp_path / "a.txt", "x")
+        stream(tmp_path / "b.bin", b"y")
+        files.atomic_copy(tmp_path / "a.txt", tmp_path / "c.txt")
+    finally:
+        os.umask(old)
+    for name in ("a.txt", "b.bin", "c.txt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name
+    assert (tmp_path / "c.txt").read_text() == "x"
+
+
+def test_json_and_text_round_trip(tmp_path):
+    files.atomic_write_json(tmp_path / "m.json", {"a": [1, 2.5], "b": "é"})
+    assert json.loads((tmp_path / "m.json").read_text(encoding="utf-8")) == {"a": [1, 2.5], "b": "é"}
+    assert (tmp_path / "m.json").read_text().endswith("}\n")
+
+
+def test_a_directory_is_replaced_whole(tmp_path):
+    target = tmp_path / "saved_model"
+    target.mkdir()
+    (target / "old.pb").write_text("old")
+    with files.atomic_path(target) as tmp:
+        os.mkdir(tmp)
+        with open(os.path.join(tmp, "new.pb"), "w") as f:
+            f.write("new")
+    assert os.listdir(target) == ["new.pb"] and os.listdir(tmp_path) == ["saved_model"]
+
+
+def test_a_failing_writer_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "plot.png"
+    target.write_bytes(b"old plot")
+    with pytest.raises(RuntimeError), files.atomic_output(target) as f:
+        f.write(b"half a plot")
+        raise RuntimeError("the plotting library failed")
+    assert target.read_bytes() == b"old plot" and os.listdir(tmp_path) == ["plot.png"]
+
+
+KILLED_WRITE = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("files", sys.argv[2])  # Without TensorFlow: fast.
+files = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(files)
+files.atomic_write(sys.argv[1], b"new" * 100000)
+print("not reached")
+"""
+
+
+def test_a_kill_in_the_middle_of_a_write_leaves_the_previous_file(tmp_path):
+    target = tmp_path / "history.csv"
+    target.write_text("epoch,loss\n0,1.5\n")
+    env = dict(os.environ, PYTHONPATH=REPO, PEA_KERAS_FAULT="kill_during_write:history.csv")
+    result = subprocess.run([sys.executable, "-c", KILLED_WRITE, str(target), files.__file__], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == -9 and "not reached" not in result.stdout
+    assert target.read_text() == "epoch,loss\n0,1.5\n"
+    left = [name for name in os.listdir(tmp_path) if name != "history.csv"]
+    assert len(left) == 1 and files.is_temporary(left[0])  # Half written, never renamed.
+    assert 0 < (tmp_path / left[0]).stat().st_size < 300000
+    assert files.remove_stale_temporaries(tmp_path) == [str(tmp_path / left[0])]
+    assert os.listdir(tmp_path) == ["history.csv"]
+
+
+def test_fault_points_do_nothing_unless_named(monkeypatch):
+    monkeypatch.delenv(files.FAULT_ENV, raising=False)
+    files.fault_point("kill_during_checkpoint", 2)
+    monkeypatch.setenv(files.FAULT_ENV, "kill_during_checkpoint:3, kill_during_write:other.json")
+    files.fault_point("kill_during_checkpoint", 2)
+    files.fault_point("kill_during_write", "metrics.json")
+
+
+def test_only_our_temporaries_are_swept(tmp_path):
+    for name in ("metrics.json", ".hidden", "a.tmp", ".metrics.json.tmp", "notes.pea-tmp-x"):
+        (tmp_path / name).write_text("keep")
+    fd, tmp = files._temporary(tmp_path / "metrics.json")
+    os.close(fd)
+    assert files.remove_stale_temporaries(tmp_path) == [tmp]
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["metrics.json", ".hidden", "a.tmp", ".metrics.json.tmp", "notes.pea-tmp-x"])
