@@ -105,6 +105,34 @@ def atomic_write(path, data):
         raise
 
 
+def atomic_write_many(contents):
+    """Writes {path: bytes} all or nothing: every temporary is written and fsynced before the
+    first rename, so a full disk or a bad path changes none of the files (files that belong
+    together, such as a .tflite and its C array, never disagree after a failure)."""
+    staged = []
+    try:
+        for path, data in contents.items():
+            fd, tmp = _temporary(path)
+            staged.append((tmp, path))
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                raise _naming(path, e) from e
+        for tmp, path in staged:
+            fault_point("kill_during_write", os.path.basename(path))
+            try:
+                _commit(tmp, path)
+            except OSError as e:
+                raise _naming(path, e) from e
+    finally:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                _discard(tmp)
+
+
 def atomic_write_text(path, text):
     """`atomic_write` of `text` encoded as UTF-8."""
     atomic_write(path, text.encode("utf-8"))

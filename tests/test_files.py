@@ -93,6 +93,22 @@ def test_writes_that_fit_replace_the_file_whole(small_disk, writer):
     assert os.listdir(small_disk) == ["x.bin"]
 
 
+def test_files_written_together_change_together(small_disk):
+    old = {"m.tflite": b"old model", "model_data.cc": b"// old", "model_data.h": b"// old"}
+    for name, data in old.items():
+        (small_disk / name).write_bytes(data)
+    new = {small_disk / "m.tflite": b"new" * 1000, small_disk / "model_data.cc": BIG,
+           small_disk / "model_data.h": b"// new"}
+    with pytest.raises(OSError) as raised:
+        files.atomic_write_many(new)
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(small_disk / "model_data.cc")
+    assert {name: (small_disk / name).read_bytes() for name in old} == old
+    assert sorted(os.listdir(small_disk)) == sorted(old)
+    new[small_disk / "model_data.cc"] = b"// new array"
+    files.atomic_write_many(new)
+    assert {p: p.read_bytes() for p in new} == new and sorted(os.listdir(small_disk)) == sorted(old)
+
+
 def test_full_disk_on_a_new_file_leaves_nothing(small_disk):
     with pytest.raises(OSError) as raised:
         files.atomic_write_json(small_disk / "metrics.json", {"x": "y" * 100_000})

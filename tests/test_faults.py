@@ -1,0 +1,322 @@
+"""Faults from the user's side: full disks, a read-only folder, TensorBoard failing alone and a
+SIGKILL in the middle of a checkpoint, against the real `train.py` and `pea-tflite` processes.
+
+The promises: a failed or killed write leaves the previous complete file; a storage error is one
+line naming the path and what is safe, exit status 1, no traceback; and a killed run continues with
+`--resume` to the same alpha trace and the same final weights as a run continued from the same
+checkpoint by a process that was never killed. (Not the weights of a run never interrupted: a
+resumed run restarts the shuffled data stream, so it sees other batches.)
+
+Full disks are small tmpfs mounts (root, as in CI; otherwise the tests skip and say why); kills
+come from the PEA_KERAS_FAULT test hook of pea_keras.files.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pea_keras import files
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = ["--arch=tiny", "--epochs=3", "--steps_per_epoch=2", "--batch_size=16", "--image_size=16",
+         "--verbose=0", "--calibration_examples=16", "--tflite_eval_examples=32"]
+INT8 = "tiny_pea_digits_int8.tflite"
+SIGKILL = -9
+
+
+def run(*argv, fault=None, timeout=240):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+    env.pop(files.FAULT_ENV, None)
+    if fault:
+        env[files.FAULT_ENV] = fault
+    return subprocess.run([sys.executable, *map(str, argv)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def train(output_dir, *flags, fault=None, tflite_dir=None):
+    tflite = ["--noexport"] if tflite_dir is None else [f"--tflite_dir={tflite_dir}"]
+    return run("train.py", *FLAGS, f"--output_dir={output_dir}", *tflite, *flags, fault=fault)
+
+
+def messages(result, prog="train.py"):
+    """The tool's own lines on stderr (TensorFlow prints start-up lines before absl's logging)."""
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return [line for line in result.stderr.splitlines() if line.startswith(f"{prog}:")]
+
+
+def one_error(result, prog="train.py"):
+    lines = messages(result, prog)
+    errors = [line for line in lines if line.startswith(f"{prog}: error: ")]
+    assert result.returncode == 1 and len(errors) == 1, (result.returncode, result.stderr[-3000:])
+    assert result.stderr.rstrip().endswith(errors[0])  # The last word, after any warning.
+    return errors[0][len(f"{prog}: error: "):]
+
+
+def mount_tmpfs(directory, size, options=""):
+    os.makedirs(directory, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}" + (f",{options}" if options else ""),
+                             "tmpfs", str(directory)], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
+
+
+def grow(directory, size):
+    """What "free space" means in the messages: the same file system, now larger."""
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(directory)], check=True)
+
+
+@pytest.fixture
+def mounts():
+    mounted = []
+
+    def mount(directory, size, options=""):
+        mount_tmpfs(directory, size, options)
+        mounted.append(directory)
+        return directory
+
+    yield mount
+    for directory in reversed(mounted):
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+def leftovers(directory):
+    """Temporaries of killed or failed writes, and TensorFlow's unfinished checkpoint folders."""
+    found = []
+    for root, dirs, names in os.walk(directory):
+        found += [os.path.join(root, n) for n in names + dirs
+                  if files.is_temporary(n) or n.endswith("_temp")]
+    return found
+
+
+def assert_complete_files(run_dir):
+    """Every file a user may open is whole: JSON parses, models are zip archives that test clean."""
+    import zipfile
+
+    for root, _, names in os.walk(run_dir):
+        for name in names:
+            path = os.path.join(root, name)
+            if name.endswith(".json"):
+                with open(path) as f:
+                    json.load(f)
+            elif name.endswith(".keras"):
+                with zipfile.ZipFile(path) as z:
+                    assert z.testzip() is None, path
+            elif name.endswith(".png"):
+                with open(path, "rb") as f:
+                    data = f.read()
+                assert data.startswith(b"\x89PNG") and data.endswith(b"IEND\xaeB`\x82"), path
+
+
+def latest_epoch(run_dir):
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    return int(latest.rsplit("-", 1)[1]) if latest else None
+
+
+def checkpoint_values(run_dir, epoch):
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(os.path.join(run_dir, "checkpoints", f"ckpt-{epoch}"))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+def metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The alpha trace every interrupted-and-resumed run must reproduce."""
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    result = train(out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return metrics(out)
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_checkpoint_resumes_to_the_same_weights(tmp_path, uninterrupted):
+    """Killed while writing epoch 2's checkpoint: epoch 1's stays the checkpoint, and --resume
+    ends exactly where a run resumed from epoch 1 without that kill ends."""
+    cut, reference = tmp_path / "cut", tmp_path / "reference"
+    killed = train(cut, fault="kill_during_checkpoint:2")
+    assert killed.returncode == SIGKILL, killed.stderr[-3000:]
+    stopped = train(reference, fault="kill_after_checkpoint:1")  # Killed just after a commit.
+    assert stopped.returncode == SIGKILL, stopped.stderr[-3000:]
+
+    assert latest_epoch(cut) == 1 and latest_epoch(reference) == 1
+    assert os.path.exists(cut / "checkpoints" / "ckpt-2.index")  # Written, never committed.
+    assert not os.path.exists(cut / "metrics.json")
+    assert_complete_files(cut)
+    start, reference_start = checkpoint_values(cut, 1), checkpoint_values(reference, 1)
+    assert start.keys() == reference_start.keys() and len(start) > 50
+    assert all(np.array_equal(start[k], reference_start[k]) for k in start)  # The same start.
+
+    for run_dir in (cut, reference):
+        resumed = train(run_dir, "--resume")
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert messages(resumed) == []
+        assert leftovers(run_dir) == []
+        assert_complete_files(run_dir)
+    done, reference_done = metrics(cut), metrics(reference)
+    assert done["alpha_trace"] == reference_done["alpha_trace"] == uninterrupted["alpha_trace"]
+    assert done["alpha_trace"]["step"] == list(range(6)) and done["alpha_final"] == 1.0
+    assert done["steps_done"] == 6 and done["history"]["epoch"] == [0.0, 1.0, 2.0]
+    assert done["final_learning_rate"] == uninterrupted["final_learning_rate"]
+    end, reference_end = checkpoint_values(cut, 3), checkpoint_values(reference, 3)
+    assert all(np.array_equal(end[k], reference_end[k]) for k in end)  # Weights and optimizer.
+    assert any(not np.array_equal(end[k], start[k]) for k in end)  # It did train on.
+    assert done["top1"] == reference_done["top1"]
+
+
+MESSAGE = re.compile(r"No space left on device writing (?P<path>\S+); (?P<safe>.+): free space "
+                     r"and run again with (?P<retry>--resume|--overwrite)$")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", ["200k", "640k"])
+def test_full_run_directory_stops_with_one_line_and_resumes(tmp_path, mounts, uninterrupted, size):
+    """200k fills during training (checkpoints), 640k after it (models and plots)."""
+    disk = mounts(tmp_path / "disk", size)
+    out = disk / "run"
+    message = one_error(train(out))
+    match = MESSAGE.match(message)
+    assert match, message
+    assert match["path"].startswith(str(out)), message
+    epoch = latest_epoch(out)
+    if epoch is None:
+        assert match["safe"] == "no checkpoint was written yet" and match["retry"] == "--overwrite"
+    else:
+        assert match["safe"] == f"the last complete checkpoint, epoch {epoch}, is intact"
+        assert match["retry"] == "--resume"
+    assert leftovers(out) == []
+    assert_complete_files(out)
+    assert not os.path.exists(out / "metrics.json")
+
+    grow(disk, "8m")
+    resumed = train(out, match["retry"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert messages(resumed) == []
+    assert metrics(out)["alpha_trace"] == uninterrupted["alpha_trace"]
+    assert_complete_files(out)
+    assert leftovers(out) == []
+
+
+@pytest.mark.slow
+def test_full_disk_for_the_int8_file_keeps_the_earlier_one(tmp_path, mounts):
+    tflite_dir = mounts(tmp_path / "tflite", "16k")
+    (tflite_dir / INT8).write_bytes(b"earlier int8 file")
+    out = tmp_path / "run"
+    message = one_error(train(out, "--overwrite", tflite_dir=tflite_dir))
+    assert message == (f"No space left on device writing {tflite_dir / INT8}; the trained models in "
+                       f"{out} and the last complete checkpoint, epoch 3, are intact: free space and "
+                       "run again with --resume")
+    assert (tflite_dir / INT8).read_bytes() == b"earlier int8 file"
+    assert os.listdir(tflite_dir) == [INT8]
+    assert not os.path.exists(out / "model_int8.tflite")
+
+    grow(tflite_dir, "1m")
+    resumed = train(out, "--resume", tflite_dir=tflite_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    from pea_keras.tflite import relu_only_violations
+
+    assert relu_only_violations(str(tflite_dir / INT8), int8=True) == []
+    assert (out / "model_int8.tflite").read_bytes() == (tflite_dir / INT8).read_bytes()
+    assert metrics(out)["top1"]["int8"] is not None
+
+
+@pytest.mark.slow
+def test_tensorboard_failing_alone_is_reported_and_training_finishes(tmp_path, mounts):
+    """A full disk under logs/ only: one warning, the run completes, metrics.json says so."""
+    out = tmp_path / "run"
+    logs = mounts(out / "logs", "4k")
+    result = train(out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = messages(result)
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert re.fullmatch(
+        rf"train\.py: warning: TensorBoard logging stopped: No space left on device writing "
+        rf"{re.escape(str(logs))}/\S+; training goes on without TensorBoard logs \(checkpoints, "
+        r"models and metrics are not affected\)", lines[0]), lines[0]
+    m = metrics(out)
+    assert m["alpha_trace"]["step"] == list(range(6)) and m["steps_done"] == 6
+    assert any("TensorBoard logging stopped" in w for w in m["warnings"])
+    for name in ("pea_model.keras", "relu_model.keras", "history.csv", "alpha.png", "curves.png"):
+        assert (out / name).is_file(), name
+    assert latest_epoch(out) == 3
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    """A tf_keras CNN on 8x8 digits (saved as .h5) and the size of its int8 file."""
+    import tf_keras as k
+
+    k.utils.set_random_seed(0)
+    L = k.layers
+    model = k.Sequential([k.Input((8, 8, 1)), L.Conv2D(16, 3, padding="same", activation="relu"),
+                          L.Conv2D(32, 3, padding="same", activation="relu"), L.Flatten(),
+                          L.Dense(10)])
+    folder = tmp_path_factory.mktemp("model")
+    model.save(folder / "model.h5")
+    from pea_keras.tflite.calibration import calibration_samples
+    from pea_keras.tflite.convert import quantize
+
+    size = len(quantize(model, calibration_samples("digits", (None, 8, 8, 1), limit=16), io="int8"))
+    return folder / "model.h5", size
+
+
+def fill(disk, leave):
+    """Fills `disk` but `leave` bytes (rounded down to whole pages)."""
+    stat = os.statvfs(disk)
+    free = stat.f_bavail * stat.f_frsize
+    with open(disk / "filler", "wb") as f:
+        f.write(b"\0" * max(0, free - leave))
+
+
+def convert(model, output, *flags):
+    return run("-m", "pea_keras.tflite", "convert", model, "-o", output, "--calib_samples=16", *flags)
+
+
+@pytest.mark.slow
+def test_pea_tflite_full_disk_changes_no_file(tmp_path, mounts, small_model):
+    model, size = small_model
+    disk = mounts(tmp_path / "disk", "256k")
+    output = disk / "model.tflite"
+    fill(disk, 0)
+    assert one_error(convert(model, output), "pea-tflite") == (
+        f"No space left on device writing {output}; no file was changed: free space and run again")
+    assert sorted(os.listdir(disk)) == ["filler"]
+
+    # Room for the .tflite but not for the C array next to it (6 characters a byte): the three
+    # files are written together or not at all, so the earlier ones stay.
+    os.unlink(disk / "filler")
+    earlier = {"model.tflite": b"earlier", "model_data.cc": b"// earlier", "model_data.h": b"// earlier"}
+    for name, data in earlier.items():
+        (disk / name).write_bytes(data)
+    fill(disk, size + 8192)
+    message = one_error(convert(model, output, "--force"), "pea-tflite")
+    assert re.fullmatch(rf"No space left on device writing {re.escape(str(disk))}/model_data\.(cc|h); "
+                        r"no file was changed: free space and run again", message), message
+    assert {n: (disk / n).read_bytes() for n in earlier} == earlier
+    assert sorted(os.listdir(disk)) == ["filler", *sorted(earlier)]
+
+    os.unlink(disk / "filler")
+    done = convert(model, output, "--force")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert output.stat().st_size == size and b"g_model_data" in (disk / "model_data.cc").read_bytes()
+
+
+@pytest.mark.slow
+def test_pea_tflite_read_only_folder(tmp_path, mounts, small_model):
+    model, _ = small_model
+    disk = mounts(tmp_path / "ro", "64k", "ro")
+    message = one_error(convert(model, disk / "model.tflite", "--target=phone"), "pea-tflite")
+    assert message == (f"Read-only file system writing {disk / 'model.tflite'}; no file was changed: "
+                       "the file system is read-only; choose a writable location and run again")
+    assert os.listdir(disk) == []
