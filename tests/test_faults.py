@@ -58,8 +58,9 @@ def one_error(result, prog="train.py"):
 
 def mount_tmpfs(directory, size, options=""):
     os.makedirs(directory, exist_ok=True)
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}" + (f",{options}" if options else ""),
-                             "tmpfs", str(directory)], capture_output=True, text=True)
+    opts = f"size={size}" + (f",{options}" if options else "")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(directory)],
+                            capture_output=True, text=True)
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
 
