@@ -107,9 +107,9 @@ flags.DEFINE_integer("tflite_eval_examples", 0, "Test examples scored on LiteRT;
 
 
 def config_from_flags():
-    from pea_keras.training.run import RunConfig
-
     import dataclasses
+
+    from pea_keras.training.run import RunConfig
     names = [f.name for f in dataclasses.fields(RunConfig)]
     return RunConfig(**{n: FLAGS[n].value for n in names})
 

@@ -55,7 +55,7 @@ CALIBRATION_EXAMPLES = 256
 
 def load_variant(name, image_size):
     """(x_train, y_train, x_test, y_test) of a data variant; the same arrays for every seed."""
-    from pea_keras.training.data import load_digits_split
+    from pea_keras.data.digits import load_digits_split
 
     spec = VARIANTS[name]
     split = load_digits_split(image_size, channels=1, seed=SPLIT_SEED)

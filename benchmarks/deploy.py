@@ -153,9 +153,9 @@ def main():
     warnings.filterwarnings("ignore")
     import tensorflow as tf
 
+    from pea_keras.data.digits import load_digits_split
     from pea_keras.tflite import inspect, relu_only_violations
     from pea_keras.tflite.runtimes import latency_ms
-    from pea_keras.training.data import load_digits_split
 
     k = importlib.import_module(FLAVORS[args.keras])
     split = load_digits_split(args.image_size, channels=3, seed=0)

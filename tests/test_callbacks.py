@@ -6,10 +6,10 @@ import warnings
 
 import numpy as np
 import pytest
+from tiny_models import small_cnn, small_data
 
 import pea_keras
 from pea_keras import schedules
-from tiny_models import small_cnn, small_data
 
 STEPS = 4  # 64 samples / batch 16
 

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny_models import small_cnn, small_data
 
 import pea_keras
 from pea_keras import activations
 from pea_keras.layer import layer_class, relu
-from tiny_models import small_cnn, small_data
 
 X = tf.constant(np.random.default_rng(1).normal(scale=4.0, size=(3, 5, 7)).astype("float32"))
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
+from tiny_models import every_relu_inputs, every_relu_model, outputs, small_cnn
 
 import pea_keras
 from pea_keras import activations
-from tiny_models import every_relu_inputs, every_relu_model, outputs, small_cnn
 
 
 def set_all_alpha(model, value):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import pea_keras
+from pea_keras.data.digits import load_digits_split
 from pea_keras.tflite import cli, evaluate, inspect, predict, relu_only_violations, runtimes
-from pea_keras.training.data import load_digits_split
 
 DIGITS = load_digits_split(8, channels=1)
 

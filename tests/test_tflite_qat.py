@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from pea_keras.data.digits import load_digits_split
 from pea_keras.tflite import convert, evaluate, relu_only_violations
-from pea_keras.training.data import load_digits_split
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGITS = load_digits_split(8, channels=1)

@@ -8,7 +8,6 @@ import json
 import textwrap
 
 import pytest
-
 from train_cli import call_main, run_script
 
 from pea_keras.training import reporting  # noqa: E402
@@ -103,7 +102,7 @@ def test_resume_continues_alpha_and_learning_rate(tmp_path):
     assert resumed["final_learning_rate"] == whole["final_learning_rate"]
     assert len(resumed["history"]["epoch"]) == 2  # history.csv continued, not restarted.
 
-    from pea_keras.training.errors import UsageError
+    from pea_keras.errors import UsageError
     with pytest.raises(UsageError, match="--epochs 2 -> 3"):
         run(dataclasses.replace(config, output_dir=cut, resume=True, epochs=3))
 

@@ -7,12 +7,11 @@ import json
 
 import numpy as np
 import pytest
-
 from train_cli import call_main
 
+from pea_keras.data import scenes  # noqa: E402
 from pea_keras.training import tasks  # noqa: E402
 from pea_keras.training.run import RunConfig, run  # noqa: E402
-from pea_keras.training.segmentation import scenes  # noqa: E402
 
 TINY = dict(task="segmentation", width=0.35, image_size=32, epochs=1, steps_per_epoch=4,
             batch_size=8, verbose="0", calibration_examples=8, tflite_eval_examples=16)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import pea_keras
+from pea_keras.errors import UsageError
 from pea_keras.training import archs
-from pea_keras.training.errors import UsageError
 
 SMALL = {"mobilenet_v1": 0.25, "mobilenet_v2": 0.35, "mobilenet_v3_small": 0.5, "tiny": 1.0}
 

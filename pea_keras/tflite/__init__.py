@@ -4,19 +4,32 @@
     relu_only_violations("model.tflite", int8=True)       # [] = the promise holds
     predict("model.tflite", x, runtime="micro")           # float outputs
 
-The console script ``pea-tflite`` (``cli.py``) wraps these verbs.
+The console script ``pea-tflite`` (``cli.py``) wraps these verbs. Names load on first use, so
+the CLI answers ``--help`` without importing TensorFlow.
 """
 
-from pea_keras.tflite.c_array import write_c_array
-from pea_keras.tflite.calibration import calibration_samples, load_source
-from pea_keras.tflite.check import Violation, relu_only_violations
-from pea_keras.tflite.convert import Conversion, convert, load_model, quantize
-from pea_keras.tflite.errors import TFLiteError
-from pea_keras.tflite.inspect import ModelInfo, inspect
-from pea_keras.tflite.runtimes import evaluate, micro_arena_bytes, predict
+import importlib
 
-__all__ = [
-    "Conversion", "ModelInfo", "TFLiteError", "Violation", "calibration_samples", "convert",
-    "evaluate", "inspect", "load_model", "load_source", "micro_arena_bytes", "predict",
-    "quantize", "relu_only_violations", "write_c_array",
-]
+_EXPORTS = {
+    "write_c_array": "c_array",
+    "Violation": "check", "relu_only_violations": "check",
+    "Conversion": "convert", "convert": "convert", "load_model": "convert",
+    "quantize": "converter",
+    "TFLiteError": "errors",
+    "ModelInfo": "inspect", "inspect": "inspect",
+    "evaluate": "runtimes", "micro_arena_bytes": "runtimes", "predict": "runtimes",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

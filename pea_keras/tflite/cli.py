@@ -1,13 +1,16 @@
 """``pea-tflite``: convert, inspect, check and run int8 TFLite files of PEA models.
 
 User mistakes end with one line ``pea-tflite: error: ...`` and a non-zero exit
-code, never a traceback, and never a half-written output file.
+code, never a traceback, and never a half-written output file. Arguments are parsed
+before TensorFlow is imported, so ``--help`` and argument errors answer at once, and
+TensorFlow's and the converter's log lines are hidden unless ``--verbose``.
 """
 
 import argparse
 import json
 import os
 import sys
+import warnings
 
 PROG = "pea-tflite"
 TARGETS = {
@@ -28,13 +31,25 @@ def _fail(message, code=1):
     return code
 
 
-def _positive(text):
+def _at_least(minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _positive_float(text):
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
     return value
 
 
@@ -43,8 +58,11 @@ def build_parser():
         "Deploy Progressive Ensemble Activation models as full-integer TFLite files that are "
         "proven ReLU-only, and run them on LiteRT (phones) and TensorFlow Lite Micro "
         "(microcontrollers)."),
-        epilog="Data SOURCE: FILE.npy | FILE.npz (x, y) | IMAGE_FOLDER (one sub-folder per class "
-               "for labels) | tfds:NAME[:SPLIT] (already downloaded) | digits[:SPLIT] (built in).")
+        epilog="Data SOURCE: digits[:SPLIT] (built in) | folder:PATH (one sub-folder per class for "
+               "labels) | tfds:NAME[:SPLIT] (already prepared) | npy:PATH | npz:PATH (x and y, or "
+               "one array per model input name). A bare folder, .npy/.npz path or TFDS name works too.")
+    p.add_argument("--verbose", action="store_true",
+                   help="show TensorFlow's, the converter's and dependencies' log lines and warnings")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -57,17 +75,23 @@ def build_parser():
                    help="micro (default): int8 I/O, C array next to the file, TFLite Micro load test; "
                         "phone: float I/O, LiteRT load test. Explicit flags override the preset.")
     c.add_argument("--calib", default="digits", metavar="SOURCE",
-                   help="calibration inputs (default: digits)")
-    c.add_argument("--calib_samples", type=_positive, default=300, metavar="N",
-                   help="calibration samples to use (default: 300)")
+                   help="calibration inputs shaped like the model input (default: digits, which "
+                        "fits only greyscale square inputs of 8 to 64 pixels)")
+    c.add_argument("--calib_samples", type=_at_least(1), default=300, metavar="N",
+                   help="calibration samples to use (default: 300; fewer than 100 warns)")
+    c.add_argument("--calib_scale", type=_positive_float, metavar="S",
+                   help="divide integer calibration/training data by S (255 for uint8 images); "
+                        "without it integer arrays are refused")
     c.add_argument("--io", choices=["int8", "uint8", "float"], help="input/output type (default: by target)")
-    c.add_argument("--qat_epochs", type=_positive, default=0, metavar="N",
+    c.add_argument("--qat_epochs", type=_at_least(0), default=0, metavar="N",
                    help="quantization-aware fine-tuning epochs before conversion (default: 0 = PTQ)")
     c.add_argument("--train_data", default="digits", metavar="SOURCE",
                    help="labelled data for --qat_epochs (default: digits)")
     c.add_argument("--c_array", metavar="DIR", help="also write DIR/model_data.cc and model_data.h")
-    c.add_argument("--force", action="store_true",
-                   help="overwrite existing outputs; strip PEA layers even if alpha < 1")
+    c.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    c.add_argument("--force_strip", action="store_true",
+                   help="deploy a model whose alpha < 1 anyway: its novel branch is dropped, so the "
+                        "device runs a network that differs from the trained one")
 
     i = sub.add_parser("inspect", help="list operators, fused activations and tensor types",
                        description="Every operator with its type, fused activation (from its "
@@ -92,7 +116,7 @@ def build_parser():
     r.add_argument("file", metavar="FILE.tflite")
     r.add_argument("--data", required=True, metavar="SOURCE", help="labelled data")
     r.add_argument("--split", default="test", help="split for digits/tfds sources (default: test)")
-    r.add_argument("--limit", type=_positive, metavar="N", help="evaluate at most N samples")
+    r.add_argument("--limit", type=_at_least(1), metavar="N", help="evaluate at most N samples")
     r.add_argument("--runtime", choices=["litert", "micro", "both"], default="both")
     r.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -100,8 +124,8 @@ def build_parser():
                        description="Median wall time of one LiteRT inference (batch 1) and the "
                                    "TFLite Micro tensor-arena size.")
     b.add_argument("file", metavar="FILE.tflite")
-    b.add_argument("--runs", type=_positive, default=50, help="timed runs (default: 50)")
-    b.add_argument("--threads", type=_positive, default=1, help="LiteRT threads (default: 1)")
+    b.add_argument("--runs", type=_at_least(1), default=50, help="timed runs (default: 50)")
+    b.add_argument("--threads", type=_at_least(1), default=1, help="LiteRT threads (default: 1)")
     b.add_argument("--no_xnnpack", action="store_true",
                    help="builtin kernels instead of the XNNPACK delegate (LiteRT's default)")
     return p
@@ -113,8 +137,7 @@ def _bench(args):
     from pea_keras.tflite.runtimes import latency_ms, micro_arena_bytes
 
     info = inspect(args.file)
-    ms = latency_ms(args.file, runs=max(args.runs, 1), num_threads=max(args.threads, 1),
-                    xnnpack=not args.no_xnnpack)
+    ms = latency_ms(args.file, runs=args.runs, num_threads=args.threads, xnnpack=not args.no_xnnpack)
     try:
         arena = f"{micro_arena_bytes(args.file)} bytes"
     except TFLiteError as e:
@@ -126,25 +149,34 @@ def _bench(args):
 
 
 def _convert(args):
-    from pea_keras.tflite.calibration import calibration_samples, load_source
-    from pea_keras.tflite.convert import convert, input_shape, load_model
+    from pea_keras.data import calibration_samples, load_arrays
+    from pea_keras.tflite.convert import convert, load_model
+    from pea_keras.tflite.converter import model_inputs
     from pea_keras.tflite.errors import TFLiteError
 
     io, c_array_next_to_file, required = TARGETS[args.target]
     io = args.io or io
     c_dir = args.c_array or (os.path.dirname(os.path.abspath(args.output))
                              if c_array_next_to_file else None)
-    if os.path.exists(args.output) and not args.force:
-        raise TFLiteError(f"{args.output} exists (pass --force to overwrite)")
+    if os.path.exists(args.output) and not args.overwrite:
+        raise TFLiteError(f"{args.output} exists (pass --overwrite to replace it)")
     model = load_model(args.model)
-    shape = input_shape(model)
-    calibration = calibration_samples(args.calib, shape, limit=args.calib_samples)
-    qat_data = None
-    if args.qat_epochs:
-        qat_data = load_source(args.train_data, shape, labelled=True, split="train")
-    conv = convert(model, args.output, calibration, io=io, force=args.force,
-                   qat_epochs=args.qat_epochs, qat_data=qat_data, c_array_dir=c_dir,
-                   require_runtimes=required)
+    inputs = model_inputs(model)
+    inputs = inputs[0][1] if len(inputs) == 1 else inputs
+    try:
+        calibration = calibration_samples(args.calib, inputs, limit=args.calib_samples,
+                                          scale=args.calib_scale)
+        qat_data = None
+        if args.qat_epochs:
+            qat_data = load_arrays(args.train_data, inputs, labelled=True, split="train",
+                                   scale=args.calib_scale)
+    except TFLiteError:
+        raise
+    except ValueError as e:
+        raise TFLiteError(f"--calib/--train_data: {e}") from None
+    conv = convert(model, args.output, calibration, io=io, overwrite=args.overwrite,
+                   force_strip=args.force_strip, qat_epochs=args.qat_epochs, qat_data=qat_data,
+                   c_array_dir=c_dir, require_runtimes=required, verbose=args.verbose)
     print(conv.summary())
     return 0
 
@@ -170,11 +202,11 @@ def _check(args):
 
 
 def _run(args):
-    from pea_keras.tflite.calibration import load_source
+    from pea_keras.data import load_arrays
     from pea_keras.tflite.runtimes import evaluate, io_details
 
     inp, _ = io_details(args.file)
-    x, y = load_source(args.data, tuple(int(d) for d in inp["shape"]), labelled=True,
+    x, y = load_arrays(args.data, tuple(int(d) for d in inp["shape"]), labelled=True,
                        split=args.split, limit=args.limit)
     result = evaluate(args.file, x, y, runtime=args.runtime)
     if args.json:
@@ -196,17 +228,32 @@ def _run(args):
 COMMANDS = {"convert": _convert, "inspect": _inspect, "check": _check, "run": _run, "bench": _bench}
 
 
+def _quiet(verbose):
+    """Before TensorFlow loads: its C++ and Python log lines and dependencies' warnings are noise
+    on a normal run; pea_keras' own warnings are shown as one line each."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "3"
+    os.environ["KERAS_BACKEND"] = "tensorflow"  # The converter needs TensorFlow models.
+    if verbose:
+        return
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=r"pea_keras\b")
+    warnings.showwarning = lambda message, *_: print(f"{PROG}: warning: {message}", file=sys.stderr)
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # this process is ours: keep TF quiet
-    from pea_keras.tflite.errors import TFLiteError
+    _quiet(args.verbose)
+    from pea_keras.errors import UserError
 
     try:
         code = COMMANDS[args.command](args)
-    except TFLiteError as e:
+    except UserError as e:
         code = _fail(str(e))
     except OSError as e:
-        code = _fail(f"{e.filename or ''}: {e.strerror}" if e.strerror else str(e))
+        code = _fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
     except KeyboardInterrupt:
         code = _fail("interrupted", 130)
     sys.exit(code)

@@ -1,36 +1,22 @@
 """Keras model -> full-integer TFLite file that is proven ReLU-only and loads on device.
 
-Conversion routes (measured with TF 2.21):
-- Keras 3: ``model.export(dir)`` to a SavedModel, then
-  ``TFLiteConverter.from_saved_model``. A concrete function from
-  ``tf.function(model)`` fails at calibration (READ_VARIABLE on unfrozen
-  variables), and ``from_keras_model`` expects tf_keras internals.
-- tf_keras: ``TFLiteConverter.from_keras_model``.
-Both quantize with ``Optimize.DEFAULT``, ``TFLITE_BUILTINS_INT8`` only (so any
-op without an int8 kernel fails loudly instead of staying float) and
-per-channel weights (the converter default).
+``convert`` strips a PEA model, quantizes it (``converter.py``; QAT first with ``qat.py``),
+proves the result ReLU-only and integer-only, load-tests it on LiteRT and TFLite Micro, and
+only then writes it, atomically. ``load_model`` reads a saved model of either flavour.
 """
 
 import dataclasses
 import json
 import os
-import tempfile
 import zipfile
 
-import numpy as np
-
+from pea_keras.files import atomic_write
+from pea_keras.tflite import converter
 from pea_keras.tflite.check import relu_only_violations
 from pea_keras.tflite.errors import TFLiteError
 from pea_keras.tflite.inspect import inspect, totals_lines
-from pea_keras.files import atomic_write
-
-IO_TYPES = ("int8", "uint8", "float")
-
-
-def _first_line(e):
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
+from pea_keras.tflite.converter import first_line as _first_line
+from pea_keras.tflite.converter import quantize
 
 def _keras_version_of_zip(path):
     try:
@@ -76,75 +62,21 @@ def load_model(path):
     return model
 
 
-def strip_for_deploy(model, force=False):
-    """The plain ReLU model to deploy: ``pea_keras.strip``; refuses alpha < 1 unless ``force``."""
+def strip_for_deploy(model, force_strip=False):
+    """The plain ReLU model to deploy: ``pea_keras.strip``; refuses alpha < 1 unless
+    ``force_strip`` (the deployed ReLU network then computes something the trained one did not)."""
     import pea_keras
 
     try:
-        return pea_keras.strip(model, force=force)
+        return pea_keras.strip(model, force=force_strip)
     except ValueError as e:
-        raise TFLiteError(f"{_first_line(e)} (train until alpha reaches 1, or pass --force "
+        raise TFLiteError(f"{_first_line(e)} (train until alpha reaches 1, or pass --force_strip "
                           f"to deploy the ReLU network anyway)") from None
 
 
 def input_shape(model):
-    return tuple(None if d is None else int(d) for d in model.inputs[0].shape)
-
-
-def check_calibration(model, calibration):
-    x = np.asarray(calibration, dtype=np.float32)
-    want = input_shape(model)[1:]
-    got = x.shape[1:]
-    if len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got)):
-        shown = "(N, " + ", ".join("?" if w is None else str(w) for w in want) + ")"
-        raise TFLiteError(f"calibration data shaped {x.shape} does not match the model input {shown}")
-    if len(x) == 0:
-        raise TFLiteError("calibration data is empty")
-    return x
-
-
-def _configure(converter, calibration, io):
-    import tensorflow as tf
-
-    if io not in IO_TYPES:
-        raise TFLiteError(f"unknown io type '{io}', choose from {', '.join(IO_TYPES)}")
-
-    def representative_dataset():
-        for i in range(len(calibration)):
-            yield [calibration[i:i + 1]]
-
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if io != "float":
-        converter.inference_input_type = converter.inference_output_type = getattr(tf, io)
-    return converter
-
-
-def _run_converter(converter):
-    try:
-        return bytes(converter.convert())
-    except Exception as e:
-        raise TFLiteError(f"TFLite conversion failed: {_first_line(e)}") from None
-
-
-def quantize(model, calibration, *, io="int8"):
-    """Full-integer TFLite bytes of a plain Keras model (either flavour); no checks.
-    Use ``convert`` for the checked, written, load-tested file."""
-    import tensorflow as tf
-    from pea_keras.flavor import is_tf_keras
-
-    calibration = check_calibration(model, calibration)
-    if is_tf_keras(model):
-        return _run_converter(_configure(tf.lite.TFLiteConverter.from_keras_model(model),
-                                         calibration, io))
-    with tempfile.TemporaryDirectory(prefix="pea-export-") as tmp:
-        try:
-            model.export(tmp, format="tf_saved_model", verbose=False)
-        except Exception as e:
-            raise TFLiteError(f"SavedModel export failed: {_first_line(e)}") from None
-        return _run_converter(_configure(tf.lite.TFLiteConverter.from_saved_model(tmp),
-                                         calibration, io))
+    """The first input's shape, batch first (None where free)."""
+    return converter.model_inputs(model)[0][1]
 
 
 @dataclasses.dataclass
@@ -179,51 +111,71 @@ class Conversion:
         return "\n".join(lines)
 
 
-def convert(model, output_path, calibration, *, io="int8", force=False, qat_epochs=0,
-            qat_data=None, c_array_dir=None, require_runtimes=("litert", "micro")):
+def convert(model, output_path, calibration, *, io="int8", overwrite=False, force_strip=False,
+            qat_epochs=0, qat_data=None, c_array_dir=None, require_runtimes=("litert", "micro"),
+            verbose=False):
     """Strip, (optionally QAT-fine-tune,) quantize, prove ReLU-only, load-test, write.
 
-    ``model`` is a Keras model or a path for ``load_model``. Nothing is written
-    unless every step passes; the file appears atomically. ``force`` allows
-    overwriting and stripping PEA layers whose alpha < 1. The TFLite Micro arena
-    is always measured; ``require_runtimes`` names the runtimes that must load
-    and run the file.
+    Args:
+        model: a Keras model or a path for ``load_model``.
+        output_path: the .tflite file; nothing is written unless every step passes, and the
+            file appears atomically.
+        calibration: inputs (one array, or one per model input) for the int8 ranges.
+        io: int8 | uint8 | float input/output tensors (compute is int8 in every case).
+        overwrite: replace an existing output file (and C array).
+        force_strip: strip PEA layers whose alpha < 1 (the deployed network then differs from
+            the trained one).
+        qat_epochs, qat_data: quantization-aware fine-tuning on labelled ``(x, y)`` first.
+        c_array_dir: also write the model as a C array there.
+        require_runtimes: runtimes that must load and run the file; the TFLite Micro arena is
+            always measured.
+        verbose: show the converter's log.
+
+    Returns:
+        A ``Conversion``.
+
+    Raises:
+        TFLiteError: any step fails; nothing was written.
     """
     from pea_keras.tflite import runtimes
 
     output_path = os.fspath(output_path)
-    if os.path.exists(output_path) and not force:
-        raise TFLiteError(f"{output_path} exists (pass --force to overwrite)")
     if os.path.isdir(output_path):
         raise TFLiteError(f"{output_path} is a directory")
+    if os.path.exists(output_path) and not overwrite:
+        raise TFLiteError(f"{output_path} exists (pass --overwrite to replace it)")
     out_dir = os.path.dirname(os.path.abspath(output_path))
     if not os.path.isdir(out_dir):
         raise TFLiteError(f"{out_dir}: output folder does not exist")
-    if c_array_dir is not None and not force:
+    if c_array_dir is not None and not overwrite:
         for name in ("model_data.cc", "model_data.h"):
             if os.path.exists(os.path.join(c_array_dir, name)):
-                raise TFLiteError(f"{os.path.join(c_array_dir, name)} exists (pass --force to overwrite)")
+                raise TFLiteError(f"{os.path.join(c_array_dir, name)} exists (pass --overwrite to replace it)")
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     import pea_keras
 
     n_pea = len(pea_keras.pea_layers(model))
-    plain = strip_for_deploy(model, force=force)
-    calibration = check_calibration(plain, calibration)
+    plain = strip_for_deploy(model, force_strip=force_strip)
+    calibration = converter.check_calibration(plain, calibration)
     if qat_epochs:
         if qat_data is None:
             raise TFLiteError("QAT needs labelled training data (--train_data)")
         from pea_keras.tflite.qat import qat_tflite_bytes
 
-        data = qat_tflite_bytes(plain, qat_data[0], qat_data[1], qat_epochs, calibration, io=io)
+        data = qat_tflite_bytes(plain, qat_data[0], qat_data[1], qat_epochs, calibration, io=io,
+                                verbose=verbose)
     else:
-        data = quantize(plain, calibration, io=io)
+        data = quantize(plain, calibration, io=io, verbose=verbose)
     info = inspect(data)
     bad = relu_only_violations(info, int8=True)
     if bad:
         raise TFLiteError("converted file is not ReLU-only: " + "; ".join(str(v) for v in bad))
     if "litert" in require_runtimes:
-        runtimes.predict(data, calibration[:1], runtime="litert")
+        if len(calibration) == 1:
+            runtimes.predict(data, calibration[0][:1], runtime="litert")
+        else:
+            runtimes.litert_interpreter(data)
     arena, note = None, ""
     try:
         arena = runtimes.micro_arena_bytes(data)

@@ -12,9 +12,11 @@ import ast
 import json
 import os
 import re
+import tempfile
 
 import numpy as np
 
+from pea_keras.tflite import converter
 from pea_keras.tflite.errors import TFLiteError
 
 # Keras 3 config keys tf_keras does not know, per class ("*" = any layer).
@@ -155,11 +157,9 @@ def qat_model(model, x, y, epochs, batch_size=32, learning_rate=1e-4):
     return q
 
 
-def qat_tflite_bytes(model, x, y, epochs, calibration, io="int8"):
+def qat_tflite_bytes(model, x, y, epochs, calibration, io="int8", verbose=False):
     """Full-integer TFLite bytes of the QAT-fine-tuned model."""
-    import tensorflow as tf
-
-    from pea_keras.tflite.convert import _configure, _run_converter
-
     q = qat_model(model, x, y, epochs)
-    return _run_converter(_configure(tf.lite.TFLiteConverter.from_keras_model(q), calibration, io))
+    with tempfile.TemporaryDirectory(prefix="pea-qat-") as tmp:
+        converter.export_saved_model(q, tmp)
+        return converter.convert_saved_model(tmp, calibration, io, verbose)

@@ -10,7 +10,7 @@ variants are the `minimalistic` ones (no hard-swish, no squeeze-excite) so that 
 is ReLU-only.
 """
 
-from .errors import UsageError
+from pea_keras.errors import UsageError
 
 MOBILENET_MIN_SIZE = 32
 

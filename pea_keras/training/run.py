@@ -20,8 +20,9 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from pea_keras.errors import UsageError
+
 from . import reporting, tasks
-from .errors import UsageError
 
 MODES = ("pea", "relu", "novel")
 SCHEDULES = ("linear", "cosine", "step", "constant")

@@ -16,8 +16,10 @@ import dataclasses
 
 import numpy as np
 
-from . import archs, data as data_lib
-from .errors import UsageError
+from pea_keras.data import classification as data_lib
+from pea_keras.errors import UsageError
+
+from . import archs
 
 
 def _images(x, y):

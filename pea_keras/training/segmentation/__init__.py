@@ -11,6 +11,8 @@ Building blocks for ``train.py --task segmentation``:
     (imported on demand by the registry, not here).
 """
 
+from pea_keras.data.scenes import digit_scene_splits, make_digit_scenes
+
 from .archs import ARCHS, build_segmentation_model
 from .callbacks import (
     MeanIoUCallback,
@@ -24,9 +26,7 @@ from .losses import (
     mean_iou_metric,
     segmentation_loss,
 )
-from .metrics import IGNORE_LABEL, ConfusionMatrix, confusion_matrix, mean_iou
-from .metrics import scores_from_confusion
-from .scenes import digit_scene_splits, make_digit_scenes
+from .metrics import IGNORE_LABEL, ConfusionMatrix, confusion_matrix, mean_iou, scores_from_confusion
 
 __all__ = [
     "ARCHS",

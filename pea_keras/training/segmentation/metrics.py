@@ -9,7 +9,7 @@ the Cityscapes and PASCAL VOC evaluation scripts.
 
 import numpy as np
 
-IGNORE_LABEL = 255
+from pea_keras.data.segmentation import IGNORE_LABEL
 
 
 def confusion_matrix(y_true, y_pred, num_classes, ignore_label=IGNORE_LABEL):

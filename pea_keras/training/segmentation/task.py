@@ -12,9 +12,11 @@ writes next to it in metrics.json. Keras models and the int8 TFLite file are sco
 
 import numpy as np
 
-from pea_keras.training.errors import UsageError
+from pea_keras.data import segmentation as data_lib
+from pea_keras.data import sources
+from pea_keras.errors import UsageError
 
-from . import archs, data as data_lib
+from . import archs
 from .metrics import ConfusionMatrix
 
 # Model side in pixels when --image_size is 0. Cityscapes is 1:2, so its --image_size is the
@@ -39,9 +41,9 @@ class Segmentation:
         return archs.ARCHS
 
     def default_image_size(self, dataset):
-        if dataset.startswith(data_lib.FOLDER_PREFIX):
-            return FOLDER_IMAGE_SIZE
-        return DEFAULT_IMAGE_SIZES.get(dataset.split("/")[0], FOLDER_IMAGE_SIZE)
+        source = sources.parse(dataset)
+        name = source.kind if source.kind != "tfds" else source.location.split("/")[0]
+        return DEFAULT_IMAGE_SIZES.get(name, FOLDER_IMAGE_SIZE)
 
     def load_data(self, config):
         if config.label_smoothing:
@@ -57,7 +59,8 @@ class Segmentation:
     def image_shape(self, config):
         """(height, width): square, except Cityscapes at its 1:2 aspect."""
         size = config.image_size
-        if config.dataset.split("/")[0] == data_lib.CITYSCAPES:
+        source = sources.parse(config.dataset)
+        if source.kind == "tfds" and source.location.split("/")[0] == data_lib.CITYSCAPES:
             return size, 2 * size
         return size, size
 

@@ -1,11 +1,11 @@
-"""Datasets for PEA training and their `tf.data` pipelines.
+"""Labelled image datasets for training classifiers, and their `tf.data` pipelines.
 
-Three sources, chosen by `--dataset`:
+Three SOURCE kinds (`pea_keras.data.sources`):
   * `digits` (the offline default): scikit-learn's handwritten digits (1,797 real 8x8 scans that ship
     inside scikit-learn), resized to the model input. Nothing is downloaded.
-  * any TFDS name (`cifar10`, `imagenette`, `imagenet2012`, ...), read from `data_dir`; downloaded
-    only when a network is reachable (or `download="always"`).
-  * `folder:PATH`: one sub-folder of images per class.
+  * `tfds:NAME` (or a bare TFDS name: `cifar10`, `imagenette`, `imagenet2012`, ...), read from
+    `data_dir`; downloaded only when a network is reachable (or `download="always"`).
+  * `folder:PATH`: one sub-folder of images per class; every file is checked to decode first.
 
 Models take float images in [0, 1]; any normalisation is inside the model.
 """
@@ -18,40 +18,16 @@ import socket
 import numpy as np
 import tensorflow as tf
 
-from .errors import DataError, UsageError
+from pea_keras.data import images, sources
+from pea_keras.data.digits import load_digits_split
+from pea_keras.errors import DataError, UsageError
 
 DIGITS = "digits"
-FOLDER_PREFIX = "folder:"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # Natural images are cached in memory (decoded, resized) when they take less than this.
 CACHE_LIMIT_BYTES = 4 << 30
 # Crop taken for evaluation of large natural images (the ImageNet convention).
 EVAL_CROP_FRACTION = 0.875
 SHUFFLE_BUFFER = 10_000
-
-
-def load_digits_split(image_size, channels=1, seed=0):
-    """scikit-learn's digits, split 70/10/20 into train/validation/test (stratified, fixed `seed`).
-
-    Returns {"train"|"validation"|"test": (x, y)}: x float32 in [0, 1] shaped
-    (N, image_size, image_size, channels), y int32. The same arguments always give the same arrays
-    (the deploy package calibrates on them).
-    """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    x = (digits.images.astype(np.float32) / 16.0)[..., None]  # 8x8 scans with values 0..16.
-    y = digits.target.astype(np.int32)
-    x = tf.image.resize(x, (image_size, image_size), method="bilinear").numpy()
-    x = np.clip(x, 0.0, 1.0).astype(np.float32)
-    if channels != 1:
-        x = np.repeat(x, channels, axis=-1)
-    x_rest, x_test, y_rest, y_test = train_test_split(
-        x, y, test_size=0.2, random_state=seed, stratify=y)
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=0.125, random_state=seed, stratify=y_rest)
-    return {"train": (x_train, y_train), "validation": (x_val, y_val), "test": (x_test, y_test)}
 
 
 @dataclasses.dataclass
@@ -71,22 +47,25 @@ class Data:
 
 
 def default_image_size(dataset):
-    """32 for digits and small-image datasets, their own size up to 96, else 224."""
-    if dataset == DIGITS:
+    """32 for digits and small-image datasets, else 224."""
+    source = sources.parse(dataset)
+    if source.kind == "digits":
         return 32
-    if dataset.startswith(FOLDER_PREFIX):
-        return 224
     known = {"cifar10": 32, "cifar100": 32, "mnist": 32, "fashion_mnist": 32, "svhn_cropped": 32}
-    return known.get(dataset.split("/")[0].split(":")[0], 224)
+    return known.get(source.location.split("/")[0], 224) if source.kind == "tfds" else 224
 
 
 def load(dataset, *, image_size, seed=0, data_dir=None, download="auto"):
-    """Loads `dataset` (see the module docstring) as a `Data`."""
-    if dataset == DIGITS:
+    """Loads the SOURCE `dataset` (see the module docstring) as a `Data`."""
+    source = sources.parse(dataset)
+    if source.kind == "digits":
         return _digits(image_size, seed)
-    if dataset.startswith(FOLDER_PREFIX):
-        return _folder(dataset[len(FOLDER_PREFIX):], seed)
-    return _tfds(dataset, data_dir, download)
+    if source.kind == "folder":
+        return _folder(source.location, seed)
+    if source.kind == "tfds":
+        return _tfds(source.location, data_dir, download)
+    raise DataError(f"--dataset {dataset}: classification trains on digits, folder:PATH or a TFDS "
+                    "dataset")
 
 
 def _digits(image_size, seed):
@@ -173,21 +152,13 @@ def split_names(name, available):
 
 
 def _folder(path, seed):
-    if not os.path.isdir(path):
-        raise DataError(f"--dataset folder:{path}: no such directory")
-    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    files, labels, classes = images.class_folders(path)
     if len(classes) < 2:
         raise DataError(f"--dataset folder:{path} needs one sub-folder per class (at least 2), "
                         f"found {len(classes)}")
-    files, labels = [], []
-    for label, cls in enumerate(classes):
-        for root, _, names in sorted(os.walk(os.path.join(path, cls))):
-            for n in sorted(names):
-                if n.lower().endswith(IMAGE_EXTENSIONS):
-                    files.append(os.path.join(root, n))
-                    labels.append(label)
     if len(files) < 10:
         raise DataError(f"--dataset folder:{path} has {len(files)} images; need at least 10")
+    images.check_decodable(files)
     order = np.random.default_rng(seed).permutation(len(files))
     files, labels = np.array(files)[order], np.array(labels, np.int32)[order]
     n_test = max(1, len(files) // 10)

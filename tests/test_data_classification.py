@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from pea_keras.training import data
-from pea_keras.training.errors import DataError
+from pea_keras.data import classification as data
+from pea_keras.errors import DataError
 
 
 def test_load_digits_split_follows_the_contract():

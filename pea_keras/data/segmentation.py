@@ -24,17 +24,17 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from pea_keras.training.errors import DataError, UsageError
+from pea_keras.data import images as image_files
+from pea_keras.data import scenes, sources
+from pea_keras.errors import DataError, UsageError
 
-from . import scenes
-from .metrics import IGNORE_LABEL
+# Mask value of pixels that count nowhere (Cityscapes' void classes).
+IGNORE_LABEL = 255
 
 DIGIT_SCENES = "digit_scenes"
 CITYSCAPES = "cityscapes"
 CITYSCAPES_CONFIG = "cityscapes/semantic_segmentation"
 CITYSCAPES_ZIPS = ("leftImg8bit_trainvaltest.zip", "gtFine_trainvaltest.zip")
-FOLDER_PREFIX = "folder:"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 SPLITS = ("train", "validation", "test")
 # Training crops are taken from images resized to this multiple of the model input.
 CROP_MARGIN = 1.125
@@ -99,11 +99,12 @@ def load(dataset, *, image_size, seed=0, data_dir=None, sizes=None, num_classes=
     ``num_classes``: for ``folder:`` (default: 1 + the largest non-ignored mask value).
     Raises ``DataError`` (a ``UsageError``) with instructions when the data is not there.
     """
-    if dataset == DIGIT_SCENES:
+    source = sources.parse(dataset)
+    if source.kind == DIGIT_SCENES:
         return _digit_scenes(image_size, seed, sizes)
-    if dataset.startswith(FOLDER_PREFIX):
-        return _folder(dataset[len(FOLDER_PREFIX) :], seed, num_classes)
-    if dataset.split("/")[0] == CITYSCAPES:
+    if source.kind == "folder":
+        return _folder(source.location, seed, num_classes)
+    if source.kind == "tfds" and source.location.split("/")[0] == CITYSCAPES:
         return _cityscapes(data_dir)
     raise UsageError(
         f"unknown segmentation dataset {dataset!r}; use {DIGIT_SCENES!r}, {CITYSCAPES!r} or "
@@ -175,7 +176,7 @@ def folder_pairs(path):
         return {
             os.path.splitext(n)[0]: os.path.join(folder, n)
             for n in sorted(os.listdir(folder))
-            if n.lower().endswith(IMAGE_EXTENSIONS)
+            if image_files.is_image(n)
         }
 
     images, masks = by_stem(image_dir), by_stem(mask_dir)
@@ -186,7 +187,7 @@ def folder_pairs(path):
             f"(e.g. {', '.join(unmatched[:3])})"
         )
     if not images:
-        raise DataError(f"folder:{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in {image_dir}")
+        raise DataError(f"folder:{path}: no images ({', '.join(image_files.IMAGE_EXTENSIONS)}) in {image_dir}")
     stems = sorted(images)
     return [images[s] for s in stems], [masks[s] for s in stems]
 
@@ -208,6 +209,7 @@ def _folder(path, seed, num_classes):
             "train": order[2 * n_hold :],
         }
         files = {s: ([images[i] for i in p], [masks[i] for i in p]) for s, p in parts.items()}
+    image_files.check_decodable([f for pair in files.values() for side in pair for f in side])
     if num_classes is None:
         num_classes = 1 + max(
             _max_label(m) for _, split_masks in files.values() for m in split_masks

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pea_keras.training.errors import DataError
-from pea_keras.training.segmentation import data
+from pea_keras.data import segmentation as data
+from pea_keras.errors import DataError
 
 
 def _write_png(path, array):
@@ -100,7 +100,7 @@ def test_digit_scenes_pipeline_keeps_the_generated_arrays():
     d = data.load("digit_scenes", image_size=32, sizes=(8, 4, 4), seed=0)
     assert d.num_classes == 11 and d.channels == 1 and not d.natural
     x, y = data.to_numpy(data.pipeline(d, "validation", image_size=32, batch_size=3))
-    from pea_keras.training.segmentation import scenes
+    from pea_keras.data import scenes
 
     expected = scenes.digit_scene_splits(sizes=(8, 4, 4), canvas_size=32, seed=0)["validation"]
     np.testing.assert_array_equal(x, expected[0])

@@ -1,0 +1,95 @@
+"""Keras model -> full-integer TFLite bytes: the converter steps `convert` and `qat` share.
+
+Both flavours go through a SavedModel (Keras 3: ``model.export``; tf_keras:
+``tf.saved_model.save``) and ``TFLiteConverter.from_saved_model``, with
+``Optimize.DEFAULT``, ``TFLITE_BUILTINS_INT8`` only (so any op without an int8 kernel fails
+loudly instead of staying float) and per-channel weights (the converter default). The
+converter runs in a child process: a crash (it segfaults on some calibration data) becomes
+one error line, and its log lines stay out of the user's terminal unless `verbose`.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from pea_keras import flavor
+from pea_keras.data import arrays
+from pea_keras.tflite.errors import TFLiteError
+
+IO_TYPES = ("int8", "uint8", "float")
+_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_convert_worker.py")
+CONVERT_TIMEOUT_S = 1800
+
+
+def first_line(e):
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def model_inputs(model):
+    """[(name, shape)] of the model's inputs, batch dimension first (None where free)."""
+    return [(x.name.split(":")[0], tuple(None if d is None else int(d) for d in x.shape))
+            for x in model.inputs]
+
+
+def check_calibration(model, calibration):
+    """The calibration inputs as a list of float32 arrays, one per model input, checked."""
+    inputs = model_inputs(model)
+    xs = calibration if isinstance(calibration, (list, tuple)) else [calibration]
+    if len(xs) != len(inputs):
+        raise TFLiteError(f"calibration data has {len(xs)} arrays for a model with {len(inputs)} inputs")
+    return [arrays.check_inputs(x, shape, "calibration data" if len(xs) == 1 else f"calibration [{name}]")
+            for x, (name, shape) in zip(xs, inputs)]
+
+
+def export_saved_model(model, directory):
+    """A SavedModel of either flavour's model, for the converter."""
+    import tensorflow as tf
+
+    try:
+        if flavor.is_tf_keras(model):
+            tf.saved_model.save(model, directory)
+        else:
+            model.export(directory, format="tf_saved_model", verbose=False)
+    except Exception as e:  # noqa: BLE001
+        raise TFLiteError(f"SavedModel export failed: {first_line(e)}") from None
+
+
+def convert_saved_model(directory, calibration, io="int8", verbose=False):
+    """Full-integer TFLite bytes of a SavedModel, converted in a child process."""
+    if io not in IO_TYPES:
+        raise TFLiteError(f"unknown io type '{io}', choose from {', '.join(IO_TYPES)}")
+    with tempfile.TemporaryDirectory(prefix="pea-convert-") as tmp:
+        calib, out = os.path.join(tmp, "calibration.npz"), os.path.join(tmp, "model.tflite")
+        np.savez(calib, *calibration)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0" if verbose else "3")
+        try:
+            proc = subprocess.run([sys.executable, _WORKER, directory, calib, io, out], env=env,
+                                  capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise TFLiteError(f"the TFLite converter did not finish in {CONVERT_TIMEOUT_S} s") from None
+        if verbose:
+            sys.stderr.write(proc.stderr)
+        if proc.returncode < 0:
+            name = signal.Signals(-proc.returncode).name
+            raise TFLiteError(f"the TFLite converter crashed ({name}); this happens with calibration "
+                              "values it cannot represent: check the calibration data (rerun with "
+                              "--verbose for the converter's log)")
+        if proc.returncode != 0:
+            lines = [line for line in proc.stderr.splitlines() if line.strip()]
+            raise TFLiteError(f"TFLite conversion failed: {lines[-1].strip() if lines else 'no message'}")
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def quantize(model, calibration, *, io="int8", verbose=False):
+    """Full-integer TFLite bytes of a plain Keras model (either flavour); no ReLU checks.
+    Use ``convert`` for the checked, written, load-tested file."""
+    calibration = check_calibration(model, calibration)
+    with tempfile.TemporaryDirectory(prefix="pea-export-") as tmp:
+        export_saved_model(model, tmp)
+        return convert_saved_model(tmp, calibration, io, verbose)
