@@ -112,9 +112,9 @@ def atomic_write_many(contents):
     staged = []
     try:
         for path, data in contents.items():
-            fd, tmp = _temporary(path)
-            staged.append((tmp, path))
             try:
+                fd, tmp = _temporary(path)
+                staged.append((tmp, path))
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
                     f.flush()
@@ -269,6 +269,15 @@ def error_path(error):
     return match.group(1) if match else None
 
 
+def what_failed(error, path=None):
+    """"No space left on device writing PATH" for a storage `error` (None for anything else)."""
+    problem = storage_problem(error)
+    if problem is None:
+        return None
+    target = path or error_path(error)
+    return problem[1] + (f" writing {_shown(target)}" if target else "")
+
+
 def write_error_message(error, path=None, safe=None, retry="run again"):
     """One line for a storage failure, or None when `error` is something else (a bug: let it show).
 
@@ -277,15 +286,12 @@ def write_error_message(error, path=None, safe=None, retry="run again"):
     "No space left on device writing runs/x/metrics.json; the last complete checkpoint, epoch 7,
     is intact: free space and run again with --resume".
     """
-    problem = storage_problem(error)
-    if problem is None:
+    line = what_failed(error, path)
+    if line is None:
         return None
-    code, message = problem
     target = path or error_path(error)
-    where = f" writing {_shown(target)}" if target else ""
     directory = _shown(os.path.dirname(os.path.abspath(target))) if target else "the folder"
-    fix = _FIXES[code].format(dir=directory)
-    line = f"{message}{where}"
+    fix = _FIXES[storage_problem(error)[0]].format(dir=directory)
     if safe:
         line += f"; {safe}"
     return f"{line}: {fix} and {retry}" if retry else f"{line}: {fix}"

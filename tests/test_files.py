@@ -129,10 +129,14 @@ def test_dev_full_errors_become_one_line():
     assert "\n" not in message
 
 
-def test_read_only_disk(read_only_disk):
+@pytest.mark.parametrize("writer", ["json", "many"])
+def test_read_only_disk(read_only_disk, writer):
     target = read_only_disk / "old.json"
     with pytest.raises(OSError) as raised:
-        files.atomic_write_json(target, {"new": True})
+        if writer == "json":
+            files.atomic_write_json(target, {"new": True})
+        else:
+            files.atomic_write_many({target: b"{}", read_only_disk / "new.h": b"//"})
     assert raised.value.errno == errno.EROFS and raised.value.filename == str(target)
     assert json.loads(target.read_text()) == {"old": True}
     assert files.write_error_message(raised.value) == (
