@@ -52,7 +52,7 @@ class _Run:
     manager: object = None
     epoch_var: object = None
     initial_epoch: int = 0
-    trace: tuple = ([], [])
+    trace: tuple = dataclasses.field(default_factory=lambda: ([], []))  # (steps, alphas)
     train_seconds: float = 0.0
 
 
@@ -276,8 +276,8 @@ def run(config, callbacks=()):
     """
     t_start = time.time()
     r = _start(config)
+    _build(r)  # Last place a setting can fail (an input too small for the arch): nothing written yet.
     rundir.prepare(r.config, r.run_dir)
-    _build(r)
     _fit(r, callbacks)
     scores, sizes = _Scores(), {"params": int(r.model.count_params())}
     deployable = _score_and_strip(r, scores, sizes)

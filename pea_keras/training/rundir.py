@@ -49,13 +49,14 @@ def check(config):
 
         if not tf.train.latest_checkpoint(os.path.join(run_dir, CHECKPOINTS)):
             raise UsageError(f"--resume: no checkpoint in {os.path.join(run_dir, CHECKPOINTS)}")
-        _check_resume_flags(config, run_dir)
+        check_resume_flags(config, run_dir)
     elif not config.overwrite and earlier_outputs(config):
         raise UsageError(f"{earlier_outputs(config)[0]} exists from an earlier run; pass --overwrite to "
                          "replace it, or --resume to continue that run")
 
 
-def _check_resume_flags(config, run_dir):
+def check_resume_flags(config, run_dir):
+    """Refuses --resume with flags that would change the training (the path spelling may differ)."""
     path = os.path.join(run_dir, RUN_FLAGS)
     if not os.path.exists(path):
         return

@@ -15,7 +15,6 @@ import numpy as np
 from pea_keras.data import segmentation as data_lib
 from pea_keras.data import sources
 from pea_keras.errors import UsageError
-
 from pea_keras.training.tasks import Evaluation, Task
 
 from . import archs
