@@ -296,7 +296,7 @@ def main():
     seeds_of = {v: list(range(args.seeds)) for v in args.variants}
     if args.hard_seeds is not None and "digits_hard" in seeds_of:
         seeds_of["digits_hard"] = list(range(args.hard_seeds))
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     runs = {}
     for variant in args.variants:
         data = load_variant(variant, args.image_size)
@@ -318,7 +318,7 @@ def main():
         json.dump({
             "command": "python " + " ".join(sys.argv),
             "started_utc": started.isoformat(timespec="seconds"),
-            "wall_s": (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(),
+            "wall_s": (datetime.datetime.now(datetime.UTC) - started).total_seconds(),
             "machine": platform.platform(), "tensorflow": tf.__version__, "keras_flavor": k.__name__,
             "keras_version": k.__version__,
             "args": vars(args), "variants": {v: VARIANTS[v] for v in args.variants},

@@ -138,7 +138,7 @@ def main():
                        tflite_eval_examples=eval_examples)
     seeds = list(range(args.seeds))
     configs = ["relu", f"pea_{args.activation}"]
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     print(f"{args.arch} width {args.width} on digit_scenes {args.image_size} px, "
           f"{args.epochs} x {args.steps_per_epoch} steps of {args.batch_size}, seeds {seeds}",
           flush=True)
@@ -154,7 +154,7 @@ def main():
         json.dump({
             "command": "python " + " ".join(sys.argv),
             "started_utc": started.isoformat(timespec="seconds"),
-            "wall_s": (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(),
+            "wall_s": (datetime.datetime.now(datetime.UTC) - started).total_seconds(),
             "machine": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
             "args": vars(args), "run_config": dataclasses.asdict(config), "seeds": seeds,
             "runs": [{"seed": s, "config": c, **r} for s in seeds for c, r in runs[s].items()],

@@ -13,7 +13,7 @@ def test_load_digits_split_follows_the_contract():
     for x, y in split.values():
         assert x.dtype == np.float32 and y.dtype == np.int32
         assert x.shape[1:] == (32, 32, 1) and len(x) == len(y)
-        assert 0.0 <= x.min() and x.max() <= 1.0
+        assert x.min() >= 0.0 and x.max() <= 1.0
         assert set(np.unique(y)) == set(range(10))  # Stratified: every class in every split.
         total += len(y)
     assert total == 1797  # Every scikit-learn digit, each in one split.
@@ -57,7 +57,7 @@ def test_folder_dataset(tmp_path):
     assert d.num_classes == 2 and sum(d.sizes.values()) == 20
     x, y = next(iter(data.pipeline(d, "train", image_size=32, batch_size=4, training=True)))
     assert x.shape == (4, 32, 32, 3) and y.shape == (4, 2)
-    assert 0.0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) <= 1.0
+    assert float(tf.reduce_min(x)) >= 0.0 and float(tf.reduce_max(x)) <= 1.0
     x, _ = data.to_numpy(data.pipeline(d, "test", image_size=32, batch_size=4))
     assert x.shape == (d.sizes["test"], 32, 32, 3)
 
@@ -104,7 +104,7 @@ def test_small_natural_images_are_cached_and_cropped():
     x1 = next(iter(train))[0].numpy()
     x2 = next(iter(data.pipeline(d, "train", image_size=32, batch_size=5, seed=1,
                                  training=True)))[0].numpy()
-    assert x1.shape == (5, 32, 32, 3) and 0 <= x1.min() and x1.max() <= 1
+    assert x1.shape == (5, 32, 32, 3) and x1.min() >= 0 and x1.max() <= 1
     np.testing.assert_array_equal(x1, x2)  # Augmentation is reproducible for a seed.
     x_test, y_test = data.to_numpy(data.pipeline(d, "test", image_size=32, batch_size=8))
     np.testing.assert_allclose(x_test, images / 255.0, atol=1e-6)  # Same size: no crop, no blur.

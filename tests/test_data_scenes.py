@@ -14,7 +14,7 @@ def test_same_seed_is_byte_equal_and_another_seed_differs():
     images, masks = a
     assert images.shape == (6, 32, 32, 1) and images.dtype == np.float32
     assert masks.shape == (6, 32, 32) and masks.dtype == np.uint8
-    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert images.min() >= 0.0 and images.max() <= 1.0
     assert masks.max() <= 10
 
 

@@ -37,7 +37,7 @@ def test_folder_loader_pairs_stems_splits_and_resizes(tmp_path):
                                        training=False))  # fmt: skip
     assert x.shape == (8, 16, 32, 3) and x.dtype == np.float32
     assert y.shape == (8, 16, 32) and y.dtype == np.int32
-    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert x.min() >= 0.0 and x.max() <= 1.0
     # Nearest-neighbour masks: no label is invented by interpolation.
     assert set(np.unique(y)) <= {0, 1, 2, 3, 255}
     assert (y[:, :4] == 255).all() and (y[:, 5:, :15] == 0).all()

@@ -93,9 +93,11 @@ def test_alpha_below_one_is_refused_unless_forced(tmp_path, capsys):
     model.save(path)
     out = tmp_path / "half.tflite"
     code, _, err = cli_run(capsys, "convert", path, "-o", out)
-    assert code == 1 and "alpha" in err and "--force" in err and err.count("\n") == 1
+    assert code == 1 and "alpha" in err and "--force_strip" in err and err.count("\n") == 1
     assert not out.exists()
-    assert cli_run(capsys, "convert", path, "-o", out, "--force", "--c_array", tmp_path / "c")[0] == 0
+    # Overwriting files is not permission to deploy a blend: that takes its own flag.
+    assert cli_run(capsys, "convert", path, "-o", out, "--overwrite")[0] == 1 and not out.exists()
+    assert cli_run(capsys, "convert", path, "-o", out, "--force_strip", "--c_array", tmp_path / "c")[0] == 0
     assert relu_only_violations(out, int8=True) == []
     assert (tmp_path / "c" / "model_data.h").exists()
 
@@ -139,7 +141,7 @@ def test_bad_inputs_fail_with_one_line_and_leave_nothing(plain_model, tmp_path, 
         (["convert", tmp / "fake.keras", "-o", tmp / "a.tflite"], "not a Keras .keras archive"),
         (["convert", plain_model, "-o", tmp / "a.tflite", "--calib", tmp / "wrong.npy"],
          "does not match the model input (N, 8, 8, 1)"),
-        (["convert", plain_model, "-o", tmp / "exists.tflite"], "exists (pass --force"),
+        (["convert", plain_model, "-o", tmp / "exists.tflite"], "exists (pass --overwrite"),
         (["convert", plain_model, "-o", tmp / "a.tflite", "--calib", "tfds:no_such_dataset_xyz:train"],
          "not available offline"),
         (["run", tmp / "exists.tflite", "--data", "digits"], "not a TFLite flatbuffer"),

@@ -25,7 +25,7 @@ def test_one_run_writes_every_artefact(tmp_path):
     for name in ("pea_model.keras", "relu_model.keras", "model_int8.tflite", "metrics.json",
                  "history.csv", "alpha.png", "curves.png", "alpha_trace.json"):
         assert (out / name).is_file(), name
-    tflite_file = tfl / "tiny_pea_digits_int8.tflite"
+    tflite_file = tfl / "run_int8.tflite"  # Named after the run directory.
     assert tflite_file.is_file() and m["tflite"]["path"] == str(tflite_file)
     assert json.loads((out / "metrics.json").read_text())["top1"] == m["top1"]
 
@@ -187,9 +187,10 @@ def test_user_mistakes_are_one_line(tmp_path, capsys, args, reason):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert len(err) == 1 and err[0].startswith("train.py: error:") and reason in err[0], err
+    assert not (tmp_path / "run").exists()  # A refused run leaves nothing behind.
 
 
-@pytest.mark.parametrize("earlier", ["run/metrics.json", "tiny_pea_digits_int8.tflite"])
+@pytest.mark.parametrize("earlier", ["run/metrics.json", "run_int8.tflite"])
 def test_an_earlier_run_is_never_overwritten_without_asking(tmp_path, capsys, earlier):
     (tmp_path / "run").mkdir()
     (tmp_path / earlier).write_text("earlier results")
@@ -198,3 +199,38 @@ def test_an_earlier_run_is_never_overwritten_without_asking(tmp_path, capsys, ea
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "exists from an earlier run; pass --overwrite" in err[0], err
     assert (tmp_path / earlier).read_text() == "earlier results"
+
+
+def test_output_dir_that_is_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file")
+    rc = call_main("--arch=tiny", f"--output_dir={tmp_path / 'taken'}", "--verbose=0")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"train.py: error: --output_dir {tmp_path / 'taken'} is a file, not a directory"]
+
+
+def test_int8_files_are_named_after_the_run_directory(tmp_path, monkeypatch):
+    from pea_keras.training import rundir
+
+    monkeypatch.chdir(tmp_path)
+    a = RunConfig(arch="tiny", dataset="digits", output_dir="runs/seed0", tflite_dir="tflite")
+    b = dataclasses.replace(a, output_dir="runs/seed1")
+    assert rundir.tflite_path(a) == str(tmp_path / "tflite" / "seed0_int8.tflite")
+    assert rundir.tflite_path(a) != rundir.tflite_path(b)
+    (tmp_path / "tflite").mkdir()
+    (tmp_path / "tflite" / "seed0_int8.tflite").write_text("seed 0's file")
+    rundir.check(b)  # A sweep's second run is not blocked by the first run's file.
+    with pytest.raises(Exception, match="seed0_int8.tflite exists from an earlier run"):
+        rundir.check(a)
+    # The same run directory however it is spelled, so --resume accepts ./runs/x and /abs/runs/x.
+    for spelling in ("./runs/seed0", str(tmp_path / "runs" / "seed0"), "runs//seed0/"):
+        assert dataclasses.replace(a, output_dir=spelling).run_dir() == a.run_dir()
+    (tmp_path / "runs" / "seed0").mkdir(parents=True)
+    rundir.prepare(a, a.run_dir())
+    rundir.check_resume_flags(dataclasses.replace(a, output_dir="./runs/seed0", resume=True), a.run_dir())
+
+
+def test_help_exits_zero_without_tensorflow():
+    for flag in ("--help", "--helpshort"):
+        result = run_script("-X", "importtime", "train.py", flag)
+        assert result.returncode == 0 and "--arch" in result.stdout and "--compare" in result.stdout
+        assert "tensorflow" not in result.stderr  # -X importtime lists every module imported.

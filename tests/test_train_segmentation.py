@@ -68,7 +68,7 @@ def test_one_segmentation_run_writes_models_int8_file_and_miou(tmp_path):
     for name in ("pea_model.keras", "relu_model.keras", "model_int8.tflite", "metrics.json",
                  "history.csv", "alpha.png", "curves.png"):
         assert (out / name).is_file(), name
-    tflite_file = tfl / "lraspp_mobilenet_v2_pea_digit-scenes_int8.tflite"
+    tflite_file = tfl / "run_int8.tflite"
     assert m["tflite"]["path"] == str(tflite_file) and m["tflite"]["relu_only"]
     from pea_keras.tflite import relu_only_violations
     assert relu_only_violations(str(tflite_file), int8=True) == []

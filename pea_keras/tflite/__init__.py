@@ -13,10 +13,10 @@ import importlib
 _EXPORTS = {
     "write_c_array": "c_array",
     "Violation": "check", "relu_only_violations": "check",
-    "Conversion": "convert", "convert": "convert", "load_model": "convert",
+    "Conversion": "conversion", "convert": "conversion", "load_model": "conversion",
     "quantize": "converter",
     "TFLiteError": "errors",
-    "ModelInfo": "inspect", "inspect": "inspect",
+    "ModelInfo": "model_info", "inspect": "model_info",
     "evaluate": "runtimes", "micro_arena_bytes": "runtimes", "predict": "runtimes",
 }
 __all__ = sorted(_EXPORTS)

@@ -12,7 +12,7 @@ sides are activations: ``x * relu6(x + 3) / 6`` (an unfused hard-swish) and
 
 import dataclasses
 
-from pea_keras.tflite.inspect import inspect
+from pea_keras.tflite.model_info import inspect
 
 RELU_OPS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1"})
 RELU_FUSED = frozenset({"NONE", "RELU", "RELU6", "RELU_N1_TO_1"})

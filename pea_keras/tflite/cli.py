@@ -10,7 +10,8 @@ import argparse
 import json
 import os
 import sys
-import warnings
+
+from pea_keras import console
 
 PROG = "pea-tflite"
 TARGETS = {
@@ -133,7 +134,7 @@ def build_parser():
 
 def _bench(args):
     from pea_keras.tflite.errors import TFLiteError
-    from pea_keras.tflite.inspect import inspect
+    from pea_keras.tflite.model_info import inspect
     from pea_keras.tflite.runtimes import latency_ms, micro_arena_bytes
 
     info = inspect(args.file)
@@ -150,7 +151,7 @@ def _bench(args):
 
 def _convert(args):
     from pea_keras.data import calibration_samples, load_arrays
-    from pea_keras.tflite.convert import convert, load_model
+    from pea_keras.tflite.conversion import convert, load_model
     from pea_keras.tflite.converter import model_inputs
     from pea_keras.tflite.errors import TFLiteError
 
@@ -182,7 +183,7 @@ def _convert(args):
 
 
 def _inspect(args):
-    from pea_keras.tflite.inspect import format_report, inspect
+    from pea_keras.tflite.model_info import format_report, inspect
 
     info = inspect(args.file)
     print(json.dumps(info.to_dict(), indent=1) if args.json else format_report(info))
@@ -228,24 +229,10 @@ def _run(args):
 COMMANDS = {"convert": _convert, "inspect": _inspect, "check": _check, "run": _run, "bench": _bench}
 
 
-def _quiet(verbose):
-    """Before TensorFlow loads: its C++ and Python log lines and dependencies' warnings are noise
-    on a normal run; pea_keras' own warnings are shown as one line each."""
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "3"
-    os.environ["KERAS_BACKEND"] = "tensorflow"  # The converter needs TensorFlow models.
-    if verbose:
-        return
-    warnings.filterwarnings("ignore")
-    warnings.filterwarnings("default", module=r"pea_keras\b")
-    warnings.showwarning = lambda message, *_: print(f"{PROG}: warning: {message}", file=sys.stderr)
-    import absl.logging
-
-    absl.logging.set_verbosity(absl.logging.ERROR)
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    _quiet(args.verbose)
+    console.quiet(PROG, args.verbose)
+    os.environ["KERAS_BACKEND"] = "tensorflow"  # The converter needs TensorFlow models.
     from pea_keras.errors import UserError
 
     try:

@@ -68,7 +68,7 @@ def convert_saved_model(directory, calibration, io="int8", verbose=False):
         np.savez(calib, *calibration)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0" if verbose else "3")
         try:
-            proc = subprocess.run([sys.executable, _WORKER, directory, calib, io, out], env=env,
+            proc = subprocess.run([sys.executable, "-P", _WORKER, directory, calib, io, out], env=env,
                                   capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise TFLiteError(f"the TFLite converter did not finish in {CONVERT_TIMEOUT_S} s") from None

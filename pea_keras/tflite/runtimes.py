@@ -20,7 +20,7 @@ import tempfile
 import numpy as np
 
 from pea_keras.tflite.errors import TFLiteError
-from pea_keras.tflite.inspect import read_bytes
+from pea_keras.tflite.model_info import read_bytes
 
 _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_micro_worker.py")
 MICRO_TIMEOUT_S = 600
@@ -131,7 +131,7 @@ def output_step(path_or_bytes):
     """One quantization step of the first output, in the units ``predict(quantized=True)``
     returns: 1 for an integer output; the scale of the int8 tensor a float output was
     dequantized from (a float model without one: 1e-6, i.e. compare nearly exactly)."""
-    from pea_keras.tflite.inspect import inspect
+    from pea_keras.tflite.model_info import inspect
 
     info = inspect(path_or_bytes)
     out = info.outputs[0]

@@ -1,17 +1,10 @@
-"""What a run trains and how it is scored; `run.py` only talks to a task through this interface.
+"""What a run trains and how it is scored: the `Task` interface and the classification task.
 
-A task provides: `load_data(config)`, `input_shape(data, config)`, `datasets(data, config,
-steps_per_epoch)`, `build_model(K, config, data)`, `loss(K, config)`, `metrics(K)`,
-`evaluate(model, ds)` and `evaluate_tflite(path, ds, limit)` returning `(score, predictions)`,
-`calibration(data, config, n)` and `qat_data(data, config, n)` as numpy, and the names `metric`
-(the score in metrics.json) and `keras_metric` (the History column used for plots).
-`evaluate` and `evaluate_tflite` may return a third item, `{name: value}` of secondary scores
-(segmentation: pixel accuracy, per-class IoU), written to metrics.json as `{name: {form: value}}`.
-Unset flags take the task's defaults (`with_defaults`): `default_arch`, `default_dataset`,
-`default_image_size(dataset)`; `arch_names()` lists the valid --arch values.
-A task plugs in by implementing these and registering a factory in `TASKS`.
+`run.py` talks to a task only through `Task`; segmentation implements it in
+`segmentation/task.py`. Unset flags take the task's defaults (`with_defaults`).
 """
 
+import abc
 import dataclasses
 
 import numpy as np
@@ -22,12 +15,77 @@ from pea_keras.errors import UsageError
 from . import archs
 
 
+@dataclasses.dataclass
+class Evaluation:
+    """A model's score on a split: the headline `score` (top-1, mIoU), the predicted classes (to
+    compare model forms) and secondary scores `{name: value}` written next to it in metrics.json."""
+
+    score: float
+    predictions: np.ndarray
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+class Task(abc.ABC):
+    """One kind of training run. `metric` names the score in metrics.json, `keras_metric` the
+    History column used for plots; `default_arch`, `default_dataset` fill unset flags."""
+
+    name: str
+    metric: str
+    keras_metric: str
+    default_arch: str
+    default_dataset: str
+
+    @abc.abstractmethod
+    def arch_names(self):
+        """The valid --arch values."""
+
+    @abc.abstractmethod
+    def default_image_size(self, dataset):
+        """--image_size when it is 0."""
+
+    @abc.abstractmethod
+    def load_data(self, config):
+        """The dataset (`pea_keras.data` classification or segmentation data)."""
+
+    @abc.abstractmethod
+    def datasets(self, data, config):
+        """(train, validation, test) batched pipelines; train repeats forever."""
+
+    @abc.abstractmethod
+    def build_model(self, K, config, data):
+        """The network in Keras flavour `K`, randomly initialised, with plain ReLUs."""
+
+    @abc.abstractmethod
+    def loss(self, K, config):
+        """The training loss."""
+
+    @abc.abstractmethod
+    def metrics(self, K):
+        """Keras metrics for fit's logs (including `keras_metric`)."""
+
+    @abc.abstractmethod
+    def evaluate(self, model, ds):
+        """`Evaluation` of a Keras model on a batched split."""
+
+    @abc.abstractmethod
+    def evaluate_tflite(self, path, ds, limit=0):
+        """`Evaluation` of a .tflite file on LiteRT, on at most `limit` examples (0 = all)."""
+
+    @abc.abstractmethod
+    def calibration(self, data, config, n):
+        """`n` un-augmented training inputs (float32, model input shape) for int8 calibration."""
+
+    def qat_data(self, data, config, n):
+        """(x, int labels) for quantization-aware fine-tuning."""
+        raise UsageError(f"--qat_epochs is not available for --task {self.name}")
+
+
 def _images(x, y):
     """The images of an (images, labels) batch (a named function: AutoGraph cannot parse a lambda here)."""
     return x
 
 
-class Classification:
+class Classification(Task):
     """Image classification scored by top-1 accuracy on the test split."""
 
     name = "classification"
@@ -46,9 +104,6 @@ class Classification:
         return data_lib.load(config.dataset, image_size=config.image_size, seed=config.seed,
                              data_dir=config.data_dir, download=config.download)
 
-    def input_shape(self, data, config):
-        return (config.image_size, config.image_size, data.channels)
-
     def datasets(self, data, config):
         """(train, validation, test) pipelines; train repeats forever (fit gets steps_per_epoch)."""
         kw = dict(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed)
@@ -57,7 +112,8 @@ class Classification:
                 data_lib.pipeline(data, "test", **kw))
 
     def build_model(self, K, config, data):
-        return archs.build(config.arch, K, self.input_shape(data, config), data.num_classes,
+        return archs.build(config.arch, K, (config.image_size, config.image_size, data.channels),
+                           data.num_classes,
                            width=config.width, bn_momentum=config.bn_momentum)
 
     def loss(self, K, config):
@@ -72,7 +128,7 @@ class Classification:
         logits = model.predict(ds.map(_images), verbose=0)
         labels = np.concatenate([np.argmax(y, -1) for _, y in ds.as_numpy_iterator()])
         predicted = np.argmax(logits, -1)
-        return float(np.mean(predicted == labels)), predicted
+        return Evaluation(float(np.mean(predicted == labels)), predicted)
 
     def evaluate_tflite(self, path, ds, limit=0):
         """Top-1 of a .tflite file on LiteRT (`pea_keras.tflite.predict`), batch by batch."""
@@ -87,7 +143,7 @@ class Classification:
         predicted, labels = np.concatenate(predicted), np.concatenate(labels)
         if limit:
             predicted, labels = predicted[:limit], labels[:limit]
-        return float(np.mean(predicted == labels)), predicted
+        return Evaluation(float(np.mean(predicted == labels)), predicted)
 
     def calibration(self, data, config, n):
         """`n` un-augmented training images (float32, model input shape) for int8 calibration."""

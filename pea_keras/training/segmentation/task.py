@@ -15,6 +15,7 @@ import numpy as np
 from pea_keras.data import segmentation as data_lib
 from pea_keras.data import sources
 from pea_keras.errors import UsageError
+from pea_keras.training.tasks import Evaluation, Task
 
 from . import archs
 from .metrics import ConfusionMatrix
@@ -25,7 +26,7 @@ DEFAULT_IMAGE_SIZES = {data_lib.DIGIT_SCENES: 64, data_lib.CITYSCAPES: 512}
 FOLDER_IMAGE_SIZE = 256
 
 
-class Segmentation:
+class Segmentation(Task):
     """Semantic segmentation scored by mean IoU (ignore label 255) on the test split."""
 
     name = "segmentation"
@@ -64,9 +65,6 @@ class Segmentation:
             return size, 2 * size
         return size, size
 
-    def input_shape(self, data, config):
-        return (*self.image_shape(config), data.channels)
-
     def datasets(self, data, config):
         """(train, validation, test) pipelines; train repeats forever (fit gets steps_per_epoch)."""
         kw = dict(image_size=self.image_shape(config), batch_size=config.batch_size,
@@ -101,7 +99,7 @@ class Segmentation:
                                 name=self.keras_metric)]
 
     def evaluate(self, model, ds):
-        """(mIoU, predicted label maps uint8 (N, H, W), {pixel_accuracy, per_class_iou}) of a
+        """mIoU, predicted label maps uint8 (N, H, W) and {pixel_accuracy, per_class_iou} of a
         Keras model on a batched (image, mask) dataset."""
         # predict_on_batch reuses the model's own compiled predict function (one trace per
         # model, the short last batch included) and keeps only one batch of logits in memory.
@@ -136,9 +134,6 @@ class Segmentation:
                                batch_size=min(n, 64), seed=config.seed)
         return data_lib.to_numpy(ds, limit=n)[0]
 
-    def qat_data(self, data, config, n):
-        raise UsageError("--qat_epochs is not available for --task segmentation")
-
     def _loaded(self):
         if self._data is None:
             raise RuntimeError("Segmentation.load_data must run first")
@@ -156,4 +151,4 @@ class Segmentation:
                      for name, iou in zip(names, scores["per_class_iou"])}
         extra = {"pixel_accuracy": scores["pixel_accuracy"], "per_class_iou": per_class}
         predicted = np.concatenate(predicted) if predicted else np.zeros((0,), np.uint8)
-        return scores["mean_iou"], predicted, extra
+        return Evaluation(scores["mean_iou"], predicted, extra)

@@ -13,10 +13,11 @@ import zipfile
 from pea_keras.files import atomic_write
 from pea_keras.tflite import converter
 from pea_keras.tflite.check import relu_only_violations
-from pea_keras.tflite.errors import TFLiteError
-from pea_keras.tflite.inspect import inspect, totals_lines
 from pea_keras.tflite.converter import first_line as _first_line
 from pea_keras.tflite.converter import quantize
+from pea_keras.tflite.errors import TFLiteError
+from pea_keras.tflite.model_info import inspect, totals_lines
+
 
 def _keras_version_of_zip(path):
     try:

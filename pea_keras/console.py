@@ -1,0 +1,52 @@
+"""What the command-line tools print: their own messages, not TensorFlow's log lines.
+
+TensorFlow's native libraries log start-up facts ("oneDNN custom operations are on", "Could
+not find cuda drivers") and run-time notes straight to file descriptor 2, whatever
+TF_CPP_MIN_LOG_LEVEL says. `quiet` routes descriptor 2 through a filter that drops those
+info and warning lines (native errors and fatal messages pass), hides dependencies'
+Python warnings and shows pea_keras' own as one line: ``PROG: warning: ...``.
+"""
+
+import atexit
+import os
+import re
+import sys
+import threading
+import warnings
+
+# Native log lines that are noise to a user: abseil's I/W lines and TensorFlow's CPU notes.
+_NOISE = re.compile(r"^(?:[IW]\d{4} |E\d{4} .*(?:cuInit|cuda)|WARNING: All log messages before "
+                    r"absl::InitializeLog|To enable the following instructions:|\s*$)")
+
+
+def _filter(read_fd, out):
+    with os.fdopen(read_fd, "rb") as pipe:
+        for line in pipe:
+            if not _NOISE.match(line.decode(errors="replace")):
+                out.write(line)
+                out.flush()
+
+
+def quiet(prog, verbose=False):
+    """Call first thing in a CLI, before TensorFlow is imported. With `verbose`, only sets the
+    log level so everything shows."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "2"
+    if verbose:
+        return
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=r"pea_keras\b")
+    warnings.showwarning = lambda message, *_: print(f"{prog}: warning: {message}", file=sys.stderr)
+    sys.stderr.flush()
+    original = os.fdopen(os.dup(2), "wb")
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    thread = threading.Thread(target=_filter, args=(read_fd, original), daemon=True)
+    thread.start()
+
+    def flush():  # At exit: close our end so the filter sees EOF and writes what is left.
+        sys.stderr.flush()
+        os.dup2(original.fileno(), 2)
+        thread.join(timeout=5)
+
+    atexit.register(flush)

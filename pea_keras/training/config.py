@@ -1,0 +1,185 @@
+"""Every setting of a training run, defined once: `RunConfig`'s fields carry their help text and
+choices, and `train.py`'s flags are generated from them, so defaults and choices cannot drift."""
+
+import dataclasses
+import os
+import re
+
+from pea_keras.errors import UsageError
+
+
+def setting(default, help, choices=None, check=None):
+    """A RunConfig field: `help` for --help, `choices` for the flag, `check` (value -> bool,
+    message) validated before anything slow happens."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices,
+                                                        "check": check})
+
+
+def _at_least(minimum):
+    return lambda v: (v >= minimum, f"must be >= {minimum}")
+
+
+def _positive(v):
+    return v > 0, "must be > 0"
+
+
+def _fraction(v):
+    return 0 <= v < 1, "must be in [0, 1)"
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Every choice of a run; `train.py` fills it from flags generated from these fields."""
+
+    # What is trained.
+    task: str = setting("classification", "What to train: classification (scored by top-1) or "
+                        "segmentation (per-pixel classes, scored by mean IoU). Unset --arch, --dataset "
+                        "and --image_size take the task's defaults.", ("classification", "segmentation"))
+    arch: str = setting("", "Network. Classification (default mobilenet_v2): mobilenet_v1, mobilenet_v2, "
+                        "mobilenet_v3_small, mobilenet_v3_large (the ReLU-only minimalistic variants), "
+                        "resnet18, resnet50, tiny (a microcontroller-sized CNN). Segmentation (default "
+                        "lraspp_mobilenet_v2): lraspp_mobilenet_v2, deeplabv3_mobilenet_v2.")
+    width: float = setting(1.0, "Width multiplier (the MobileNet alpha; mobilenet_v2 accepts 0.35, 0.5, "
+                           "0.75, 1.0, 1.3, 1.4).", check=_positive)
+    image_size: int = setting(0, "Input side in pixels; 0 = the dataset's default (32 for digits and "
+                              "CIFAR, 224 otherwise; segmentation: 64 for digit_scenes, 256 for folders, "
+                              "512 for cityscapes, whose width is twice the height). MobileNets need "
+                              ">= 32; segmentation needs a multiple of 16.", check=_at_least(0))
+    bn_momentum: float = setting(0.9, "BatchNormalization momentum for every BN layer (keras.applications' "
+                                 "0.999 leaves short runs at chance on evaluation).", check=_fraction)
+    mode: str = setting("pea", "pea: ReLU and g blended by a schedule, then stripped to ReLU; relu: plain "
+                        "ReLU baseline; novel: g everywhere (alpha = 0, an upper bound that cannot be "
+                        "deployed ReLU-only).", ("pea", "relu", "novel"))
+    activation: str = setting("silu", "The novel activation g: a name from pea_keras.activations.names() "
+                              "(silu, gelu, mish, hard_swish, elu, ...).")
+    schedule: str = setting("cosine", "How alpha moves from 0 to 1 between --pea_start and --pea_end "
+                            "(constant: alpha = 1, i.e. ReLU with PEA layers).",
+                            ("linear", "cosine", "step", "constant"))
+    pea_start: float = setting(0.0, "Fraction of training where alpha starts rising from 0.")
+    pea_end: float = setting(0.75, "Fraction of training where alpha reaches 1 (must be < 1 so that the "
+                             "last steps train the pure ReLU network).")
+
+    # Data.
+    dataset: str = setting("", "Data SOURCE. Classification (default digits): digits (scikit-learn's "
+                           "handwritten digits, offline), tfds:NAME or a bare TFDS name (cifar10, "
+                           "imagenette, imagenet2012, ...) or folder:PATH (one sub-folder of images per "
+                           "class). Segmentation (default digit_scenes): digit_scenes (scenes of "
+                           "scikit-learn digits, 11 classes, generated offline from --seed), cityscapes "
+                           "(TFDS, manual download, 19 classes) or folder:PATH (PATH/images/ and "
+                           "PATH/masks/, masks of class indices, 255 = ignore).")
+    data_dir: str | None = setting(None, "TFDS data directory (default: ~/tensorflow_datasets).")
+    download: str = setting("auto", "TFDS download: auto = only when the download host is reachable.",
+                            ("auto", "always", "never"))
+    augment: bool = setting(True, "Random crop and flip for natural images (never for digits).")
+
+    # Optimisation.
+    epochs: int = setting(15, "Training epochs.", check=_at_least(1))
+    steps_per_epoch: int = setting(0, "Steps per epoch; 0 = one pass over the training split.",
+                                   check=_at_least(0))
+    batch_size: int = setting(64, "Global batch size (split over replicas).", check=_at_least(1))
+    lr: float = setting(2e-3, "Peak learning rate (cosine decay to 0).", check=_positive)
+    warmup_epochs: float = setting(0.0, "Linear learning-rate warm-up, in epochs.", check=_at_least(0))
+    optimizer: str = setting("adam", "Optimizer (sgd uses Nesterov momentum --momentum).",
+                             ("sgd", "adam", "adamw", "rmsprop"))
+    momentum: float = setting(0.9, "Momentum of sgd and rmsprop.", check=_fraction)
+    weight_decay: float = setting(0.0, "Decoupled weight decay (adamw: default 1e-4 when 0).",
+                                  check=_at_least(0))
+    label_smoothing: float = setting(0.0, "Label smoothing of the cross-entropy.", check=_fraction)
+    seed: int = setting(0, "Seed of initialisation, data order and augmentation.")
+
+    # Runtime.
+    keras: str = setting("3", "Model flavour: 3 = keras (Keras 3, on the backend KERAS_BACKEND names; "
+                         "TensorFlow by default), 2 = tf_keras.", ("3", "2"))
+    strategy: str = setting("default", "tf.distribute strategy: mirrored = all local GPUs, multiworker = "
+                            "TF_CONFIG cluster, tpu = --tpu.", ("default", "mirrored", "multiworker", "tpu"))
+    tpu: str = setting("", "TPU name or address for --strategy tpu ('' = local).")
+    output_dir: str = setting("", "Run directory; default runs/<arch>_<mode>_<dataset> "
+                              "(runs/<arch>_compare_<dataset> with --compare).")
+    overwrite: bool = setting(False, "Replace an earlier run in --output_dir and its int8 file in "
+                              "--tflite_dir (without it, train.py refuses to touch them).")
+    resume: bool = setting(False, "Continue the run in --output_dir from its last checkpoint (same "
+                           "alpha and learning rate as if never interrupted).")
+    verbose: str = setting("auto", "Keras fit verbosity: 0, 1 (progress bar), 2 (one line per epoch), "
+                           "auto (1 on a terminal, else 2).", ("auto", "0", "1", "2"))
+
+    # Deployment.
+    export: bool = setting(True, "Write the int8 TFLite file (--noexport to skip).")
+    qat_epochs: int = setting(0, "Quantization-aware fine-tuning epochs before int8 export.",
+                              check=_at_least(0))
+    tflite_dir: str = setting("tflite", "Folder for the int8 .tflite file, named after the run "
+                              "directory.")
+    calibration_examples: int = setting(256, "Training images used to calibrate int8.", check=_at_least(1))
+    tflite_eval_examples: int = setting(0, "Test examples scored on LiteRT; 0 = all.", check=_at_least(0))
+
+    def run_name(self):
+        """<arch>_<mode>_<dataset>, the dataset made file-name safe (folder:/a/b -> folder-a-b)."""
+        dataset = re.sub(r"[^A-Za-z0-9]+", "-", self.dataset).strip("-")
+        return f"{self.arch}_{self.mode}_{dataset}"
+
+    def run_dir(self):
+        """The run directory, absolute and normalised (so runs/x, ./runs/x and /abs/runs/x agree)."""
+        return os.path.realpath(self.output_dir or os.path.join("runs", self.run_name()))
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def define_flags(flags):
+    """Defines one absl flag per RunConfig field (name, default, choices, help)."""
+    for name, f in FIELDS.items():
+        help_text, choices = f.metadata["help"], f.metadata["choices"]
+        if choices:
+            flags.DEFINE_enum(name, f.default, list(choices), help_text)
+        elif f.type in (bool, "bool"):
+            flags.DEFINE_bool(name, f.default, help_text)
+        elif f.type in (int, "int"):
+            flags.DEFINE_integer(name, f.default, help_text)
+        elif f.type in (float, "float"):
+            flags.DEFINE_float(name, f.default, help_text)
+        else:
+            flags.DEFINE_string(name, f.default, help_text)
+
+
+def from_flags(flag_values):
+    return RunConfig(**{name: flag_values[name].value for name in FIELDS})
+
+
+def flavour(name):
+    """The Keras module for --keras: "3" -> keras, "2" -> tf_keras."""
+    if name == "3":
+        import keras
+        return keras
+    if name == "2":
+        import tf_keras
+        return tf_keras
+    raise UsageError(f"--keras must be 3 or 2, got {name!r}")
+
+
+def validate(config):
+    """Raises UsageError for values that cannot work, before anything slow happens."""
+    for name, f in FIELDS.items():
+        value, choices, check = getattr(config, name), f.metadata["choices"], f.metadata["check"]
+        if choices and str(value) not in choices:
+            raise UsageError(f"--{name} must be one of {', '.join(choices)}, got {value!r}")
+        if check:
+            ok, message = check(value)
+            if not ok:
+                raise UsageError(f"--{name} {message}, got {value}")
+    if not 0 <= config.pea_start < config.pea_end <= 1:
+        raise UsageError(f"need 0 <= --pea_start < --pea_end <= 1, got {config.pea_start} and "
+                         f"{config.pea_end}")
+    if config.dataset:
+        from pea_keras.data import sources
+
+        sources.parse(config.dataset)
+    from pea_keras import activations
+    from pea_keras.training import tasks
+
+    try:
+        activations.get(config.activation)
+    except ValueError as e:
+        raise UsageError(f"--activation: {e}") from None
+    task = tasks.get(config.task)
+    if config.arch and config.arch not in task.arch_names():
+        raise UsageError(f"unknown --arch {config.arch!r}; choose one of {', '.join(task.arch_names())}"
+                         f" (--task {task.name})")

@@ -1,0 +1,90 @@
+"""The run directory: where a run writes, and the rules that keep earlier runs safe.
+
+A new run never replaces an earlier run or its int8 file unless --overwrite says so;
+--resume continues a run only with the flags it started with; the int8 file in --tflite_dir
+is named after the run directory, so runs with distinct --output_dir never collide.
+"""
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+
+from pea_keras.errors import UsageError
+from pea_keras.training import reporting
+
+CHECKPOINTS = "checkpoints"
+RUN_FLAGS = "run_flags.json"
+# Flags that may change between an interrupted run and its --resume.
+RESUMABLE_CHANGES = ("resume", "verbose", "export", "tflite_dir", "calibration_examples",
+                     "tflite_eval_examples", "qat_epochs", "data_dir", "download", "strategy", "tpu",
+                     "output_dir")
+
+
+def tflite_path(config):
+    """<tflite_dir>/<run directory name>_int8.tflite: unique per run directory."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", os.path.basename(config.run_dir())).strip("-")
+    return os.path.realpath(os.path.join(config.tflite_dir, f"{name}_int8.tflite"))
+
+
+def earlier_outputs(config):
+    """Files of an earlier run that this run would replace."""
+    run_dir = config.run_dir()
+    found = [p for p in (os.path.join(run_dir, reporting.METRICS), os.path.join(run_dir, CHECKPOINTS))
+             if os.path.exists(p)]
+    if config.export and os.path.exists(tflite_path(config)):
+        found.append(tflite_path(config))
+    return found
+
+
+def check(config):
+    """Refuses, before anything is written: a file where the run directory should be, an earlier
+    run without --overwrite or --resume, --resume without a checkpoint or with changed flags."""
+    run_dir = config.run_dir()
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise UsageError(f"--output_dir {run_dir} is a file, not a directory")
+    if config.resume:
+        import tensorflow as tf
+
+        if not tf.train.latest_checkpoint(os.path.join(run_dir, CHECKPOINTS)):
+            raise UsageError(f"--resume: no checkpoint in {os.path.join(run_dir, CHECKPOINTS)}")
+        check_resume_flags(config, run_dir)
+    elif not config.overwrite and earlier_outputs(config):
+        raise UsageError(f"{earlier_outputs(config)[0]} exists from an earlier run; pass --overwrite to "
+                         "replace it, or --resume to continue that run")
+
+
+def check_resume_flags(config, run_dir):
+    """Refuses --resume with flags that would change the training (the path spelling may differ)."""
+    path = os.path.join(run_dir, RUN_FLAGS)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    current = dataclasses.asdict(config)
+    changed = sorted(k for k, v in saved.items() if k not in RESUMABLE_CHANGES and current.get(k, v) != v)
+    if changed:
+        raise UsageError("--resume with different flags than the interrupted run: " + ", ".join(
+            f"--{k} {saved[k]} -> {current[k]}" for k in changed))
+
+
+def prepare(config, run_dir):
+    """Creates `run_dir` (clearing an earlier run's training state unless resuming) and records
+    the run's flags."""
+    if not config.resume and os.path.isdir(run_dir):
+        for name in (CHECKPOINTS, "logs", reporting.HISTORY, reporting.ALPHA_TRACE):
+            path = os.path.join(run_dir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.unlink(path)
+    os.makedirs(run_dir, exist_ok=True)
+    reporting.write_json(os.path.join(run_dir, RUN_FLAGS), dataclasses.asdict(config))
+
+
+def size_bytes(path):
+    """Bytes of a file, or of every file under a directory (a SavedModel)."""
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+    return os.path.getsize(path) if os.path.exists(path) else 0
