@@ -35,6 +35,7 @@ def main(argv):
 
     logging.set_verbosity(logging.WARNING)  # TensorFlow's Python INFO lines are noise here.
     from pea_keras.errors import UsageError
+    from pea_keras.files import StorageError
     from pea_keras.tflite import TFLiteError
     from pea_keras.training import run
 
@@ -50,6 +51,9 @@ def main(argv):
     except UsageError as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
+    except StorageError as e:  # A full, read-only or forbidden disk; the message says what is intact.
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("train.py: interrupted; continue from the last epoch's checkpoint with the same "
               "flags plus --resume", file=sys.stderr)

@@ -29,6 +29,8 @@ import shutil
 import signal
 import tempfile
 
+from pea_keras.errors import UserError
+
 FAULT_ENV = "PEA_KERAS_FAULT"
 _TMP_MARK = ".pea-tmp-"
 _TMP_RE = re.compile(r"^\..+" + re.escape(_TMP_MARK) + r"[A-Za-z0-9_]+(\.[A-Za-z0-9]+)?$")
@@ -44,6 +46,11 @@ _FIXES = {
 }
 # The OS message of each, as TensorFlow embeds it in OpError text (e.g. "...; No space left on device").
 _TEXTS = {code: os.strerror(code) for code in _FIXES}
+
+
+class StorageError(UserError):
+    """The disk refused a write (full, read-only, forbidden); the message is one line naming the
+    path, what is intact and what to do (`write_error_message`)."""
 
 
 def _umask():
@@ -251,7 +258,7 @@ def storage_problem(error):
     return None
 
 
-def _shown(path):
+def shown(path):
     """`path` relative to the working directory when it lies below it (as the user typed it)."""
     path = os.fspath(path)
     if not os.path.isabs(path):
@@ -275,7 +282,7 @@ def what_failed(error, path=None):
     if problem is None:
         return None
     target = path or error_path(error)
-    return problem[1] + (f" writing {_shown(target)}" if target else "")
+    return problem[1] + (f" writing {shown(target)}" if target else "")
 
 
 def write_error_message(error, path=None, safe=None, retry="run again"):
@@ -290,7 +297,7 @@ def write_error_message(error, path=None, safe=None, retry="run again"):
     if line is None:
         return None
     target = path or error_path(error)
-    directory = _shown(os.path.dirname(os.path.abspath(target))) if target else "the folder"
+    directory = shown(os.path.dirname(os.path.abspath(target))) if target else "the folder"
     fix = _FIXES[storage_problem(error)[0]].format(dir=directory)
     if safe:
         line += f"; {safe}"

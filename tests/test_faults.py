@@ -29,7 +29,7 @@ from pea_keras import files
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = ["--arch=tiny", "--epochs=3", "--steps_per_epoch=2", "--batch_size=16", "--image_size=16",
          "--verbose=0", "--calibration_examples=16", "--tflite_eval_examples=32"]
-INT8 = "tiny_pea_digits_int8.tflite"
+INT8 = "run_int8.tflite"  # Named after the run directory.
 SIGKILL = -9
 
 

@@ -6,7 +6,7 @@ TFLM reads the flatbuffer in place, so the array must be 16-byte aligned and
 
 import os
 
-from pea_keras.files import atomic_write
+from pea_keras.files import atomic_write_many
 
 ARRAY_NAME = "g_model_data"
 
@@ -31,10 +31,16 @@ def c_header(guard="PEA_MODEL_DATA_H_"):
         f"#endif  // {guard}", ""])
 
 
-def write_c_array(data, directory, name="model_data", source_name="the model"):
-    """Write ``DIR/NAME.cc`` and ``DIR/NAME.h``; returns their paths."""
-    os.makedirs(directory, exist_ok=True)
+def c_array_files(data, directory, name="model_data", source_name="the model"):
+    """{DIR/NAME.cc: bytes, DIR/NAME.h: bytes}, for writing together with the model file."""
     cc, h = os.path.join(directory, name + ".cc"), os.path.join(directory, name + ".h")
-    atomic_write(h, c_header(f"PEA_{name.upper()}_H_").encode())
-    atomic_write(cc, c_source(bytes(data), name + ".h", source_name).encode())
-    return cc, h
+    return {cc: c_source(bytes(data), name + ".h", source_name).encode(),
+            h: c_header(f"PEA_{name.upper()}_H_").encode()}
+
+
+def write_c_array(data, directory, name="model_data", source_name="the model"):
+    """Write ``DIR/NAME.cc`` and ``DIR/NAME.h`` (both or neither); returns their paths."""
+    os.makedirs(directory, exist_ok=True)
+    contents = c_array_files(data, directory, name, source_name)
+    atomic_write_many(contents)
+    return tuple(contents)

@@ -151,6 +151,7 @@ def _bench(args):
 
 def _convert(args):
     from pea_keras.data import calibration_samples, load_arrays
+    from pea_keras.files import StorageError, write_error_message
     from pea_keras.tflite.conversion import convert, load_model
     from pea_keras.tflite.converter import model_inputs
     from pea_keras.tflite.errors import TFLiteError
@@ -175,9 +176,15 @@ def _convert(args):
         raise
     except ValueError as e:
         raise TFLiteError(f"--calib/--train_data: {e}") from None
-    conv = convert(model, args.output, calibration, io=io, overwrite=args.overwrite,
-                   force_strip=args.force_strip, qat_epochs=args.qat_epochs, qat_data=qat_data,
-                   c_array_dir=c_dir, require_runtimes=required, verbose=args.verbose)
+    try:
+        conv = convert(model, args.output, calibration, io=io, overwrite=args.overwrite,
+                       force_strip=args.force_strip, qat_epochs=args.qat_epochs, qat_data=qat_data,
+                       c_array_dir=c_dir, require_runtimes=required, verbose=args.verbose)
+    except OSError as e:  # A full or read-only disk: the outputs are written all or nothing.
+        message = write_error_message(e, safe="no file was changed")
+        if message is None:
+            raise
+        raise StorageError(message) from None
     print(conv.summary())
     return 0
 

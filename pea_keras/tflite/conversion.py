@@ -10,7 +10,7 @@ import json
 import os
 import zipfile
 
-from pea_keras.files import atomic_write
+from pea_keras.files import atomic_write_many
 from pea_keras.tflite import converter
 from pea_keras.tflite.check import relu_only_violations
 from pea_keras.tflite.converter import first_line as _first_line
@@ -137,6 +137,7 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
 
     Raises:
         TFLiteError: any step fails; nothing was written.
+        OSError: the disk refused the file or its C array (full, read-only); no file was changed.
     """
     from pea_keras.tflite import runtimes
 
@@ -184,15 +185,16 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
         if "micro" in require_runtimes:
             raise
         note = str(e)
-    atomic_write(output_path, data)
-    c_files = ()
+    # The file and its C array are written together or not at all: a full disk changes neither
+    # (the OSError names the file that did not fit).
+    outputs, c_files = {output_path: data}, ()
     if c_array_dir is not None:
-        from pea_keras.tflite.c_array import write_c_array
+        from pea_keras.tflite.c_array import c_array_files
 
-        try:
-            c_files = write_c_array(data, c_array_dir, source_name=os.path.basename(output_path))
-        except OSError as e:
-            os.unlink(output_path)
-            raise TFLiteError(f"{c_array_dir}: cannot write the C array ({e.strerror})") from None
+        os.makedirs(c_array_dir, exist_ok=True)
+        c_contents = c_array_files(data, c_array_dir, source_name=os.path.basename(output_path))
+        outputs.update(c_contents)
+        c_files = tuple(c_contents)
+    atomic_write_many(outputs)
     ok = tuple(r for r in ("litert", "micro") if r in require_runtimes or (r == "micro" and arena))
     return Conversion(output_path, len(data), io, info, arena, note, ok, c_files, qat_epochs, n_pea)

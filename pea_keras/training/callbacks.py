@@ -1,13 +1,19 @@
-"""The callbacks of a training run besides PEAScheduler: the alpha trace and the epoch checkpoint.
+"""The callbacks of a training run besides PEAScheduler: the alpha trace, history.csv, the epoch
+checkpoint and TensorBoard that survives its own storage errors.
 
 They are Keras 3 callbacks that also implement tf_keras' batch-hook queries (as PEAScheduler
-does), so one class serves both flavours' `fit`.
+does), so one class serves both flavours' `fit` (TensorBoard: one subclass per flavour).
 """
+
+import contextlib
+import csv
+import os
+import sys
 
 import keras
 
-from pea_keras import surgery
-from pea_keras.training import reporting
+from pea_keras import files, surgery
+from pea_keras.training import reporting, storage
 
 
 class _Callback(keras.callbacks.Callback):
@@ -58,4 +64,84 @@ class EpochCheckpoint(_Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_var.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
+        storage.save_checkpoint(self.manager, epoch + 1)
+
+
+class HistoryCSV(_Callback):
+    """history.csv, one row per epoch (the columns of CSVLogger). Each epoch rewrites the small
+    file atomically, so a kill or a full disk never leaves half a row; with `append` (--resume)
+    it continues the rows already there."""
+
+    def __init__(self, path, append=False):
+        super().__init__()
+        self.path, self.rows, self.columns = path, [], None
+        if append and os.path.exists(path):
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                self.columns, self.rows = reader.fieldnames, list(reader)
+
+    def _implements_train_batch_hooks(self):
+        return False
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.columns is None:
+            self.columns = ["epoch", *sorted(logs)]
+        self.rows.append({"epoch": epoch, **{k: logs.get(k, "NA") for k in self.columns[1:]}})
+        with files.atomic_output(self.path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns, lineterminator="\n", extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+
+_TENSORBOARD_HOOKS = ("set_model", "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+                      "on_test_begin", "on_test_end", "on_train_batch_begin", "on_train_batch_end")
+_TENSORBOARDS = {}
+
+
+def tensorboard(K, log_dir, warnings, prog="train.py"):
+    """K's TensorBoard callback (update_freq="epoch"), except that a storage error in its event
+    files (a full or read-only log folder) stops only the logging: one line on stderr
+    ("PROG: warning: TensorBoard logging stopped: ..."), the same text appended to `warnings`
+    (metrics.json keeps it), and training goes on.
+
+    Why not stop: a long training is worth more than its charts, and the run loses nothing else
+    (checkpoints, models and metrics are separate files; if the whole disk is full, the epoch's
+    checkpoint fails next and stops the run with the usual message). Event files are append-only
+    logs, not replaced atomically: TensorBoard reads up to a cut last record.
+    """
+    import tensorflow as tf
+
+    cls = _TENSORBOARDS.get(K.__name__)
+    if cls is None:
+        def guard(name):
+            def hook(self, *args, **kwargs):
+                if self.pea_failure:
+                    return None
+                try:
+                    return getattr(super(cls, self), name)(*args, **kwargs)
+                except (tf.errors.OpError, OSError) as e:
+                    what = files.what_failed(e, path=files.error_path(e) or self.log_dir)
+                    if what is None:
+                        raise
+                    self._pea_stop(what)
+                    return None
+
+            hook.__name__ = name
+            return hook
+
+        def stop(self, what):
+            self.pea_failure = (f"TensorBoard logging stopped: {what}; training goes on without "
+                                "TensorBoard logs (checkpoints, models and metrics are not affected)")
+            self.pea_warnings.append(self.pea_failure)
+            print(f"{self.pea_prog}: warning: {self.pea_failure}", file=sys.stderr, flush=True)
+            for writer in getattr(self, "_writers", {}).values():
+                with contextlib.suppress(Exception):  # Its buffered events cannot be written either.
+                    writer.close()
+
+        methods = {name: guard(name) for name in _TENSORBOARD_HOOKS if hasattr(K.callbacks.TensorBoard, name)}
+        cls = type("GuardedTensorBoard", (K.callbacks.TensorBoard,), {**methods, "_pea_stop": stop})
+        _TENSORBOARDS[K.__name__] = cls
+    callback = cls(log_dir, update_freq="epoch")
+    callback.pea_failure, callback.pea_warnings, callback.pea_prog = None, warnings, prog
+    return callback

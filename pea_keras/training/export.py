@@ -1,9 +1,8 @@
 """The int8 TFLite file of a run: converted, checked ReLU-only and scored on LiteRT."""
 
 import os
-import shutil
 
-from pea_keras import tflite
+from pea_keras import files, tflite
 from pea_keras.training import rundir
 
 
@@ -18,7 +17,7 @@ def export_int8(config, task, data, model, test_ds, run_dir):
     conversion = tflite.convert(model, path, calibration, overwrite=True, qat_epochs=config.qat_epochs,
                                 qat_data=qat_data, require_runtimes=("litert",))
     violations = tflite.relu_only_violations(path, int8=True)
-    shutil.copyfile(path, os.path.join(run_dir, "model_int8.tflite"))
+    files.atomic_copy(path, os.path.join(run_dir, "model_int8.tflite"))
     return {"path": path, "size_bytes": conversion.size_bytes, "relu_only": not violations,
             "violations": [str(v) for v in violations], "qat_epochs": config.qat_epochs,
             "micro_arena_bytes": conversion.arena_bytes,

@@ -9,6 +9,8 @@ import json
 import math
 import os
 
+from pea_keras import files
+
 ALPHA_TRACE = "alpha_trace.json"
 METRICS = "metrics.json"
 HISTORY = "history.csv"
@@ -24,8 +26,9 @@ def trace_stride(total_steps):
 
 
 def save_alpha_trace(run_dir, steps, alphas):
-    with open(os.path.join(run_dir, ALPHA_TRACE), "w") as f:
-        json.dump({"step": [int(s) for s in steps], "alpha": [float(a) for a in alphas]}, f)
+    files.atomic_write_json(os.path.join(run_dir, ALPHA_TRACE),
+                            {"step": [int(s) for s in steps], "alpha": [float(a) for a in alphas]},
+                            indent=None)
 
 
 def load_alpha_trace(run_dir, before_step=None):
@@ -68,8 +71,8 @@ def truncate_history(run_dir, epochs):
         return
     epoch = rows[0].index("epoch") if "epoch" in rows[0] else 0
     kept = [rows[0]] + [r for r in rows[1:] if r and int(float(r[epoch])) < epochs]
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
+    with files.atomic_output(path, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(kept)
 
 
 def _pyplot():
@@ -79,6 +82,15 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(plt, fig, path):
+    """The figure as a PNG that replaces `path` only once complete."""
+    try:
+        with files.atomic_output(path) as f:
+            fig.savefig(f, format="png", dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def plot_alpha(path, steps, alphas, steps_per_epoch, title):
@@ -99,8 +111,7 @@ def plot_alpha(path, steps, alphas, steps_per_epoch, title):
     ax.set_ylabel("alpha (weight of ReLU)")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_curves(path, history, metric="accuracy", title=""):
@@ -119,14 +130,11 @@ def plot_curves(path, history, metric="accuracy", title=""):
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def write_json(path, obj):
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=False, default=_jsonable)
-        f.write("\n")
+    files.atomic_write_json(path, obj, indent=1, default=_jsonable)
 
 
 def _jsonable(value):

@@ -20,11 +20,11 @@ import numpy as np
 import tensorflow as tf
 
 import pea_keras
-from pea_keras import schedules
+from pea_keras import files, schedules
 from pea_keras.errors import UsageError
 from pea_keras.training import callbacks as run_callbacks
 from pea_keras.training import config as config_lib
-from pea_keras.training import distribute, export, reporting, rundir, tasks
+from pea_keras.training import distribute, export, reporting, rundir, storage, tasks
 from pea_keras.training.config import RunConfig
 
 __all__ = ["RunConfig", "run", "compare"]
@@ -54,6 +54,7 @@ class _Run:
     initial_epoch: int = 0
     trace: tuple = dataclasses.field(default_factory=lambda: ([], []))  # (steps, alphas)
     train_seconds: float = 0.0
+    warnings: list = dataclasses.field(default_factory=list)  # Problems that did not stop the run.
 
 
 def make_schedule(config, total_steps):
@@ -158,16 +159,17 @@ def _fit_callbacks(r, extra):
     config, K = r.config, r.K
     found = []
     if r.schedule is not None:
-        # Before CSVLogger and TensorBoard, so that they see logs["pea_alpha"].
+        # Before history.csv and TensorBoard, so that they see logs["pea_alpha"].
         found.append(pea_keras.PEAScheduler(r.schedule))
     found += [run_callbacks.AlphaTrace(r.run_dir, r.trace, reporting.trace_stride(r.total_steps)),
-              run_callbacks.EpochCheckpoint(r.manager, r.epoch_var),
-              K.callbacks.CSVLogger(os.path.join(r.run_dir, reporting.HISTORY), append=config.resume)]
+              run_callbacks.HistoryCSV(os.path.join(r.run_dir, reporting.HISTORY), append=config.resume)]
     if importlib.util.find_spec("tensorboard") is not None:
-        found.append(K.callbacks.TensorBoard(os.path.join(r.run_dir, "logs"), update_freq="epoch"))
+        found.append(run_callbacks.tensorboard(K, os.path.join(r.run_dir, "logs"), r.warnings))
     else:
         _log(config, "Note: the tensorboard package is not installed; no TensorBoard logs "
                      "(pip install tensorboard)")
+    # Last of the epoch: committing the checkpoint commits what the callbacks above wrote.
+    found.append(run_callbacks.EpochCheckpoint(r.manager, r.epoch_var))
     return found + list(extra)
 
 
@@ -212,7 +214,7 @@ def _score_and_strip(r, scores, sizes):
     predicted = scores.add("pea", r.task.evaluate(r.model, test_ds))
     scores.add("validation", r.task.evaluate(r.model, val_ds))
     pea_path = os.path.join(r.run_dir, "pea_model.keras")
-    r.model.save(pea_path)
+    storage.save_model(r.model, pea_path)
     sizes["pea_model_bytes"] = rundir.size_bytes(pea_path)
     if r.config.mode == "novel":
         _log(r.config, "Mode novel: g everywhere cannot be deployed ReLU-only; skipping strip and export")
@@ -220,7 +222,7 @@ def _score_and_strip(r, scores, sizes):
     deployable = pea_keras.strip(r.model)  # Raises if any alpha != 1.
     predicted_relu = scores.add("stripped", r.task.evaluate(deployable, test_ds))
     relu_path = os.path.join(r.run_dir, "relu_model.keras")
-    deployable.save(relu_path)
+    storage.save_model(deployable, relu_path)
     sizes["relu_model_bytes"] = rundir.size_bytes(relu_path)
     if scores.main["stripped"] != scores.main["pea"]:
         print(f"WARNING: stripped model scores {scores.main['stripped']} but the PEA model "
@@ -252,6 +254,7 @@ def _report(r, scores, sizes, tflite_info, t_start, export_seconds):
         "tflite": tflite_info,
         "wall_time_s": {"total": time.time() - t_start, "train": r.train_seconds, "export": export_seconds},
         "flags": dataclasses.asdict(config),
+        "warnings": r.warnings,
     }
     title = f"{config.arch} {config.mode} on {r.data.name}"
     reporting.plot_alpha(os.path.join(r.run_dir, reporting.ALPHA_PLOT), r.trace[0], r.trace[1],
@@ -269,24 +272,28 @@ def run(config, callbacks=()):
     Args:
         config: a `RunConfig`.
         callbacks: appended to fit's callbacks after the built-in ones (PEAScheduler, alpha trace,
-            checkpoint, CSVLogger, TensorBoard).
+            history, TensorBoard, checkpoint).
 
     Raises:
         UsageError: a setting or the data cannot work (before anything is written where possible).
+        StorageError: the disk refused a write; the message says what is intact (see storage).
     """
     t_start = time.time()
     r = _start(config)
-    _build(r)  # Last place a setting can fail (an input too small for the arch): nothing written yet.
-    rundir.prepare(r.config, r.run_dir)
-    _fit(r, callbacks)
-    scores, sizes = _Scores(), {"params": int(r.model.count_params())}
-    deployable = _score_and_strip(r, scores, sizes)
-    tflite_info, t_export = None, time.time()
-    if deployable is not None and r.config.export and r.chief:
-        tflite_info = export.export_int8(r.config, r.task, r.data, deployable, r.splits[2], r.run_dir)
-        scores.add("int8", tflite_info.pop("evaluation"))
-        sizes["tflite_int8_bytes"] = tflite_info["size_bytes"]
-    return _report(r, scores, sizes, tflite_info, t_start, time.time() - t_export)
+    progress = {}
+    with storage.storage_errors_stop_the_run(os.path.join(r.run_dir, rundir.CHECKPOINTS), progress):
+        _build(r)  # Last place a setting can fail (an input too small for the arch): nothing written yet.
+        rundir.prepare(r.config, r.run_dir)
+        _fit(r, callbacks)
+        scores, sizes = _Scores(), {"params": int(r.model.count_params())}
+        deployable = _score_and_strip(r, scores, sizes)
+        progress["models_dir"] = r.run_dir
+        tflite_info, t_export = None, time.time()
+        if deployable is not None and r.config.export and r.chief:
+            tflite_info = export.export_int8(r.config, r.task, r.data, deployable, r.splits[2], r.run_dir)
+            scores.add("int8", tflite_info.pop("evaluation"))
+            sizes["tflite_int8_bytes"] = tflite_info["size_bytes"]
+        return _report(r, scores, sizes, tflite_info, t_start, time.time() - t_export)
 
 
 def compare(config, callbacks=()):
@@ -308,6 +315,14 @@ def compare(config, callbacks=()):
                        if k in pea and k in relu},
         "runs": {m: r["run_dir"] for m, r in results.items()},
     }
-    reporting.write_json(os.path.join(os.path.realpath(base), "compare.json"), comparison)
+    path = os.path.join(os.path.realpath(base), "compare.json")
+    try:
+        reporting.write_json(path, comparison)
+    except OSError as e:
+        message = files.write_error_message(e, safe="both runs are complete",
+                                            retry="run again with --resume")
+        if message is None:
+            raise
+        raise files.StorageError(message) from e
     _log(config, "\n" + reporting.compare_table(comparison))
     return comparison

@@ -11,8 +11,9 @@ import os
 import re
 import shutil
 
+from pea_keras import files
 from pea_keras.errors import UsageError
-from pea_keras.training import reporting
+from pea_keras.training import reporting, storage
 
 CHECKPOINTS = "checkpoints"
 RUN_FLAGS = "run_flags.json"
@@ -70,16 +71,24 @@ def check_resume_flags(config, run_dir):
 
 
 def prepare(config, run_dir):
-    """Creates `run_dir` (clearing an earlier run's training state unless resuming) and records
-    the run's flags."""
+    """Creates `run_dir` (clearing an earlier run's training state unless resuming), sweeps what
+    killed writes left, and records the run's flags."""
     if not config.resume and os.path.isdir(run_dir):
         for name in (CHECKPOINTS, "logs", reporting.HISTORY, reporting.ALPHA_TRACE):
             path = os.path.join(run_dir, name)
-            if os.path.isdir(path):
+            if name == "logs" and os.path.isdir(path):  # Emptied in place: it may be a link or a mount.
+                for entry in os.scandir(path):
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+            elif os.path.isdir(path):
                 shutil.rmtree(path)
             elif os.path.exists(path):
                 os.unlink(path)
     os.makedirs(run_dir, exist_ok=True)
+    files.remove_stale_temporaries(run_dir, recursive=True)
+    storage.remove_unfinished(os.path.join(run_dir, CHECKPOINTS))
     reporting.write_json(os.path.join(run_dir, RUN_FLAGS), dataclasses.asdict(config))
 
 
