@@ -160,11 +160,14 @@ def metrics(run_dir):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    """The alpha trace every interrupted-and-resumed run must reproduce."""
-    out = tmp_path_factory.mktemp("uninterrupted") / "run"
-    assert call_main(*FLAGS, f"--output_dir={out}", "--noexport") == 0
-    return metrics(out)
+def uninterrupted():
+    """The alpha trace of a run never interrupted: PEAScheduler sets alpha = schedule(step) (as
+    float32) at every step, and AlphaTrace records each (the 6 steps of FLAGS)."""
+    from pea_keras.training.run import RunConfig, make_schedule
+
+    schedule = make_schedule(RunConfig(), 6)  # FLAGS keep the default mode, schedule, start and end.
+    return {"alpha_trace": {"step": list(range(6)),
+                            "alpha": [float(np.float32(schedule(step))) for step in range(6)]}}
 
 
 @pytest.mark.slow
@@ -195,7 +198,7 @@ def test_sigkill_during_a_checkpoint_resumes_to_the_same_weights(tmp_path, unint
     assert done["alpha_trace"] == reference_done["alpha_trace"] == uninterrupted["alpha_trace"]
     assert done["alpha_trace"]["step"] == list(range(6)) and done["alpha_final"] == 1.0
     assert done["steps_done"] == 6 and done["history"]["epoch"] == [0.0, 1.0, 2.0]
-    assert done["final_learning_rate"] == uninterrupted["final_learning_rate"]
+    assert done["final_learning_rate"] == reference_done["final_learning_rate"]
     end, reference_end = checkpoint_values(cut, 3), checkpoint_values(reference, 3)
     assert all(np.array_equal(end[k], reference_end[k]) for k in end)  # Weights and optimizer.
     assert any(not np.array_equal(end[k], start[k]) for k in end)  # It did train on.
@@ -284,11 +287,9 @@ def test_tensorboard_failing_alone_is_reported_and_training_finishes(tmp_path, c
 
 
 @pytest.fixture(scope="module")
-def small_model(tmp_path_factory):
-    """A tf_keras CNN on 8x8 digits (saved as .keras) and the size of its int8 file."""
+def small_model_file(tmp_path_factory):
+    """A tf_keras CNN on 8x8 digits, saved as .keras."""
     import tf_keras as k
-
-    from pea_keras.tflite import cli
 
     k.utils.set_random_seed(0)
     L = k.layers
@@ -297,9 +298,18 @@ def small_model(tmp_path_factory):
                           L.Dense(10)])
     folder = tmp_path_factory.mktemp("model")
     model.save(folder / "model.keras")
+    return folder / "model.keras"
+
+
+@pytest.fixture(scope="module")
+def small_model(small_model_file):
+    """The model file and the size of its int8 file."""
+    from pea_keras.tflite import cli
+
+    folder = small_model_file.parent
     with pytest.raises(SystemExit) as exited:
         cli.main([str(a) for a in ("convert", folder / "model.keras", "-o", folder / "model.tflite",
-                                   "--calib_samples=16", "--target=phone")])
+                                   "--calib_samples=16")])
     assert exited.value.code == 0
     return folder / "model.keras", (folder / "model.tflite").stat().st_size
 
@@ -342,8 +352,8 @@ def test_pea_tflite_full_disk_changes_no_file(tmp_path, capsys, mounts, small_mo
 
 
 @pytest.mark.slow
-def test_pea_tflite_read_only_folder(tmp_path, capsys, mounts, small_model):
-    model, _ = small_model
+def test_pea_tflite_read_only_folder(tmp_path, capsys, mounts, small_model_file):
+    model = small_model_file
     disk = mounts(tmp_path / "ro", "64k", "ro")
     message = one_error(convert(capsys, model, disk / "model.tflite", "--target=phone"), "pea-tflite")
     assert message == (f"Read-only file system writing {disk / 'model.tflite'}; no file was changed: "
