@@ -17,6 +17,7 @@ Test hook: the environment variable PEA_KERAS_FAULT (comma-separated) makes writ
 their own process at a chosen moment, to prove that a kill at the worst time costs nothing:
   kill_during_write:NAME        an atomic write of a file named NAME, half its bytes written
   kill_during_checkpoint:EPOCH  the checkpoint of EPOCH, its files written but not committed
+  kill_after_checkpoint:EPOCH   just after the checkpoint of EPOCH was committed
 Writers call `fault_point(kind, value)`; it does nothing unless the variable names that point.
 """
 
