@@ -205,6 +205,24 @@ def test_sigkill_during_a_checkpoint_resumes_to_the_same_weights(tmp_path, unint
     assert done["top1"] == reference_done["top1"]
 
 
+@pytest.mark.slow
+def test_sigkill_while_saving_the_model_leaves_no_half_file(tmp_path):
+    """Killed while saving pea_model.keras after training (written to its temporary, not yet
+    renamed): no model file, only the hidden temporary; --resume (at the last epoch, so no
+    training) writes every file and sweeps the temporary."""
+    out = tmp_path / "run"
+    killed = train(out, fault="kill_during_write:pea_model.keras")
+    assert killed.returncode == SIGKILL, killed.stderr[-3000:]
+    assert not os.path.exists(out / "pea_model.keras") and latest_epoch(out) == 3
+    assert [os.path.basename(p) for p in leftovers(out)] != [] and all(
+        os.path.basename(p).startswith(".pea_model.keras.") for p in leftovers(out))
+    resumed = train(out, "--resume")
+    assert resumed.returncode == 0 and messages(resumed) == [], resumed.stderr[-3000:]
+    assert leftovers(out) == []
+    assert_complete_files(out)
+    assert metrics(out)["steps_done"] == 6 and latest_epoch(out) == 3
+
+
 MESSAGE = re.compile(r"No space left on device writing (?P<path>\S+); (?P<safe>.+): free space "
                      r"and run again with (?P<retry>--resume|--overwrite)$")
 
