@@ -2,7 +2,8 @@
 
 The converter can crash the whole process (a segmentation fault on calibration ranges it
 cannot represent), so `converter.py` runs this file and turns a crash into one error line.
-The calibration .npz holds one array per model input, in signature order (arr_0, arr_1, ...).
+The calibration .npz holds one array per model input, keyed by the input's name (the
+SavedModel signature's argument name), so several inputs can never be swapped.
 """
 
 import os
@@ -16,11 +17,12 @@ def main(saved_model, calibration, io, out):
     import tensorflow as tf
 
     with np.load(calibration) as loaded:
-        xs = [loaded[f"arr_{i}"] for i in range(len(loaded.files))]
+        xs = {name: loaded[name] for name in loaded.files}
+    n = len(next(iter(xs.values())))
 
     def representative_dataset():
-        for i in range(len(xs[0])):
-            yield [x[i:i + 1] for x in xs]
+        for i in range(n):
+            yield {name: x[i:i + 1] for name, x in xs.items()}
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
