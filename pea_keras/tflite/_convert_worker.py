@@ -18,6 +18,14 @@ def main(saved_model, calibration, io, out):
 
     with np.load(calibration) as loaded:
         xs = {name: loaded[name] for name in loaded.files}
+    signature = tf.saved_model.load(saved_model).signatures["serving_default"]
+    names = sorted(signature.structured_input_signature[1])
+    if len(names) == 1 and len(xs) == 1:  # Exporters name a single input freely.
+        xs = {names[0]: next(iter(xs.values()))}
+    elif sorted(xs) != names:
+        print(f"calibration inputs {', '.join(sorted(xs))} do not match the model's {', '.join(names)}",
+              file=sys.stderr)
+        return 3
     n = len(next(iter(xs.values())))
 
     def representative_dataset():
