@@ -27,12 +27,17 @@ def _filter(read_fd, out):
                 out.flush()
 
 
+_filtering = False
+
+
 def quiet(prog, verbose=False):
-    """Call first thing in a CLI, before TensorFlow is imported. With `verbose`, only sets the
-    log level so everything shows."""
+    """Call first thing in a CLI, before TensorFlow is imported (once per process; later calls
+    only set the log level). With `verbose`, everything shows."""
+    global _filtering
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "2"
-    if verbose:
+    if verbose or _filtering:
         return
+    _filtering = True
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("default", module=r"pea_keras\b")
     warnings.showwarning = lambda message, *_: print(f"{prog}: warning: {message}", file=sys.stderr)

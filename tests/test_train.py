@@ -155,6 +155,7 @@ def test_mirrored_strategy_keeps_alpha_identical_on_replicas(tmp_path, flavour):
 def test_bad_flags_exit_with_one_line():
     for args, reason in [(["--mode=bogus"], "flag --mode=bogus"),
                          (["--epochs=x"], "flag --epochs=x"),
+                         (["--task=bogus"], "flag --task=bogus"),
                          (["stray"], "unexpected arguments: stray")]:
         result = run_script("train.py", *args)
         assert result.returncode == 2, args
@@ -180,6 +181,7 @@ def test_missing_dataset_exits_with_one_line(tmp_path):
     (["--arch=tiny", "--batch_size=5000"], "larger than the training split"),
     (["--resume"], "--resume: no checkpoint"),
     (["--arch=mobilenet_v2", "--image_size=16"], "--image_size >= 32"),
+    (["--strategy=multiworker", "--keras=3"], "--strategy multiworker needs --keras 2"),
 ])
 def test_user_mistakes_are_one_line(tmp_path, capsys, args, reason):
     rc = call_main(*args, f"--output_dir={tmp_path / 'run'}", f"--tflite_dir={tmp_path}",
@@ -234,3 +236,62 @@ def test_help_exits_zero_without_tensorflow():
         result = run_script("-X", "importtime", "train.py", flag)
         assert result.returncode == 0 and "--arch" in result.stdout and "--compare" in result.stdout
         assert "tensorflow" not in result.stderr  # -X importtime lists every module imported.
+
+
+MULTIWORKER = textwrap.dedent("""
+    import json, sys
+    import pea_keras
+    from pea_keras.training.run import RunConfig, run
+    import tf_keras
+
+    alphas = []
+
+    class Alphas(tf_keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            alphas.append(float(pea_keras.pea_layers(self.model)[0].alpha.numpy()))
+
+    m = run(RunConfig(arch="tiny", image_size=16, epochs=1, steps_per_epoch=6, batch_size=16,
+                      verbose="0", strategy="multiworker", keras="2", output_dir=sys.argv[1],
+                      tflite_dir=sys.argv[2], calibration_examples=32),
+            callbacks=[Alphas()])
+    print(json.dumps({"alphas": alphas, "replicas": m["replicas"], "run_dir": m["run_dir"]}))
+""")
+
+
+def _free_ports(n):
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_multiworker_processes_train_in_step_and_only_the_chief_writes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from train_cli import REPO
+
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, TF_CONFIG=json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
+        procs.append(subprocess.Popen([sys.executable, "-c", MULTIWORKER, str(tmp_path / "run"),
+                                       str(tmp_path / "tflite")], cwd=tmp_path, env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    chief, other = (json.loads(out.strip().splitlines()[-1]) for out, _ in outs)
+    assert chief["replicas"] == other["replicas"] == 2
+    assert chief["alphas"] == other["alphas"] and len(chief["alphas"]) == 6 and chief["alphas"][-1] == 1.0
+    assert chief["run_dir"] == str(tmp_path / "run") and not os.path.exists(other["run_dir"])
+    assert sorted(os.listdir(tmp_path / "tflite")) == ["run_int8.tflite"]
+    assert "workers" not in os.listdir(tmp_path / "run") and (tmp_path / "run" / "metrics.json").exists()

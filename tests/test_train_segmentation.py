@@ -49,7 +49,8 @@ def test_evaluate_scores_miou_pixel_accuracy_and_named_per_class_iou():
     logits = keras.layers.Conv2D(data.num_classes, 1, kernel_initializer="zeros",
                                  bias_initializer=keras.initializers.Constant(
                                      [1.0] + [0.0] * (data.num_classes - 1)))(inputs)
-    miou, predicted, extra = task.evaluate(keras.Model(inputs, logits), ds)
+    evaluation = task.evaluate(keras.Model(inputs, logits), ds)
+    miou, predicted, extra = evaluation.score, evaluation.predictions, evaluation.extra
     assert predicted.shape == (4, 32, 32) and predicted.dtype == np.uint8 and not predicted.any()
     background = 20 / 28                   # Labelled rows: 8 of digit_2, 20 of background.
     assert extra["pixel_accuracy"] == pytest.approx(background)
@@ -103,7 +104,6 @@ def test_compare_segmentation_relu_vs_pea_in_keras_3(tmp_path):
 
 
 @pytest.mark.parametrize("args,reason", [
-    (["--task=bogus"], "unknown --task 'bogus'"),
     (["--task=segmentation", "--arch=mobilenet_v2"], "unknown --arch 'mobilenet_v2'"),
     (["--task=segmentation", "--image_size=40"], "multiple of 16"),
     (["--task=segmentation", "--qat_epochs=1"], "--qat_epochs is not available"),

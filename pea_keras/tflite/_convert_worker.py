@@ -2,7 +2,8 @@
 
 The converter can crash the whole process (a segmentation fault on calibration ranges it
 cannot represent), so `converter.py` runs this file and turns a crash into one error line.
-The calibration .npz holds one array per model input, in signature order (arr_0, arr_1, ...).
+The calibration .npz holds one array per model input, keyed by the input's name (the
+SavedModel signature's argument name), so several inputs can never be swapped.
 """
 
 import os
@@ -16,11 +17,20 @@ def main(saved_model, calibration, io, out):
     import tensorflow as tf
 
     with np.load(calibration) as loaded:
-        xs = [loaded[f"arr_{i}"] for i in range(len(loaded.files))]
+        xs = {name: loaded[name] for name in loaded.files}
+    signature = tf.saved_model.load(saved_model).signatures["serving_default"]
+    names = sorted(signature.structured_input_signature[1])
+    if len(names) == 1 and len(xs) == 1:  # Exporters name a single input freely.
+        xs = {names[0]: next(iter(xs.values()))}
+    elif sorted(xs) != names:
+        print(f"calibration inputs {', '.join(sorted(xs))} do not match the model's {', '.join(names)}",
+              file=sys.stderr)
+        return 3
+    n = len(next(iter(xs.values())))
 
     def representative_dataset():
-        for i in range(len(xs[0])):
-            yield [x[i:i + 1] for x in xs]
+        for i in range(n):
+            yield {name: x[i:i + 1] for name, x in xs.items()}
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -22,6 +22,9 @@ TARGETS = {
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)  # --force must never mean --force_strip.
+
     def error(self, message):
         self.print_usage(sys.stderr)
         self.exit(2, f"{PROG}: error: {message}\n")

@@ -175,7 +175,7 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
         raise TFLiteError("converted file is not ReLU-only: " + "; ".join(str(v) for v in bad))
     if "litert" in require_runtimes:
         if len(calibration) == 1:
-            runtimes.predict(data, calibration[0][:1], runtime="litert")
+            runtimes.predict(data, next(iter(calibration.values()))[:1], runtime="litert")
         else:
             runtimes.litert_interpreter(data)
     arena, note = None, ""

@@ -37,13 +37,19 @@ def model_inputs(model):
 
 
 def check_calibration(model, calibration):
-    """The calibration inputs as a list of float32 arrays, one per model input, checked."""
+    """{input name: float32 array} of the calibration inputs (one array, or a list in model input
+    order, or a dict by input name), each checked against its input."""
     inputs = model_inputs(model)
+    if isinstance(calibration, dict):
+        missing = [name for name, _ in inputs if name not in calibration]
+        if missing:
+            raise TFLiteError(f"calibration data lacks the inputs {', '.join(missing)}")
+        calibration = [calibration[name] for name, _ in inputs]
     xs = calibration if isinstance(calibration, (list, tuple)) else [calibration]
     if len(xs) != len(inputs):
         raise TFLiteError(f"calibration data has {len(xs)} arrays for a model with {len(inputs)} inputs")
-    return [arrays.check_inputs(x, shape, "calibration data" if len(xs) == 1 else f"calibration [{name}]")
-            for x, (name, shape) in zip(xs, inputs)]
+    return {name: arrays.check_inputs(x, shape, "calibration data" if len(xs) == 1 else f"calibration [{name}]")
+            for x, (name, shape) in zip(xs, inputs)}
 
 
 def export_saved_model(model, directory):
@@ -60,12 +66,15 @@ def export_saved_model(model, directory):
 
 
 def convert_saved_model(directory, calibration, io="int8", verbose=False):
-    """Full-integer TFLite bytes of a SavedModel, converted in a child process."""
+    """Full-integer TFLite bytes of a SavedModel, converted in a child process.
+
+    `calibration`: {signature input name: float32 array}.
+    """
     if io not in IO_TYPES:
         raise TFLiteError(f"unknown io type '{io}', choose from {', '.join(IO_TYPES)}")
     with tempfile.TemporaryDirectory(prefix="pea-convert-") as tmp:
         calib, out = os.path.join(tmp, "calibration.npz"), os.path.join(tmp, "model.tflite")
-        np.savez(calib, *calibration)
+        np.savez(calib, **calibration)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0" if verbose else "3")
         try:
             proc = subprocess.run([sys.executable, "-P", _WORKER, directory, calib, io, out], env=env,

@@ -168,6 +168,10 @@ def validate(config):
     if not 0 <= config.pea_start < config.pea_end <= 1:
         raise UsageError(f"need 0 <= --pea_start < --pea_end <= 1, got {config.pea_start} and "
                          f"{config.pea_end}")
+    if config.strategy == "multiworker" and config.keras == "3":
+        # Measured with TF 2.21 / Keras 3.15: fit fails on PerReplica inputs under this strategy.
+        raise UsageError("--strategy multiworker needs --keras 2: Keras 3's fit does not run under "
+                         "tf.distribute.MultiWorkerMirroredStrategy")
     if config.dataset:
         from pea_keras.data import sources
 

@@ -12,7 +12,9 @@ The chain is task-agnostic: data, model, loss and score come from a `tasks.Task`
 import dataclasses
 import importlib.util
 import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 
@@ -106,9 +108,8 @@ def _start(config):
     task = tasks.get(config.task)
     strategy = distribute.make_strategy(config.strategy, config.tpu)
     chief = distribute.is_chief(strategy)
-    run_dir = config.run_dir()
-    if not chief:  # Other workers train alongside but write nothing that matters.
-        run_dir = os.path.join(run_dir, "workers", str(strategy.cluster_resolver.task_id))
+    # Other workers train alongside and write only to a scratch folder, removed at the end.
+    run_dir = config.run_dir() if chief else tempfile.mkdtemp(prefix="pea-keras-worker-")
     r = _Run(config, task, config_lib.flavour(config.keras), strategy, run_dir, chief)
     # Before the pipelines: tf.data's shuffle order depends on the global seed too, so setting it
     # first gives every run with this --seed the same batches (also the second run of --compare).
@@ -293,7 +294,10 @@ def run(config, callbacks=()):
             tflite_info = export.export_int8(r.config, r.task, r.data, deployable, r.splits[2], r.run_dir)
             scores.add("int8", tflite_info.pop("evaluation"))
             sizes["tflite_int8_bytes"] = tflite_info["size_bytes"]
-        return _report(r, scores, sizes, tflite_info, t_start, time.time() - t_export)
+        metrics = _report(r, scores, sizes, tflite_info, t_start, time.time() - t_export)
+    if not r.chief:
+        shutil.rmtree(r.run_dir, ignore_errors=True)
+    return metrics
 
 
 def compare(config, callbacks=()):

@@ -1,0 +1,143 @@
+"""Nothing questionable reaches a device: pea-tflite checks its inputs before converting, turns a
+converter crash into one line, converts multi-input models, stays quiet and answers --help at once."""
+import os
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pea_keras.tflite import cli, converter, inspect
+
+SHAPE = (8, 8, 1)
+
+
+def cli_run(capsys, *argv):
+    with pytest.raises(SystemExit) as e:
+        cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def plain_cnn(shape=SHAPE):
+    import keras
+
+    L = keras.layers
+    return keras.Sequential([keras.Input(shape), L.Conv2D(4, 3, activation="relu"), L.Flatten(), L.Dense(3)])
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "plain.keras"
+    plain_cnn().save(path)
+    return path
+
+
+def calibration(n=120):
+    return np.random.default_rng(0).random((n, *SHAPE), dtype=np.float32)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda x: np.where(np.arange(len(x))[:, None, None, None] == 7, np.inf, x),
+     "1 of 120 samples hold NaN or infinite values (first: sample 7)"),
+    (lambda x: np.full_like(x, np.nan), "120 of 120 samples hold NaN or infinite values"),
+    (lambda x: (x * 255).astype(np.uint8), "uint8 values"),
+])
+def test_bad_calibration_is_refused_before_conversion(model_file, tmp_path, capsys, make, message):
+    np.save(tmp_path / "calib.npy", make(calibration()))
+    code, _, err = cli_run(capsys, "convert", model_file, "-o", tmp_path / "m.tflite", "--calib",
+                           tmp_path / "calib.npy")
+    assert code == 1 and err.count("\n") == 1 and err.startswith("pea-tflite: error:"), err
+    assert message in err
+    assert sorted(os.listdir(tmp_path)) == ["calib.npy"]
+
+
+def test_a_converter_crash_is_one_error_not_a_segfault(tmp_path):
+    # The converter itself segfaults on a calibration holding inf (the checks above keep users away
+    # from this; here the crash is provoked on purpose, below them).
+    x = calibration(16)
+    x[3, 0, 0, 0] = np.inf
+    model = plain_cnn()
+    converter.export_saved_model(model, str(tmp_path / "sm"))
+    name = converter.model_inputs(model)[0][0]
+    with pytest.raises(converter.TFLiteError, match=r"the TFLite converter crashed \(SIG[A-Z]+\)"):
+        converter.convert_saved_model(str(tmp_path / "sm"), {name: x})
+
+
+def test_integer_calibration_is_scaled_when_asked(model_file, tmp_path, capsys):
+    np.save(tmp_path / "u8.npy", (calibration() * 255).astype(np.uint8))
+    code, _, err = cli_run(capsys, "convert", model_file, "-o", tmp_path / "m.tflite", "--calib",
+                           tmp_path / "u8.npy", "--calib_scale", "255", "--target", "phone")
+    assert code == 0, err
+    scale = inspect(tmp_path / "m.tflite").tensors[0].scale  # The float input's quantize step.
+    assert inspect(tmp_path / "m.tflite").inputs[0].dtype == "FLOAT32"
+    assert scale is None or len(scale) <= 1
+
+
+def test_digits_are_not_used_for_a_model_they_do_not_fit(tmp_path, capsys):
+    plain_cnn((32, 32, 3)).save(tmp_path / "rgb.keras")
+    code, _, err = cli_run(capsys, "convert", tmp_path / "rgb.keras", "-o", tmp_path / "m.tflite")
+    assert code == 1 and err.count("\n") == 1
+    assert "do not fit a model input (N, 32, 32, 3)" in err and "--calib" in err
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_a_model_with_two_inputs_calibrates_from_an_npz_by_input_name(tmp_path, capsys):
+    import keras
+
+    image, extra = keras.Input(SHAPE, name="image"), keras.Input((3,), name="extra")
+    x = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu")(image))
+    y = keras.layers.Concatenate()([x, keras.layers.Dense(4, activation="relu")(extra)])
+    keras.Model([image, extra], keras.layers.Dense(3)(y)).save(tmp_path / "two.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", extra=rng.random((120, 3), dtype=np.float32),
+             image=rng.random((120, *SHAPE), dtype=np.float32))
+    code, out, err = cli_run(capsys, "convert", tmp_path / "two.keras", "-o", tmp_path / "two.tflite",
+                             "--calib", f"npz:{tmp_path / 'calib.npz'}")
+    assert code == 0, err
+    shapes = sorted(tuple(t.shape) for t in inspect(tmp_path / "two.tflite").inputs)
+    assert shapes == [(1, 3), (1, 8, 8, 1)]
+    code, _, err = cli_run(capsys, "convert", tmp_path / "two.keras", "-o", tmp_path / "x.tflite")
+    assert code == 1 and "2 inputs reads its data from an .npz" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "m.tflite", "--runs", "0"], "argument --runs: expected an integer >= 1, got 0"),
+    (["bench", "m.tflite", "--threads", "0"], "argument --threads: expected an integer >= 1, got 0"),
+    (["run", "m.tflite", "--data", "digits", "--limit", "0"], "argument --limit: expected an integer >= 1"),
+    (["convert", "m.keras", "-o", "x.tflite", "--force"], "unrecognized arguments: --force"),
+])
+def test_argument_mistakes_exit_2_with_one_line(capsys, argv, message):
+    code, _, err = cli_run(capsys, *argv)
+    assert code == 2 and err.splitlines()[-1] == f"pea-tflite: error: {message}" or message in err, err
+
+
+def _script(*args, cwd):
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_help_answers_without_tensorflow(tmp_path):
+    result = _script("-X", "importtime", "-m", "pea_keras.tflite", "--help", cwd=tmp_path)
+    assert result.returncode == 0 and "convert" in result.stdout
+    assert "tensorflow" not in result.stderr  # -X importtime lists every imported module.
+
+
+@pytest.mark.slow
+def test_a_normal_conversion_prints_no_log_lines_and_respects_the_umask(model_file, tmp_path):
+    np.save(tmp_path / "calib.npy", calibration())
+    old = os.umask(0o022)
+    try:
+        result = _script("-m", "pea_keras.tflite", "convert", str(model_file), "-o", "m.tflite",
+                         "--calib", "calib.npy", cwd=tmp_path)
+    finally:
+        os.umask(old)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith("wrote m.tflite")
+    for name in ("m.tflite", "m_model_data.cc", "m_model_data.h", "model_data.cc"):
+        if (tmp_path / name).exists():
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
