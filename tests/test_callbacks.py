@@ -69,13 +69,14 @@ def test_resume_from_checkpoint_continues_alpha(k, tmp_path):
     assert history.history["pea_alpha"] == pytest.approx(straight[2:])
 
 
-def test_warns_once_when_training_without_scheduler(k, monkeypatch):
-    monkeypatch.setattr(pea_keras.layer, "_warned_unscheduled", False)
+def test_warns_once_when_training_without_scheduler(k):
+    model = compiled(k)
     with pytest.warns(UserWarning, match="without pea_keras.PEAScheduler"):
-        fit(k, compiled(k), 1, [])
+        fit(k, model, 1, [])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fit(k, compiled(k), 1, [])
+        fit(k, model, 1, [])  # Told once per model, not every fit.
+    assert not hasattr(pea_keras.layer, "_warned_unscheduled")  # No process-wide state.
 
 
 def test_warns_when_training_ends_before_alpha_reaches_1(k):
