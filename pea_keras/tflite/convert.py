@@ -180,14 +180,15 @@ class Conversion:
 
 
 def convert(model, output_path, calibration, *, io="int8", force=False, qat_epochs=0,
-            qat_data=None, c_array_dir=None, require_runtimes=("litert", "micro")):
+            qat_data=None, c_array_dir=None, require_runtimes=("litert", "micro"), golden_samples=3):
     """Strip, (optionally QAT-fine-tune,) quantize, prove ReLU-only, load-test, write.
 
     ``model`` is a Keras model or a path for ``load_model``. Nothing is written
     unless every step passes; the file appears atomically. ``force`` allows
     overwriting and stripping PEA layers whose alpha < 1. The TFLite Micro arena
     is always measured; ``require_runtimes`` names the runtimes that must load
-    and run the file.
+    and run the file. ``c_array_dir`` gets the TFLite Micro kit (``micro_kit``) named after
+    the output's stem, with ``golden_samples`` calibration samples as its golden inputs.
     """
     from pea_keras.tflite import runtimes
 
@@ -200,9 +201,11 @@ def convert(model, output_path, calibration, *, io="int8", force=False, qat_epoc
     if not os.path.isdir(out_dir):
         raise TFLiteError(f"{out_dir}: output folder does not exist")
     if c_array_dir is not None and not force:
-        for name in ("model_data.cc", "model_data.h"):
-            if os.path.exists(os.path.join(c_array_dir, name)):
-                raise TFLiteError(f"{os.path.join(c_array_dir, name)} exists (pass --force to overwrite)")
+        from pea_keras.tflite.micro_kit import kit_paths
+
+        for path in kit_paths(c_array_dir, os.path.splitext(os.path.basename(output_path))[0]):
+            if os.path.exists(path):
+                raise TFLiteError(f"{path} exists (pass --force to overwrite)")
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     import pea_keras
@@ -234,10 +237,14 @@ def convert(model, output_path, calibration, *, io="int8", force=False, qat_epoc
     atomic_write(output_path, data)
     c_files = ()
     if c_array_dir is not None:
-        from pea_keras.tflite.c_array import write_c_array
+        from pea_keras.tflite.micro_kit import write_micro_kit
 
         try:
-            c_files = write_c_array(data, c_array_dir, source_name=os.path.basename(output_path))
+            c_files = write_micro_kit(data, c_array_dir, os.path.splitext(os.path.basename(output_path))[0],
+                                      calibration[:golden_samples], os.path.basename(output_path))
+        except TFLiteError:
+            os.unlink(output_path)
+            raise
         except OSError as e:
             os.unlink(output_path)
             raise TFLiteError(f"{c_array_dir}: cannot write the C array ({e.strerror})") from None
