@@ -237,13 +237,13 @@ def test_data_files(info, stem, q_inputs, outputs, source_name="the model"):
         kind = "InputType" if name == "kTestInputs" else "OutputType"
         body.append(f"alignas(16) const {kind} {name}[kNumTestSamples][{size}] = {{")
         for row in np.asarray(values).reshape(n, -1):
-            body += ["  {", *("  " + line for line in format_values_of(row, t)), "  },"]
+            body += ["  {", *("  " + line for line in _row_lines(row, t)), "  },"]
         body += ["};", ""]
     body += [f"}}  // namespace {ns}", ""]
     return header, "\n".join(body)
 
 
-def format_values_of(row, tensor):
+def _row_lines(row, tensor):
     return c_array.format_values(row.tolist(), per_line=16, fmt=_c_value(tensor))
 
 
