@@ -114,7 +114,7 @@ class Conversion:
 
 def convert(model, output_path, calibration, *, io="int8", overwrite=False, force_strip=False,
             qat_epochs=0, qat_data=None, c_array_dir=None, require_runtimes=("litert", "micro"),
-            verbose=False):
+            golden_samples=3, verbose=False):
     """Strip, (optionally QAT-fine-tune,) quantize, prove ReLU-only, load-test, write.
 
     Args:
@@ -127,7 +127,8 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
         force_strip: strip PEA layers whose alpha < 1 (the deployed network then differs from
             the trained one).
         qat_epochs, qat_data: quantization-aware fine-tuning on labelled ``(x, y)`` first.
-        c_array_dir: also write the model as a C array there.
+        c_array_dir: also write the TFLite Micro kit (``micro_kit``) there, named after the
+            output's stem, with ``golden_samples`` calibration samples as its golden inputs.
         require_runtimes: runtimes that must load and run the file; the TFLite Micro arena is
             always measured.
         verbose: show the converter's log.
@@ -149,9 +150,11 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
     if not os.path.isdir(out_dir):
         raise TFLiteError(f"{out_dir}: output folder does not exist")
     if c_array_dir is not None and not overwrite:
-        for name in ("model_data.cc", "model_data.h"):
-            if os.path.exists(os.path.join(c_array_dir, name)):
-                raise TFLiteError(f"{os.path.join(c_array_dir, name)} exists (pass --overwrite to replace it)")
+        from pea_keras.tflite.micro_kit import kit_paths
+
+        for path in kit_paths(c_array_dir, os.path.splitext(os.path.basename(output_path))[0]):
+            if os.path.exists(path):
+                raise TFLiteError(f"{path} exists (pass --overwrite to replace it)")
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     import pea_keras
@@ -187,10 +190,15 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
     atomic_write(output_path, data)
     c_files = ()
     if c_array_dir is not None:
-        from pea_keras.tflite.c_array import write_c_array
+        from pea_keras.tflite.micro_kit import write_micro_kit
 
         try:
-            c_files = write_c_array(data, c_array_dir, source_name=os.path.basename(output_path))
+            golden = next(iter(calibration.values()))[:golden_samples]  # The kit takes one input.
+            c_files = write_micro_kit(data, c_array_dir, os.path.splitext(os.path.basename(output_path))[0],
+                                      golden, os.path.basename(output_path))
+        except TFLiteError:
+            os.unlink(output_path)
+            raise
         except OSError as e:
             os.unlink(output_path)
             raise TFLiteError(f"{c_array_dir}: cannot write the C array ({e.strerror})") from None

@@ -112,6 +112,13 @@ def micro_arena_bytes(path_or_bytes):
     return _micro_call(data, _generous_arena(data))[1]
 
 
+def micro_run(path_or_bytes, q):
+    """Raw outputs (one row per sample) of TFLM's reference kernels for inputs ``q`` already in
+    the input tensor's dtype, and the arena bytes measured on the way (see micro_arena_bytes)."""
+    data = read_bytes(path_or_bytes)
+    return _micro_call(data, _generous_arena(data), np.asarray(q))
+
+
 def predict(path, x, runtime="litert", quantized=False, xnnpack=False):
     """Outputs of the file for inputs ``x`` (float32 like the Keras model's), dequantized
     to float unless ``quantized`` (then the raw output tensor values)."""
