@@ -1,4 +1,5 @@
-"""The int8 TFLite file of a run: converted, checked ReLU-only and scored on LiteRT."""
+"""The int8 TFLite file of a run, with its TFLite Micro kit: converted, checked ReLU-only and
+scored on LiteRT."""
 
 import os
 import shutil
@@ -8,18 +9,19 @@ from pea_keras.training import rundir
 
 
 def export_int8(config, task, data, model, test_ds, run_dir):
-    """Writes <tflite_dir>/<run>_int8.tflite (a copy in the run directory) and returns its facts,
-    with the task's `Evaluation` of it under "evaluation"."""
+    """Writes <tflite_dir>/<run>_int8.tflite (a copy in the run directory) and its TFLite Micro kit
+    (<run>_int8_model_data.cc, ...) next to it; returns its facts, with the task's `Evaluation` of
+    it under "evaluation"."""
     os.makedirs(config.tflite_dir, exist_ok=True)
     path = rundir.tflite_path(config)
     calibration = task.calibration(data, config, config.calibration_examples)
     qat_data = task.qat_data(data, config, max(config.calibration_examples, 1024)) if config.qat_epochs else None
     # Replacing an existing file was allowed by rundir.check (--overwrite or --resume).
     conversion = tflite.convert(model, path, calibration, overwrite=True, qat_epochs=config.qat_epochs,
-                                qat_data=qat_data, require_runtimes=("litert",))
+                                qat_data=qat_data, require_runtimes=("litert",), c_array_dir=config.tflite_dir)
     violations = tflite.relu_only_violations(path, int8=True)
     shutil.copyfile(path, os.path.join(run_dir, "model_int8.tflite"))
     return {"path": path, "size_bytes": conversion.size_bytes, "relu_only": not violations,
             "violations": [str(v) for v in violations], "qat_epochs": config.qat_epochs,
-            "micro_arena_bytes": conversion.arena_bytes,
+            "micro_arena_bytes": conversion.arena_bytes, "micro_kit": list(conversion.c_array),
             "evaluation": task.evaluate_tflite(path, test_ds, config.tflite_eval_examples)}
