@@ -18,10 +18,16 @@ def export_int8(config, task, data, model, test_ds, run_dir):
     qat_data = task.qat_data(data, config, max(config.calibration_examples, 1024)) if config.qat_epochs else None
     # Replacing an existing file was allowed by rundir.check (--overwrite or --resume).
     conversion = tflite.convert(model, path, calibration, overwrite=True, qat_epochs=config.qat_epochs,
-                                qat_data=qat_data, require_runtimes=("litert",), c_array_dir=config.tflite_dir)
+                                qat_data=qat_data, require_runtimes=("litert",))
+    stem = os.path.splitext(os.path.basename(path))[0]
+    try:
+        kit = tflite.write_micro_kit(path, config.tflite_dir, stem, calibration[:3])
+    except tflite.TFLiteError as e:  # The file still serves phones; say why microcontrollers lose out.
+        print(f"WARNING: no TFLite Micro kit for {path}: {e}", flush=True)
+        kit = []
     violations = tflite.relu_only_violations(path, int8=True)
     shutil.copyfile(path, os.path.join(run_dir, "model_int8.tflite"))
     return {"path": path, "size_bytes": conversion.size_bytes, "relu_only": not violations,
             "violations": [str(v) for v in violations], "qat_epochs": config.qat_epochs,
-            "micro_arena_bytes": conversion.arena_bytes, "micro_kit": list(conversion.c_array),
+            "micro_arena_bytes": conversion.arena_bytes, "micro_kit": list(kit),
             "evaluation": task.evaluate_tflite(path, test_ds, config.tflite_eval_examples)}
