@@ -37,7 +37,7 @@ def trained(request, tmp_path_factory):
     model.compile(k.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
     x, y = DIGITS["train"]
     model.fit(x, y, epochs=6, batch_size=64, verbose=0, callbacks=[pea_keras.PEAScheduler()])
-    assert all(float(np.asarray(l.alpha)) == 1.0 for l in pea_keras.pea_layers(model))
+    assert all(float(np.asarray(layer.alpha)) == 1.0 for layer in pea_keras.pea_layers(model))
     path = tmp_path_factory.mktemp(request.param) / ("model.keras" if k.__name__ == "keras" else "model.h5")
     model.save(path)
     return model, path

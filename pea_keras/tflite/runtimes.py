@@ -89,7 +89,7 @@ def _micro_call(data, arena_bytes, x=None):
         except subprocess.TimeoutExpired:
             raise TFLiteError(f"TensorFlow Lite Micro did not finish in {MICRO_TIMEOUT_S} s") from None
         if proc.returncode != 0:
-            lines = [l for l in (proc.stderr + proc.stdout).splitlines() if l.strip()]
+            lines = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
             why = lines[-1].strip() if lines else "no message"
             how = (f"aborted (signal {-proc.returncode})" if proc.returncode < 0
                    else f"failed (exit {proc.returncode})")
