@@ -32,25 +32,6 @@ G_ACTIVATIONS = ["silu", "hard_swish", "gelu", "mish"]
 CONFIGS = ["pea_silu", "relu"] + [f"g_{g}" for g in G_ACTIVATIONS] + ["relu_float32"]
 
 
-def is_relu(k, layer):
-    return isinstance(layer, k.layers.ReLU) or (
-        isinstance(layer, k.layers.Activation) and layer.get_config()["activation"] == "relu")
-
-
-def g_everywhere(model, k, g_name):
-    """`model` rebuilt with Activation(g) in place of every ReLU (fresh weights, like a new model)."""
-    import pea_keras
-
-    g = pea_keras.activations.get(g_name)
-
-    def swap(layer):
-        if is_relu(k, layer):
-            return k.layers.Activation(g, name=layer.name)
-        return layer.__class__.from_config(layer.get_config())
-
-    return k.models.clone_model(model, clone_function=swap)
-
-
 def train_briefly(model, k, x, y, steps, pea=False):
     import tensorflow as tf
 
@@ -105,7 +86,7 @@ def build_files(args, k, data):
         for g in G_ACTIVATIONS:
             name = f"g_{g}"
             try:
-                model = train_briefly(g_everywhere(fresh(), k, g), k, x, y, args.train_steps)
+                model = train_briefly(pea_keras.replace_relu(fresh(), g), k, x, y, args.train_steps)
                 files[name] = quantize(model, calibration)
                 print(f"  {name}: quantized ({len(files[name])} bytes; {time.perf_counter() - t0:.0f} s)", flush=True)
             except Exception as e:  # noqa: BLE001 (a g without an int8 path is a finding)

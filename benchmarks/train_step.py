@@ -6,9 +6,9 @@ For each architecture and Keras flavour it trains, on the same random batch:
   naive_blend  the same ensemble written as a*relu(x) + (1-a)*g(x) with autodiff
   pea_relu     PEA at alpha = 1 (only the ReLU branch runs)
   g_only       the network with g in place of every ReLU (the floor for blending)
-Step times are medians of per-step wall times over interleaved repeats, warm-up excluded.
-With both flavours it also prints Keras 3 / tf_keras step-time ratios (the reason
-`train.py --keras` defaults to 2).
+Step times are medians of per-step wall times over repeats that interleave every flavour and
+configuration, warm-up excluded. With both flavours it also prints Keras 3 / tf_keras step-time
+ratios (what `train.py --keras`'s default rests on).
 Memory is the training-time memory that grows with the batch: the peak resident set
 size of a fresh process training at batch `--memory_batch` minus that of one training at
 batch 64, so fixed costs (weights, tracing the graph) cancel out.
@@ -34,6 +34,19 @@ CONFIGS = ["relu", "pea_blend", "naive_blend", "pea_relu", "g_only"]
 FLAVORS = {"3": "keras", "2": "tf_keras"}
 
 
+def naive_g(k, name):
+    """g as a plain registered function: no closed-form derivative, so PEALayer uses autodiff."""
+    import pea_keras
+
+    g = pea_keras.activations.get(name)
+
+    @k.saving.register_keras_serializable(package="benchmarks", name=f"naive_{name}")
+    def naive(x):
+        return g(x)
+
+    return naive
+
+
 def build(config, arch, k, args):
     import tensorflow as tf
 
@@ -41,20 +54,14 @@ def build(config, arch, k, args):
     from pea_keras.training import archs
 
     model = archs.build(arch, k, (args.image_size, args.image_size, 3), 10, width=args.width)
-    g = pea_keras.activations.get(args.activation)
     if config == "g_only":
-        def swap(layer):
-            if isinstance(layer, k.layers.ReLU) or (
-                    isinstance(layer, k.layers.Activation) and layer.get_config()["activation"] == "relu"):
-                return k.layers.Activation(g, name=layer.name)
-            return layer.__class__.from_config(layer.get_config())
-        model = k.models.clone_model(model, clone_function=swap)
+        model = pea_keras.replace_relu(model, args.activation)
     elif config != "relu":
-        # A callable without a registered derivative takes the autodiff path: the naive ensemble.
-        activation = (lambda x: g(x)) if config == "naive_blend" else args.activation
+        # A g without a registered derivative takes the autodiff path: the naive ensemble.
+        activation = naive_g(k, args.activation) if config == "naive_blend" else args.activation
         model = pea_keras.wrap(model, activation=activation, alpha=1.0 if config == "pea_relu" else 0.5)
         for layer in pea_keras.pea_layers(model):
-            layer.training_phase = "relu" if config == "pea_relu" else "blend"  # As PEAScheduler sets it.
+            layer.enter_phase("relu" if config == "pea_relu" else "blend")  # As PEAScheduler does.
     model.compile(k.optimizers.SGD(0.01, momentum=0.9),
                   k.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(0)
@@ -132,24 +139,27 @@ def main():
         args.flavor = args.flavor[0]
         return memory_child(args)
     warnings.filterwarnings("ignore")
-    rows = []
+    built = {}  # (flavor, arch, config) -> (model, data); flavours interleave like configurations.
     for flavor in args.flavor:
         k = importlib.import_module(FLAVORS[flavor])
         for arch in args.arch:
-            built = {config: build(config, arch, k, args) for config in CONFIGS}
-            for model, data in built.values():
-                time_steps(model, data, k, 3)  # Trace and warm up.
-            times = {config: [] for config in CONFIGS}
-            for _ in range(args.repeats):  # Interleaved, so drift hits every configuration alike.
-                for config, (model, data) in built.items():
-                    times[config].append(statistics.median(time_steps(model, data, k, args.steps)))
             for config in CONFIGS:
-                ms = 1000 * statistics.median(times[config])
-                mb = None if args.no_memory else peak_memory_mb(config, arch, flavor, args)
-                rows.append({"keras": FLAVORS[flavor], "arch": arch, "config": config, "ms": ms, "mb": mb})
+                built[flavor, arch, config] = (*build(config, arch, k, args), k)
+    for model, data, k in built.values():
+        time_steps(model, data, k, 3)  # Trace and warm up.
+    times = {key: [] for key in built}
+    for _ in range(args.repeats):  # Interleaved, so drift hits every flavour and configuration alike.
+        for key, (model, data, k) in built.items():
+            times[key].append(statistics.median(time_steps(model, data, k, args.steps)))
+    rows = []
+    for (flavor, arch, config), per_repeat in times.items():
+        mb = None if args.no_memory else peak_memory_mb(config, arch, flavor, args)
+        rows.append({"keras": FLAVORS[flavor], "arch": arch, "config": config,
+                     "ms": 1000 * statistics.median(per_repeat), "mb": mb})
     print(f"\n{'keras':9s} {'arch':14s} {'config':12s} {'ms/step':>8s} {'x relu':>7s} {'act MB':>8s} {'x relu':>7s}")
     for row in rows:
-        base = next(r for r in rows if r["keras"] == row["keras"] and r["arch"] == row["arch"] and r["config"] == "relu")
+        base = next(r for r in rows
+                    if r["keras"] == row["keras"] and r["arch"] == row["arch"] and r["config"] == "relu")
         mem = "" if row["mb"] is None else f"{row['mb']:8.0f} {row['mb'] / base['mb']:7.2f}"
         print(f"{row['keras']:9s} {row['arch']:14s} {row['config']:12s} {row['ms']:8.1f} "
               f"{row['ms'] / base['ms']:7.2f} {mem}")

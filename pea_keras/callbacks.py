@@ -2,6 +2,7 @@
 import warnings
 
 import keras
+import numpy as np
 
 from pea_keras import schedules as schedules_lib
 from pea_keras.surgery import pea_layers
@@ -18,6 +19,11 @@ class PEAScheduler(keras.callbacks.Callback):
     The training graph is traced for the current phase (novel only, blending, ReLU only)
     and traced again when the phase changes (at most twice a run), so that it carries no
     conditional: once alpha reaches 1 a training step costs what a plain ReLU step costs.
+    It drives the layers only through `PEALayer.enter_phase` and their alpha variable, and
+    works on every Keras 3 backend (TensorFlow, JAX, PyTorch) and with tf_keras.
+    At the start of `fit` it warns if the layers' alpha is not what the schedule gives at
+    the restored optimizer step: a model reloaded from a format that does not keep the
+    optimizer step (tf_keras SavedModel or H5) would otherwise move alpha back silently.
     `pea_alpha` is added to the batch and epoch logs: put this callback before
     `CSVLogger` or `TensorBoard` in the list so they record it. Works with Keras 3 and
     tf_keras models alike.
@@ -54,6 +60,49 @@ class PEAScheduler(keras.callbacks.Callback):
         if self.schedule is None:
             self.schedule = self._default_schedule()
         self.alpha = self.phase = None
+        self._iterations_index = None
+        self._check_restored_alpha()
+
+    def _check_restored_alpha(self):
+        step = self._step()
+        alpha = float(self.schedule(step))
+        layers = [layer for layer in self._layers if not layer.trainable_alpha]
+        current = sorted({layer.alpha_value for layer in layers})
+        # Alpha moved by training (not the value the layers were made with) that the schedule disagrees with.
+        trained = any(abs(layer.alpha_value - layer.initial_alpha) > 1e-6 for layer in layers)
+        # The last batch before a save set alpha at its start, one step before the restored step.
+        expected = (alpha, float(self.schedule(step - 1))) if step > 0 else (alpha,)
+        if trained and any(min(abs(value - e) for e in expected) > 1e-6 for value in current):
+            shown = ", ".join(f"{value:.4f}" for value in current)
+            warnings.warn(
+                f"PEAScheduler: the model's alpha is {shown} but the schedule gives {alpha:.4f} at "
+                f"optimizer step {step}, so this fit moves alpha there. If the model was saved mid-schedule "
+                "in a format that does not keep the optimizer step (tf_keras SavedModel or H5 reload at "
+                "step 0), resume from a .keras file or checkpoint instead, or set the step before fit: "
+                "model.optimizer.iterations.assign(<steps already trained>).", stacklevel=2)
+
+    def _step(self):
+        """The optimizer's step. Under JAX, fit keeps the live values in the trainer's state while
+        the model's variables are emptied; read the step from there instead of syncing every
+        variable each batch."""
+        model = self.model
+        state = getattr(model, "_jax_state", None)
+        if state and not getattr(model, "_jax_state_synced", True) and state.get("optimizer_variables"):
+            if self._iterations_index is None:
+                variables = model.optimizer.variables
+                self._iterations_index = next(
+                    (i for i, v in enumerate(variables) if v is model.optimizer.iterations), -1)
+            if self._iterations_index >= 0:
+                return int(np.asarray(state["optimizer_variables"][self._iterations_index]))
+            model.jax_state_sync()
+        return int(np.asarray(model.optimizer.iterations))
+
+    def _assign_alpha(self, alpha):
+        if getattr(self.model, "_jax_state", None) is not None and hasattr(self.model, "jax_state_sync"):
+            # Put the trainer's state back into the variables; fit then reads it again, new alpha included.
+            self.model.jax_state_sync()
+        for layer in self._layers:
+            layer.alpha.assign(alpha)
 
     def _default_schedule(self):
         epochs, steps = (self.params or {}).get("epochs"), (self.params or {}).get("steps")
@@ -64,13 +113,12 @@ class PEAScheduler(keras.callbacks.Callback):
         return schedules_lib.default(epochs * steps)
 
     def on_train_batch_begin(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
+        step = self._step()
         alpha = float(self.schedule(step))
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"schedule returned alpha={alpha}, outside [0, 1].")
         if alpha != self.alpha:
-            for layer in self._layers:
-                layer.alpha.assign(alpha)
+            self._assign_alpha(alpha)
             self.alpha = alpha
             self._enter_phase(self._phase(alpha, step))
 
@@ -86,9 +134,10 @@ class PEAScheduler(keras.callbacks.Callback):
         if phase == self.phase:
             return
         for layer in self._layers:
-            layer.training_phase = phase
+            layer.enter_phase(phase)
         self.phase = phase
-        self.model.make_train_function(force=True)  # fit() calls model.train_function each step.
+        # fit() calls model.train_function each step (every backend): retrace it for the phase.
+        self.model.make_train_function(force=True)
 
     def on_train_batch_end(self, batch, logs=None):
         if logs is not None and self.alpha is not None:
@@ -104,7 +153,7 @@ class PEAScheduler(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         for layer in self._layers:
-            layer.training_phase = None
+            layer.enter_phase(None)
         self.model.train_function = None  # Traced for a phase: do not let a later fit reuse it.
         if self.alpha is not None and self.alpha < 1.0:
             warnings.warn(f"Training ended with pea_alpha = {self.alpha:.4f} < 1: the novel branch is still "

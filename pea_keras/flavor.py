@@ -1,25 +1,79 @@
-"""The one place that tells Keras 3 (`keras`) from Keras 2 (`tf_keras`).
+"""The one place that tells Keras 3 (`keras`) from Keras 2 (`tf_keras`), and Keras 3's backends.
 
 TF 2.21 ships both. A model's flavour follows its classes, never `TF_USE_LEGACY_KERAS`,
-so both flavours can live in one process. This module also hides the two flavours'
-different functional-graph internals behind `replay`.
+so both flavours can live in one process. Keras 3 runs on TensorFlow, JAX or PyTorch
+(`KERAS_BACKEND`); tf_keras always runs on TensorFlow. This module also hides the two
+flavours' different functional-graph internals behind `replay`, and builds the twin
+classes (one per flavour) of the package's serializable objects with `twin_classes`.
 """
+import types
+
 import keras
 import tensorflow as tf
 import tf_keras
 
-__all__ = ["keras_of", "is_tf_keras", "is_sequential", "is_functional", "replay", "new_inputs"]
+__all__ = ["keras_of", "is_tf_keras", "is_sequential", "is_functional", "replay", "new_inputs", "backend_of",
+           "runs_on_tensorflow", "twin_classes", "Twins"]
 
 
 def is_tf_keras(obj):
-    """True for tf_keras objects or classes (Keras 2), False for Keras 3 ones."""
+    """True for tf_keras objects, classes or the `tf_keras` module itself (Keras 2), False for Keras 3."""
+    if isinstance(obj, types.ModuleType):
+        return obj.__name__.split(".")[0] == "tf_keras"
     cls = obj if isinstance(obj, type) else type(obj)
     return any(c.__module__.split(".")[0] == "tf_keras" for c in cls.__mro__)
 
 
 def keras_of(obj):
-    """The Keras module (`keras` or `tf_keras`) that `obj` belongs to."""
+    """The Keras module (`keras` or `tf_keras`) that `obj` (an object, class or module) belongs to."""
     return tf_keras if is_tf_keras(obj) else keras
+
+
+def backend_of(obj):
+    """The backend that computes `obj`: "tensorflow" for tf_keras, else Keras 3's backend."""
+    return "tensorflow" if is_tf_keras(obj) else keras.backend.backend()
+
+
+def runs_on_tensorflow(obj):
+    """True where `obj`'s tensors are TensorFlow tensors, so TF-only fast paths apply."""
+    return backend_of(obj) == "tensorflow"
+
+
+class Twins(tuple):
+    """(Keras 3 class, tf_keras class) of one concept; `of(x)` picks the one matching `x`'s flavour."""
+
+    def __new__(cls, keras3, tf_keras_):
+        return super().__new__(cls, (keras3, tf_keras_))
+
+    def of(self, obj):
+        """The twin for `obj`: a model, layer, class, or the module `keras` / `tf_keras`."""
+        return self[1] if is_tf_keras(obj) else self[0]
+
+
+def twin_classes(mixin, base, name, package="pea_keras", register=True, doc=None):
+    """Two classes named `name`, `mixin` on `keras.<base>` and on `tf_keras.<base>`.
+
+    Both carry the same class name, so both serialize as "<package>>name" and a file saved by
+    either flavour loads in that flavour without `custom_objects`. The shared behaviour lives in
+    `mixin` (which must not subclass any Keras class); `base` is a dotted path such as
+    "layers.Layer", "losses.Loss" or "callbacks.Callback".
+
+    Returns:
+        `Twins(keras3_class, tf_keras_class)`; unpack it or call `.of(model)`.
+    """
+    classes = []
+    for k in (keras, tf_keras):
+        parent = k
+        for part in base.split("."):
+            parent = getattr(parent, part)
+        flavour = "Keras 3" if k is keras else "tf_keras"
+        namespace = {"__module__": mixin.__module__, "__qualname__": name,
+                     "__doc__": (doc or mixin.__doc__ or "").replace("{flavour}", flavour)}
+        cls = type(mixin)(name, (mixin, parent), namespace)
+        if register:
+            k.saving.register_keras_serializable(package=package)(cls)
+        classes.append(cls)
+    return Twins(*classes)
 
 
 def is_sequential(model):

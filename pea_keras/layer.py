@@ -1,20 +1,24 @@
 """`PEALayer`: alpha * ReLU(x) + (1 - alpha) * g(x), with alpha a scheduled variable.
 
-The same implementation serves Keras 3 (`PEALayer`) and tf_keras (`TFKerasPEALayer`,
-whose class name is also "PEALayer"); both are registered as serializable under the
-package "pea_keras", so saved models load without `custom_objects`.
+The same implementation serves Keras 3 (`PEALayer`) and tf_keras (`TFKerasPEALayer`);
+both are named "PEALayer" and registered as "pea_keras>PEALayer", so saved models load
+without `custom_objects`, and `isinstance(layer, PEALayer)` holds for either flavour.
+On TensorFlow (tf_keras, and Keras 3's TensorFlow backend) the layer uses TF's fused ReLU
+gradient ops; on Keras 3's other backends (JAX, PyTorch) the same graph in `keras.ops`.
+
+Phase protocol: a trainer that knows where alpha is going tells each layer with
+`layer.enter_phase("novel" | "blend" | "relu" | None)` and then retraces its training
+function (`PEAScheduler` does both). In a traced phase the graph has no conditional:
+only g while alpha is 0, only the ReLU layer's own graph once alpha is 1.
 """
 import warnings
 
-import keras
 import tensorflow as tf
-import tf_keras
+from keras import ops
 
-from pea_keras import activations
+from pea_keras import activations, flavor
 
-__all__ = ["PEALayer", "TFKerasPEALayer", "is_pea_layer", "relu"]
-
-_warned_unscheduled = False
+__all__ = ["PEALayer", "TFKerasPEALayer", "is_pea_layer", "relu", "PHASES"]
 
 
 def relu(x, max_value=None, threshold=0.0):
@@ -37,9 +41,6 @@ def _relu_gradient(dy, x, max_value):
     if max_value == 6:
         return tf.raw_ops.Relu6Grad(gradients=dy, features=x)
     return dy * tf.cast((x > 0) & (x < max_value), x.dtype)
-
-
-PHASES = ("novel", "blend", "relu")
 
 
 def _select(alpha, relu_branch, g_branch, blend, phase=None):
@@ -69,22 +70,98 @@ def _ensemble(x, alpha, relu_fn, max_value, g, g_prime, phase=None):
 
         def grad(dy):
             return _select(alpha, lambda: _relu_gradient(dy, x, max_value), lambda: dy * g_prime(x),
-                           lambda: _relu_gradient(alpha * dy, x, max_value) + dy * ((1.0 - alpha) * g_prime(x)),
-                           phase)
+                           lambda: _relu_gradient(alpha * dy, x, max_value)
+                           + dy * ((1.0 - alpha) * g_prime(x)), phase)
 
         return y, grad
 
     return ensemble(x)
 
 
-class _PEAMixin:
-    """Behaviour shared by both flavours' PEALayer."""
+def _ops_relu(x, max_value=None, threshold=0.0):
+    """`relu` in keras.ops, for every Keras 3 backend."""
+    if threshold != 0:
+        x = x * ops.cast(x > threshold, x.dtype)
+    elif max_value == 6:
+        return ops.relu6(x)
+    else:
+        x = ops.relu(x)
+    return x if max_value is None else ops.minimum(x, ops.cast(max_value, x.dtype))
+
+
+def _ops_relu_gradient(dy, x, max_value):
+    inside = x > 0 if max_value is None else ops.logical_and(x > 0, x < max_value)
+    return dy * ops.cast(inside, dy.dtype)
+
+
+def _ops_select(alpha, relu_branch, g_branch, blend, phase=None):
+    """`_select` in keras.ops (`ops.cond`: lax.cond under JAX, a Python branch under PyTorch)."""
+    if phase is not None:
+        return {"relu": relu_branch, "novel": g_branch, "blend": blend}[phase]()
+    return ops.cond(alpha >= 1.0, relu_branch, lambda: ops.cond(alpha <= 0.0, g_branch, blend))
+
+
+def _ops_ensemble(x, alpha, relu_fn, max_value, g, g_prime, phase=None):
+    """`_ensemble` through `keras.ops.custom_gradient`, whose gradient function is called as
+    `grad(upstream)` on TensorFlow and JAX and as `grad(*inputs, upstream=...)` on PyTorch.
+    Alpha is an input (JAX must see every traced value it closes over); its gradient is 0
+    because the scheduled alpha is not trained."""
+
+    @ops.custom_gradient
+    def ensemble(x, alpha):
+        y = _ops_select(alpha, lambda: relu_fn(x), lambda: g(x),
+                        lambda: alpha * relu_fn(x) + (1.0 - alpha) * g(x), phase)
+
+        def grad(*args, upstream=None):
+            dy = args[-1] if upstream is None else upstream
+            dx = _ops_select(alpha, lambda: _ops_relu_gradient(dy, x, max_value), lambda: dy * g_prime(x),
+                             lambda: _ops_relu_gradient(alpha * dy, x, max_value)
+                             + dy * ((1.0 - alpha) * g_prime(x)), phase)
+            return dx, ops.zeros_like(alpha)
+
+        return y, grad
+
+    return ensemble(x, alpha)
+
+
+PHASES = ("novel", "blend", "relu")
+
+
+class _PEAMeta(type):
+    """Makes `isinstance(layer, PEALayer)` true for the PEA layers of both flavours."""
+
+    def __instancecheck__(cls, obj):
+        if cls.__dict__.get("_matches_every_flavour"):
+            return isinstance(obj, _PEAMixin)
+        return super().__instancecheck__(obj)
+
+    def __subclasscheck__(cls, sub):
+        if cls.__dict__.get("_matches_every_flavour"):
+            return isinstance(sub, type) and issubclass(sub, _PEAMixin)
+        return super().__subclasscheck__(sub)
+
+
+class _PEAMixin(metaclass=_PEAMeta):
+    """Progressive ensemble of ReLU and a novel activation `g` ({flavour}).
+
+    Args:
+        activation: name from `pea_keras.activations.names()` or a callable, the `g`.
+        max_value, threshold: the ReLU branch's configuration (ReLU6: max_value=6).
+        alpha: initial ReLU weight; `PEAScheduler` moves it during training.
+        trainable_alpha: ablation, learn alpha (clipped to [0, 1]) instead of scheduling it.
+        origin: what the layer replaced; set by `wrap`, used by `strip`.
+
+    At alpha == 1 only the ReLU branch is computed, at alpha == 0 only `g`.
+    """
 
     def __init__(self, activation="silu", max_value=None, threshold=0.0, alpha=0.0,
                  trainable_alpha=False, origin=None, **kwargs):
         super().__init__(**kwargs)
-        self._g = activations.get(activation)
-        self._g_prime = activations.derivative(activation)
+        self._on_tf = flavor.runs_on_tensorflow(self)
+        if self._on_tf:
+            self._g, self._g_prime = activations.get(activation), activations.derivative(activation)
+        else:
+            self._g, self._g_prime = activations.get_ops(activation), activations.derivative_ops(activation)
         name = activations.name_of(activation)
         self.activation = name if name is not None else activation
         alpha = float(alpha)
@@ -98,10 +175,38 @@ class _PEAMixin:
         self.trainable_alpha = bool(trainable_alpha)
         # What this layer replaced, so `strip` can restore it exactly.
         self.origin = dict(origin) if origin else None
-        # Set by PEAScheduler while it drives alpha: the phase ("novel", "blend", "relu")
-        # the training graph is traced for. None: choose at run time from alpha.
-        self.training_phase = None
+        self._phase = None
+        self._warned_unscheduled = False
         self.supports_masking = True
+
+    @property
+    def phase(self):
+        """The phase training graphs are traced for (see `enter_phase`); None: chosen from alpha."""
+        return self._phase
+
+    def enter_phase(self, phase):
+        """Trace later training graphs for `phase`: "novel" (g only), "blend", "relu" (the ReLU
+        layer's own graph) or None (a run-time choice from alpha, always right but slower).
+
+        The phase applies to graphs traced after this call: retrace the training function
+        (`model.make_train_function(force=True)`) so the next step uses it. The caller keeps
+        alpha consistent with the phase (alpha == 0 for "novel", 1 for "relu"); inference
+        (training=False) always chooses from alpha.
+        """
+        if phase is not None and phase not in PHASES:
+            raise ValueError(f"phase must be one of {', '.join(PHASES)} or None, got {phase!r}.")
+        self._phase = phase
+
+    @property
+    def training_phase(self):
+        """Deprecated alias of `phase`; set it with `enter_phase`."""
+        return self._phase
+
+    @training_phase.setter
+    def training_phase(self, phase):
+        warnings.warn("PEALayer.training_phase is deprecated: call layer.enter_phase(phase).",
+                      DeprecationWarning, stacklevel=2)
+        self.enter_phase(phase)
 
     @property
     def activation_name(self):
@@ -109,39 +214,51 @@ class _PEAMixin:
             self.activation, "__name__", repr(self.activation))
 
     def build(self, input_shape):
-        clip = (lambda a: tf.clip_by_value(a, 0.0, 1.0)) if self.trainable_alpha else None
+        clip = None
+        if self.trainable_alpha:
+            clip = (lambda a: tf.clip_by_value(a, 0.0, 1.0)) if self._on_tf else (lambda a: ops.clip(a, 0, 1))
         self.alpha = self.add_weight(
             name="alpha", shape=(), dtype="float32", trainable=self.trainable_alpha,
-            initializer=self._keras.initializers.Constant(self.initial_alpha), constraint=clip)
+            initializer=flavor.keras_of(self).initializers.Constant(self.initial_alpha), constraint=clip)
         super().build(input_shape)
 
     def set_alpha(self, value):
         self.alpha.assign(float(value))
 
+    @property
+    def alpha_value(self):
+        """alpha as a Python float (reads the variable; any backend)."""
+        return float(self.alpha.numpy())
+
     def relu(self, x):
-        return relu(x, self.max_value, self.threshold)
+        return relu(x, self.max_value, self.threshold) if self._on_tf else _ops_relu(x, self.max_value,
+                                                                                       self.threshold)
 
     def call(self, inputs, training=None):
-        global _warned_unscheduled
-        phase = self.training_phase if training else None
-        if training and phase is None and not self.trainable_alpha and not _warned_unscheduled:
-            _warned_unscheduled = True
+        phase = self._phase if training else None
+        if training and phase is None and not self.trainable_alpha and not self._warned_unscheduled:
+            self._warned_unscheduled = True  # Once per layer; Python's filter shows one per process.
             warnings.warn("Training a PEA model without pea_keras.PEAScheduler: alpha stays where it is "
                           "(0 = novel activation only) and the model will not end as a ReLU network. "
                           "Add callbacks=[pea_keras.PEAScheduler()] to fit().", stacklevel=2)
         x = inputs
-        alpha = tf.cast(tf.convert_to_tensor(self.alpha), x.dtype)
+        if self._on_tf:
+            alpha = tf.cast(tf.convert_to_tensor(self.alpha), x.dtype)
+            clip, select, ensemble = (lambda a: tf.clip_by_value(a, 0.0, 1.0)), _select, _ensemble
+        else:
+            alpha = ops.cast(self.alpha, x.dtype)
+            clip, select, ensemble = (lambda a: ops.clip(a, 0.0, 1.0)), _ops_select, _ops_ensemble
         if self.trainable_alpha:
-            alpha = tf.clip_by_value(alpha, 0.0, 1.0)
+            alpha = clip(alpha)
             return alpha * self.relu(x) + (1.0 - alpha) * self._g(x)
         if phase == "relu":
             return self.relu(x)  # Exactly the ReLU layer's graph, gradient included.
         if phase == "novel":
             return self._g(x)
         if self._g_prime is None or self.threshold != 0:  # No closed-form gradient: autodiff.
-            return _select(alpha, lambda: self.relu(x), lambda: self._g(x),
-                           lambda: alpha * self.relu(x) + (1.0 - alpha) * self._g(x), phase)
-        return _ensemble(x, alpha, self.relu, self.max_value, self._g, self._g_prime, phase)
+            return select(alpha, lambda: self.relu(x), lambda: self._g(x),
+                          lambda: alpha * self.relu(x) + (1.0 - alpha) * self._g(x), phase)
+        return ensemble(x, alpha, self.relu, self.max_value, self._g, self._g_prime, phase)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -149,7 +266,7 @@ class _PEAMixin:
     def get_config(self):
         activation = self.activation
         if not isinstance(activation, str):
-            activation = self._keras.saving.serialize_keras_object(activation)
+            activation = flavor.keras_of(self).saving.serialize_keras_object(activation)
         return {**super().get_config(), "activation": activation, "max_value": self.max_value,
                 "threshold": self.threshold, "alpha": self.initial_alpha,
                 "trainable_alpha": self.trainable_alpha, "origin": self.origin}
@@ -158,41 +275,19 @@ class _PEAMixin:
     def from_config(cls, config):
         config = dict(config)
         if isinstance(config.get("activation"), dict):
-            config["activation"] = cls._keras.saving.deserialize_keras_object(config["activation"])
+            config["activation"] = flavor.keras_of(cls).saving.deserialize_keras_object(config["activation"])
         return cls(**config)
 
 
-@keras.saving.register_keras_serializable(package="pea_keras")
-class PEALayer(_PEAMixin, keras.layers.Layer):
-    """Progressive ensemble of ReLU and a novel activation `g` (Keras 3).
-
-    Args:
-        activation: name from `pea_keras.activations.names()` or a callable, the `g`.
-        max_value, threshold: the ReLU branch's configuration (ReLU6: max_value=6).
-        alpha: initial ReLU weight; `PEAScheduler` moves it during training.
-        trainable_alpha: ablation, learn alpha (clipped to [0, 1]) instead of scheduling it.
-        origin: what the layer replaced; set by `wrap`, used by `strip`.
-
-    At alpha == 1 only the ReLU branch is computed, at alpha == 0 only `g`.
-    """
-
-    _keras = keras
-
-
-class TFKerasPEALayer(_PEAMixin, tf_keras.layers.Layer):
-    __doc__ = PEALayer.__doc__.replace("(Keras 3)", "(tf_keras)")
-    _keras = tf_keras
-
-
-# Both flavours save the layer as "pea_keras>PEALayer".
-TFKerasPEALayer.__name__ = TFKerasPEALayer.__qualname__ = "PEALayer"
-tf_keras.saving.register_keras_serializable(package="pea_keras")(TFKerasPEALayer)
+PEALayer, TFKerasPEALayer = flavor.twin_classes(_PEAMixin, "layers.Layer", "PEALayer")
+PEALayer._matches_every_flavour = True  # isinstance(x, PEALayer) for both flavours' layers.
 
 
 def is_pea_layer(layer):
+    """True for a PEALayer of either flavour (the same as `isinstance(layer, PEALayer)`)."""
     return isinstance(layer, _PEAMixin)
 
 
 def layer_class(keras_module):
-    """The PEALayer class of a Keras flavour."""
-    return TFKerasPEALayer if keras_module is tf_keras else PEALayer
+    """The PEALayer class of a Keras flavour (`keras` or `tf_keras`, or an object of it)."""
+    return flavor.Twins(PEALayer, TFKerasPEALayer).of(keras_module)

@@ -19,8 +19,8 @@ X = np.linspace(-6, 6, 97).astype("float32")
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_values_match_reference_formulas(name):
-    np.testing.assert_allclose(activations.get(name)(tf.constant(X)).numpy(), EXPECTED[name](X.astype("float64")),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(activations.get(name)(tf.constant(X)).numpy(),
+                               EXPECTED[name](X.astype("float64")), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

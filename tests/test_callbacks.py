@@ -51,7 +51,8 @@ def test_default_schedule_from_fit_arguments(k):
 
 def test_csv_logger_records_alpha(k, tmp_path):
     model = compiled(k)
-    fit(k, model, 2, [pea_keras.PEAScheduler(schedules.Linear(0, 8)), k.callbacks.CSVLogger(str(tmp_path / "h.csv"))])
+    logger = k.callbacks.CSVLogger(str(tmp_path / "h.csv"))
+    fit(k, model, 2, [pea_keras.PEAScheduler(schedules.Linear(0, 8)), logger])
     lines = (tmp_path / "h.csv").read_text().splitlines()
     column = lines[0].split(",").index("pea_alpha")
     assert [float(line.split(",")[column]) for line in lines[1:]] == pytest.approx([3 / 8, 7 / 8])
@@ -69,13 +70,14 @@ def test_resume_from_checkpoint_continues_alpha(k, tmp_path):
     assert history.history["pea_alpha"] == pytest.approx(straight[2:])
 
 
-def test_warns_once_when_training_without_scheduler(k, monkeypatch):
-    monkeypatch.setattr(pea_keras.layer, "_warned_unscheduled", False)
+def test_warns_once_when_training_without_scheduler(k):
+    model = compiled(k)
     with pytest.warns(UserWarning, match="without pea_keras.PEAScheduler"):
-        fit(k, compiled(k), 1, [])
+        fit(k, model, 1, [])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fit(k, compiled(k), 1, [])
+        fit(k, model, 1, [])  # Told once per model, not every fit.
+    assert not hasattr(pea_keras.layer, "_warned_unscheduled")  # No process-wide state.
 
 
 def test_warns_when_training_ends_before_alpha_reaches_1(k):
@@ -118,7 +120,8 @@ MIRRORED = textwrap.dedent("""
     x, y = small_data()
     schedule = pea_keras.schedules.Linear(0, 20)
     model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[pea_keras.PEAScheduler(schedule)])
-    variables = [layer.alpha if k.__name__ == "tf_keras" else layer.alpha.value  # Keras 3 wraps the tf.Variable.
+    # Keras 3 wraps the tf.Variable.
+    variables = [layer.alpha if k.__name__ == "tf_keras" else layer.alpha.value
                  for layer in pea_keras.pea_layers(model)]
     values = [[float(v) for v in strategy.experimental_local_results(var)] for var in variables]
     print(json.dumps({"replicas": strategy.num_replicas_in_sync, "alpha": values,
@@ -137,3 +140,33 @@ def test_mirrored_strategy_gives_every_replica_the_same_alpha(k, tmp_path):
     assert report["replicas"] == 2
     assert report["alpha"] == [[np.float32(report["expected"]).item()] * 2] * 2
     assert report["expected"] == pytest.approx(7 / 20)
+
+
+def test_warns_when_restored_alpha_disagrees_with_the_schedule(k, tmp_path):
+    """A reload that loses the optimizer step (tf_keras SavedModel; Keras 3 layer weights set on a
+    freshly compiled model) would move alpha back to the schedule's start without a word."""
+    schedule = schedules.Linear(0, 16)
+    model = compiled(k)
+    fit(k, model, 1, [pea_keras.PEAScheduler(schedule)])
+    if k.__name__ == "tf_keras":
+        model.save(str(tmp_path / "sm"))
+        restored = k.models.load_model(str(tmp_path / "sm"))
+    else:
+        restored = compiled(k)
+        restored.set_weights(model.get_weights())  # Layer weights (alpha included), a fresh optimizer.
+    assert int(np.asarray(restored.optimizer.iterations)) == 0 and alphas(restored) == {3 / 16}
+    with pytest.warns(UserWarning, match=r"the model's alpha is 0.1875 but the schedule gives 0.0000 at "
+                                         r"optimizer step 0.*model.optimizer.iterations.assign"):
+        fit(k, restored, 1, [pea_keras.PEAScheduler(schedule)])
+
+
+def test_no_restored_alpha_warning_on_a_correct_resume(k, tmp_path):
+    schedule = schedules.Linear(0, 16)
+    model = compiled(k)
+    fit(k, model, 1, [pea_keras.PEAScheduler(schedule)])
+    model.save(tmp_path / "m.keras")
+    restored = k.models.load_model(tmp_path / "m.keras")
+    assert int(np.asarray(restored.optimizer.iterations)) == STEPS
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="PEAScheduler: the model's alpha")
+        fit(k, restored, 2, [pea_keras.PEAScheduler(schedule)], initial_epoch=1)

@@ -61,6 +61,11 @@ def test_folder_dataset(tmp_path):
     x, _ = data.to_numpy(data.pipeline(d, "test", image_size=32, batch_size=4))
     assert x.shape == (d.sizes["test"], 32, 32, 3)
 
+    # One corrupt file is named before anything trains, not met mid-training.
+    (tmp_path / "dog" / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(DataError, match=r"dog/3.png: not a readable image .*remove or replace it"):
+        data.load(f"folder:{tmp_path}", image_size=32, seed=0)
+
 
 def test_missing_datasets_say_how_to_prepare_them(tmp_path):
     with pytest.raises(DataError, match=r"tfds build cifar10 --data_dir"):

@@ -350,23 +350,28 @@ def test_pea_tflite_full_disk_changes_no_file(tmp_path, capsys, mounts, small_mo
         f"No space left on device writing {output}; no file was changed: free space and run again")
     assert sorted(os.listdir(disk)) == ["filler"]
 
-    # Room for the .tflite but not for the C array next to it (6 characters a byte): the three
-    # files are written together or not at all, so the earlier ones stay.
+    # Room for the .tflite but not for the TFLite Micro kit next to it (its C array takes 6
+    # characters a byte): the files are written together or not at all, so the earlier ones stay.
+    from pea_keras.tflite.micro_kit import kit_paths
+
     os.unlink(disk / "filler")
-    earlier = {"model.tflite": b"earlier", "model_data.cc": b"// earlier", "model_data.h": b"// earlier"}
+    earlier = {"model.tflite": b"earlier"}
+    earlier.update({os.path.basename(p): b"// earlier" for p in kit_paths(disk, "model")})
     for name, data in earlier.items():
         (disk / name).write_bytes(data)
     fill(disk, size + 8192)
     message = one_error(convert(capsys, model, output, "--overwrite"), "pea-tflite")
-    assert re.fullmatch(rf"No space left on device writing {re.escape(str(disk))}/model_data\.(cc|h); "
-                        r"no file was changed: free space and run again", message), message
+    match = re.fullmatch(rf"No space left on device writing {re.escape(str(disk))}/(\S+); no file was "
+                         r"changed: free space and run again", message)
+    assert match and match[1] in earlier and match[1] != "model.tflite", message
     assert {n: (disk / n).read_bytes() for n in earlier} == earlier
-    assert sorted(os.listdir(disk)) == ["filler", *sorted(earlier)]
+    assert sorted(os.listdir(disk)) == sorted(["filler", *earlier])
 
     os.unlink(disk / "filler")
     done = convert(capsys, model, output, "--overwrite")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert output.stat().st_size == size and b"g_model_data" in (disk / "model_data.cc").read_bytes()
+    assert output.stat().st_size == size
+    assert all((disk / n).read_bytes() != b"// earlier" for n in earlier if n != "model.tflite")
 
 
 @pytest.mark.slow

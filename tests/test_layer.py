@@ -33,7 +33,8 @@ def test_values_and_gradients_equal_plain_formula(k, activation, max_value):
         np.testing.assert_allclose(layer(X).numpy(), plain_formula(X, alpha, activation, max_value).numpy(),
                                    rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(grads(layer, X, weight),
-                                   grads(lambda x: plain_formula(x, alpha, activation, max_value), X, weight),
+                                   grads(lambda x, a=alpha: plain_formula(x, a, activation, max_value), X,
+                                         weight),
                                    rtol=1e-5, atol=1e-5)
 
 
@@ -121,3 +122,28 @@ def _tape_grad(fn, x):
         tape.watch(x)
         y = tf.reduce_sum(fn(x))
     return tape.gradient(y, x)
+
+
+def test_isinstance_of_pealayer_holds_for_both_flavours(k):
+    layer = layer_class(k)("silu")
+    assert isinstance(layer, pea_keras.PEALayer)
+    assert issubclass(type(layer), pea_keras.PEALayer)
+    assert isinstance(layer, pea_keras.TFKerasPEALayer) == (k.__name__ == "tf_keras")
+    assert not isinstance(k.layers.ReLU(), pea_keras.PEALayer)
+    wrapped = pea_keras.wrap(small_cnn(k))
+    assert [layer.name for layer in wrapped.layers if isinstance(layer, pea_keras.PEALayer)] == [
+        layer.name for layer in pea_keras.pea_layers(wrapped)] and pea_keras.pea_layers(wrapped)
+
+
+def test_enter_phase_is_the_documented_protocol(k):
+    layer = layer_class(k)("silu", alpha=0.5)
+    layer.build(X.shape)
+    assert layer.phase is None
+    layer.enter_phase("relu")  # Training graphs now compute only the ReLU branch ...
+    np.testing.assert_array_equal(layer(X, training=True).numpy(), relu(X).numpy())
+    np.testing.assert_allclose(layer(X, training=False).numpy(),  # ... inference still follows alpha.
+                               plain_formula(X, 0.5, "silu").numpy(), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="phase must be one of novel, blend, relu or None, got 'gelu'"):
+        layer.enter_phase("gelu")
+    layer.enter_phase(None)
+    assert layer.phase is None

@@ -122,3 +122,78 @@ def test_wrap_rejects_bad_arguments(k):
         pea_keras.wrap(model, activation="swishy")
     with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]"):
         pea_keras.wrap(model, alpha=1.5)
+
+
+def test_replace_relu_equals_the_model_with_g_written_by_hand(k):
+    model, _ = every_relu_model(k)
+    with pytest.warns(UserWarning, match="leaky"):
+        replaced = pea_keras.replace_relu(model, "mish")
+    assert not pea_keras.pea_layers(replaced)
+    with_g, _ = every_relu_model(k, g=activations.get("mish"))
+    with_g.set_weights(model.get_weights())
+    assert [type(layer) for layer in replaced.layers] == [type(layer) for layer in with_g.layers]
+    x = every_relu_inputs()
+    assert max_diff(outputs(with_g, x), outputs(replaced, x)) <= 1e-6
+    with pytest.warns(UserWarning):
+        wrapped = pea_keras.wrap(model, "mish", alpha=0.0)
+    assert max_diff(outputs(wrapped, x), outputs(replaced, x)) <= 1e-6
+
+
+def test_wrap_of_a_non_model_is_a_type_error(k):
+    with pytest.raises(TypeError, match="model must be a Keras model .*got int: 3"):
+        pea_keras.wrap(3)
+    with pytest.raises(TypeError, match="model must be a Keras model .*got ReLU"):
+        pea_keras.replace_relu(k.layers.ReLU())
+
+
+def _cube(x):
+    return x * x * x
+
+
+def test_callable_activation_round_trips_when_registered_and_is_refused_otherwise(k, tmp_path):
+    message = (r"activation=<lambda> cannot be saved and loaded with the model\. "
+               rf"Register it with @{k.__name__}\.saving\.register_keras_serializable")
+    with pytest.raises(ValueError, match=message):
+        pea_keras.wrap(small_cnn(k), activation=lambda x: x * 2.0)
+    cube = k.saving.register_keras_serializable(package=f"pea_tests_{k.__name__}")(
+        type(_cube)(_cube.__code__, globals(), f"cube_{k.__name__}"))
+    wrapped = pea_keras.wrap(small_cnn(k), activation=cube, alpha=0.3)
+    wrapped.save(tmp_path / "cube.keras")
+    loaded = k.models.load_model(tmp_path / "cube.keras")
+    assert pea_keras.pea_layers(loaded)[0].activation is cube
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("float32")
+    np.testing.assert_array_equal(outputs(loaded, x)[0], outputs(wrapped, x)[0])
+
+
+def test_leaky_relu_layers_are_left_alone_with_a_warning(k):
+    L = k.layers
+    model = k.Sequential([k.Input((4,)), L.Dense(4, activation="relu"), L.LeakyReLU(name="leaky"),
+                          L.ReLU(negative_slope=0.2, name="sloped")])
+    with pytest.warns(UserWarning, match=r"Left leaky ReLU layers unchanged .*: leaky, sloped\."):
+        wrapped = pea_keras.wrap(model)
+    assert [type(layer).__name__ for layer in wrapped.layers] == ["Dense", "PEALayer", "LeakyReLU", "ReLU"]
+
+
+def hard_swish_model(k):
+    """MobileNetV3's gates as tf_keras.applications builds them: x * ReLU6(x + 3) / 6."""
+    L = k.layers
+    inputs = k.Input((6, 6, 2))
+    x = L.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = L.ReLU(6.0, name="body")(x)
+    gate = L.ReLU(6.0, name="gate")(x + 3.0) * (1.0 / 6.0)
+    x = L.Multiply()([x, gate])
+    return k.Model(inputs, L.GlobalAveragePooling2D()(x))
+
+
+def test_hard_sigmoid_gates_are_left_alone_unless_asked(k, caplog):
+    model = hard_swish_model(k)
+    with caplog.at_level("INFO", logger="pea_keras.surgery"):
+        wrapped = pea_keras.wrap(model)
+    assert [layer.name for layer in pea_keras.pea_layers(wrapped)] == ["body"]
+    assert ("Left 1 ReLU6 hard-sigmoid gates (ReLU6(x + 3)) unchanged: gate. Pass include_gates=True"
+            in caplog.text)
+    assert [layer.name for layer in pea_keras.pea_layers(pea_keras.wrap(model, include_gates=True))] == [
+        "body", "gate"]
+    replaced = pea_keras.replace_relu(model, "silu")
+    assert {type(layer).__name__ for layer in replaced.layers if layer.name in ("body", "gate")} == {
+        "Activation", "ReLU"}

@@ -37,7 +37,7 @@ def trained(request, tmp_path_factory):
     model.compile(k.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
     x, y = DIGITS["train"]
     model.fit(x, y, epochs=6, batch_size=64, verbose=0, callbacks=[pea_keras.PEAScheduler()])
-    assert all(float(np.asarray(l.alpha)) == 1.0 for l in pea_keras.pea_layers(model))
+    assert all(float(np.asarray(layer.alpha)) == 1.0 for layer in pea_keras.pea_layers(model))
     path = tmp_path_factory.mktemp(request.param) / ("model.keras" if k.__name__ == "keras" else "model.h5")
     model.save(path)
     return model, path
@@ -63,13 +63,17 @@ def test_trained_pea_model_converts_relu_only_and_keeps_accuracy(trained, tmp_pa
     assert keras_acc > 0.8
     assert abs(result["litert_accuracy"] - keras_acc) <= 0.02
     assert result["max_diff_steps"] <= 1 and result["agreement"] >= 0.99
-    # The C array next to the file (micro preset) holds exactly the file's bytes.
-    cc = (tmp_path / "model_data.cc").read_text()
-    assert "alignas(16) const unsigned char g_model_data[]" in cc
+    # The TFLite Micro kit next to the file (micro preset), named after its stem; the C array
+    # holds exactly the file's bytes.
+    for suffix in ("_model_data.h", "_op_resolver.h", "_model_settings.h", "_test_data.cc", "_test_data.h"):
+        assert (tmp_path / f"model{suffix}").exists() and f"wrote {tmp_path / ('model' + suffix)}" in text
+    cc = (tmp_path / "model_model_data.cc").read_text()
+    assert "alignas(16) const unsigned char g_model_model_data[]" in cc
     body = cc.split("{", 1)[1].split("}", 1)[0]
     assert bytes(int(b, 16) for b in re.findall(r"0x([0-9a-f]{2})", body)) == out.read_bytes()
-    assert f"g_model_data_len = {out.stat().st_size};" in cc
-    assert "extern const unsigned int g_model_data_len;" in (tmp_path / "model_data.h").read_text()
+    assert f"g_model_model_data_size = {out.stat().st_size};" in cc
+    header = (tmp_path / "model_model_data.h").read_text()
+    assert "extern const unsigned int g_model_model_data_size;" in header
 
 
 def test_run_reports_both_runtimes(trained, tmp_path, capsys):
@@ -78,7 +82,7 @@ def test_run_reports_both_runtimes(trained, tmp_path, capsys):
     assert cli_run(capsys, "convert", path, "-o", out, "--target", "phone")[0] == 0
     info = inspect(out)
     assert [t.dtype for t in info.inputs + info.outputs] == ["FLOAT32", "FLOAT32"]
-    assert not (tmp_path / "model_data.cc").exists()
+    assert not (tmp_path / "m_model_data.cc").exists() and not list(tmp_path.glob("*.h"))
     code, text, _ = cli_run(capsys, "run", out, "--data", "digits", "--limit", "60")
     assert code == 0 and "litert  top-1" in text and "micro   top-1" in text and "agreement" in text
     code, text, _ = cli_run(capsys, "bench", out, "--runs", "3")
@@ -99,7 +103,9 @@ def test_alpha_below_one_is_refused_unless_forced(tmp_path, capsys):
     assert cli_run(capsys, "convert", path, "-o", out, "--overwrite")[0] == 1 and not out.exists()
     assert cli_run(capsys, "convert", path, "-o", out, "--force_strip", "--c_array", tmp_path / "c")[0] == 0
     assert relu_only_violations(out, int8=True) == []
-    assert (tmp_path / "c" / "model_data.h").exists()
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        "half_model_data.cc", "half_model_data.h", "half_model_settings.h", "half_op_resolver.h",
+        "half_test_data.cc", "half_test_data.h"]
 
 
 def test_predict_dequantizes_on_both_runtimes(tmp_path):

@@ -94,7 +94,7 @@ def test_a_model_with_two_inputs_calibrates_from_an_npz_by_input_name(tmp_path, 
     np.savez(tmp_path / "calib.npz", extra=rng.random((120, 3), dtype=np.float32),
              image=rng.random((120, *SHAPE), dtype=np.float32))
     code, out, err = cli_run(capsys, "convert", tmp_path / "two.keras", "-o", tmp_path / "two.tflite",
-                             "--calib", f"npz:{tmp_path / 'calib.npz'}")
+                             "--calib", f"npz:{tmp_path / 'calib.npz'}", "--target", "phone")
     assert code == 0, err
     shapes = sorted(tuple(t.shape) for t in inspect(tmp_path / "two.tflite").inputs)
     assert shapes == [(1, 3), (1, 8, 8, 1)]

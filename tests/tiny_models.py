@@ -30,7 +30,8 @@ def every_relu_model(k, g=None):
     y = L.ReLU(negative_slope=0.1)(y)  # Leaky: not a ReLU, stays.
     y = L.GlobalAveragePooling1D()(y)
     z = L.Dense(8, activation=fused)(L.Concatenate()([x, y]))
-    model = k.Model([image, sequence], [L.Dense(3, activation="softmax", name="probs")(z), L.Dense(1, name="score")(z)])
+    probs, score = L.Dense(3, activation="softmax", name="probs")(z), L.Dense(1, name="score")(z)
+    model = k.Model([image, sequence], [probs, score])
     return model, 12
 
 

@@ -3,6 +3,7 @@
     conv = convert(model, "model.tflite", calibration)     # strip, quantize, check, load-test, write
     relu_only_violations("model.tflite", int8=True)       # [] = the promise holds
     predict("model.tflite", x, runtime="micro")           # float outputs
+    write_micro_kit("model.tflite", "fw", "model", x[:3])  # TFLite Micro sources + golden data
 
 The console script ``pea-tflite`` (``cli.py``) wraps these verbs. Names load on first use, so
 the CLI answers ``--help`` without importing TensorFlow.
@@ -18,6 +19,7 @@ _EXPORTS = {
     "TFLiteError": "errors",
     "ModelInfo": "model_info", "inspect": "model_info",
     "evaluate": "runtimes", "micro_arena_bytes": "runtimes", "predict": "runtimes",
+    "write_micro_kit": "micro_kit",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -44,7 +44,8 @@ def _fits(model, arena, x0):
 
 
 def main(argv):
-    model = open(argv[0], "rb").read()
+    with open(argv[0], "rb") as f:
+        model = f.read()
     arena = int(argv[1])
     interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena)
     details = interpreter.get_input_details(0)

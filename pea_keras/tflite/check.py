@@ -93,7 +93,7 @@ def relu_only_violations(path_or_bytes, strict=False, int8=False):
         tensors, sg_in, sg_out = info.subgraphs[op.subgraph]
         users = users_by_sg.setdefault(op.subgraph, _consumers(info, op.subgraph))
 
-        def flag(reason):
+        def flag(reason, op=op):
             bad.append(Violation(op.index, op.subgraph, op.type, op.activation, reason))
 
         if op.activation is not None and op.activation not in RELU_FUSED:

@@ -70,7 +70,7 @@ def build_parser():
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    c = sub.add_parser("convert", help="Keras model -> checked int8 .tflite (+ C array)",
+    c = sub.add_parser("convert", help="Keras model -> checked int8 .tflite (+ TFLite Micro kit)",
                        description="Strip PEA layers to ReLU, quantize to full int8, prove the file "
                                    "ReLU-only, load-test it, then write it atomically.")
     c.add_argument("model", metavar="MODEL", help=".keras, .h5 or SavedModel directory (Keras 3 or tf_keras)")
@@ -91,7 +91,11 @@ def build_parser():
                    help="quantization-aware fine-tuning epochs before conversion (default: 0 = PTQ)")
     c.add_argument("--train_data", default="digits", metavar="SOURCE",
                    help="labelled data for --qat_epochs (default: digits)")
-    c.add_argument("--c_array", metavar="DIR", help="also write DIR/model_data.cc and model_data.h")
+    c.add_argument("--c_array", metavar="DIR",
+                   help="write the TFLite Micro kit into DIR: <stem>_model_data.cc/.h, _op_resolver.h, "
+                        "_model_settings.h, _test_data.cc/.h (micro preset: next to the file)")
+    c.add_argument("--golden_samples", type=_at_least(1), default=3, metavar="N",
+                   help="calibration samples stored with their TFLite Micro outputs in the kit (default: 3)")
     c.add_argument("--overwrite", action="store_true", help="replace existing output files")
     c.add_argument("--force_strip", action="store_true",
                    help="deploy a model whose alpha < 1 anyway: its novel branch is dropped, so the "
@@ -102,6 +106,9 @@ def build_parser():
                                    "options) and input/output tensor types; then totals.")
     i.add_argument("file", metavar="FILE.tflite")
     i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.add_argument("--resolver", action="store_true",
+                   help="print a C++ header registering exactly the file's ops on a "
+                        "tflite::MicroMutableOpResolver")
 
     k = sub.add_parser("check", help="exit 0 only if the file is ReLU-only",
                        description="Exit 0 only if every activation is ReLU-family (standalone or "
@@ -182,7 +189,8 @@ def _convert(args):
     try:
         conv = convert(model, args.output, calibration, io=io, overwrite=args.overwrite,
                        force_strip=args.force_strip, qat_epochs=args.qat_epochs, qat_data=qat_data,
-                       c_array_dir=c_dir, require_runtimes=required, verbose=args.verbose)
+                       c_array_dir=c_dir, require_runtimes=required, golden_samples=args.golden_samples,
+                       verbose=args.verbose)
     except OSError as e:  # A full or read-only disk: the outputs are written all or nothing.
         message = write_error_message(e, safe="no file was changed")
         if message is None:
@@ -196,6 +204,12 @@ def _inspect(args):
     from pea_keras.tflite.model_info import format_report, inspect
 
     info = inspect(args.file)
+    if args.resolver:
+        from pea_keras.tflite.micro_kit import op_resolver_header
+
+        stem = os.path.splitext(os.path.basename(args.file))[0]
+        print(op_resolver_header(info, stem, os.path.basename(args.file)), end="")
+        return 0
     print(json.dumps(info.to_dict(), indent=1) if args.json else format_report(info))
     return 0
 

@@ -114,7 +114,7 @@ class Conversion:
 
 def convert(model, output_path, calibration, *, io="int8", overwrite=False, force_strip=False,
             qat_epochs=0, qat_data=None, c_array_dir=None, require_runtimes=("litert", "micro"),
-            verbose=False):
+            golden_samples=3, verbose=False):
     """Strip, (optionally QAT-fine-tune,) quantize, prove ReLU-only, load-test, write.
 
     Args:
@@ -127,7 +127,8 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
         force_strip: strip PEA layers whose alpha < 1 (the deployed network then differs from
             the trained one).
         qat_epochs, qat_data: quantization-aware fine-tuning on labelled ``(x, y)`` first.
-        c_array_dir: also write the model as a C array there.
+        c_array_dir: also write the TFLite Micro kit (``micro_kit``) there, named after the
+            output's stem, with ``golden_samples`` calibration samples as its golden inputs.
         require_runtimes: runtimes that must load and run the file; the TFLite Micro arena is
             always measured.
         verbose: show the converter's log.
@@ -150,9 +151,11 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
     if not os.path.isdir(out_dir):
         raise TFLiteError(f"{out_dir}: output folder does not exist")
     if c_array_dir is not None and not overwrite:
-        for name in ("model_data.cc", "model_data.h"):
-            if os.path.exists(os.path.join(c_array_dir, name)):
-                raise TFLiteError(f"{os.path.join(c_array_dir, name)} exists (pass --overwrite to replace it)")
+        from pea_keras.tflite.micro_kit import kit_paths
+
+        for path in kit_paths(c_array_dir, os.path.splitext(os.path.basename(output_path))[0]):
+            if os.path.exists(path):
+                raise TFLiteError(f"{path} exists (pass --overwrite to replace it)")
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     import pea_keras
@@ -189,12 +192,14 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
     # (the OSError names the file that did not fit).
     outputs, c_files = {output_path: data}, ()
     if c_array_dir is not None:
-        from pea_keras.tflite.c_array import c_array_files
+        from pea_keras.tflite.micro_kit import micro_kit_files
 
+        golden = next(iter(calibration.values()))[:golden_samples]  # The kit takes one input.
+        kit = micro_kit_files(data, c_array_dir, os.path.splitext(os.path.basename(output_path))[0],
+                              golden, os.path.basename(output_path))
         os.makedirs(c_array_dir, exist_ok=True)
-        c_contents = c_array_files(data, c_array_dir, source_name=os.path.basename(output_path))
-        outputs.update(c_contents)
-        c_files = tuple(c_contents)
+        outputs.update(kit)
+        c_files = tuple(kit)
     atomic_write_many(outputs)
     ok = tuple(r for r in ("litert", "micro") if r in require_runtimes or (r == "micro" and arena))
     return Conversion(output_path, len(data), io, info, arena, note, ok, c_files, qat_epochs, n_pea)

@@ -90,7 +90,7 @@ def to_tf_keras(model):
     config = json.loads(model.to_json())
     plain = _plain(config)
     inner = plain["config"]
-    inner["layers"] = [_layer_config(l) for l in inner["layers"]]
+    inner["layers"] = [_layer_config(layer) for layer in inner["layers"]]
     for key in ("input_layers", "output_layers"):
         if key in inner:
             v = inner[key]

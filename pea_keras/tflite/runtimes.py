@@ -89,7 +89,7 @@ def _micro_call(data, arena_bytes, x=None):
         except subprocess.TimeoutExpired:
             raise TFLiteError(f"TensorFlow Lite Micro did not finish in {MICRO_TIMEOUT_S} s") from None
         if proc.returncode != 0:
-            lines = [l for l in (proc.stderr + proc.stdout).splitlines() if l.strip()]
+            lines = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
             why = lines[-1].strip() if lines else "no message"
             how = (f"aborted (signal {-proc.returncode})" if proc.returncode < 0
                    else f"failed (exit {proc.returncode})")
@@ -110,6 +110,13 @@ def micro_arena_bytes(path_or_bytes):
     Measured on a 64-bit host: a 32-bit MCU needs a little less; keep a margin."""
     data = read_bytes(path_or_bytes)
     return _micro_call(data, _generous_arena(data))[1]
+
+
+def micro_run(path_or_bytes, q):
+    """Raw outputs (one row per sample) of TFLM's reference kernels for inputs ``q`` already in
+    the input tensor's dtype, and the arena bytes measured on the way (see micro_arena_bytes)."""
+    data = read_bytes(path_or_bytes)
+    return _micro_call(data, _generous_arena(data), np.asarray(q))
 
 
 def predict(path, x, runtime="litert", quantized=False, xnnpack=False):

@@ -83,7 +83,9 @@ def _tiny(K, input_shape, num_classes, width):
     """A microcontroller-sized depthwise-separable CNN (in the spirit of MLPerf Tiny's DS-CNN):
     a few thousand parameters, int8 file of a few kB at width 1."""
     inputs = x = _input(K, input_shape)
-    c = lambda n: max(4, int(n * width))
+    def c(n):
+        return max(4, int(n * width))
+
     x = _conv_bn_relu(K, x, c(16), 3, 2, "stem")
     for i, (filters, strides) in enumerate([(32, 2), (64, 2), (64, 1)]):
         name = f"block{i + 1}"

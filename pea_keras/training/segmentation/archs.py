@@ -8,8 +8,9 @@ downloaded) and return per-pixel logits at the input resolution. They are built 
   ``pea_keras.strip`` gives back a ReLU-only network;
 * every op has an int8 TFLite kernel: upsampling is bilinear ``UpSampling2D``
   (``RESIZE_BILINEAR``), pooling is ``GlobalAveragePooling2D`` (``MEAN``), global context is
-  a broadcast ``Add``; no sigmoid (``LOGISTIC``), no hard-swish (``HARD_SWISH``) and no product of two activations (``MUL`` of
-  two non-constant tensors, which ``pea_keras.tflite.relu_only_violations`` rejects);
+  a broadcast ``Add``; no sigmoid (``LOGISTIC``), no hard-swish (``HARD_SWISH``) and no product
+  of two activations (``MUL`` of two non-constant tensors, which
+  ``pea_keras.tflite.relu_only_violations`` rejects);
 * they build in either Keras flavour: pass ``keras_module=keras`` or ``keras_module=tf_keras``.
 
 Models take float images in [0, 1] straight into the first convolution: with random init the

@@ -8,7 +8,8 @@ numbers are comparable.
 
 import keras
 import numpy as np
-import tf_keras
+
+from pea_keras import flavor
 
 from .metrics import IGNORE_LABEL, ConfusionMatrix
 
@@ -40,7 +41,16 @@ def _batches(images, masks, batch_size):
 
 
 class _MeanIoUMixin:
-    def _setup(self, validation_data, num_classes, ignore_label, prefix, batch_size, per_class):
+    """{flavour} callback adding ``{prefix}mean_iou`` and ``{prefix}pixel_accuracy`` (and, with
+    ``per_class=True``, ``{prefix}iou_<c>``) to the epoch logs, hence to History.
+
+    ``validation_data``: ``(images, masks)`` arrays or batched ``(images, masks)`` iterable.
+    The latest full result (with the per-class array) is also kept in ``last_scores``.
+    """
+
+    def __init__(self, validation_data, num_classes, ignore_label=IGNORE_LABEL,
+                 prefix="val_seg_", batch_size=32, per_class=False):
+        super().__init__()
         self.validation_data = validation_data
         self.num_classes = int(num_classes)
         self.ignore_label = ignore_label
@@ -62,30 +72,11 @@ class _MeanIoUMixin:
                     logs[f"{self.prefix}iou_{c}"] = float(iou)
 
 
-class MeanIoUCallback(_MeanIoUMixin, keras.callbacks.Callback):
-    """Keras 3 callback adding ``{prefix}mean_iou`` and ``{prefix}pixel_accuracy`` (and, with
-    ``per_class=True``, ``{prefix}iou_<c>``) to the epoch logs, hence to History.
-
-    ``validation_data``: ``(images, masks)`` arrays or batched ``(images, masks)`` iterable.
-    The latest full result (with the per-class array) is also kept in ``last_scores``.
-    """
-
-    def __init__(self, validation_data, num_classes, ignore_label=IGNORE_LABEL,
-                 prefix="val_seg_", batch_size=32, per_class=False):
-        super().__init__()
-        self._setup(validation_data, num_classes, ignore_label, prefix, batch_size, per_class)
-
-
-class TFKerasMeanIoUCallback(_MeanIoUMixin, tf_keras.callbacks.Callback):
-    """tf_keras twin of ``MeanIoUCallback`` (same arguments and logs)."""
-
-    def __init__(self, validation_data, num_classes, ignore_label=IGNORE_LABEL,
-                 prefix="val_seg_", batch_size=32, per_class=False):
-        super().__init__()
-        self._setup(validation_data, num_classes, ignore_label, prefix, batch_size, per_class)
+# Callbacks are not saved with models: nothing to register.
+_CALLBACKS = flavor.twin_classes(_MeanIoUMixin, "callbacks.Callback", "MeanIoUCallback", register=False)
+MeanIoUCallback, TFKerasMeanIoUCallback = _CALLBACKS
 
 
 def mean_iou_callback(validation_data, num_classes, keras_module=keras, **kwargs):
-    """``MeanIoUCallback`` or ``TFKerasMeanIoUCallback``, matching ``keras_module``."""
-    cls = TFKerasMeanIoUCallback if keras_module is tf_keras else MeanIoUCallback
-    return cls(validation_data, num_classes, **kwargs)
+    """``MeanIoUCallback`` of the flavour ``keras_module`` (``keras`` or ``tf_keras``)."""
+    return _CALLBACKS.of(keras_module)(validation_data, num_classes, **kwargs)

@@ -10,6 +10,8 @@ import keras
 import tensorflow as tf
 import tf_keras
 
+from pea_keras import flavor
+
 from .metrics import IGNORE_LABEL
 
 
@@ -41,7 +43,7 @@ def masked_crossentropy(y_true, y_pred, ignore_label=IGNORE_LABEL, from_logits=T
 
 
 class _IgnoreLabelMixin:
-    """Cross-entropy over labelled pixels (see ``masked_crossentropy``), for either flavour."""
+    """{flavour} loss: cross-entropy over labelled pixels (see ``masked_crossentropy``)."""
 
     def __init__(self, ignore_label=IGNORE_LABEL, from_logits=True, name="ignore_label_ce", **kw):
         super().__init__(name=name, **kw)
@@ -55,22 +57,16 @@ class _IgnoreLabelMixin:
         return {**super().get_config(), "ignore_label": self.ignore_label, "from_logits": self.from_logits}
 
 
-@keras.saving.register_keras_serializable(package="pea_keras")
-class IgnoreLabelCrossentropy(_IgnoreLabelMixin, keras.losses.Loss):
-    """Keras 3 loss: cross-entropy over labelled pixels."""
-
-
-class TFKerasIgnoreLabelCrossentropy(_IgnoreLabelMixin, tf_keras.losses.Loss):
-    """tf_keras loss: cross-entropy over labelled pixels."""
-
-
-tf_keras.saving.register_keras_serializable(package="pea_keras")(TFKerasIgnoreLabelCrossentropy)
+_LOSSES = flavor.twin_classes(_IgnoreLabelMixin, "losses.Loss", "IgnoreLabelCrossentropy")
+IgnoreLabelCrossentropy, TFKerasIgnoreLabelCrossentropy = _LOSSES
+# Files saved before both flavours shared the class name still name the tf_keras loss this way.
+_OLD_NAME = "pea_keras>TFKerasIgnoreLabelCrossentropy"
+tf_keras.saving.get_custom_objects()[_OLD_NAME] = TFKerasIgnoreLabelCrossentropy
 
 
 def segmentation_loss(ignore_label=IGNORE_LABEL, from_logits=True, keras_module=keras):
     """The ignore-label cross-entropy of the flavour ``keras_module`` (``keras`` or ``tf_keras``)."""
-    cls = TFKerasIgnoreLabelCrossentropy if keras_module is tf_keras else IgnoreLabelCrossentropy
-    return cls(ignore_label=ignore_label, from_logits=from_logits)
+    return _LOSSES.of(keras_module)(ignore_label=ignore_label, from_logits=from_logits)
 
 
 def mean_iou_metric(num_classes, ignore_label=IGNORE_LABEL, keras_module=keras, name="mean_iou"):

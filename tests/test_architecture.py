@@ -1,0 +1,51 @@
+"""Dependencies run one way: core <- data <- tflite <- training; every module imports on its own."""
+import ast
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "pea_keras"
+# Layer of each part of the package; a module may import only from its own layer or lower ones.
+LAYERS = {"core": 0, "data": 1, "tflite": 2, "training": 3}
+
+
+def _layer(module):
+    parts = module.split(".")
+    return LAYERS.get(parts[1], 0) if len(parts) > 1 else 0
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        name = ".".join(p for p in rel.parts if p != "__init__")
+        yield name, path
+
+
+def _imports(name, path):
+    tree = ast.parse(path.read_text())
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
+            yield base
+            yield from (f"{base}.{a.name}" for a in node.names)
+
+
+@pytest.mark.parametrize("name, path", list(_modules()), ids=[n for n, _ in _modules()])
+def test_imports_run_one_way(name, path):
+    upward = sorted({m for m in _imports(name, path)
+                     if m.startswith("pea_keras.") and _layer(m) > _layer(name)})
+    assert not upward, f"{name} ({list(LAYERS)[_layer(name)]}) imports {upward}"
+
+
+def test_every_module_imports_alone_in_dependency_order():
+    names = sorted((n for n, _ in _modules() if not n.endswith(("_worker", "__main__"))), key=lambda n: (_layer(n), n))
+    code = "import importlib, sys\nfor n in sys.argv[1:]:\n    importlib.import_module(n)\n"
+    result = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

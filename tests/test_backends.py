@@ -1,0 +1,203 @@
+"""Keras 3 on every backend: the layer's values and gradients, and a JAX-trained file deployed from TF.
+
+Each backend runs in its own interpreter (Keras 3 picks its backend once, at import); a backend
+whose package is not installed is skipped with the extra that installs it.
+"""
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pea_keras import activations
+from pea_keras.layer import _ops_ensemble, _ops_relu, relu
+
+TESTS = pathlib.Path(__file__).parent
+ROOT = TESTS.parent
+ACTIVATIONS = ["silu", "gelu", "gelu_tanh", "mish", "hard_swish", "elu", "selu", "softplus"]
+# Each formula is checked on TF below; the other backends check the mechanics on two of them.
+BACKEND_ACTIVATIONS = ["silu", "hard_swish"]
+
+
+def run_under(backend, script, *args, timeout=300):
+    """Runs `script` with KERAS_BACKEND=backend; returns the JSON its last stdout line prints."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS}",
+           "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
+                            capture_output=True, text=True, env=env, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def needs(backend):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"KERAS_BACKEND={backend} not installed here: pip install -e '.[{backend}]'")
+
+
+LAYER_CHECK = """
+    import json
+    import numpy as np
+    import keras
+    from keras import ops
+    import pea_keras
+    from pea_keras import activations
+    from pea_keras.layer import _ops_relu
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        def gradient(fn, x, w):
+            return np.asarray(jax.grad(lambda t: ops.sum(fn(t) * w))(x))
+
+        def in_graph(fn):
+            return jax.jit(fn)
+    else:
+        import torch
+
+        def gradient(fn, x, w):
+            t = torch.tensor(np.asarray(x), requires_grad=True)
+            ops.sum(fn(t) * w).backward()
+            return t.grad.numpy()
+
+        def in_graph(fn):
+            return fn
+
+    rng = np.random.default_rng(1)
+    x = ops.convert_to_tensor(rng.normal(scale=4.0, size=(3, 5, 7)).astype("float32"))
+    w = ops.convert_to_tensor(rng.normal(size=(3, 5, 7)).astype("float32"))
+    worst = {"value": 0.0, "gradient": 0.0, "phase": 0.0}
+    cases = 0
+    for name in NAMES:
+        g = activations.get_ops(name)
+        for max_value in (None, 6.0):
+            layer = pea_keras.PEALayer(name, max_value=max_value)
+            layer.build(x.shape)
+            for alpha in (0.0, 0.3, 1.0):
+                layer.set_alpha(alpha)
+
+                def plain(t, alpha=alpha):
+                    return alpha * _ops_relu(t, max_value) + (1.0 - alpha) * g(t)
+
+                value = np.asarray(in_graph(lambda t: layer(t))(x))
+                worst["value"] = max(worst["value"], float(np.max(np.abs(value - np.asarray(plain(x))))))
+                diff = gradient(layer, x, w) - gradient(plain, x, w)
+                worst["gradient"] = max(worst["gradient"], float(np.max(np.abs(diff))))
+                phase = {0.0: "novel", 1.0: "relu"}.get(alpha, "blend")
+                layer.enter_phase(phase)
+                traced = gradient(lambda t: layer(t, training=True), x, w) - gradient(plain, x, w)
+                layer.enter_phase(None)
+                worst["phase"] = max(worst["phase"], float(np.max(np.abs(traced))))
+                cases += 1
+    custom = pea_keras.PEALayer(lambda t: t * t, threshold=0.5, alpha=0.25)
+    custom.build(x.shape)
+    expected = gradient(lambda t: 0.25 * _ops_relu(t, None, 0.5) + 0.75 * t * t, x, w)
+    worst["autodiff"] = float(np.max(np.abs(gradient(custom, x, w) - expected)))
+    print(json.dumps({"backend": backend, "cases": cases, **worst}))
+""".replace("NAMES", repr(BACKEND_ACTIVATIONS))
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_layer_values_and_gradients_equal_plain_formula(backend):
+    needs(backend)
+    report = run_under(backend, LAYER_CHECK)
+    assert report["backend"] == backend and report["cases"] == len(BACKEND_ACTIVATIONS) * 2 * 3
+    assert report["value"] <= 1e-5, report
+    assert report["gradient"] <= 1e-4, report
+    assert report["phase"] <= 1e-4, report
+    assert report["autodiff"] <= 1e-4, report
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_keras_ops_path_equals_tensorflow_path(activation):
+    """The keras.ops formulas and ensemble (JAX/PyTorch) compute what the TF ones do, checked on TF."""
+    x = tf.constant(np.random.default_rng(3).normal(scale=4.0, size=(4, 9)).astype("float32"))
+    g, g_ops = activations.get(activation), activations.get_ops(activation)
+    for alpha in (0.0, 0.4, 1.0):
+        for max_value in (None, 6.0):
+            with tf.GradientTape(persistent=True) as tape:
+                tape.watch(x)
+                ops_y = _ops_ensemble(x, tf.constant(alpha), lambda t, m=max_value: _ops_relu(t, m),
+                                      max_value, g_ops, activations.derivative_ops(activation))
+                plain_y = alpha * relu(x, max_value) + (1.0 - alpha) * g(x)
+            np.testing.assert_allclose(np.asarray(ops_y), plain_y.numpy(), rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(tape.gradient(ops_y, x).numpy(), tape.gradient(plain_y, x).numpy(),
+                                       rtol=1e-5, atol=1e-5)
+
+
+TRAIN_AND_SAVE = """
+    import json, sys
+    import numpy as np
+    import keras
+    import pea_keras
+    from tiny_models import small_cnn, small_data
+
+    model = pea_keras.wrap(small_cnn(keras), activation="gelu")
+    model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+    x, y = small_data()
+    schedule = pea_keras.schedules.Linear(0, 10)
+    history = model.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False,
+                        callbacks=[pea_keras.PEAScheduler(schedule)])
+    model.save(sys.argv[1])
+    np.save(sys.argv[2], model.predict(x, verbose=0))
+    print(json.dumps({"backend": keras.backend.backend(), "alpha": history.history["pea_alpha"],
+                      "step": int(np.asarray(model.optimizer.iterations))}))
+"""
+
+LOAD_AND_STRIP = """
+    import json, sys
+    import numpy as np
+    import keras
+    import pea_keras
+    from tiny_models import small_data
+
+    loaded = keras.saving.load_model(sys.argv[1])
+    stripped = pea_keras.strip(loaded)
+    x, _ = small_data()
+    trained = np.load(sys.argv[2])
+    print(json.dumps({
+        "backend": keras.backend.backend(),
+        "alpha": [layer.alpha_value for layer in pea_keras.pea_layers(loaded)],
+        "stripped_layers": [type(layer).__name__ for layer in stripped.layers],
+        "stripped_is_keras3": pea_keras.flavor.keras_of(stripped) is keras,
+        "loaded_vs_trained": float(np.max(np.abs(loaded.predict(x, verbose=0) - trained))),
+        "stripped_vs_loaded": float(np.max(np.abs(stripped.predict(x, verbose=0)
+                                                  - loaded.predict(x, verbose=0)))),
+    }))
+"""
+
+
+def test_jax_trained_model_loads_and_strips_under_tensorflow(tmp_path):
+    needs("jax")
+    path, predictions = tmp_path / "pea.keras", tmp_path / "trained.npy"
+    trained = run_under("jax", TRAIN_AND_SAVE, path, predictions)
+    assert trained["backend"] == "jax" and trained["step"] == 12
+    # Alpha follows the optimizer step under JAX too: the last batch of epoch e began at step 4(e + 1) - 1.
+    assert trained["alpha"] == pytest.approx([0.3, 0.7, 1.0])
+    deployed = run_under("tensorflow", LOAD_AND_STRIP, path, predictions)
+    assert deployed["backend"] == "tensorflow" and deployed["alpha"] == [1.0, 1.0]
+    assert deployed["stripped_layers"] == ["Conv2D", "BatchNormalization", "ReLU", "GlobalAveragePooling2D",
+                                           "Dense"]
+    assert deployed["stripped_is_keras3"]
+    assert deployed["loaded_vs_trained"] <= 1e-5
+    assert deployed["stripped_vs_loaded"] <= 1e-6
+
+
+def test_missing_backend_package_names_the_extra():
+    missing = [b for b in ("torch", "jax") if importlib.util.find_spec(b) is None]
+    if not missing:
+        pytest.skip("every Keras 3 backend is installed here")
+    backend = missing[0]
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", "import pea_keras; pea_keras.wrap"], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode != 0
+    name = {"torch": "PyTorch", "jax": "JAX"}[backend]
+    assert (f"ImportError: KERAS_BACKEND={backend} needs {name}: pip install -e '.[{backend}]'"
+            in result.stderr.strip().splitlines()[-1])

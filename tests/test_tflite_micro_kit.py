@@ -1,0 +1,228 @@
+"""The TFLite Micro kit: the array is the file, the resolver registers exactly the file's ops,
+the settings are the interpreter's, the golden outputs are what TFLM computes, two models share a
+folder (and a program), the data files compile alone and tflite/micro/main.cc uses only kit names."""
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from pea_keras.tflite import TFLiteError, cli, convert, inspect, micro_kit, predict, quantize, runtimes
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAIN_CC = os.path.join(REPO, "tflite", "micro", "main.cc")
+# MicroMutableOpResolver's method for each op of the test model (TFLM's names, written out here).
+METHODS = {"CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "ADD": "AddAdd",
+           "MEAN": "AddMean", "FULLY_CONNECTED": "AddFullyConnected", "SOFTMAX": "AddSoftmax",
+           "RESHAPE": "AddReshape", "MAX_POOL_2D": "AddMaxPool2D"}
+
+
+def eight_op_model():
+    """Every op of METHODS once at least: conv, pool, depthwise, two adds, mean, reshape, dense."""
+    import tf_keras as k
+
+    k.utils.set_random_seed(0)
+    L = k.layers
+    i = k.Input((8, 8, 1))
+    p = L.MaxPooling2D()(L.Conv2D(4, 3, padding="same", activation="relu")(i))
+    a = L.Add()([p, L.DepthwiseConv2D(3, padding="same", activation="relu")(p)])
+    features = L.Add()([L.GlobalAveragePooling2D()(a), L.Dense(4)(L.Flatten()(p))])
+    return k.Model(i, L.Dense(10, activation="softmax")(features))
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory):
+    """Kit of the eight-op model ('tiny8'), then a second model's kit ('dense') in the same folder,
+    written by ``convert``; returns the folder, both files, the first kit's bytes before the
+    second was written, and the calibration samples."""
+    import tf_keras as k
+
+    folder = tmp_path_factory.mktemp("kit")
+    x = np.random.default_rng(0).random((32, 8, 8, 1), dtype=np.float32)
+    path = folder / "tiny8.tflite"
+    path.write_bytes(quantize(eight_op_model(), x))
+    first = micro_kit.write_micro_kit(path, folder, "tiny8", x[:3])
+    before = {p: pathlib.Path(p).read_bytes() for p in first}
+    dense = k.Sequential([k.Input((8, 8, 1)), k.layers.Flatten(), k.layers.Dense(6, activation="relu"),
+                          k.layers.Dense(3)])
+    conv = convert(dense, folder / "dense.tflite", x, c_array_dir=folder, golden_samples=2)
+    return folder, path, folder / "dense.tflite", before, x, conv
+
+
+def read(folder, name):
+    return (folder / name).read_text()
+
+
+def c_numbers(text, array):
+    """Every number in the initializer of ``array`` (hex bytes or decimal)."""
+    body = re.search(re.escape(array) + r"\[[^=]*= \{(.*?)\n\};", text, re.S).group(1)
+    return [int(v, 16) if v.startswith("0x") else float(v.rstrip("f")) if "." in v or "e" in v
+            else int(v) for v in re.findall(r"0x[0-9a-f]{2}|-?[\d.]+(?:e-?\d+)?f?", body)]
+
+
+def constant(text, name):
+    value = re.search(rf"constexpr \w+ {name}(?:\[\w+\])? = ([^;]+);", text).group(1)
+    if value.startswith("{"):
+        return [int(v) for v in value.strip("{}").split(",")]
+    return float(value.rstrip("f")) if "." in value or "e" in value else int(value)
+
+
+def test_the_array_is_the_file(kit):
+    folder, path, _, _, _, _ = kit
+    cc = read(folder, "tiny8_model_data.cc")
+    assert "alignas(16) const unsigned char g_tiny8_model_data[] = {" in cc
+    assert bytes(c_numbers(cc, "g_tiny8_model_data")) == path.read_bytes()
+    assert f"const unsigned int g_tiny8_model_data_size = {path.stat().st_size};" in cc
+    h = read(folder, "tiny8_model_data.h")
+    assert "extern const unsigned char g_tiny8_model_data[];" in h and '#include "tiny8_model_data.h"' in cc
+
+
+def test_resolver_registers_exactly_the_ops_inspect_reports(kit, capsys):
+    folder, path, _, _, _, _ = kit
+    ops = set(inspect(path).op_histogram())
+    assert ops == set(METHODS)
+    header = read(folder, "tiny8_op_resolver.h")
+    calls = re.findall(r"resolver\.(Add\w+)\(([^)]*\)?)\)", header)
+    assert sorted(m for m, _ in calls) == sorted(METHODS[o] for o in ops)
+    assert f"constexpr int kNumOps = {len(ops)};" in header
+    assert "using OpResolver = tflite::MicroMutableOpResolver<kNumOps>;" in header
+    # Every instance is int8, so the int8-only kernels are registered where TFLM has them.
+    registered = dict(calls)
+    for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SOFTMAX", "MAX_POOL_2D"):
+        assert registered[METHODS[op]] == f"tflite::Register_{op}_INT8()"
+    assert registered["AddMean"] == registered["AddReshape"] == ""
+    # `inspect --resolver` prints the same header.
+    with pytest.raises(SystemExit) as e:
+        cli.main(["inspect", str(path), "--resolver"])
+    assert e.value.code == 0 and capsys.readouterr().out == header
+
+
+def test_int8_kernels_only_where_every_instance_is_int8(kit):
+    import dataclasses
+
+    _, path, _, _, _, _ = kit
+    info = inspect(path)
+    softmax = next(op for op in info.operators if op.type == "SOFTMAX")
+    conv = next(op for op in info.operators if op.type == "CONV_2D")
+    tensors = list(info.tensors)
+    tensors[softmax.outputs[0]] = dataclasses.replace(tensors[softmax.outputs[0]], dtype="INT16")
+    tensors[conv.inputs[1]] = dataclasses.replace(tensors[conv.inputs[1]], dtype="INT4")
+    info.subgraphs[0] = (tensors, *info.subgraphs[0][1:])
+    header = micro_kit.op_resolver_header(info, "mixed")
+    assert "resolver.AddSoftmax()" in header and "resolver.AddConv2D()" in header
+    assert "AddDepthwiseConv2D(tflite::Register_DEPTHWISE_CONV_2D_INT8())" in header
+    assert '#include "tensorflow/lite/micro/kernels/softmax.h"' not in header
+    float_io = quantize(eight_op_model(), np.random.default_rng(1).random((8, 8, 8, 1), np.float32),
+                        io="float")
+    header = micro_kit.op_resolver_header(inspect(float_io), "f")
+    assert "AddQuantize()" in header and "AddDequantize()" in header
+    assert "AddConv2D(tflite::Register_CONV_2D_INT8())" in header
+
+
+def test_settings_match_the_interpreter(kit):
+    folder, path, _, _, _, _ = kit
+    text = read(folder, "tiny8_model_settings.h")
+    inp, out = runtimes.io_details(path)
+    for kind, d in (("Input", inp), ("Output", out)):
+        assert constant(text, f"k{kind}Shape") == [int(v) for v in d["shape"]]
+        assert constant(text, f"k{kind}Dims") == len(d["shape"])
+        assert constant(text, f"k{kind}Size") == int(np.prod(d["shape"]))
+        assert f"using {kind}Type = int8_t;" in text and d["dtype"] == np.int8
+        assert np.float32(constant(text, f"k{kind}Scale")) == np.float32(d["quantization"][0])
+        assert constant(text, f"k{kind}ZeroPoint") == d["quantization"][1]
+    assert constant(text, "kNumClasses") == 10
+    assert constant(text, "kModelBytes") == path.stat().st_size
+    measured = constant(text, "kArenaMeasuredBytes")
+    assert measured == runtimes.micro_arena_bytes(path)
+    arena = constant(text, "kTensorArenaSize")
+    assert arena % 16 == 0 and arena >= measured + 1024 and arena >= measured * 1.125
+
+
+def test_golden_data_is_real_samples_and_what_tflm_computes(kit):
+    folder, path, _, _, x, _ = kit
+    cc = read(folder, "tiny8_test_data.cc")
+    assert "constexpr int kNumTestSamples = 3;" in read(folder, "tiny8_test_data.h")
+    q = np.array(c_numbers(cc, "kTestInputs"), np.int8).reshape(3, 8, 8, 1)
+    (scale, zp) = runtimes.io_details(path)[0]["quantization"]
+    assert np.array_equal(q, np.clip(np.round(x[:3] / scale + zp), -128, 127).astype(np.int8))
+    golden = np.array(c_numbers(cc, "kTestOutputs"), np.int8).reshape(3, 10)
+    fresh = predict(path, (q.astype(np.float32) - zp) * scale, runtime="micro", quantized=True)
+    assert fresh.dtype == np.int8 and np.array_equal(golden, fresh)
+    assert len({tuple(r) for r in golden}) > 1  # different samples, different scores
+
+
+def test_two_models_share_a_folder(kit, tmp_path):
+    folder, _, dense, before, _, conv = kit
+    assert all(pathlib.Path(p).read_bytes() == data for p, data in before.items())  # untouched
+    names = sorted(os.listdir(folder))
+    for stem in ("tiny8", "dense"):
+        assert [n for n in names if n.startswith(stem + "_")] == sorted(
+            stem + s for s in micro_kit.KIT_SUFFIXES)
+    assert [os.path.basename(p) for p in conv.c_array] == ["dense" + s for s in micro_kit.KIT_SUFFIXES]
+    assert "namespace dense_model {" in read(folder, "dense_model_settings.h")
+    assert "constexpr int kNumTestSamples = 2;" in read(folder, "dense_test_data.h")
+    with pytest.raises(TFLiteError, match="dense_model_data.cc exists"):
+        convert(dense, tmp_path / "dense.tflite", np.zeros((4, 8, 8, 1), np.float32), c_array_dir=folder)
+
+
+def test_data_files_compile_alone_and_hold_the_data(kit, tmp_path):
+    """Both models' data files, built together with only the C++ compiler (no TFLM headers),
+    print back the model bytes and golden data."""
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler (g++/c++) on this machine")
+    folder, path, dense, _, _, _ = kit
+    driver = tmp_path / "driver.cc"
+    driver.write_text("\n".join([
+        "#include <stdio.h>",
+        *(f'#include "{s}_model_data.h"\n#include "{s}_test_data.h"' for s in ("tiny8", "dense")),
+        "int main() {",
+        "  fwrite(g_tiny8_model_data, 1, g_tiny8_model_data_size, stdout);",
+        "  fwrite(g_dense_model_data, 1, g_dense_model_data_size, stdout);",
+        "  fwrite(tiny8_model::kTestOutputs, 1, sizeof(tiny8_model::kTestOutputs), stdout);",
+        "  return tiny8_model::kInputSize == 64 && dense_model::kOutputSize == 3 ? 0 : 1;",
+        "}", ""]))
+    objects = []
+    for source in ("tiny8_model_data.cc", "tiny8_test_data.cc", "dense_model_data.cc",
+                   "dense_test_data.cc", str(driver)):
+        obj = tmp_path / (os.path.basename(source) + ".o")
+        subprocess.run([compiler, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-I", str(folder), "-c",
+                        str(folder / source), "-o", str(obj)], check=True, capture_output=True)
+        objects.append(str(obj))
+    subprocess.run([compiler, *objects, "-o", str(tmp_path / "driver")], check=True)
+    out = subprocess.run([str(tmp_path / "driver")], capture_output=True, check=True).stdout
+    golden = np.array(c_numbers(read(folder, "tiny8_test_data.cc"), "kTestOutputs"), np.int8)
+    assert out == path.read_bytes() + dense.read_bytes() + golden.tobytes()
+
+
+def test_example_uses_only_generated_names(kit):
+    folder, _, _, _, _, _ = kit
+    source = pathlib.Path(MAIN_CC).read_text()
+    generated = "".join(read(folder, f"tiny8{s}") for s in micro_kit.KIT_SUFFIXES if s.endswith(".h"))
+    includes = re.findall(r"#include PEA_KIT_FILE\((\w+)\)", source)
+    assert sorted(f"tiny8{s}.h" for s in includes) == sorted(
+        f"tiny8{s}" for s in micro_kit.KIT_SUFFIXES if s.endswith(".h"))
+    assert set(re.findall(r'#include "([^"]+)"', source)) <= {
+        "tensorflow/lite/micro/micro_interpreter.h", "tensorflow/lite/micro/micro_log.h",
+        "tensorflow/lite/micro/micro_time.h", "tensorflow/lite/micro/system_setup.h",
+        "tensorflow/lite/schema/schema_generated.h"}
+    used = set(re.findall(r"\bkit::(\w+)", source))
+    assert {"RegisterOps", "OpResolver", "kTensorArenaSize", "kTestInputs", "kTestOutputs"} <= used
+    for name in used:
+        assert re.search(rf"(constexpr \w+|using|extern const \w+|TfLiteStatus) {name}\b", generated), name
+    assert "namespace kit = PEA_CAT(PEA_MODEL, _model);" in source
+    assert "PEA_CAT(PEA_CAT(g_, PEA_MODEL), _model_data)" in source and "g_tiny8_model_data[]" in generated
+    readme = pathlib.Path(REPO, "tflite", "README.md").read_text()
+    assert "tflite/micro/main.cc" in readme and "-DPEA_MODEL=" in readme
+
+
+def test_kit_refusals_are_one_clear_error(kit, tmp_path):
+    _, path, _, _, x, _ = kit
+    with pytest.raises(TFLiteError, match=r"golden inputs shaped \(2, 4, 4\) do not match .*\(N, 8, 8, 1\)"):
+        micro_kit.write_micro_kit(path, tmp_path, "bad", np.zeros((2, 4, 4), np.float32))
+    with pytest.raises(TFLiteError, match="not a TFLite flatbuffer"):
+        micro_kit.write_micro_kit(b"nope" * 4, tmp_path, "bad", x[:1])
+    assert os.listdir(tmp_path) == []
