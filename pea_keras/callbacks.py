@@ -95,7 +95,7 @@ class PEAScheduler(keras.callbacks.Callback):
             if self._iterations_index >= 0:
                 return int(np.asarray(state["optimizer_variables"][self._iterations_index]))
             model.jax_state_sync()
-        return int(np.asarray(model.optimizer.iterations))
+        return int(model.optimizer.iterations.numpy())
 
     def _assign_alpha(self, alpha):
         if getattr(self.model, "_jax_state", None) is not None and hasattr(self.model, "jax_state_sync"):
