@@ -1,29 +1,14 @@
 """The callbacks of a training run besides PEAScheduler: the alpha trace and the epoch checkpoint.
 
-They are Keras 3 callbacks that also implement tf_keras' batch-hook queries (as PEAScheduler
-does), so one class serves both flavours' `fit`.
+Like PEAScheduler they are `BothFlavoursCallback`s: one class serves both flavours' `fit`.
 """
 
-import keras
-
 from pea_keras import surgery
+from pea_keras.callbacks import BothFlavoursCallback
 from pea_keras.training import reporting
 
 
-class _Callback(keras.callbacks.Callback):
-    """tf_keras' CallbackList asks every callback which batch hooks it implements."""
-
-    def _implements_train_batch_hooks(self):
-        return True
-
-    def _implements_test_batch_hooks(self):
-        return False
-
-    def _implements_predict_batch_hooks(self):
-        return False
-
-
-class AlphaTrace(_Callback):
+class AlphaTrace(BothFlavoursCallback):
     """Records alpha every `stride` steps into `trace` (steps, alphas) and saves it each epoch
     to the run directory (the plot and metrics.json read it; --resume continues it)."""
 
@@ -48,7 +33,7 @@ class AlphaTrace(_Callback):
             reporting.save_alpha_trace(self.run_dir, *self.trace)
 
 
-class EpochCheckpoint(_Callback):
+class EpochCheckpoint(BothFlavoursCallback):
     """Saves model, optimizer and the finished-epoch counter after every epoch, so --resume
     continues with the same alpha, learning rate and data position."""
 
