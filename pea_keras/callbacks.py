@@ -10,7 +10,21 @@ from pea_keras.surgery import pea_layers
 __all__ = ["PEAScheduler"]
 
 
-class PEAScheduler(keras.callbacks.Callback):
+class BothFlavoursCallback(keras.callbacks.Callback):
+    """A Keras 3 callback that tf_keras' `fit` runs too: tf_keras' CallbackList asks every callback
+    which batch hooks it implements, and a Keras 3 callback does not answer."""
+
+    def _implements_train_batch_hooks(self):
+        return True
+
+    def _implements_test_batch_hooks(self):
+        return False
+
+    def _implements_predict_batch_hooks(self):
+        return False
+
+
+class PEAScheduler(BothFlavoursCallback):
     """Sets alpha from the optimizer's step at the start of every training batch.
 
     Reading the optimizer's iteration counter (not counting batches) makes a run restored
@@ -42,16 +56,6 @@ class PEAScheduler(keras.callbacks.Callback):
         self.verbose = verbose
         self.alpha = None
         self._layers = []
-
-    # tf_keras' CallbackList asks every callback which batch hooks it implements.
-    def _implements_train_batch_hooks(self):
-        return True
-
-    def _implements_test_batch_hooks(self):
-        return False
-
-    def _implements_predict_batch_hooks(self):
-        return False
 
     def on_train_begin(self, logs=None):
         self._layers = pea_layers(self.model)
@@ -95,7 +99,7 @@ class PEAScheduler(keras.callbacks.Callback):
             if self._iterations_index >= 0:
                 return int(np.asarray(state["optimizer_variables"][self._iterations_index]))
             model.jax_state_sync()
-        return int(np.asarray(model.optimizer.iterations))
+        return int(model.optimizer.iterations.numpy())
 
     def _assign_alpha(self, alpha):
         if getattr(self.model, "_jax_state", None) is not None and hasattr(self.model, "jax_state_sync"):

@@ -1,4 +1,6 @@
 import json
+import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -132,9 +134,11 @@ MIRRORED = textwrap.dedent("""
 def test_mirrored_strategy_gives_every_replica_the_same_alpha(k, tmp_path):
     script = tmp_path / "mirrored.py"
     script.write_text(MIRRORED)
-    tests_dir = str(__import__("pathlib").Path(__file__).parent)
+    tests_dir = pathlib.Path(__file__).parent
+    # This checkout's pea_keras, not the installed one.
+    path = os.pathsep.join([str(tests_dir.parent), str(tests_dir)])
     result = subprocess.run([sys.executable, str(script), k.__name__], capture_output=True, text=True,
-                            env={**__import__("os").environ, "PYTHONPATH": tests_dir}, timeout=300)
+                            env={**os.environ, "PYTHONPATH": path}, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2

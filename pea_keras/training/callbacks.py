@@ -1,8 +1,8 @@
 """The callbacks of a training run besides PEAScheduler: the alpha trace, history.csv, the epoch
 checkpoint and TensorBoard that survives its own storage errors.
 
-They are Keras 3 callbacks that also implement tf_keras' batch-hook queries (as PEAScheduler
-does), so one class serves both flavours' `fit` (TensorBoard: one subclass per flavour).
+Like PEAScheduler they are `BothFlavoursCallback`s: one class serves both flavours' `fit`
+(TensorBoard: one subclass of each flavour's own).
 """
 
 import contextlib
@@ -10,26 +10,12 @@ import csv
 import os
 import sys
 
-import keras
-
 from pea_keras import files, surgery
+from pea_keras.callbacks import BothFlavoursCallback
 from pea_keras.training import reporting, storage
 
 
-class _Callback(keras.callbacks.Callback):
-    """tf_keras' CallbackList asks every callback which batch hooks it implements."""
-
-    def _implements_train_batch_hooks(self):
-        return True
-
-    def _implements_test_batch_hooks(self):
-        return False
-
-    def _implements_predict_batch_hooks(self):
-        return False
-
-
-class AlphaTrace(_Callback):
+class AlphaTrace(BothFlavoursCallback):
     """Records alpha every `stride` steps into `trace` (steps, alphas) and saves it each epoch
     to the run directory (the plot and metrics.json read it; --resume continues it)."""
 
@@ -54,7 +40,7 @@ class AlphaTrace(_Callback):
             reporting.save_alpha_trace(self.run_dir, *self.trace)
 
 
-class EpochCheckpoint(_Callback):
+class EpochCheckpoint(BothFlavoursCallback):
     """Saves model, optimizer and the finished-epoch counter after every epoch, so --resume
     continues with the same alpha, learning rate and data position."""
 
@@ -67,7 +53,7 @@ class EpochCheckpoint(_Callback):
         storage.save_checkpoint(self.manager, epoch + 1)
 
 
-class HistoryCSV(_Callback):
+class HistoryCSV(BothFlavoursCallback):
     """history.csv, one row per epoch (the columns of CSVLogger). Each epoch rewrites the small
     file atomically, so a kill or a full disk never leaves half a row; with `append` (--resume)
     it continues the rows already there."""
