@@ -42,7 +42,8 @@ class AlphaTrace(BothFlavoursCallback):
 
 class EpochCheckpoint(BothFlavoursCallback):
     """Saves model, optimizer and the finished-epoch counter after every epoch, so --resume
-    continues with the same alpha, learning rate and data position."""
+    continues with the same alpha and learning rate (the shuffled data stream restarts, so a
+    resumed run is not bit-identical to one never interrupted)."""
 
     def __init__(self, manager, epoch_var):
         super().__init__()

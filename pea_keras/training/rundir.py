@@ -20,7 +20,7 @@ RUN_FLAGS = "run_flags.json"
 # Flags that may change between an interrupted run and its --resume.
 RESUMABLE_CHANGES = ("resume", "verbose", "export", "tflite_dir", "calibration_examples",
                      "tflite_eval_examples", "qat_epochs", "data_dir", "download", "strategy", "tpu",
-                     "output_dir")
+                     "output_dir", "overwrite")
 
 
 def tflite_path(config):
