@@ -91,26 +91,12 @@ def _discard(tmp):
 
 def atomic_write(path, data):
     """Writes bytes `data` to `path` through a temporary file in the same folder, fsync, rename."""
-    fd = tmp = None
-    try:
-        fd, tmp = _temporary(path)
-        with os.fdopen(fd, "wb") as f:
-            half = len(data) // 2
-            f.write(data[:half])
-            f.flush()
-            fault_point("kill_during_write", os.path.basename(path))
-            f.write(data[half:])
-            f.flush()
-            os.fsync(f.fileno())
-        _commit(tmp, path)
-    except OSError as e:
-        if tmp:
-            _discard(tmp)
-        raise _naming(path, e) from e
-    except BaseException:
-        if tmp:
-            _discard(tmp)
-        raise
+    with atomic_output(path) as f:
+        half = len(data) // 2
+        f.write(data[:half])
+        f.flush()
+        fault_point("kill_during_write", os.path.basename(path))  # A kill mid-write, for tests.
+        f.write(data[half:])
 
 
 def atomic_write_many(contents):
