@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 import pytest
+from disk import grow, mount_tmpfs, unmount
 from train_cli import call_main
 
 from pea_keras import files
@@ -83,20 +84,6 @@ def one_error(result, prog="train.py"):
     return errors[0][len(f"{prog}: error: "):]
 
 
-def mount_tmpfs(directory, size, options=""):
-    os.makedirs(directory, exist_ok=True)
-    opts = f"size={size}" + (f",{options}" if options else "")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(directory)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
-
-
-def grow(directory, size):
-    """What "free space" means in the messages: the same file system, now larger."""
-    subprocess.run(["mount", "-o", f"remount,size={size}", str(directory)], check=True)
-
-
 @pytest.fixture
 def mounts():
     mounted = []
@@ -108,7 +95,7 @@ def mounts():
 
     yield mount
     for directory in reversed(mounted):
-        subprocess.run(["umount", "-l", str(directory)], check=False)
+        unmount(directory)
 
 
 def leftovers(directory):

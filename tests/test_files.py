@@ -10,24 +10,11 @@ import subprocess
 import sys
 
 import pytest
+from disk import mount_tmpfs, unmount
 
 from pea_keras import files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def mount_tmpfs(directory, size="64k", options=""):
-    """Mounts a tmpfs of `size` on `directory`; skips the test when mounting is not permitted."""
-    os.makedirs(directory, exist_ok=True)
-    opts = f"size={size}" + (f",{options}" if options else "")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(directory)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
-
-
-def unmount(directory):
-    subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
 @pytest.fixture
