@@ -113,9 +113,15 @@ def key(arch, config, seed):
 # ---------------------------------------------------------------------------------------------
 # The results file, shared by workers: read-modify-write under an exclusive lock, atomic replace.
 
+def _scratch(path, what):
+    """A per-results-file path in the temporary folder (locks and claims stay out of the repo)."""
+    digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:10]
+    return os.path.join(tempfile.gettempdir(), f"pea-compact-{what}-{digest}")
+
+
 @contextlib.contextmanager
 def locked(path):
-    with open(path + ".lock", "w") as lock:
+    with open(_scratch(path, "lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -482,8 +488,8 @@ def summarize(store, group):
                     half = float(stats.t.ppf(0.975, len(vals) - 1) * row["std"] / math.sqrt(len(vals)))
                     row["ci95"] = [row["mean"] - half, row["mean"] + half]
             for ref in references:
-                if ref == config:
-                    continue
+                if config in references and references.index(config) <= references.index(ref):
+                    continue  # A reference is compared only with the references before it.
                 common = [s for s in row["seeds"] if key(arch, ref, s) in runs]
                 row[f"vs_{ref}"] = paired([runs[key(arch, config, s)][measure] for s in common],
                                           [runs[key(arch, ref, s)][measure] for s in common])
@@ -618,8 +624,7 @@ def main():
         for name in ("json", "ablations_json", "plot"):
             root, ext = os.path.splitext(getattr(args, name))
             setattr(args, name, f"{root}_quick{ext}")
-    args.claims = args.claims or os.path.join(tempfile.gettempdir(), "pea-compact-claims-" + hashlib.sha1(
-        os.path.abspath(args.json).encode()).hexdigest()[:10])
+    args.claims = args.claims or _scratch(args.json, "claims")
     if args.stop_at:
         hour, minute = map(int, args.stop_at.split(":"))
         today = datetime.datetime.now(datetime.UTC)
