@@ -78,11 +78,11 @@ MAIN = ["relu", "pea_silu", "relu_equal_cost"]
 ABLATIONS = ["sched_linear", "sched_step", "end_0.5", "end_0.9", "fixed_0.5", "learned_alpha"]
 ACTIVATIONS = ["pea_gelu", "pea_mish", "pea_hard_swish", "g_silu"]
 V2, V3 = "mobilenet_v2", "mobilenet_v3_small"
-# Summaries: (name, arch, configs, reference configs for paired differences).
+# Summaries: (name, arch, configs, reference configs for paired differences[, the seeds it uses]).
 GROUPS = [
     ("mobilenet_v2", V2, ["relu", "pea_silu", "relu_equal_cost"] + ACTIVATIONS,
      ["relu", "relu_equal_cost"]),
-    ("ablations", V2, ["relu", "pea_silu"] + ABLATIONS, ["relu", "pea_silu"]),
+    ("ablations", V2, ["relu", "pea_silu"] + ABLATIONS, ["relu", "pea_silu"], range(5)),
     ("mobilenet_v3_small", V3, ["relu", "pea_silu"], ["relu"]),
 ]
 SEGMENTATION = "segmentation"
@@ -469,9 +469,10 @@ def paired(a, b):
 
 
 def summarize(store, group):
-    name, arch, configs, references = next(g for g in GROUPS if g[0] == group)
+    name, arch, configs, references, *limit = next(g for g in GROUPS if g[0] == group)
     runs = store["runs"]
-    seeds = sorted({r["seed"] for r in runs.values() if r["arch"] == arch})
+    seeds = sorted({r["seed"] for r in runs.values() if r["arch"] == arch
+                    and (not limit or r["seed"] in limit[0])})
     rows = []
     for config in configs:
         for measure in MEASURES:
@@ -537,7 +538,7 @@ def plot(store, path):
     heights = [len(g[2]) for g, _ in panels]
     fig, axes = plt.subplots(len(panels), 2, figsize=(11, 0.42 * sum(heights) + 2.2),
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
-    for i, ((name, _, configs, references), summary) in enumerate(panels):
+    for i, ((name, _, configs, references, *_), summary) in enumerate(panels):
         ref = references[-1] if name == "ablations" else references[0]
         for j, field in enumerate(("acc", f"vs_{ref}")):
             ax = axes[i][j]
@@ -584,7 +585,7 @@ def report(args):
         store = read_store(args.json)
         write_store(args.json, store)
     texts = []
-    for name, _, _, references in GROUPS:
+    for name, _, _, references, *_ in GROUPS:
         texts.append(f"### {name}\n\n" + markdown(store["summary"][name], references))
     cost = store["equal_cost"]
     if cost:
