@@ -12,7 +12,8 @@ with the mean IoU over classes and pixel accuracy, then the paired difference pe
 seeds (mean, std, paired t, wins/ties/losses). The seed sets initial weights, batch order and the
 generated scenes; the test split is scored once per trained model, nothing is selected on it.
 
-    python benchmarks/segmentation_accuracy.py              # 3 seeds, ~20 min on 2 busy cores
+    python benchmarks/segmentation_accuracy.py              # 5 seeds, ~35 min on 2 busy cores
+    python benchmarks/segmentation_accuracy.py --resume     # add the missing seeds to the JSON
     python benchmarks/segmentation_accuracy.py --quick      # smoke: 1 seed, 32 px, a few steps
 """
 import argparse
@@ -104,10 +105,32 @@ def markdown(table):
     return "\n".join(lines)
 
 
+# Arguments that may differ between the runs kept by --resume and the new ones.
+_RESUMABLE = ("seeds", "quick", "json", "resume", "threads")
+
+
+def _kept_runs(args):
+    """{seed: runs} of the JSON when --resume and it was made with the same arguments."""
+    if not (args.resume and os.path.exists(args.json)):
+        return {}, None
+    with open(args.json) as f:
+        old = json.load(f)
+    same = {k: v for k, v in vars(args).items() if k not in _RESUMABLE}
+    changed = [k for k, v in same.items() if old["args"].get(k, v) != v]
+    if changed:
+        sys.exit(f"segmentation_accuracy.py: error: --resume with other arguments than {args.json}: "
+                 + ", ".join(changed))
+    runs = {}
+    for r in old["runs"]:
+        runs.setdefault(r["seed"], {})[r["config"]] = {k: v for k, v in r.items()
+                                                       if k not in ("seed", "config")}
+    return runs, old
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--arch", default="lraspp_mobilenet_v2")
     parser.add_argument("--activation", default="silu")
     parser.add_argument("--width", type=float, default=0.35)
@@ -117,6 +140,11 @@ def main():
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--keras", default="2", choices=["2", "3"])
+    parser.add_argument("--threads", type=int, default=0,
+                        help="TensorFlow intra- and inter-op threads (0: TensorFlow's default)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the seeds already in --json (same arguments) and run only the others; "
+                             "the JSON is rewritten after every seed")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 seed, 32 px, 1 epoch of 4 steps, 64 test scenes on LiteRT")
     parser.add_argument("--json", default=os.path.join(REPO, "docs", "results", "segmentation.json"))
@@ -129,6 +157,9 @@ def main():
     warnings.filterwarnings("ignore")
     import tensorflow as tf
 
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     from pea_keras.training.run import RunConfig
 
     config = RunConfig(task="segmentation", arch=args.arch, activation=args.activation,
@@ -138,28 +169,50 @@ def main():
                        tflite_eval_examples=eval_examples)
     seeds = list(range(args.seeds))
     configs = ["relu", f"pea_{args.activation}"]
+    runs, old = _kept_runs(args)
+    runs = {s: r for s, r in runs.items() if s in seeds}
     started = datetime.datetime.now(datetime.UTC)
+    history = (old or {}).get("history", [])
+    if old:
+        history = history or [{k: old.get(k) for k in ("command", "started_utc", "wall_s", "cpus")}
+                              | {"seeds": old.get("seeds")}]
+    history.append({"command": "python " + " ".join(sys.argv),
+                    "started_utc": started.isoformat(timespec="seconds"), "threads": args.threads,
+                    "cpus": os.cpu_count()})
     print(f"{args.arch} width {args.width} on digit_scenes {args.image_size} px, "
-          f"{args.epochs} x {args.steps_per_epoch} steps of {args.batch_size}, seeds {seeds}",
-          flush=True)
-    runs = {}
+          f"{args.epochs} x {args.steps_per_epoch} steps of {args.batch_size}, seeds {seeds}"
+          + (f" (kept: {sorted(runs)})" if runs else ""), flush=True)
+
+    def write():
+        done = sorted(runs)
+        table = summarize(runs, done, configs)
+        text = markdown(table)
+        history[-1]["wall_s"] = (datetime.datetime.now(datetime.UTC) - started).total_seconds()
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({
+                "command": "python " + " ".join(sys.argv),
+                "started_utc": started.isoformat(timespec="seconds"),
+                "wall_s": history[-1]["wall_s"],
+                "machine": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
+                "args": vars(args), "run_config": dataclasses.asdict(config), "seeds": done,
+                "history": history,
+                "runs": [{"seed": s, "config": c, **r} for s in done for c, r in runs[s].items()],
+                "summary": table, "markdown": text}, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, args.json)
+        return text
+
+    text = None
     with tempfile.TemporaryDirectory(prefix="pea-seg-bench-") as work:
         for seed in seeds:
+            if seed in runs:
+                continue
             runs[seed] = one_seed(config, seed, work)
-    table = summarize(runs, seeds, configs)
-    text = markdown(table)
+            text = write()
+    text = text or write()
     print("\n" + text)
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump({
-            "command": "python " + " ".join(sys.argv),
-            "started_utc": started.isoformat(timespec="seconds"),
-            "wall_s": (datetime.datetime.now(datetime.UTC) - started).total_seconds(),
-            "machine": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
-            "args": vars(args), "run_config": dataclasses.asdict(config), "seeds": seeds,
-            "runs": [{"seed": s, "config": c, **r} for s in seeds for c, r in runs[s].items()],
-            "summary": table, "markdown": text}, f, indent=1)
-        f.write("\n")
     print(f"\nwrote {args.json}")
 
 
