@@ -141,24 +141,10 @@ def atomic_write_json(path, obj, *, indent=1, default=None):
 def atomic_output(path, mode="wb", newline=None):
     """`with atomic_output(path) as f:` a file object whose content replaces `path` only when the
     block ends without an exception (for writers that stream: csv, matplotlib's savefig)."""
-    fd = tmp = None
-    try:
-        fd, tmp = _temporary(path)
+    with atomic_path(path) as tmp:
         text = "b" not in mode
-        with os.fdopen(fd, mode, encoding="utf-8" if text else None, newline=newline) as f:
+        with open(tmp, mode.replace("w", "x"), encoding="utf-8" if text else None, newline=newline) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
-        fault_point("kill_during_write", os.path.basename(path))
-        _commit(tmp, path)
-    except OSError as e:
-        if tmp:
-            _discard(tmp)
-        raise _naming(path, e) from e
-    except BaseException:
-        if tmp:
-            _discard(tmp)
-        raise
 
 
 @contextlib.contextmanager
