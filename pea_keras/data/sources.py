@@ -41,7 +41,17 @@ class Source:
 
 
 def parse(text):
-    """The `Source` named by `text` (see the module docstring); raises DataError if none is."""
+    """The `Source` named by `text`.
+
+    Args:
+        text: a SOURCE string (see the module docstring), a path, or a `Source`.
+
+    Returns:
+        A `Source`.
+
+    Raises:
+        DataError: `text` names no source (the message gives the syntax).
+    """
     if isinstance(text, Source):
         return text
     text = os.fspath(text).strip()

@@ -97,7 +97,21 @@ def convert_saved_model(directory, calibration, io="int8", verbose=False):
 
 def quantize(model, calibration, *, io="int8", verbose=False):
     """Full-integer TFLite bytes of a plain Keras model (either flavour); no ReLU checks.
-    Use ``convert`` for the checked, written, load-tested file."""
+    Use ``convert`` for the checked, written, load-tested file.
+
+    Args:
+        model: a Keras 3 (TensorFlow backend) or tf_keras model without PEA layers.
+        calibration: one float32 array, a list in model input order, or {input name: array}.
+        io: int8 | uint8 | float input/output tensors.
+        verbose: show the converter's log.
+
+    Returns:
+        The .tflite flatbuffer as bytes.
+
+    Raises:
+        DataError: calibration data that is not float, finite and shaped like the inputs.
+        TFLiteError: the export or the conversion failed (a converter crash included).
+    """
     calibration = check_calibration(model, calibration)
     with tempfile.TemporaryDirectory(prefix="pea-export-") as tmp:
         export_saved_model(model, tmp)
