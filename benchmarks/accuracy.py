@@ -72,29 +72,11 @@ def load_variant(name, image_size):
     return x_train, y_train, x_test, y_test
 
 
-def is_relu(k, layer):
-    return isinstance(layer, k.layers.ReLU) or (
-        isinstance(layer, k.layers.Activation) and layer.get_config()["activation"] == "relu")
-
-
-def g_network(model, k, g_name):
-    """`model` (wrapped or plain) rebuilt with Activation(g) in place of every ReLU/PEALayer, same weights."""
+def g_network(model, g_name):
+    """`model` (wrapped or plain) with g in place of every ReLU/PEALayer, same weights."""
     import pea_keras
 
-    g = pea_keras.activations.get(g_name)
-    plain = pea_keras.strip(model, force=True)
-
-    def swap(layer):
-        if is_relu(k, layer):
-            return k.layers.Activation(g, name=layer.name)
-        return layer.__class__.from_config(layer.get_config())
-
-    clone = k.models.clone_model(plain, clone_function=swap)
-    for layer in clone.layers:
-        source = plain.get_layer(layer.name)
-        if source.weights:
-            layer.set_weights(source.get_weights())
-    return clone
+    return pea_keras.replace_relu(pea_keras.strip(model, force=True), g_name)
 
 
 def accuracy(model, x, y):
@@ -141,7 +123,7 @@ def train_one(config, variant, seed, data, k, args):
     result = {"float": accuracy(model, x_test, y_test)}
     stripped = pea_keras.strip(model, force=config.startswith("g_"))
     result["stripped"] = accuracy(stripped, x_test, y_test)
-    deployed = g_network(model, k, config[2:]) if config.startswith("g_") else stripped
+    deployed = g_network(model, config[2:]) if config.startswith("g_") else stripped
     calibration = x_train[:CALIBRATION_EXAMPLES]
     try:
         tflite = quantize(deployed, calibration)

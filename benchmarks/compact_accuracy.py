@@ -174,24 +174,11 @@ def _trainable_alpha(K, model):
     return new
 
 
-def _g_network(K, model, g_name):
-    """The forced-stripped `model` with Activation(g) in place of every ReLU (g-only's deployment)."""
+def _g_network(model, g_name):
+    """The forced-stripped `model` with g in place of every ReLU (g-only's deployment)."""
     import pea_keras
 
-    g = pea_keras.activations.get(g_name)
-    plain = pea_keras.strip(model, force=True)
-
-    def swap(layer):
-        if isinstance(layer, K.layers.ReLU):
-            return K.layers.Activation(g, name=layer.name)
-        return layer.__class__.from_config(layer.get_config())
-
-    clone = K.models.clone_model(plain, clone_function=swap)
-    for layer in clone.layers:
-        source = plain.get_layer(layer.name)
-        if source.weights:
-            layer.set_weights(source.get_weights())
-    return clone
+    return pea_keras.replace_relu(pea_keras.strip(model, force=True), g_name)
 
 
 class _Clock:
@@ -265,7 +252,7 @@ def train_one(arch, config_name, seed, epochs):
     result = {"float": task.evaluate(model, test_ds).score}
     stripped = pea_keras.strip(model, force=mode in ("novel", "fixed", "learned")) if layers else model
     result["stripped"] = task.evaluate(stripped, test_ds).score
-    deploy = _g_network(K, model, rc.activation) if mode == "novel" else stripped
+    deploy = _g_network(model, rc.activation) if mode == "novel" else stripped
     t_export = time.perf_counter()
     calibration = task.calibration(data, rc, 256)
     with tempfile.TemporaryDirectory(prefix="pea-compact-") as tmp:
