@@ -1,6 +1,6 @@
 """Does PEA help compact networks? MobileNets at 32x32 on digits, paired by seed, with ablations.
 
-Every run uses the product recipe of `python train.py --arch mobilenet_v2 --width 0.35` (the same
+Every run uses the product recipe of `python train.py --arch mobilenet_v2 --width 0.35 --keras 2` (the same
 `pea_keras.training` builders: data split and pipeline, model, BatchNorm momentum 0.9, Adam 2e-3 with
 cosine decay to 0, batch 64, 15 epochs, one pass per epoch, seeding). The seed sets the data split,
 the batch order and the initial weights; every configuration of a seed starts from the same weights
@@ -58,6 +58,7 @@ sys.path.insert(0, REPO)
 
 MEASURES = ("float", "stripped", "int8")
 EPOCHS = 15
+KERAS = "2"  # tf_keras: the flavour every recorded run used (train.py's default was then "2").
 WIDTHS = {"mobilenet_v2": 0.35, "mobilenet_v3_small": 1.0}
 CONFIGS = {
     "relu": dict(mode="relu"),
@@ -83,7 +84,8 @@ GROUPS = [
     ("mobilenet_v2", V2, ["relu", "pea_silu", "relu_equal_cost"] + ACTIVATIONS,
      ["relu", "relu_equal_cost"]),
     ("ablations", V2, ["relu", "pea_silu"] + ABLATIONS, ["relu", "pea_silu"], range(5)),
-    ("mobilenet_v3_small", V3, ["relu", "pea_silu"], ["relu"]),
+    ("mobilenet_v3_small", V3, ["relu", "pea_silu", "relu_equal_cost"] + ACTIVATIONS,
+     ["relu", "relu_equal_cost"]),
 ]
 SEGMENTATION = "segmentation"
 
@@ -103,7 +105,11 @@ def plan(quick):
             + block(V2, ACTIVATIONS, range(5))               # 4. other g
             + [(SEGMENTATION, "", 5)]                        # 5. segmentation to 5 seeds
             + block(V3, ["relu", "pea_silu"], range(5, 10))
-            + block(V2, ACTIVATIONS, range(5, 10)))
+            + block(V2, ACTIVATIONS, range(5, 10))
+            + block(V3, ["relu_equal_cost"], range(10))     # 6. the rest of the configurations on V3
+            + block(V3, ACTIVATIONS, range(5))
+            + block(V2, ABLATIONS, range(5, 10))             # 7. ablations to 10 seeds
+            + block(V3, ACTIVATIONS, range(5, 10)))
 
 
 def key(arch, config, seed):
@@ -207,16 +213,17 @@ def train_one(arch, config_name, seed, epochs):
     from pea_keras import schedules, tflite
     from pea_keras.training import config as config_lib
     from pea_keras.training import run, tasks
-    from pea_keras.training.run import RunConfig
 
     spec = CONFIGS[config_name]
     mode = spec["mode"]
-    rc = RunConfig(arch=arch, width=WIDTHS[arch], mode=mode if mode in run.MODES else "pea",
-                   activation=spec.get("activation", "silu"), schedule=spec.get("schedule", "cosine"),
-                   pea_end=spec.get("pea_end", 0.75), epochs=epochs, seed=seed, verbose="0")
+    modes = config_lib.FIELDS["mode"].metadata["choices"]
+    rc = config_lib.RunConfig(
+        arch=arch, width=WIDTHS[arch], mode=mode if mode in modes else "pea", keras=KERAS,
+        activation=spec.get("activation", "silu"), schedule=spec.get("schedule", "cosine"),
+        pea_end=spec.get("pea_end", 0.75), epochs=epochs, seed=seed, verbose="0")
     config_lib.validate(rc)
     rc = tasks.with_defaults(rc)
-    K = run.flavour(rc.keras)
+    K = config_lib.flavour(rc.keras)
     task = tasks.get(rc.task)
     t0 = time.perf_counter()
     # As run.run: the seed before the pipelines (shuffle order) and again before the model.
@@ -267,7 +274,7 @@ def train_one(arch, config_name, seed, epochs):
             result["int8"] = None
             result["int8_error"] = str(e).strip().splitlines()[0][:200]
     result.update({
-        "arch": arch, "width": rc.width, "config": config_name, "seed": seed, "epochs": rc.epochs,
+        "arch": arch, "width": rc.width, "keras": rc.keras, "config": config_name, "seed": seed, "epochs": rc.epochs,
         "steps": total, "params": int(model.count_params()),
         "alpha_final": (min(alphas), max(alphas)) if alphas else None,
         "train_loss_final": float(history.history["loss"][-1]),
@@ -430,7 +437,7 @@ def meta(args):
 
     return {"command": "python benchmarks/compact_accuracy.py" + (" --quick" if args.quick else ""),
             "machine": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
-            "tf_keras": tf_keras.__version__, "epochs": args.epochs, "widths": WIDTHS,
+            "tf_keras": tf_keras.__version__, "keras": KERAS, "epochs": args.epochs, "widths": WIDTHS,
             "configs": CONFIGS, "updated_utc": now()}
 
 

@@ -1,0 +1,95 @@
+"""Every benchmark still runs against the library it measures, in its smallest setting.
+
+Nothing here is timed; these runs guard the code paths, so that a renamed helper fails here
+and not an hour into an evidence run.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARKS = os.path.join(REPO, "benchmarks")
+
+
+def run_benchmark(name, *args):
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, name), *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.fixture
+def compact(monkeypatch):
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import compact_accuracy
+
+    monkeypatch.setitem(compact_accuracy.WIDTHS, "tiny", 1.0)
+    return compact_accuracy
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["pea_silu", "g_silu", "learned_alpha"])
+def test_compact_accuracy_trains_scores_and_quantizes_one_configuration(compact, config):
+    r = compact.train_one("tiny", config, seed=0, epochs=1)
+
+    assert r["config"] == config and r["keras"] == compact.KERAS and r["steps"] == 19
+    assert r["int8"] is not None and 0.0 <= r["int8"] <= 1.0 and r["int8_bytes"] > 0
+    assert len(r["epoch_cpu_s"]) == 1 and r["train_cpu_s"] > 0
+    low, high = r["alpha_final"]
+    if config == "pea_silu":  # The schedule ends at alpha 1: stripping changes nothing.
+        assert (low, high) == (1.0, 1.0) and r["stripped"] == r["float"] and r["relu_only"]
+    elif config == "g_silu":  # SiLU everywhere is deployed as SiLU, which the ReLU check reports.
+        assert (low, high) == (0.0, 0.0) and not r["relu_only"]
+    else:  # A learned alpha stays in [0, 1]; the forced strip deploys ReLU only.
+        assert 0.0 <= low <= high <= 1.0 and r["relu_only"]
+
+
+def test_compact_accuracy_paired_difference_and_interval(compact):
+    d = compact.paired([0.9, 0.8, 0.7, 0.9], [0.8, 0.8, 0.6, 0.7])
+
+    assert d["n"] == 4 and d["mean"] == pytest.approx(0.1)
+    assert (d["wins"], d["ties"], d["losses"]) == (3, 1, 0)
+    # t(0.975, 3) = 3.182; std of (0.1, 0, 0.1, 0.2) = 0.08165.
+    assert d["ci95"] == pytest.approx([0.1 - 3.182 * 0.08165 / 2, 0.1 + 3.182 * 0.08165 / 2], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_accuracy_benchmark(tmp_path):
+    run_benchmark("accuracy.py", "--arch", "tiny", "--epochs", "1", "--seeds", "1", "--variants", "digits",
+                  "--configs", "relu", "pea_silu", "--json", str(tmp_path / "a.json"),
+                  "--plot", str(tmp_path / "a.png"), "--schedule_plot", str(tmp_path / "s.png"))
+    result = json.loads((tmp_path / "a.json").read_text())
+    assert {(r["config"], r["seed"]) for r in result["runs"]} == {("relu", 0), ("pea_silu", 0)}
+    assert (tmp_path / "a.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_train_step_benchmark(tmp_path):
+    run_benchmark("train_step.py", "--arch", "tiny", "--steps", "2", "--repeats", "1", "--no_memory",
+                  "--json", str(tmp_path / "t.json"))
+    rows = json.loads((tmp_path / "t.json").read_text())
+    assert {(r["keras"], r["config"]) for r in rows} == {
+        (k, c) for k in ("keras", "tf_keras") for c in ("relu", "pea_blend", "naive_blend", "pea_relu", "g_only")}
+    assert all(r["ms"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_deploy_benchmark(tmp_path):
+    run_benchmark("deploy.py", "--arch", "tiny", "--quick", "--train_steps", "2", "--runs", "2",
+                  "--repeats", "1", "--micro_images", "4", "--json", str(tmp_path / "d.json"))
+    result = json.loads((tmp_path / "d.json").read_text())
+    assert result["same_op_list_pea_vs_relu"]
+    pea = next(r for r in result["rows"] if r["config"] == "pea_silu")
+    assert pea["relu_only"] and pea["micro"] and pea["micro_agreement"] == 1.0
+
+
+@pytest.mark.slow
+def test_segmentation_benchmark_quick(tmp_path):
+    run_benchmark("segmentation_accuracy.py", "--quick", "--json", str(tmp_path / "seg.json"))
+    result = json.loads((tmp_path / "seg_quick.json").read_text())
+    assert {r["config"] for r in result["runs"]} == {"relu", "pea_silu"}
+    assert all(r["relu_only"] for r in result["runs"])
