@@ -36,6 +36,8 @@ import sys
 import time
 import warnings
 
+from paired_stats import paired
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -137,25 +139,6 @@ def train_one(config, variant, seed, data, k, args):
     result["total_s"] = time.perf_counter() - t0
     k.backend.clear_session()
     return result
-
-
-def paired(a, b):
-    """Stats of a - b over seeds (both lists, same seed order, Nones dropped pairwise)."""
-    pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
-    if not pairs:
-        return None
-    d = [x - y for x, y in pairs]
-    n = len(d)
-    mean = statistics.fmean(d)
-    sd = statistics.stdev(d) if n > 1 else 0.0
-    if n > 1 and sd > 0:
-        from scipy import stats
-        t = mean / (sd / n ** 0.5)
-        p = float(2 * stats.t.sf(abs(t), n - 1))
-    else:
-        t, p = None, None
-    return {"n": n, "mean": mean, "std": sd, "t": t, "p": p,
-            "wins": sum(x > 0 for x in d), "ties": sum(x == 0 for x in d), "losses": sum(x < 0 for x in d)}
 
 
 def summarize(runs, variants, configs, seeds):

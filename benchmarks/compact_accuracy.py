@@ -40,7 +40,6 @@ import datetime
 import fcntl
 import hashlib
 import json
-import math
 import os
 import platform
 import statistics
@@ -50,6 +49,8 @@ import tempfile
 import time
 import traceback
 import warnings
+
+from paired_stats import mean_interval, paired
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -444,25 +445,6 @@ def meta(args):
 # ---------------------------------------------------------------------------------------------
 # Statistics, tables, plot.
 
-def paired(a, b):
-    """a - b over the seeds both have: mean, std, t-based 95 % interval, p, wins/ties/losses."""
-    d = [x - y for x, y in zip(a, b) if x is not None and y is not None]
-    n = len(d)
-    if not n:
-        return None
-    mean = statistics.fmean(d)
-    sd = statistics.stdev(d) if n > 1 else 0.0
-    half = p = None
-    if n > 1:
-        from scipy import stats
-
-        half = float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
-        p = float(2 * stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1)) if sd > 0 else None
-    return {"n": n, "mean": mean, "std": sd, "ci95": None if half is None else [mean - half, mean + half],
-            "p": p, "wins": sum(x > 0 for x in d), "ties": sum(x == 0 for x in d),
-            "losses": sum(x < 0 for x in d)}
-
-
 def summarize(store, group):
     name, arch, configs, references, *limit = next(g for g in GROUPS if g[0] == group)
     runs = store["runs"]
@@ -477,12 +459,7 @@ def summarize(store, group):
             row = {"config": config, "measure": measure, "n": len(vals),
                    "seeds": sorted(s for s, v in values.items() if v is not None)}
             if vals:
-                row.update(mean=statistics.fmean(vals), std=statistics.stdev(vals) if len(vals) > 1 else 0.0)
-                if len(vals) > 1:
-                    from scipy import stats
-
-                    half = float(stats.t.ppf(0.975, len(vals) - 1) * row["std"] / math.sqrt(len(vals)))
-                    row["ci95"] = [row["mean"] - half, row["mean"] + half]
+                row.update(mean_interval(vals))
             for ref in references:
                 if config in references and references.index(config) <= references.index(ref):
                     continue  # A reference is compared only with the references before it.

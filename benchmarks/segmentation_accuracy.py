@@ -9,7 +9,7 @@ and scores on the test split (400 scenes of held-out handwritten digits, 11 clas
   float       the stripped ReLU Keras model (equal to the PEA model at alpha = 1)
   int8        the full-integer TFLite file on LiteRT (checked ReLU-only by the chain)
 with the mean IoU over classes and pixel accuracy, then the paired difference pea - relu over
-seeds (mean, std, paired t, wins/ties/losses). The seed sets initial weights, batch order and the
+seeds (mean, 95 % t interval, paired t, wins/ties/losses). The seed sets initial weights, batch order and the
 generated scenes; the test split is scored once per trained model, nothing is selected on it.
 
     python benchmarks/segmentation_accuracy.py              # 5 seeds, ~35 min on 2 busy cores
@@ -28,27 +28,13 @@ import tempfile
 import time
 import warnings
 
+from paired_stats import paired
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 MEASURES = ("float", "int8")
-
-
-def paired(a, b):
-    """Stats of a - b over seeds (same seed order)."""
-    d = [x - y for x, y in zip(a, b)]
-    n = len(d)
-    mean = statistics.fmean(d)
-    sd = statistics.stdev(d) if n > 1 else 0.0
-    t = p = None
-    if n > 1 and sd > 0:
-        from scipy import stats
-
-        t = mean / (sd / n ** 0.5)
-        p = float(2 * stats.t.sf(abs(t), n - 1))
-    return {"n": n, "mean": mean, "std": sd, "t": t, "p": p, "wins": sum(x > 0 for x in d),
-            "ties": sum(x == 0 for x in d), "losses": sum(x < 0 for x in d)}
 
 
 def one_seed(config, seed, work):
@@ -93,11 +79,12 @@ def summarize(runs, seeds, configs):
 
 
 def markdown(table):
-    lines = ["| config | measure | n | mIoU mean % | std | PEA - ReLU (paired) pt | t | wins/ties/losses |",
+    lines = ["| config | measure | n | mIoU mean % | std | PEA - ReLU (paired) pt [95 % CI] | t | wins/ties/losses |",
              "|---|---|---|---|---|---|---|---|"]
     for r in table:
         d = r.get("diff")
-        diff = f"{100 * d['mean']:+.2f} ± {100 * d['std']:.2f}" if d else "-"
+        ci = d and d["ci95"] and f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]"
+        diff = f"{100 * d['mean']:+.2f}{ci or ''}" if d else "-"
         t = f"{d['t']:.2f}" if d and d["t"] is not None else "-"
         wtl = f"{d['wins']}/{d['ties']}/{d['losses']}" if d else "-"
         lines.append(f"| {r['config']} | {r['measure']} | {r['n']} | {100 * r['mean']:.2f} | "

@@ -48,13 +48,20 @@ def test_compact_accuracy_trains_scores_and_quantizes_one_configuration(compact,
         assert 0.0 <= low <= high <= 1.0 and r["relu_only"]
 
 
-def test_compact_accuracy_paired_difference_and_interval(compact):
-    d = compact.paired([0.9, 0.8, 0.7, 0.9], [0.8, 0.8, 0.6, 0.7])
+def test_paired_difference_interval_and_record(monkeypatch):
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    from paired_stats import mean_interval, paired
+
+    d = paired([0.9, 0.8, 0.7, 0.9, None], [0.8, 0.8, 0.6, 0.7, 0.5])  # The unpaired seed is dropped.
 
     assert d["n"] == 4 and d["mean"] == pytest.approx(0.1)
     assert (d["wins"], d["ties"], d["losses"]) == (3, 1, 0)
-    # t(0.975, 3) = 3.182; std of (0.1, 0, 0.1, 0.2) = 0.08165.
+    # t(0.975, 3) = 3.182; std of (0.1, 0, 0.1, 0.2) = 0.08165; t = 0.1 / (0.08165 / 2) = 2.449.
     assert d["ci95"] == pytest.approx([0.1 - 3.182 * 0.08165 / 2, 0.1 + 3.182 * 0.08165 / 2], abs=1e-3)
+    assert d["t"] == pytest.approx(2.449, abs=1e-3) and d["p"] == pytest.approx(0.0917, abs=1e-3)
+    assert paired([None], [0.5]) is None and paired([0.5], [0.4])["ci95"] is None
+    assert mean_interval([0.8, 0.9])["ci95"] == pytest.approx([0.85 - 12.706 * 0.0707 / 1.414,
+                                                               0.85 + 12.706 * 0.0707 / 1.414], abs=1e-3)
 
 
 @pytest.mark.slow
