@@ -80,11 +80,11 @@ MAIN = ["relu", "pea_silu", "relu_equal_cost"]
 ABLATIONS = ["sched_linear", "sched_step", "end_0.5", "end_0.9", "fixed_0.5", "learned_alpha"]
 ACTIVATIONS = ["pea_gelu", "pea_mish", "pea_hard_swish", "g_silu"]
 V2, V3 = "mobilenet_v2", "mobilenet_v3_small"
-# Summaries: (name, arch, configs, reference configs for paired differences[, the seeds it uses]).
+# Summaries: (name, arch, configs, reference configs for paired differences).
 GROUPS = [
     ("mobilenet_v2", V2, ["relu", "pea_silu", "relu_equal_cost"] + ACTIVATIONS,
      ["relu", "relu_equal_cost", "pea_silu"]),
-    ("ablations", V2, ["relu", "pea_silu"] + ABLATIONS, ["relu", "pea_silu"], range(5)),
+    ("ablations", V2, ["relu", "pea_silu"] + ABLATIONS, ["relu", "pea_silu"]),
     ("mobilenet_v3_small", V3, ["relu", "pea_silu", "relu_equal_cost"] + ACTIVATIONS,
      ["relu", "relu_equal_cost", "pea_silu"]),
 ]
@@ -101,7 +101,7 @@ def plan(quick):
         return [(arch, c, s) for s in seeds for c in configs]
 
     return (block(V2, MAIN, range(10))                      # 1. the headline, 10 seeds
-            + block(V2, ABLATIONS, range(5))                 # 2. ablations, 5 seeds
+            + block(V2, ABLATIONS, range(5))                 # 2. ablations, 5 seeds first
             + block(V3, ["relu", "pea_silu"], range(5))      # 3. a second compact network
             + block(V2, ACTIVATIONS, range(5))               # 4. other g
             + [(SEGMENTATION, "", 5)]                        # 5. segmentation to 5 seeds
@@ -446,10 +446,9 @@ def meta(args):
 # Statistics, tables, plot.
 
 def summarize(store, group):
-    name, arch, configs, references, *limit = next(g for g in GROUPS if g[0] == group)
+    name, arch, configs, references = next(g for g in GROUPS if g[0] == group)
     runs = store["runs"]
-    seeds = sorted({r["seed"] for r in runs.values() if r["arch"] == arch
-                    and (not limit or r["seed"] in limit[0])})
+    seeds = sorted({r["seed"] for r in runs.values() if r["arch"] == arch})
     rows = []
     for config in configs:
         for measure in MEASURES:
@@ -510,7 +509,7 @@ def plot(store, path):
     heights = [len(g[2]) for g, _ in panels]
     fig, axes = plt.subplots(len(panels), 2, figsize=(11, 0.42 * sum(heights) + 2.2),
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
-    for i, ((name, _, configs, references, *_), summary) in enumerate(panels):
+    for i, ((name, _, configs, references), summary) in enumerate(panels):
         ref = references[-1] if name == "ablations" else references[0]
         for j, field in enumerate(("acc", f"vs_{ref}")):
             ax = axes[i][j]
@@ -557,7 +556,7 @@ def report(args):
         store = read_store(args.json)
         write_store(args.json, store)
     texts = []
-    for name, _, _, references, *_ in GROUPS:
+    for name, _, _, references in GROUPS:
         texts.append(f"### {name}\n\n" + markdown(store["summary"][name], references))
     cost = store["equal_cost"]
     if cost:
@@ -566,8 +565,7 @@ def report(args):
     print("\n\n".join(texts))
     plot(store, args.plot)
     ablation_runs = {k: r for k, r in store["runs"].items()
-                     if r["arch"] == V2 and r["config"] in ["relu", "pea_silu"] + ABLATIONS
-                     and r["seed"] in range(5)}
+                     if r["arch"] == V2 and r["config"] in ["relu", "pea_silu"] + ABLATIONS}
     with open(args.ablations_json, "w") as f:
         json.dump({"source": os.path.relpath(args.json, REPO), "meta": store.get("meta"),
                    "summary": store["summary"]["ablations"], "runs": ablation_runs,
