@@ -18,6 +18,8 @@ and sees the same batches, so differences are paired. Configurations:
   fixed_0.5        alpha held at 0.5 throughout, then stripped by force (no progression)
   learned_alpha    alpha a trainable weight of each PEALayer (from 0, clipped to [0, 1]), then
                    stripped by force
+  relu_keras3, pea_silu_keras3   relu and pea_silu under Keras 3 (train.py's default flavour)
+                   instead of tf_keras; paired with each other, not with the tf_keras runs
 
 Each trained model is scored once, after the last epoch, on the test split (nothing is selected
 on it): float (the trained Keras model), stripped (the ReLU network: pea_keras.strip, by force for
@@ -75,10 +77,13 @@ CONFIGS = {
     "end_0.9": dict(mode="pea", pea_end=0.9),
     "fixed_0.5": dict(mode="fixed", alpha=0.5),
     "learned_alpha": dict(mode="learned"),
+    "relu_keras3": dict(mode="relu", keras="3"),
+    "pea_silu_keras3": dict(mode="pea", activation="silu", keras="3"),
 }
 MAIN = ["relu", "pea_silu", "relu_equal_cost"]
 ABLATIONS = ["sched_linear", "sched_step", "end_0.5", "end_0.9", "fixed_0.5", "learned_alpha"]
 ACTIVATIONS = ["pea_gelu", "pea_mish", "pea_hard_swish", "g_silu"]
+KERAS3 = ["relu_keras3", "pea_silu_keras3"]
 V2, V3 = "mobilenet_v2", "mobilenet_v3_small"
 # Summaries: (name, arch, configs, reference configs for paired differences).
 GROUPS = [
@@ -87,6 +92,7 @@ GROUPS = [
     ("ablations", V2, ["relu", "pea_silu"] + ABLATIONS, ["relu", "pea_silu"]),
     ("mobilenet_v3_small", V3, ["relu", "pea_silu", "relu_equal_cost"] + ACTIVATIONS,
      ["relu", "relu_equal_cost", "pea_silu"]),
+    ("keras3", V2, KERAS3, ["relu_keras3"]),
 ]
 SEGMENTATION = "segmentation"
 
@@ -110,7 +116,8 @@ def plan(quick):
             + block(V3, ["relu_equal_cost"], range(10))     # 6. the rest of the configurations on V3
             + block(V3, ACTIVATIONS, range(5))
             + block(V2, ABLATIONS, range(5, 10))             # 7. ablations to 10 seeds
-            + block(V3, ACTIVATIONS, range(5, 10)))
+            + block(V3, ACTIVATIONS, range(5, 10))
+            + block(V2, KERAS3, range(10)))                  # 8. the headline under Keras 3
 
 
 def key(arch, config, seed):
@@ -219,7 +226,8 @@ def train_one(arch, config_name, seed, epochs):
     mode = spec["mode"]
     modes = config_lib.FIELDS["mode"].metadata["choices"]
     rc = config_lib.RunConfig(
-        arch=arch, width=WIDTHS[arch], mode=mode if mode in modes else "pea", keras=KERAS,
+        arch=arch, width=WIDTHS[arch], mode=mode if mode in modes else "pea",
+        keras=spec.get("keras", KERAS),
         activation=spec.get("activation", "silu"), schedule=spec.get("schedule", "cosine"),
         pea_end=spec.get("pea_end", 0.75), epochs=epochs, seed=seed, verbose="0")
     config_lib.validate(rc)
