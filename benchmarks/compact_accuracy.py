@@ -544,7 +544,7 @@ def plot(store, path):
             ax.grid(alpha=0.3)
             if field != "acc":
                 ax.axvline(0, color="black", lw=0.8)
-                ax.set_xlabel(f"paired difference vs {ref} (same seed), points (95 % t interval)")
+                ax.set_xlabel(f"paired difference vs {ref}, points (95 % t interval)")
             else:
                 ax.set_xlabel("test top-1 % (mean, 95 % t interval)")
             ax.set_title(f"{name} ({summary['arch']} {summary['width']}, 32x32 digits)", fontsize=9)
