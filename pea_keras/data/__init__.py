@@ -7,6 +7,7 @@
     classification  tf.data pipelines of labelled images for training
     scenes          digit scenes, the offline segmentation data
     segmentation    tf.data pipelines of (image, mask) pairs for training
+    batches         the tf.data steps both pipelines share (in-memory batching, back to arrays)
 
 Training pipelines need TensorFlow; `sources`, `images` and `arrays` import it only on demand.
 """

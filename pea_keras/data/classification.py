@@ -18,7 +18,7 @@ import socket
 import numpy as np
 import tensorflow as tf
 
-from pea_keras.data import images, sources
+from pea_keras.data import batches, images, sources
 from pea_keras.data.digits import load_digits_split
 from pea_keras.errors import DataError, UsageError
 
@@ -212,11 +212,8 @@ def pipeline(data, split, *, image_size, batch_size, seed=0, training=False, aug
         return image, tf.one_hot(tf.cast(label, tf.int32), num_classes)
 
     if not data.natural:
-        ds = ds.cache()
-        if training:
-            ds = ds.shuffle(data.sizes[split], seed=seed, reshuffle_each_iteration=True).repeat()
-        ds = ds.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+        return batches.in_memory(ds, data.sizes[split], one_hot, batch_size=batch_size, seed=seed,
+                                 training=training)
 
     large = data.source_size == 0 or data.source_size >= 2 * image_size
     if not training:
@@ -260,12 +257,4 @@ def pipeline(data, split, *, image_size, batch_size, seed=0, training=False, aug
 
 def to_numpy(ds, limit=None):
     """(x, int labels) arrays from a batched `(image, one-hot)` pipeline, at most `limit` examples."""
-    xs, ys, n = [], [], 0
-    for x, y in ds:
-        xs.append(x.numpy())
-        ys.append(np.argmax(y.numpy(), axis=-1).astype(np.int32))
-        n += len(xs[-1])
-        if limit and n >= limit:
-            break
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    return (x[:limit], y[:limit]) if limit else (x, y)
+    return batches.to_numpy(ds, limit, labels=lambda y: np.argmax(y, axis=-1).astype(np.int32))

@@ -24,8 +24,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from pea_keras.data import batches, scenes, sources
 from pea_keras.data import images as image_files
-from pea_keras.data import scenes, sources
 from pea_keras.errors import DataError, UsageError
 
 # Mask value of pixels that count nowhere (Cityscapes' void classes).
@@ -267,11 +267,8 @@ def pipeline(data, split, *, image_size, batch_size, seed=0, training=False, aug
         return image, tf.ensure_shape(tf.cast(mask, tf.int32), [height, width])
 
     if not data.natural:
-        ds = ds.cache()
-        if training:
-            ds = ds.shuffle(data.sizes[split], seed=seed, reshuffle_each_iteration=True).repeat()
-        ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+        return batches.in_memory(ds, data.sizes[split], finish, batch_size=batch_size, seed=seed,
+                                 training=training)
 
     def to_unit(image, mask):
         return tf.cast(image, tf.float32) / 255.0, mask
@@ -301,15 +298,7 @@ def pipeline(data, split, *, image_size, batch_size, seed=0, training=False, aug
 
 def to_numpy(ds, limit=None):
     """``(images, masks)`` arrays from a batched pipeline, at most ``limit`` examples."""
-    xs, ys, n = [], [], 0
-    for x, y in ds:
-        xs.append(x.numpy())
-        ys.append(y.numpy())
-        n += len(xs[-1])
-        if limit and n >= limit:
-            break
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    return (x[:limit], y[:limit]) if limit else (x, y)
+    return batches.to_numpy(ds, limit)
 
 
 def _pair(image_size):
