@@ -10,17 +10,17 @@ moves alpha from 0 to 1, then deploy the plain ReLU network:
 Keras 3 models train on any Keras 3 backend (KERAS_BACKEND=tensorflow, jax or torch);
 tf_keras models on TensorFlow.
 
-Names load on first use, so the command-line tools start without TensorFlow. `PEALayer` is
-registered with Keras as soon as Keras is imported (before or after this package), so saved
-PEA models load without `custom_objects`.
+Names load on first use, so the command-line tools start without TensorFlow. Touching any
+public name (`pea_keras.wrap`, `pea_keras.PEALayer`, `pea_keras.load_model`, ...) registers
+`PEALayer` with both Keras flavours, so saved PEA models load without `custom_objects`:
+`pea_keras.load_model(path)` does it for you; before a bare `keras.models.load_model`, run
+`from pea_keras import PEALayer` (any order of imports).
 """
 
 import importlib
-import importlib.abc
 import importlib.util
 import json
 import os
-import sys
 
 __version__ = "0.1.0"
 
@@ -28,6 +28,7 @@ _EXPORTS = {
     "wrap": "surgery", "strip": "surgery", "pea_layers": "surgery", "replace_relu": "surgery",
     "PEALayer": "layer", "TFKerasPEALayer": "layer",
     "PEAScheduler": "callbacks",
+    "load_model": "saving",
 }
 _MODULES = ("activations", "schedules", "flavor")
 __all__ = sorted(_EXPORTS) + list(_MODULES)
@@ -38,6 +39,7 @@ def __getattr__(name):
         return importlib.import_module(f"{__name__}.{name}")
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    importlib.import_module(f"{__name__}.layer")  # Every public name registers PEALayer first.
     value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
     globals()[name] = value
     return value
@@ -51,7 +53,7 @@ def __dir__():
 _BACKEND_EXTRAS = {"jax": ("JAX", "jax"), "torch": ("PyTorch", "torch")}
 
 
-def _configured_backend():
+def configured_backend():
     """KERAS_BACKEND, else the backend in keras.json, else TensorFlow (the order Keras uses)."""
     if os.environ.get("KERAS_BACKEND"):
         return os.environ["KERAS_BACKEND"]
@@ -63,46 +65,10 @@ def _configured_backend():
         return "tensorflow"
 
 
-def _check_backend_installed():
-    backend = _configured_backend()
+def check_backend_installed():
+    """Raise ImportError naming the extra if Keras 3's configured backend is not installed."""
+    backend = configured_backend()
     if backend in _BACKEND_EXTRAS and importlib.util.find_spec(backend) is None:
         name, extra = _BACKEND_EXTRAS[backend]
-        raise ImportError(f"KERAS_BACKEND={backend} needs {name}: pip install -e '.[{extra}]' "
+        raise ImportError(f"KERAS_BACKEND={backend} needs {name}: pip install 'pea_keras[{extra}]' "
                           "(or unset KERAS_BACKEND to use TensorFlow).")
-
-
-class _RegisterWithKeras(importlib.abc.MetaPathFinder):
-    """Imports pea_keras.layer (which registers PEALayer in both flavours) right after the
-    first import of keras or tf_keras, then leaves the import system as it was."""
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname not in ("keras", "tf_keras"):
-            return None
-        sys.meta_path.remove(self)
-        if fullname == "keras":
-            _check_backend_installed()
-        spec = importlib.util.find_spec(fullname)
-        if spec is not None and spec.loader is not None:
-            spec.loader = _ThenRegister(spec.loader)
-        return spec
-
-
-class _ThenRegister(importlib.abc.Loader):
-    def __init__(self, loader):
-        self.loader = loader
-
-    def __getattr__(self, name):  # Resources, source, code: as the real loader has them.
-        return getattr(self.loader, name)
-
-    def create_module(self, spec):
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module):
-        self.loader.exec_module(module)
-        importlib.import_module(f"{__name__}.layer")
-
-
-if "keras" in sys.modules or "tf_keras" in sys.modules:
-    importlib.import_module(f"{__name__}.layer")
-else:
-    sys.meta_path.insert(0, _RegisterWithKeras())

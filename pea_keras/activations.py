@@ -13,7 +13,8 @@ meant for JAX or PyTorch must itself use `keras.ops`.
 import math
 
 import tensorflow as tf
-from keras import ops
+
+from pea_keras.flavor import ops
 
 __all__ = ["get", "names", "derivative", "name_of", "get_ops", "derivative_ops"]
 

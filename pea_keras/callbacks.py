@@ -1,10 +1,10 @@
 """`PEAScheduler`: moves alpha of every PEALayer along a schedule during `fit`."""
 import warnings
 
-import keras
 import numpy as np
 
 from pea_keras import schedules as schedules_lib
+from pea_keras.flavor import keras
 from pea_keras.surgery import pea_layers
 
 __all__ = ["PEAScheduler"]

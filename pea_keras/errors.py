@@ -2,6 +2,12 @@
 escaping is a bug and keeps its traceback."""
 
 
+def first_line(e):
+    """An exception's first line of text (its type name if it has none), for one-line messages."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 class UserError(Exception):
     """A mistake the user can fix: the message says which and how."""
 
@@ -12,3 +18,7 @@ class UsageError(UserError):
 
 class DataError(UsageError, ValueError):
     """Data that cannot be read or used here (the message says how to prepare it)."""
+
+
+class ModelFileError(UserError, ValueError):
+    """A saved model that cannot be read (the message names the file and why)."""

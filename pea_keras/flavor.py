@@ -8,9 +8,16 @@ classes (one per flavour) of the package's serializable objects with `twin_class
 """
 import types
 
-import keras
-import tensorflow as tf
-import tf_keras
+import pea_keras
+
+pea_keras.check_backend_installed()  # Before Keras 3 imports a backend package that is missing.
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras  # noqa: E402
+from keras.src.models.functional import Functional as _Functional  # noqa: E402
+
+ops = keras.ops  # Keras 3's backend-neutral ops, for the modules that compute on any backend.
 
 __all__ = ["keras_of", "is_tf_keras", "is_sequential", "is_functional", "replay", "new_inputs", "backend_of",
            "runs_on_tensorflow", "twin_classes", "Twins"]
@@ -84,7 +91,7 @@ def is_functional(model):
     """A graph network (Functional, or a built Sequential in tf_keras) whose nodes can be replayed."""
     if is_tf_keras(model):
         return bool(getattr(model, "_is_graph_network", False))
-    return isinstance(model, keras.src.models.functional.Functional)
+    return isinstance(model, _Functional)
 
 
 def new_inputs(model):

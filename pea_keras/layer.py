@@ -14,9 +14,9 @@ only g while alpha is 0, only the ReLU layer's own graph once alpha is 1.
 import warnings
 
 import tensorflow as tf
-from keras import ops
 
 from pea_keras import activations, flavor
+from pea_keras.flavor import ops
 
 __all__ = ["PEALayer", "TFKerasPEALayer", "is_pea_layer", "relu", "PHASES"]
 

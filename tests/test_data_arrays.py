@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pea_keras import load_model
 from pea_keras.data import DataError, calibration_samples, check_inputs, load_arrays, parse
-from pea_keras.tflite import load_model, quantize, relu_only_violations
+from pea_keras.tflite import quantize, relu_only_violations
 from pea_keras.tflite.model_info import inspect
 
 SHAPE = (None, 8, 8, 1)

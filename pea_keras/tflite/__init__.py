@@ -14,7 +14,7 @@ import importlib
 _EXPORTS = {
     "write_c_array": "c_array",
     "Violation": "check", "relu_only_violations": "check",
-    "Conversion": "conversion", "convert": "conversion", "load_model": "conversion",
+    "Conversion": "conversion", "convert": "conversion",
     "quantize": "converter",
     "TFLiteError": "errors",
     "ModelInfo": "model_info", "inspect": "model_info",

@@ -162,7 +162,8 @@ def _bench(args):
 def _convert(args):
     from pea_keras.data import calibration_samples, load_arrays
     from pea_keras.files import StorageError, write_error_message
-    from pea_keras.tflite.conversion import convert, load_model
+    from pea_keras.saving import load_model
+    from pea_keras.tflite.conversion import convert
     from pea_keras.tflite.converter import model_inputs
     from pea_keras.tflite.errors import TFLiteError
 

@@ -2,65 +2,20 @@
 
 ``convert`` strips a PEA model, quantizes it (``converter.py``; QAT first with ``qat.py``),
 proves the result ReLU-only and integer-only, load-tests it on LiteRT and TFLite Micro, and
-only then writes it, atomically. ``load_model`` reads a saved model of either flavour.
+only then writes it, atomically. A path is read with ``pea_keras.load_model``.
 """
 
 import dataclasses
-import json
 import os
-import zipfile
 
+from pea_keras.errors import first_line
 from pea_keras.files import atomic_write_many
+from pea_keras.saving import load_model
 from pea_keras.tflite import converter
 from pea_keras.tflite.check import relu_only_violations
-from pea_keras.tflite.converter import first_line as _first_line
 from pea_keras.tflite.converter import quantize
 from pea_keras.tflite.errors import TFLiteError
 from pea_keras.tflite.model_info import inspect, totals_lines
-
-
-def _keras_version_of_zip(path):
-    try:
-        with zipfile.ZipFile(path) as z:
-            for name in ("metadata.json", "config.json"):
-                if name in z.namelist():
-                    version = json.loads(z.read(name)).get("keras_version")
-                    if version:
-                        return version
-    except (zipfile.BadZipFile, ValueError, OSError) as e:
-        raise TFLiteError(f"{path}: not a Keras .keras archive ({_first_line(e)})") from None
-    raise TFLiteError(f"{path}: .keras archive without keras_version in metadata.json/config.json")
-
-
-def load_model(path):
-    """Load a ``.keras`` (Keras 3 or tf_keras, by its keras_version), ``.h5`` (tf_keras)
-    or SavedModel directory (tf_keras). ``import pea_keras`` registers PEALayer first."""
-    import pea_keras  # noqa: F401  (registers PEALayer in both flavours)
-
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise TFLiteError(f"{path}: no such file or directory")
-    if os.path.isdir(path):
-        if not os.path.exists(os.path.join(path, "saved_model.pb")):
-            raise TFLiteError(f"{path}: directory is not a SavedModel (no saved_model.pb)")
-        import tf_keras as loader
-    elif path.endswith(".keras"):
-        version = _keras_version_of_zip(path)
-        if version.startswith("2."):
-            import tf_keras as loader
-        else:
-            import keras as loader
-    elif path.endswith((".h5", ".hdf5")):
-        import tf_keras as loader
-    else:
-        raise TFLiteError(f"{path}: not a Keras model (expected .keras, .h5 or a SavedModel directory)")
-    try:
-        model = loader.models.load_model(path, compile=False)
-    except Exception as e:
-        raise TFLiteError(f"{path}: cannot load the model ({_first_line(e)})") from None
-    if not hasattr(model, "inputs") or not getattr(model, "inputs", None):
-        raise TFLiteError(f"{path}: loaded object is not a Keras model with known inputs")
-    return model
 
 
 def strip_for_deploy(model, force_strip=False):
@@ -71,13 +26,8 @@ def strip_for_deploy(model, force_strip=False):
     try:
         return pea_keras.strip(model, force=force_strip)
     except ValueError as e:
-        raise TFLiteError(f"{_first_line(e)} (train until alpha reaches 1, or pass --force_strip "
+        raise TFLiteError(f"{first_line(e)} (train until alpha reaches 1, or pass --force_strip "
                           f"to deploy the ReLU network anyway)") from None
-
-
-def input_shape(model):
-    """The first input's shape, batch first (None where free)."""
-    return converter.model_inputs(model)[0][1]
 
 
 @dataclasses.dataclass

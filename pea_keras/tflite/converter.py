@@ -18,16 +18,12 @@ import numpy as np
 
 from pea_keras import flavor
 from pea_keras.data import arrays
+from pea_keras.errors import first_line
 from pea_keras.tflite.errors import TFLiteError
 
 IO_TYPES = ("int8", "uint8", "float")
 _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_convert_worker.py")
 CONVERT_TIMEOUT_S = 1800
-
-
-def first_line(e):
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def model_inputs(model):
