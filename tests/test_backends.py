@@ -37,7 +37,7 @@ def run_under(backend, script, *args, timeout=300):
 
 def needs(backend):
     if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"KERAS_BACKEND={backend} not installed here: pip install -e '.[{backend}]'")
+        pytest.skip(f"KERAS_BACKEND={backend} not installed here: pip install 'pea_keras[{backend}]'")
 
 
 LAYER_CHECK = """
@@ -157,7 +157,7 @@ LOAD_AND_STRIP = """
     import pea_keras
     from tiny_models import small_data
 
-    loaded = keras.saving.load_model(sys.argv[1])
+    loaded = pea_keras.load_model(sys.argv[1])
     stripped = pea_keras.strip(loaded)
     x, _ = small_data()
     trained = np.load(sys.argv[2])
@@ -199,5 +199,5 @@ def test_missing_backend_package_names_the_extra():
                             env=env, timeout=120)
     assert result.returncode != 0
     name = {"torch": "PyTorch", "jax": "JAX"}[backend]
-    assert (f"ImportError: KERAS_BACKEND={backend} needs {name}: pip install -e '.[{backend}]'"
+    assert (f"ImportError: KERAS_BACKEND={backend} needs {name}: pip install 'pea_keras[{backend}]'"
             in result.stderr.strip().splitlines()[-1])
