@@ -14,9 +14,10 @@ import sys
 import threading
 import warnings
 
-# Native log lines that are noise to a user: abseil's I/W lines and TensorFlow's CPU notes.
+# Native log lines that are noise to a user: abseil's I/W lines, TensorFlow's CPU notes and
+# LiteRT's INFO lines ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.").
 _NOISE = re.compile(r"^(?:[IW]\d{4} |E\d{4} .*(?:cuInit|cuda)|WARNING: All log messages before "
-                    r"absl::InitializeLog|To enable the following instructions:|\s*$)")
+                    r"absl::InitializeLog|To enable the following instructions:|INFO: |\s*$)")
 
 
 def _filter(read_fd, out):

@@ -1,0 +1,100 @@
+"""The documented flows as users run them: separate programs, the installed console scripts, and
+models saved by the user's own scripts; nothing imported into the test process carries over."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from fresh import TESTS, env, fresh_python
+
+pytestmark = pytest.mark.slow
+REPO = TESTS.parent
+
+
+def cli(*args, timeout=600):
+    """The installed `pea-tflite` console script; (exit code, stdout, stderr)."""
+    result = subprocess.run(["pea-tflite", *map(str, args)], capture_output=True, text=True, env=env(),
+                            timeout=timeout)
+    return result.returncode, result.stdout, result.stderr
+
+
+def deploy_journey(model, tmp_path, calib="digits"):
+    """convert -> check --int8 -> inspect -> inspect --resolver -> run --runtime both -> bench."""
+    out = tmp_path / "deploy" / "model.tflite"
+    out.parent.mkdir()
+    code, stdout, stderr = cli("convert", model, "-o", out, "--calib", calib)
+    assert (code, stderr) == (0, ""), stderr
+    assert stdout.splitlines()[0].startswith(f"wrote {out}: ")
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted(
+        ["model.tflite"] + [f"model_{part}" for part in ("model_data.cc", "model_data.h", "op_resolver.h",
+                                                          "model_settings.h", "test_data.cc", "test_data.h")])
+    assert cli("check", out, "--int8")[:2] == (0, f"{out}: ReLU-only int8\n")
+    code, stdout, stderr = cli("inspect", out)
+    assert (code, stderr) == (0, "") and "CONV_2D" in stdout
+    code, stdout, stderr = cli("inspect", out, "--resolver")
+    assert (code, stderr) == (0, "") and "MicroMutableOpResolver" in stdout and "resolver.AddConv2D(" in stdout
+    code, stdout, stderr = cli("run", out, "--data", "digits:test", "--runtime", "both", "--limit", "60")
+    assert (code, stderr) == (0, ""), stderr
+    assert "litert  top-1" in stdout and "micro   top-1" in stdout
+    code, stdout, stderr = cli("bench", out, "--runs", "3")
+    assert (code, stderr) == (0, ""), stderr
+    assert "median" in stdout and "TFLite Micro arena" in stdout
+    return out
+
+
+def test_train_then_convert_its_saved_model(tmp_path):
+    run_dir = tmp_path / "runs" / "t"
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--arch", "tiny", "--epochs", "1",
+                             "--steps_per_epoch", "8", "--calibration_examples", "64", "--verbose", "0",
+                             "--output_dir", run_dir, "--tflite_dir", tmp_path / "tflite"],
+                            cwd=tmp_path, capture_output=True, text=True, env=env(), timeout=600)
+    assert result.returncode == 0, result.stderr
+    deploy_journey(run_dir / "pea_model.keras", tmp_path)
+
+
+USER_SCRIPT = """
+    import sys
+    import numpy as np
+    import {k} as keras
+    import pea_keras
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images[..., None] / 16.0).astype("float32")
+    L = keras.layers
+    inputs = keras.Input((8, 8, 1))
+    h = L.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    h = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, padding="same")(h)))
+    model = pea_keras.wrap(keras.Model(inputs, L.Dense(10)(L.GlobalAveragePooling2D()(h))), activation="silu")
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(x, digits.target, epochs=2, batch_size=64, verbose=0, callbacks=[pea_keras.PEAScheduler()])
+    model.save(sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("flavour, suffix", [("keras", ".keras"), ("tf_keras", ".keras"), ("tf_keras", ".h5")])
+def test_a_model_the_user_wraps_trains_and_saves_converts(tmp_path, flavour, suffix):
+    path = tmp_path / f"mine{suffix}"
+    fresh_python(USER_SCRIPT.format(k=flavour), path)
+    deploy_journey(path, tmp_path)
+
+
+def test_a_model_trained_under_jax_converts(tmp_path):
+    pytest.importorskip("jax")
+    path = tmp_path / "jax.keras"
+    fresh_python(USER_SCRIPT.format(k="keras"), path, KERAS_BACKEND="jax")
+    deploy_journey(path, tmp_path)
+
+
+def test_keras_backend_of_the_user_does_not_reach_the_converter(tmp_path):
+    """A user whose shell says KERAS_BACKEND=jax still converts: pea-tflite runs on TensorFlow."""
+    pytest.importorskip("jax")
+    path = tmp_path / "k3.keras"
+    fresh_python(USER_SCRIPT.format(k="keras"), path)
+    out = tmp_path / "m.tflite"
+    result = subprocess.run(["pea-tflite", "convert", path, "-o", out], capture_output=True, text=True,
+                            env=env(KERAS_BACKEND="jax"), timeout=600)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert json.loads(subprocess.run(["pea-tflite", "inspect", out, "--json"], capture_output=True, text=True,
+                                     env=env(), timeout=120).stdout)["size_bytes"] == os.path.getsize(out)
