@@ -4,10 +4,12 @@ TensorFlow's native libraries log start-up facts ("oneDNN custom operations are 
 not find cuda drivers") and run-time notes straight to file descriptor 2, whatever
 TF_CPP_MIN_LOG_LEVEL says. `quiet` routes descriptor 2 through a filter that drops those
 info and warning lines (native errors and fatal messages pass), hides dependencies'
-Python warnings and shows pea_keras' own as one line: ``PROG: warning: ...``.
+Python warnings and absl log lines, and shows pea_keras' own warnings as one line:
+``PROG: warning: ...``.
 """
 
 import atexit
+import logging
 import os
 import re
 import sys
@@ -39,6 +41,7 @@ def quiet(prog, verbose=False):
     if verbose or _filtering:
         return
     _filtering = True
+    logging.getLogger("absl").setLevel(logging.ERROR)  # TFDS' and TensorFlow's Python WARNING lines.
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("default", module=r"pea_keras\b")
     warnings.showwarning = lambda message, *_: print(f"{prog}: warning: {message}", file=sys.stderr)

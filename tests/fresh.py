@@ -22,3 +22,10 @@ def fresh_python(code, *args, timeout=300, **extra_env):
                             capture_output=True, text=True, env=env(**extra_env), timeout=timeout)
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout
+
+
+def pea_tflite(*args, timeout=600, **extra_env):
+    """The installed `pea-tflite` console script; (exit code, stdout, stderr)."""
+    result = subprocess.run(["pea-tflite", *map(str, args)], capture_output=True, text=True,
+                            env=env(**extra_env), timeout=timeout)
+    return result.returncode, result.stdout, result.stderr

@@ -7,16 +7,10 @@ import sys
 
 import pytest
 from fresh import TESTS, env, fresh_python
+from fresh import pea_tflite as cli
 
 pytestmark = pytest.mark.slow
 REPO = TESTS.parent
-
-
-def cli(*args, timeout=600):
-    """The installed `pea-tflite` console script; (exit code, stdout, stderr)."""
-    result = subprocess.run(["pea-tflite", *map(str, args)], capture_output=True, text=True, env=env(),
-                            timeout=timeout)
-    return result.returncode, result.stdout, result.stderr
 
 
 def deploy_journey(model, tmp_path, calib="digits"):
@@ -37,6 +31,8 @@ def deploy_journey(model, tmp_path, calib="digits"):
     code, stdout, stderr = cli("run", out, "--data", "digits:test", "--runtime", "both", "--limit", "60")
     assert (code, stderr) == (0, ""), stderr
     assert "litert  top-1" in stdout and "micro   top-1" in stdout
+    assert ("TFLite Micro vs LiteRT reference kernels: top-1 agreement 100.00%, max output difference 0.00 "
+            "quantization steps") in stdout
     code, stdout, stderr = cli("bench", out, "--runs", "3")
     assert (code, stderr) == (0, ""), stderr
     assert "median" in stdout and "TFLite Micro arena" in stdout
@@ -93,8 +89,6 @@ def test_keras_backend_of_the_user_does_not_reach_the_converter(tmp_path):
     path = tmp_path / "k3.keras"
     fresh_python(USER_SCRIPT.format(k="keras"), path)
     out = tmp_path / "m.tflite"
-    result = subprocess.run(["pea-tflite", "convert", path, "-o", out], capture_output=True, text=True,
-                            env=env(KERAS_BACKEND="jax"), timeout=600)
-    assert (result.returncode, result.stderr) == (0, ""), result.stderr
-    assert json.loads(subprocess.run(["pea-tflite", "inspect", out, "--json"], capture_output=True, text=True,
-                                     env=env(), timeout=120).stdout)["size_bytes"] == os.path.getsize(out)
+    code, _, stderr = cli("convert", path, "-o", out, KERAS_BACKEND="jax")
+    assert (code, stderr) == (0, ""), stderr
+    assert json.loads(cli("inspect", out, "--json")[1])["size_bytes"] == os.path.getsize(out)

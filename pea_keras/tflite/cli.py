@@ -161,10 +161,10 @@ def _bench(args):
 
 
 def _convert(args):
-    from pea_keras.data import calibration_samples, load_arrays
+    from pea_keras.data import DataError, calibration_samples, load_arrays
     from pea_keras.files import StorageError, write_error_message
     from pea_keras.saving import load_model
-    from pea_keras.tflite.conversion import convert
+    from pea_keras.tflite.conversion import check_outputs, check_target, convert
     from pea_keras.tflite.converter import model_inputs
     from pea_keras.tflite.errors import TFLiteError
 
@@ -172,22 +172,22 @@ def _convert(args):
     io = args.io or io
     c_dir = args.c_array or (os.path.dirname(os.path.abspath(args.output))
                              if c_array_next_to_file else None)
-    if os.path.exists(args.output) and not args.overwrite:
-        raise TFLiteError(f"{args.output} exists (pass --overwrite to replace it)")
+    check_outputs(args.output, args.overwrite, c_dir)  # Checks first, in the order they cost.
     model = load_model(args.model)
+    check_target(model, c_dir)
     inputs = model_inputs(model)
     inputs = inputs[0][1] if len(inputs) == 1 else inputs
     try:
         calibration = calibration_samples(args.calib, inputs, limit=args.calib_samples,
                                           scale=args.calib_scale)
-        qat_data = None
-        if args.qat_epochs:
-            qat_data = load_arrays(args.train_data, inputs, labelled=True, split="train",
-                                   scale=args.calib_scale)
-    except TFLiteError:
-        raise
-    except ValueError as e:
-        raise TFLiteError(f"--calib/--train_data: {e}") from None
+    except (DataError, ValueError) as e:
+        raise TFLiteError(f"--calib: {e}") from None
+    qat_data = None
+    if args.qat_epochs:
+        try:
+            qat_data = load_arrays(args.train_data, inputs, labelled=True, split="train", scale=args.calib_scale)
+        except (DataError, ValueError) as e:
+            raise TFLiteError(f"--train_data: {e}") from None
     try:
         conv = convert(model, args.output, calibration, io=io, overwrite=args.overwrite,
                        force_strip=args.force_strip, qat_epochs=args.qat_epochs, qat_data=qat_data,

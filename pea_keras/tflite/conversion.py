@@ -7,6 +7,7 @@ only then writes it, atomically. A path is read with ``pea_keras.load_model``.
 
 import dataclasses
 import os
+import tempfile
 
 from pea_keras.errors import first_line
 from pea_keras.files import atomic_write_many
@@ -28,6 +29,41 @@ def strip_for_deploy(model, force_strip=False):
     except ValueError as e:
         raise TFLiteError(f"{first_line(e)} (train until alpha reaches 1, or pass --force_strip "
                           f"to deploy the ReLU network anyway)") from None
+
+
+def check_outputs(output_path, overwrite=False, c_array_dir=None):
+    """Refuse, before any work, outputs that cannot be written: an existing file without
+    `overwrite`, a missing or unwritable folder, a directory in the file's place."""
+    output_path = os.fspath(output_path)
+    if os.path.isdir(output_path):
+        raise TFLiteError(f"{output_path} is a directory")
+    if os.path.exists(output_path) and not overwrite:
+        raise TFLiteError(f"{output_path} exists (pass --overwrite to replace it)")
+    folders = [os.path.dirname(os.path.abspath(output_path))]
+    if c_array_dir is not None:
+        from pea_keras.tflite.micro_kit import kit_paths
+
+        if not overwrite:
+            for path in kit_paths(c_array_dir, os.path.splitext(os.path.basename(output_path))[0]):
+                if os.path.exists(path):
+                    raise TFLiteError(f"{path} exists (pass --overwrite to replace it)")
+        if os.path.isdir(c_array_dir):  # Created at the end when missing.
+            folders.append(os.path.abspath(c_array_dir))
+    for folder in folders:
+        if not os.path.isdir(folder):
+            raise TFLiteError(f"{folder}: output folder does not exist")
+        try:  # The one reliable test: what the final write will do (os.access ignores mounts and ACLs).
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as e:
+            raise TFLiteError(f"{folder}: cannot write there ({e.strerror or e}); nothing was converted") from None
+
+
+def check_target(model, c_array_dir=None):
+    """Refuse, before converting, a model the requested outputs cannot serve."""
+    if c_array_dir is not None and (len(model.inputs) != 1 or len(model.outputs) != 1):
+        raise TFLiteError(f"the TensorFlow Lite Micro kit needs a model with one input and one output, this one "
+                          f"has {len(model.inputs)} and {len(model.outputs)}: use --target phone (add --io int8 "
+                          "for integer I/O), which writes no kit")
 
 
 @dataclasses.dataclass
@@ -92,22 +128,11 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
     """
     from pea_keras.tflite import runtimes
 
-    output_path = os.fspath(output_path)
-    if os.path.isdir(output_path):
-        raise TFLiteError(f"{output_path} is a directory")
-    if os.path.exists(output_path) and not overwrite:
-        raise TFLiteError(f"{output_path} exists (pass --overwrite to replace it)")
-    out_dir = os.path.dirname(os.path.abspath(output_path))
-    if not os.path.isdir(out_dir):
-        raise TFLiteError(f"{out_dir}: output folder does not exist")
-    if c_array_dir is not None and not overwrite:
-        from pea_keras.tflite.micro_kit import kit_paths
-
-        for path in kit_paths(c_array_dir, os.path.splitext(os.path.basename(output_path))[0]):
-            if os.path.exists(path):
-                raise TFLiteError(f"{path} exists (pass --overwrite to replace it)")
+    check_outputs(output_path, overwrite, c_array_dir)
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
+    check_target(model, c_array_dir)
+    output_path = os.fspath(output_path)
     import pea_keras
 
     n_pea = len(pea_keras.pea_layers(model))

@@ -49,14 +49,22 @@ def check_calibration(model, calibration):
 
 
 def export_saved_model(model, directory):
-    """A SavedModel of either flavour's model, for the converter."""
+    """A SavedModel of either flavour's model for the converter, traced for batch 1.
+
+    A free batch dimension makes a Keras 3 `Flatten` export as SHAPE, STRIDED_SLICE and PACK
+    ops computing the batch at run time, whose scalar int32 tensor TFLite Micro cannot plan
+    ("Failed to allocate temp. memory", then a crash); a device runs one sample at a time.
+    """
     import tensorflow as tf
 
+    specs = [tf.TensorSpec((1, *shape[1:]), tf.float32, name=name) for name, shape in model_inputs(model)]
     try:
         if flavor.is_tf_keras(model):
-            tf.saved_model.save(model, directory)
+            serve = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
+            tf.saved_model.save(model, directory, signatures=serve.get_concrete_function(*specs))
         else:
-            model.export(directory, format="tf_saved_model", verbose=False)
+            model.export(directory, format="tf_saved_model", verbose=False,
+                         input_signature=[specs if len(specs) > 1 else specs[0]])
     except Exception as e:  # noqa: BLE001
         raise TFLiteError(f"SavedModel export failed: {first_line(e)}") from None
 

@@ -7,10 +7,10 @@ from pea_keras import files, tflite
 from pea_keras.training import rundir
 
 
-def export_int8(config, task, data, model, test_ds, run_dir):
+def export_int8(config, task, data, model, test_ds, run_dir, warn):
     """Writes <tflite_dir>/<run>_int8.tflite (a copy in the run directory) and its TFLite Micro kit
     (<run>_int8_model_data.cc, ...) next to it; returns its facts, with the task's `Evaluation` of
-    it under "evaluation"."""
+    it under "evaluation". `warn(message)` reports what the run loses without stopping it."""
     os.makedirs(config.tflite_dir, exist_ok=True)
     path = rundir.tflite_path(config)
     calibration = task.calibration(data, config, config.calibration_examples)
@@ -22,7 +22,7 @@ def export_int8(config, task, data, model, test_ds, run_dir):
     try:
         kit = tflite.write_micro_kit(path, config.tflite_dir, stem, calibration[:3])
     except tflite.TFLiteError as e:  # The file still serves phones; say why microcontrollers lose out.
-        print(f"WARNING: no TFLite Micro kit for {path}: {e}", flush=True)
+        warn(f"no TFLite Micro kit for {path}: {e}")
         kit = []
     violations = tflite.relu_only_violations(path, int8=True)
     files.atomic_copy(path, os.path.join(run_dir, "model_int8.tflite"))

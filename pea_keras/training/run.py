@@ -92,6 +92,12 @@ def _log(config, message):
         print(message, flush=True)
 
 
+def _warn(r, message):
+    """A problem that did not stop the run: one line on stderr, kept in metrics.json's warnings."""
+    r.warnings.append(message)
+    print(f"train.py: warning: {message}", file=sys.stderr, flush=True)
+
+
 def _fit_verbosity(verbose):
     """auto: a progress bar on a terminal, one line per epoch in a log file."""
     if str(verbose) == "auto":
@@ -226,8 +232,8 @@ def _score_and_strip(r, scores, sizes):
     storage.save_model(deployable, relu_path)
     sizes["relu_model_bytes"] = rundir.size_bytes(relu_path)
     if scores.main["stripped"] != scores.main["pea"]:
-        print(f"WARNING: stripped model scores {scores.main['stripped']} but the PEA model "
-              f"{scores.main['pea']} (prediction agreement {np.mean(predicted == predicted_relu):.4f})")
+        _warn(r, f"stripped model scores {scores.main['stripped']} but the PEA model "
+                 f"{scores.main['pea']} (prediction agreement {np.mean(predicted == predicted_relu):.4f})")
     return deployable
 
 
@@ -291,7 +297,8 @@ def run(config, callbacks=()):
         progress["models_dir"] = r.run_dir
         tflite_info, t_export = None, time.time()
         if deployable is not None and r.config.export and r.chief:
-            tflite_info = export.export_int8(r.config, r.task, r.data, deployable, r.splits[2], r.run_dir)
+            tflite_info = export.export_int8(r.config, r.task, r.data, deployable, r.splits[2], r.run_dir,
+                                             warn=lambda message: _warn(r, message))
             scores.add("int8", tflite_info.pop("evaluation"))
             sizes["tflite_int8_bytes"] = tflite_info["size_bytes"]
         metrics = _report(r, scores, sizes, tflite_info, t_start, time.time() - t_export)
