@@ -13,76 +13,8 @@ the int8 TFLite file into --tflite_dir. Mistakes in flags or data print one line
 """
 
 import os
-import sys
 
-from absl import app, flags
-
-from pea_keras import console
-from pea_keras.training import config as config_lib  # Settings only: TensorFlow loads later.
-
-_REPO = os.path.dirname(os.path.abspath(__file__))
-
-FLAGS = flags.FLAGS
-config_lib.define_flags(flags)
-FLAGS.set_default("tflite_dir", os.path.join(_REPO, "tflite"))
-flags.DEFINE_bool("compare", False, "Train the ReLU baseline and PEA with the same seed and data order and "
-                  "report PEA minus ReLU (writes <output_dir>/{relu,pea}/ and compare.json).")
-
-
-def main(argv):
-    del argv  # parse_flags rejected positional arguments.
-    from absl import logging
-
-    logging.set_verbosity(logging.WARNING)  # TensorFlow's Python INFO lines are noise here.
-    from pea_keras.errors import UsageError
-    from pea_keras.files import StorageError
-    from pea_keras.tflite import TFLiteError
-    from pea_keras.training import run
-
-    config = config_lib.from_flags(FLAGS)
-    try:
-        if FLAGS.compare:
-            run.compare(config)
-        else:
-            run.run(config)
-    except TFLiteError as e:
-        print(f"train.py: error: int8 export failed: {e}", file=sys.stderr)
-        return 1
-    except UsageError as e:
-        print(f"train.py: error: {e}", file=sys.stderr)
-        return 2
-    except StorageError as e:  # A full, read-only or forbidden disk; the message says what is intact.
-        print(f"train.py: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("train.py: interrupted; continue from the last epoch's checkpoint with the same "
-              "flags plus --resume", file=sys.stderr)
-        return 130
-    return 0
-
-
-_HELP = {"-h", "--help", "-?", "--helpshort", "--helpfull"}
-
-
-def parse_flags(argv):
-    """absl's parsing, but --help exits 0 and a bad flag is one line on stderr and exit status 2."""
-    if _HELP & set(argv[1:]):
-        print(__doc__.strip() + "\n\nflags:\n" + FLAGS.module_help(config_lib) + "\n"
-              + FLAGS.main_module_help())
-        sys.exit(0)
-    try:
-        argv = FLAGS(argv)
-    except flags.Error as e:
-        print(f"train.py: error: {e} (see --helpshort)", file=sys.stderr)
-        sys.exit(2)
-    if len(argv) > 1:
-        print(f"train.py: error: unexpected arguments: {' '.join(argv[1:])} (flags start with --)",
-              file=sys.stderr)
-        sys.exit(2)
-    return argv
-
+from pea_keras.training.cli import FLAGS, main, parse_flags, start  # noqa: F401  (tests drive these)
 
 if __name__ == "__main__":
-    # TensorFlow's own log lines show only when asked for with TF_CPP_MIN_LOG_LEVEL=0.
-    console.quiet("train.py", verbose=os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0")
-    app.run(main, flags_parser=parse_flags)
+    start(tflite_dir=os.path.join(os.path.dirname(os.path.abspath(__file__)), "tflite"))

@@ -33,6 +33,11 @@ def _filter(read_fd, out):
 _filtering = False
 
 
+def prog(default):
+    """The name the user typed for this program (`train.py`, `pea-train`, a benchmark), for messages."""
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] not in ("", "-c") else default
+
+
 def quiet(prog, verbose=False):
     """Call first thing in a CLI, before TensorFlow is imported (once per process; later calls
     only set the log level). With `verbose`, everything shows."""

@@ -6,17 +6,20 @@ import subprocess
 import sys
 
 import pytest
-from fresh import TESTS, env, fresh_python
-from fresh import pea_tflite as cli
+from fresh import TESTS, env, fresh_python, pea_tflite
 
 pytestmark = pytest.mark.slow
 REPO = TESTS.parent
 
 
-def deploy_journey(model, tmp_path, calib="digits"):
+def deploy_journey(model, tmp_path, calib="digits", **extra_env):
     """convert -> check --int8 -> inspect -> inspect --resolver -> run --runtime both -> bench."""
     out = tmp_path / "deploy" / "model.tflite"
     out.parent.mkdir()
+
+    def cli(*args):
+        return pea_tflite(*args, **extra_env)
+
     code, stdout, stderr = cli("convert", model, "-o", out, "--calib", calib)
     assert (code, stderr) == (0, ""), stderr
     assert stdout.splitlines()[0].startswith(f"wrote {out}: ")
@@ -89,6 +92,32 @@ def test_keras_backend_of_the_user_does_not_reach_the_converter(tmp_path):
     path = tmp_path / "k3.keras"
     fresh_python(USER_SCRIPT.format(k="keras"), path)
     out = tmp_path / "m.tflite"
-    code, _, stderr = cli("convert", path, "-o", out, KERAS_BACKEND="jax")
+    code, _, stderr = pea_tflite("convert", path, "-o", out, KERAS_BACKEND="jax")
     assert (code, stderr) == (0, ""), stderr
-    assert json.loads(cli("inspect", out, "--json")[1])["size_bytes"] == os.path.getsize(out)
+    assert json.loads(pea_tflite("inspect", out, "--json")[1])["size_bytes"] == os.path.getsize(out)
+
+
+def test_the_wheel_gives_a_user_everything_without_the_checkout(tmp_path):
+    """Built and installed like a release (a wheel, not editable), used from a folder of the user's."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    tmp_path / "dist", REPO], check=True, capture_output=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("pea_keras-*.whl"))
+    venv = tmp_path / "venv"  # The dependencies come from this interpreter's site-packages.
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True, timeout=300)
+    subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", "--no-index", wheel], check=True,
+                   capture_output=True, timeout=300)
+    user = tmp_path / "work"
+    user.mkdir()
+    installed = {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(TESTS)}
+    where = subprocess.run([venv / "bin" / "python", "-c", "import pea_keras; print(pea_keras.__file__)"],
+                           cwd=user, capture_output=True, text=True, env=env(**installed), timeout=60)
+    assert where.stdout.startswith(str(venv)), where.stdout + where.stderr
+
+    result = subprocess.run(["pea-train", "--arch", "tiny", "--epochs", "1", "--steps_per_epoch", "8",
+                             "--calibration_examples", "64", "--verbose", "0"],
+                            cwd=user, capture_output=True, text=True, env=env(**installed), timeout=600)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert (user / "tflite" / "tiny_pea_digits_int8.tflite").is_file()  # Defaults under the working folder.
+    deploy_journey(user / "runs" / "tiny_pea_digits" / "pea_model.keras", tmp_path, **installed)
+    code, source, _ = pea_tflite("micro-main", **installed)
+    assert code == 0 and source == (REPO / "pea_keras" / "tflite" / "micro" / "main.cc").read_text()

@@ -1,6 +1,6 @@
 """The TFLite Micro kit: the array is the file, the resolver registers exactly the file's ops,
 the settings are the interpreter's, the golden outputs are what TFLM computes, two models share a
-folder (and a program), the data files compile alone and tflite/micro/main.cc uses only kit names."""
+folder (and a program), the data files compile alone and the packaged micro/main.cc uses only kit names."""
 import os
 import pathlib
 import re
@@ -13,7 +13,7 @@ import pytest
 from pea_keras.tflite import TFLiteError, cli, convert, inspect, micro_kit, predict, quantize, runtimes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MAIN_CC = os.path.join(REPO, "tflite", "micro", "main.cc")
+MAIN_CC = os.path.join(REPO, "pea_keras", "tflite", "micro", "main.cc")
 # MicroMutableOpResolver's method for each op of the test model (TFLM's names, written out here).
 METHODS = {"CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "ADD": "AddAdd",
            "MEAN": "AddMean", "FULLY_CONNECTED": "AddFullyConnected", "SOFTMAX": "AddSoftmax",
@@ -216,7 +216,7 @@ def test_example_uses_only_generated_names(kit):
     assert "namespace kit = PEA_CAT(PEA_MODEL, _model);" in source
     assert "PEA_CAT(PEA_CAT(g_, PEA_MODEL), _model_data)" in source and "g_tiny8_model_data[]" in generated
     readme = pathlib.Path(REPO, "tflite", "README.md").read_text()
-    assert "tflite/micro/main.cc" in readme and "-DPEA_MODEL=" in readme
+    assert "pea-tflite micro-main > main.cc" in readme and "-DPEA_MODEL=" in readme
 
 
 def test_kit_refusals_are_one_clear_error(kit, tmp_path):

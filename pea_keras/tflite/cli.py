@@ -140,7 +140,19 @@ def build_parser():
     b.add_argument("--threads", type=_at_least(1), default=1, help="LiteRT threads (default: 1)")
     b.add_argument("--no_xnnpack", action="store_true",
                    help="builtin kernels instead of the XNNPACK delegate (LiteRT's default)")
+
+    sub.add_parser("micro-main", help="print main.cc, the TFLite Micro self-test of a kit",
+                   description="Print the portable main.cc that runs a kit's golden samples through "
+                               "TFLite Micro and reports PASS/FAIL, arena and time: "
+                               "pea-tflite micro-main > main.cc (see the kit's build steps).")
     return p
+
+
+def _micro_main(args):
+    from importlib import resources
+
+    sys.stdout.write(resources.files("pea_keras.tflite").joinpath("micro/main.cc").read_text())
+    return 0
 
 
 def _bench(args):
@@ -255,7 +267,8 @@ def _run(args):
     return 0
 
 
-COMMANDS = {"convert": _convert, "inspect": _inspect, "check": _check, "run": _run, "bench": _bench}
+COMMANDS = {"convert": _convert, "inspect": _inspect, "check": _check, "run": _run, "bench": _bench,
+            "micro-main": _micro_main}
 
 
 def main(argv=None):

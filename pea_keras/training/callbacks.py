@@ -10,7 +10,7 @@ import csv
 import os
 import sys
 
-from pea_keras import files, surgery
+from pea_keras import console, files, surgery
 from pea_keras.callbacks import BothFlavoursCallback
 from pea_keras.training import reporting, storage
 
@@ -86,7 +86,7 @@ _TENSORBOARD_HOOKS = ("set_model", "on_train_begin", "on_train_end", "on_epoch_b
 _TENSORBOARDS = {}
 
 
-def tensorboard(K, log_dir, warnings, prog="train.py"):
+def tensorboard(K, log_dir, warnings):
     """K's TensorBoard callback (update_freq="epoch"), except that a storage error in its event
     files (a full or read-only log folder) stops only the logging: one line on stderr
     ("PROG: warning: TensorBoard logging stopped: ..."), the same text appended to `warnings`
@@ -130,5 +130,5 @@ def tensorboard(K, log_dir, warnings, prog="train.py"):
         cls = type("GuardedTensorBoard", (K.callbacks.TensorBoard,), {**methods, "_pea_stop": stop})
         _TENSORBOARDS[K.__name__] = cls
     callback = cls(log_dir, update_freq="epoch")
-    callback.pea_failure, callback.pea_warnings, callback.pea_prog = None, warnings, prog
+    callback.pea_failure, callback.pea_warnings, callback.pea_prog = None, warnings, console.prog("pea-train")
     return callback

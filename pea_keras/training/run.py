@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 import pea_keras
-from pea_keras import files, schedules
+from pea_keras import console, files, schedules
 from pea_keras.errors import UsageError
 from pea_keras.training import callbacks as run_callbacks
 from pea_keras.training import config as config_lib
@@ -95,7 +95,7 @@ def _log(config, message):
 def _warn(r, message):
     """A problem that did not stop the run: one line on stderr, kept in metrics.json's warnings."""
     r.warnings.append(message)
-    print(f"train.py: warning: {message}", file=sys.stderr, flush=True)
+    print(f"{console.prog('pea-train')}: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _fit_verbosity(verbose):
