@@ -97,6 +97,10 @@ def build_parser():
     c.add_argument("--golden_samples", type=_at_least(1), default=3, metavar="N",
                    help="calibration samples stored with their TFLite Micro outputs in the kit (default: 3)")
     c.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    c.add_argument("--trust_model_code", action="store_true",
+                   help="load a model file that runs code while loading (a Lambda layer's Python "
+                        "bytecode), which is refused otherwise: the code runs with your rights, so "
+                        "only for a file you trust as you would a script")
     c.add_argument("--force_strip", action="store_true",
                    help="deploy a model whose alpha < 1 anyway: its novel branch is dropped, so the "
                         "device runs a network that differs from the trained one")
@@ -163,8 +167,6 @@ def _convert(args):
     from pea_keras.data import calibration_samples, load_arrays
     from pea_keras.files import StorageError, write_error_message
     from pea_keras.saving import load_model
-    from pea_keras.tflite.conversion import convert
-    from pea_keras.tflite.converter import model_inputs
     from pea_keras.tflite.errors import TFLiteError
 
     io, c_array_next_to_file, required = TARGETS[args.target]
@@ -173,7 +175,10 @@ def _convert(args):
                              if c_array_next_to_file else None)
     if os.path.exists(args.output) and not args.overwrite:
         raise TFLiteError(f"{args.output} exists (pass --overwrite to replace it)")
-    model = load_model(args.model)
+    model = load_model(args.model, trust_code=args.trust_model_code)  # Refuses before TF loads.
+    from pea_keras.tflite.conversion import convert
+    from pea_keras.tflite.converter import model_inputs
+
     inputs = model_inputs(model)
     inputs = inputs[0][1] if len(inputs) == 1 else inputs
     try:
