@@ -1,12 +1,14 @@
-"""Build model files whose Lambda runs code: `python payload_models.py DIR` writes
+"""Model files that run code while loading, and some that do not: `python payload_models.py DIR` writes
 
     keras3.keras   Keras 3 archive, a Python lambda in a Lambda layer
     tf_keras.keras tf_keras archive, a Python lambda in a Lambda layer
     tf_keras.h5    tf_keras HDF5, the same
     tf_keras_sm/   tf_keras SavedModel directory, the same
+    tf_keras_sm_pre25/ the same laid out as before TF 2.5 (the metadata inside saved_model.pb)
     registered.keras  Keras 3 archive whose Lambda calls a registered function (no bytecode)
     registered.h5     tf_keras HDF5 with a registered custom Layer (no bytecode)
     imports.keras     tf_keras archive whose model names module `this` (which prints on import)
+    pea.keras, pea_tf_keras.keras, pea.h5, pea_sm/  PEA models in every format (no code)
 
 The payload appends to the file named by $PEA_MARKER whenever the lambda is called, which every
 flavour does while rebuilding the model from its file. The models are tiny CNNs on 8x8x1 inputs, so
@@ -33,6 +35,27 @@ def cnn(k, first):
     return k.Model(x, y, name="cnn")
 
 
+def pre_tf25(source, target):
+    """Copy a SavedModel, moving keras_metadata.pb into saved_model.pb's objects, where TF < 2.5
+    kept it (tf_keras still reads it from there)."""
+    import shutil
+
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    shutil.copytree(source, target)
+    metadata, saved = saved_metadata_pb2.SavedMetadata(), saved_model_pb2.SavedModel()
+    with open(os.path.join(target, "keras_metadata.pb"), "rb") as f:
+        metadata.ParseFromString(f.read())
+    with open(os.path.join(target, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    for node in metadata.nodes:
+        saved.meta_graphs[0].object_graph_def.nodes[node.node_id].user_object.metadata = node.metadata
+    with open(os.path.join(target, "saved_model.pb"), "wb") as f:
+        f.write(saved.SerializeToString())
+    os.remove(os.path.join(target, "keras_metadata.pb"))
+
+
 def main(folder):
     import warnings
 
@@ -45,6 +68,7 @@ def main(folder):
     model.save(os.path.join(folder, "tf_keras.keras"))
     model.save(os.path.join(folder, "tf_keras.h5"))
     model.save(os.path.join(folder, "tf_keras_sm"), save_format="tf")
+    pre_tf25(os.path.join(folder, "tf_keras_sm"), os.path.join(folder, "tf_keras_sm_pre25"))
 
     @keras.saving.register_keras_serializable("pea_test")
     def double(x):
@@ -70,6 +94,14 @@ def main(folder):
         for name, data in members.items():
             z.writestr(name, data)
     os.remove(plain)
+
+    import pea_keras
+
+    pea_keras.wrap(cnn(keras, lambda x: x), activation="silu").save(os.path.join(folder, "pea.keras"))
+    pea = pea_keras.wrap(cnn(tf_keras, lambda x: x), activation="silu")
+    for name in ("pea_tf_keras.keras", "pea.h5"):
+        pea.save(os.path.join(folder, name))
+    pea.save(os.path.join(folder, "pea_sm"), save_format="tf")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pea_keras.saving import flavour_of_file, load_model
 from pea_keras.stored_code import code_in
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-PAYLOADS = ["keras3.keras", "tf_keras.keras", "tf_keras.h5", "tf_keras_sm"]
+PAYLOADS = ["keras3.keras", "tf_keras.keras", "tf_keras.h5", "tf_keras_sm", "tf_keras_sm_pre25"]
 RUNS = "stores its function as Python bytecode{}, which would run when the model is loaded; refused: "
 FIX = {
     "keras": "use a named function registered with keras.saving.register_keras_serializable "
@@ -65,7 +65,7 @@ def test_a_model_that_runs_code_is_refused_and_nothing_runs(payloads, tmp_path, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", PAYLOADS)
+@pytest.mark.parametrize("name", PAYLOADS[:4])
 def test_the_opt_in_runs_the_code_and_says_so(payloads, tmp_path, name):
     result = convert(payloads / name, tmp_path, "--trust_model_code", "--target", "phone")
     lines = result.stderr.splitlines()
@@ -130,3 +130,11 @@ def test_registered_objects_carry_no_code_and_load(payloads, registered):
         model = load_model(payloads / name)
         assert type(model.get_layer("double")).__name__ == layer_type
     assert load_model(payloads / "registered.keras").get_layer("double").function is double
+
+
+@pytest.mark.parametrize("name", ["pea.keras", "pea_tf_keras.keras", "pea.h5", "pea_sm"])
+def test_pea_models_carry_no_code_and_load(payloads, name):
+    import pea_keras
+
+    assert code_in(payloads / name, flavour_of_file(payloads / name)) == []
+    assert len(pea_keras.pea_layers(load_model(payloads / name))) == 1
