@@ -22,3 +22,8 @@ class DataError(UsageError, ValueError):
 
 class ModelFileError(UserError, ValueError):
     """A saved model that cannot be read (the message names the file and why)."""
+
+
+class UntrustedCodeError(ModelFileError):
+    """A model file that would run code it stores while loading (the message names the layer and
+    how to save the model without it)."""

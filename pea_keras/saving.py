@@ -4,12 +4,15 @@ Keras finds `PEALayer` by its registered name only once `pea_keras.layer` has be
 `load_model` imports it first, so a file saved by one program loads in any other, whatever that
 program imported before. The flavour follows the file: a `.keras` archive names the Keras
 version that wrote it; `.h5` files and SavedModel directories are tf_keras'.
-"""
-import json
-import os
-import zipfile
 
-from pea_keras.errors import ModelFileError, first_line
+A model file is data: before Keras sees it, `load_model` refuses one that would run code it
+stores (`pea_keras.stored_code`), unless the caller vouches for the file with `trust_code=True`.
+"""
+import os
+import warnings
+
+from pea_keras.errors import ModelFileError, UntrustedCodeError, first_line
+from pea_keras.stored_code import archive_json, code_in
 
 __all__ = ["load_model", "flavour_of_file"]
 
@@ -17,16 +20,11 @@ _H5 = (".h5", ".hdf5")
 
 
 def _keras_version_of_zip(path):
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            for name in ("metadata.json", "config.json"):
-                if name in names:
-                    version = json.loads(z.read(name)).get("keras_version")
-                    if version:
-                        return str(version)
-    except (zipfile.BadZipFile, ValueError, OSError, AttributeError) as e:
-        raise ModelFileError(f"{path}: not a Keras .keras archive ({first_line(e)})") from None
+    for name in ("metadata.json", "config.json"):
+        content = archive_json(path, name)
+        version = content.get("keras_version") if isinstance(content, dict) else None
+        if version:
+            return str(version)
     raise ModelFileError(f"{path}: .keras archive without keras_version in metadata.json/config.json")
 
 
@@ -50,23 +48,41 @@ def flavour_of_file(path):
     raise ModelFileError(f"{path}: not a Keras model (expected .keras, .h5 or a SavedModel directory)")
 
 
-def load_model(path, compile=False):
+def load_model(path, compile=False, trust_code=False):
     """Load a saved model (PEA or not): Keras 3 `.keras`, tf_keras `.keras`, `.h5` or SavedModel.
 
     `compile=False` (the default) skips the optimizer: deploying needs none, and a file trained
     under another Keras 3 backend names that backend's optimizer, which may not import here.
 
+    A file that would run code while loading (a Lambda layer's Python bytecode, a module that
+    tf_keras would import) is refused, and Keras' own `safe_mode` is on. `trust_code=True` loads
+    it anyway, with a warning: the code then runs with the caller's rights, so pass it only for
+    a file you trust as you would trust a Python script.
+
     Raises:
+        UntrustedCodeError: the file stores such code and `trust_code` is False.
         ModelFileError: the file is missing, of an unknown format, or Keras cannot rebuild it.
     """
     import importlib
 
+    path = os.fspath(path)
+    flavour = flavour_of_file(path)
+    found = code_in(path, flavour)
+    if found and not trust_code:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise UntrustedCodeError(
+            f"{path}: layer {found[0].layer} {found[0].reason}{more}; refused: {found[0].fix}, "
+            "or load it with trust_code=True (pea-tflite convert --trust_model_code) only if "
+            "you trust the file")
+    if trust_code:
+        what = f"; it runs code: {'; '.join(map(str, found))}" if found else ""
+        warnings.warn(f"{path}: loaded with trust_code=True, Keras' safe mode off{what}",
+                      stacklevel=2)
     from pea_keras import layer  # noqa: F401  (registers PEALayer with both flavours)
 
-    path = os.fspath(path)
-    loader = importlib.import_module(flavour_of_file(path))
+    loader = importlib.import_module(flavour)
     try:
-        model = loader.models.load_model(path, compile=compile)
+        model = loader.models.load_model(path, compile=compile, safe_mode=not trust_code)
     except Exception as e:  # Keras raises anything from a bad file: report it in one line.
         raise ModelFileError(f"{path}: cannot load the model ({first_line(e)})") from None
     if not getattr(model, "inputs", None):

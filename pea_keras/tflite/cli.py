@@ -97,6 +97,10 @@ def build_parser():
     c.add_argument("--golden_samples", type=_at_least(1), default=3, metavar="N",
                    help="calibration samples stored with their TFLite Micro outputs in the kit (default: 3)")
     c.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    c.add_argument("--trust_model_code", action="store_true",
+                   help="load a model file that runs code while loading (a Lambda layer's Python "
+                        "bytecode), which is refused otherwise: the code runs with your rights, so "
+                        "only for a file you trust as you would a script")
     c.add_argument("--force_strip", action="store_true",
                    help="deploy a model whose alpha < 1 anyway: its novel branch is dropped, so the "
                         "device runs a network that differs from the trained one")
@@ -185,7 +189,7 @@ def _convert(args):
     c_dir = args.c_array or (os.path.dirname(os.path.abspath(args.output))
                              if c_array_next_to_file else None)
     check_outputs(args.output, args.overwrite, c_dir)  # Checks first, in the order they cost.
-    model = load_model(args.model)
+    model = load_model(args.model, trust_code=args.trust_model_code)
     check_target(model, c_dir)
     inputs = model_inputs(model)
     inputs = inputs[0][1] if len(inputs) == 1 else inputs

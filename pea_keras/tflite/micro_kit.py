@@ -12,8 +12,9 @@ For a file with stem ``S`` (names pass through ``c_array.c_identifier``):
   reference kernels compute for them, so the firmware can prove it reproduces them bit for bit.
 
 Only the resolver header needs TFLM headers; the data files compile with any C++11 compiler.
-``micro/main.cc`` (printed by ``pea-tflite micro-main``) runs a kit on a device. Everything is computed before the first file is
-written, and the files are written all or none (pea_keras.files.atomic_write_many).
+``micro/main.cc`` (printed by ``pea-tflite micro-main``) runs a kit on a device. Everything is
+computed before the first file is written, and the files are written all or none
+(pea_keras.files.atomic_write_many).
 """
 
 import math

@@ -1,0 +1,181 @@
+"""`code_in`: the code a saved model file would make Keras run while loading, found without running it.
+
+A model file is data, except where a format keeps code that its loader runs:
+- a Python lambda dumped as bytecode, `{"class_name": "__lambda__"}` (Keras 3 and tf_keras archives;
+  Keras 3's `Lambda` layer among them);
+- `<attr>_type: "lambda"` beside `<attr>` (tf_keras' `Lambda` and RNN cell wrappers, in every
+  tf_keras format): tf_keras dumps *any* Python function there as bytecode, registered or not;
+- an object naming a module outside Keras that no registered name covers (tf_keras archives only:
+  their loader imports whatever module a config names and takes any attribute from it; Keras 3
+  imports only its own packages, and the legacy formats import nothing).
+The configs are read the way each loader reads them: a `.keras` archive's config.json, an HDF5
+file's `model_config` (and `training_config`), a SavedModel's keras_metadata.pb or, written before
+TF 2.5, the metadata inside saved_model.pb. Registered objects (PEALayer, anything registered with
+`register_keras_serializable`) are referred to by name and carry no code.
+"""
+import builtins
+import dataclasses
+import json
+import os
+import zipfile
+
+from pea_keras.errors import ModelFileError, first_line
+
+__all__ = ["StoredCode", "code_in", "archive_json"]
+
+_KERAS_PACKAGES = ("keras", "tf_keras")
+_RUNS = "which would run when the model is loaded"
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredCode:
+    """One place in a file where loading would run code: the layer, what runs, how to avoid it."""
+    layer: str    # "'payload' (Lambda)"
+    reason: str   # "stores its function as Python bytecode, which would run when ..."
+    fix: str      # how to save the same model without it
+
+    def __str__(self):
+        return f"layer {self.layer} {self.reason}"
+
+
+def archive_json(path, name):
+    """A JSON member of a `.keras` archive, or None if the archive has no such member."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return json.loads(z.read(name)) if name in z.namelist() else None
+    except (zipfile.BadZipFile, ValueError, OSError) as e:
+        raise ModelFileError(f"{path}: not a Keras .keras archive ({first_line(e)})") from None
+
+
+def _h5_configs(path):
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            texts = [f.attrs[key] for key in ("model_config", "training_config") if key in f.attrs]
+    except OSError as e:
+        raise ModelFileError(f"{path}: not an HDF5 model file ({first_line(e)})") from None
+    return [json.loads(t.decode() if isinstance(t, bytes) else t) for t in texts]
+
+
+def _saved_model_configs(path):
+    """The metadata tf_keras revives layers from: keras_metadata.pb, else saved_model.pb's."""
+    metadata = os.path.join(path, "keras_metadata.pb")
+    if os.path.exists(metadata):
+        from tf_keras.protobuf import saved_metadata_pb2
+
+        proto = saved_metadata_pb2.SavedMetadata()
+        with open(metadata, "rb") as f:
+            proto.ParseFromString(f.read())
+        texts = [node.metadata for node in proto.nodes]
+    else:
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        proto = saved_model_pb2.SavedModel()
+        with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+            proto.ParseFromString(f.read())
+        texts = [node.user_object.metadata for graph in proto.meta_graphs
+                 for node in graph.object_graph_def.nodes if node.WhichOneof("kind") == "user_object"]
+    return [json.loads(t) for t in texts if t]
+
+
+def _configs(path):
+    if os.path.isdir(path):
+        return _saved_model_configs(path)
+    if path.endswith(".keras"):
+        config = archive_json(path, "config.json")
+        if config is None:
+            raise ModelFileError(f"{path}: .keras archive without config.json")
+        return [config]
+    return _h5_configs(path)
+
+
+def _layer(node):
+    """"'name' (Class)" when `node` is a serialized layer or model, else None."""
+    config = node.get("config")
+    name = node.get("name") or (config.get("name") if isinstance(config, dict) else None)
+    cls = node.get("class_name")
+    return f"'{name}' ({cls})" if isinstance(name, str) and isinstance(cls, str) else None
+
+
+class _Finder:
+    def __init__(self, flavour, imports):
+        self.flavour, self.imports, self.found = flavour, imports, []
+
+    def walk(self, node, layer="(unnamed)", key="value"):
+        if isinstance(node, list):
+            for item in node:
+                self.walk(item, layer, key)
+            return
+        if not isinstance(node, dict):
+            return
+        layer = _layer(node) or layer
+        if node.get("class_name") == "__lambda__":
+            self.add(layer, f"stores its {key} as Python bytecode (a lambda), {_RUNS}",
+                     f"use a named function registered with {self.flavour}.saving."
+                     "register_keras_serializable instead of the lambda")
+            return
+        if self.imports:
+            self.check_import(node, layer)
+        for k, v in node.items():
+            if k.endswith("_type") and v == "lambda" and k[: -len("_type")] in node:
+                self.add(layer, f"stores its {k[: -len('_type')]} as Python bytecode, {_RUNS}",
+                         "tf_keras saves any Python function of a Lambda layer as bytecode: put "
+                         "the code in a Layer subclass registered with "
+                         "tf_keras.saving.register_keras_serializable")
+            self.walk(v, layer, k)
+
+    def check_import(self, node, layer):
+        module, cls = node.get("module"), node.get("class_name")
+        if not (isinstance(module, str) and isinstance(cls, str)):
+            return
+        function = cls == "function"
+        name = node.get("config") if function else cls
+        if not isinstance(name, str):
+            return
+        package = module.split(".")[0]
+        if package in _KERAS_PACKAGES or (module == "builtins" and not hasattr(builtins, name)):
+            return
+        if _registered(node.get("registered_name") if not function else name):
+            return
+        self.add(layer, f"names '{name}' of module '{module}', which loading would import and use",
+                 "register it with tf_keras.saving.register_keras_serializable and import that "
+                 "code before loading")
+
+    def add(self, layer, reason, fix):
+        finding = StoredCode(layer, reason, fix)
+        if finding not in self.found:  # A SavedModel repeats each layer's config in its model's.
+            self.found.append(finding)
+
+
+def _registered(name):
+    if not isinstance(name, str):
+        return False
+    import tf_keras
+
+    from pea_keras import layer  # noqa: F401  (registers PEALayer)
+
+    return tf_keras.saving.get_registered_object(name) is not None
+
+
+def code_in(path, flavour):
+    """Every place where loading the file with `flavour` ("keras" or "tf_keras") would run code
+    the file stores or names, in file order; [] for a file that is only data.
+
+    Raises:
+        ModelFileError: the configs cannot be read.
+    """
+    path = os.fspath(path)
+    from google.protobuf.message import DecodeError
+
+    try:
+        configs = _configs(path)
+    except ModelFileError:
+        raise
+    except (ValueError, OSError, DecodeError) as e:  # Malformed JSON or protobuf.
+        raise ModelFileError(f"{path}: cannot read the model config ({first_line(e)})") from None
+    finder = _Finder(flavour, imports=flavour == "tf_keras" and not os.path.isdir(path)
+                     and path.endswith(".keras"))
+    for config in configs:
+        finder.walk(config)
+    return finder.found

@@ -1,0 +1,140 @@
+"""A model file is data: loading one for conversion never runs code stored in it, in any format,
+unless the user vouches for the file (`--trust_model_code`, `trust_code=True`), which says so."""
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from pea_keras.errors import UntrustedCodeError
+from pea_keras.saving import flavour_of_file, load_model
+from pea_keras.stored_code import code_in
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+PAYLOADS = ["keras3.keras", "tf_keras.keras", "tf_keras.h5", "tf_keras_sm", "tf_keras_sm_pre25"]
+RUNS = "stores its function as Python bytecode{}, which would run when the model is loaded; refused: "
+FIX = {
+    "keras": "use a named function registered with keras.saving.register_keras_serializable "
+             "instead of the lambda",
+    "tf_keras": "tf_keras saves any Python function of a Lambda layer as bytecode: put the code in "
+                "a Layer subclass registered with tf_keras.saving.register_keras_serializable",
+}
+OPT_IN = ", or load it with trust_code=True (pea-tflite convert --trust_model_code) only if you trust the file"
+
+
+def _env(**extra):
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def payloads(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("payloads")
+    result = subprocess.run([sys.executable, str(REPO / "tests" / "payload_models.py"), str(folder)],
+                            env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+def convert(model, tmp_path, *flags):
+    """`pea-tflite convert MODEL -o out/m.tflite` as a user runs it; the payload's marker in tmp_path."""
+    (tmp_path / "out").mkdir()
+    return subprocess.run([shutil.which("pea-tflite"), "convert", str(model), "-o", "out/m.tflite", *flags],
+                          cwd=tmp_path, env=_env(PEA_MARKER=str(tmp_path / "marker")),
+                          capture_output=True, text=True, timeout=600)
+
+
+def refusal(path):
+    flavour = flavour_of_file(path)
+    return (f"{path}: layer 'payload' (Lambda) " + RUNS.format(" (a lambda)" if flavour == "keras" else "")
+            + FIX[flavour] + OPT_IN)
+
+
+@pytest.mark.parametrize("name", PAYLOADS)
+def test_a_model_that_runs_code_is_refused_and_nothing_runs(payloads, tmp_path, name):
+    result = convert(payloads / name, tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [f"pea-tflite: error: {refusal(payloads / name)}"]
+    assert result.stdout == ""
+    assert not (tmp_path / "marker").exists()
+    assert os.listdir(tmp_path / "out") == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PAYLOADS[:4])
+def test_the_opt_in_runs_the_code_and_says_so(payloads, tmp_path, name):
+    result = convert(payloads / name, tmp_path, "--trust_model_code", "--target", "phone")
+    lines = result.stderr.splitlines()
+    lambda_ = " (a lambda)" if name == "keras3.keras" else ""
+    assert lines[0] == (f"pea-tflite: warning: {payloads / name}: loaded with trust_code=True, Keras' "
+                        f"safe mode off; it runs code: layer 'payload' (Lambda) stores its function as "
+                        f"Python bytecode{lambda_}, which would run when the model is loaded")
+    assert (tmp_path / "marker").exists()
+    if name != "keras3.keras":  # pea_keras.strip cannot yet clone a Keras 3 Lambda holding a lambda.
+        assert result.returncode == 0 and len(lines) == 1, result.stderr
+        assert os.listdir(tmp_path / "out") == ["m.tflite"]
+
+
+@pytest.mark.slow
+def test_a_tf_keras_archive_naming_an_outside_module_is_refused_before_the_import(payloads, tmp_path):
+    # tf_keras imports the module an archive's object names; `this` prints the Zen of Python.
+    result = convert(payloads / "imports.keras", tmp_path)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        f"pea-tflite: error: {payloads / 'imports.keras'}: layer 'cnn' (Zen) names 'Zen' of module "
+        "'this', which loading would import and use; refused: register it with "
+        "tf_keras.saving.register_keras_serializable and import that code before loading" + OPT_IN]
+    (tmp_path / "trusted").mkdir()
+    trusted = convert(payloads / "imports.keras", tmp_path / "trusted", "--trust_model_code")
+    assert "The Zen of Python" in trusted.stdout
+
+
+def test_load_model_refuses_every_payload_and_loads_it_when_trusted(payloads, tmp_path, monkeypatch):
+    monkeypatch.setenv("PEA_MARKER", str(tmp_path / "marker"))
+    for name in PAYLOADS:
+        with pytest.raises(UntrustedCodeError) as e:
+            load_model(payloads / name)
+        assert str(e.value) == refusal(payloads / name)
+    assert not (tmp_path / "marker").exists()
+    with pytest.warns(UserWarning, match=r"tf_keras.h5: loaded with trust_code=True, Keras' safe mode off"):
+        model = load_model(payloads / "tf_keras.h5", trust_code=True)
+    assert (tmp_path / "marker").exists() and model.get_layer("payload") is not None
+
+
+@pytest.fixture(scope="module")
+def registered():
+    """The registered function and layer the payload builder saved, registered here too."""
+    import keras
+    import tf_keras
+
+    @keras.saving.register_keras_serializable("pea_test")
+    def double(x):
+        return 2 * x
+
+    @tf_keras.saving.register_keras_serializable("pea_test")
+    class Double(tf_keras.layers.Layer):
+        def call(self, x):
+            return 2 * x
+
+    return double, Double
+
+
+def test_registered_objects_carry_no_code_and_load(payloads, registered):
+    double, Double = registered
+    for name, layer_type in (("registered.keras", "Lambda"), ("registered.h5", "Double")):
+        assert code_in(payloads / name, flavour_of_file(payloads / name)) == []
+        model = load_model(payloads / name)
+        assert type(model.get_layer("double")).__name__ == layer_type
+    assert load_model(payloads / "registered.keras").get_layer("double").function is double
+
+
+@pytest.mark.parametrize("name", ["pea.keras", "pea_tf_keras.keras", "pea.h5", "pea_sm"])
+def test_pea_models_carry_no_code_and_load(payloads, name):
+    import pea_keras
+
+    assert code_in(payloads / name, flavour_of_file(payloads / name)) == []
+    assert len(pea_keras.pea_layers(load_model(payloads / name))) == 1
