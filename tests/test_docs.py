@@ -1,0 +1,162 @@
+"""The documentation is executed: every shell command and Python snippet of README.md and
+tflite/README.md runs here as a user would type it, in a new folder, through the installed console
+scripts and `train.py`, with the shortenings stated below (one short epoch, small batches, the
+offline data in place of data this machine cannot download). A block without a runner fails the
+suite, so a new command cannot go untested, and neither can a renamed flag."""
+import re
+import socket
+import subprocess
+import textwrap
+
+import pytest
+from fresh import TESTS, env
+
+pytestmark = pytest.mark.slow
+REPO = TESTS.parent
+DOCS = ("README.md", "tflite/README.md")
+
+# Shortening of every train.py command: one epoch of two small steps, few calibration and test images,
+# and the int8 files in the folder of the test instead of the checkout's tflite/.
+SHORT = ("--epochs 1 --steps_per_epoch 2 --batch_size 16 --calibration_examples 16 --tflite_eval_examples 16 "
+         "--verbose 0 --tflite_dir tflite")
+# Data this machine cannot download or does not have, replaced by the offline data of the same task.
+OFFLINE = [(r"--dataset (cifar10|imagenet2012)", "--dataset digits"),
+           (r"--dataset (cityscapes|folder:/data/seg)", "--dataset digit_scenes"),
+           (r"--data_dir \S+", ""), (r"--image_size (224|512)", "--image_size 0")]
+
+
+def blocks(doc):
+    """(first line number, language, text) of every fenced block of `doc`."""
+    text = (REPO / doc).read_text()
+    return [(text[:m.start()].count("\n") + 1, m.group(1), m.group(2))
+            for m in re.finditer(r"```(\w*)\n(.*?)```", text, re.S)]
+
+
+def shell(script, cwd, timeout=900):
+    """`script` in bash, as typed, with train.py commands shortened; fails on any non-zero exit."""
+    lines = []
+    for line in script.replace("\\\n", " ").splitlines():
+        line = re.sub(r"\s+#.*$", "", line).strip()
+        if "train.py" in line and "--help" not in line:
+            for pattern, offline in OFFLINE:
+                line = re.sub(pattern, offline, line)
+            background = line.endswith("&")
+            line = line.rstrip("& ") + " " + SHORT + (" &" if background else "")
+        lines.append(line.replace("python train.py", f"python {REPO}/train.py"))
+    code = "set -euo pipefail\n" + "\n".join(lines) + "\nwait\n"
+    result = subprocess.run(["bash", "-c", code], cwd=cwd, capture_output=True, text=True, env=env(),
+                            timeout=timeout)
+    assert result.returncode == 0, f"{code}\n--- stderr:\n{result.stderr[-4000:]}"
+    return result
+
+
+def quick_start(script, cwd):
+    """The main job as written (shortened); the test command is what CI runs (.ci/run), not run here
+    again from inside the suite."""
+    install_and_train, install_and_test = script.strip().splitlines()
+    assert install_and_train.startswith("pip install -e . && ")
+    shell(install_and_train.split(" && ", 1)[1], cwd)
+    assert (cwd / "runs" / "mobilenet_v2_pea_digits" / "pea_model.keras").is_file()
+    assert install_and_test in (REPO / ".ci" / "run").read_text()
+
+
+def after_quick_start(script, cwd):
+    shell("python train.py --arch mobilenet_v2", cwd)
+    shell(script, cwd)
+
+
+def library(snippet, cwd):
+    """The library snippet with the data it leaves to the user (a digits CNN, its images and
+    labels) defined first, and 2 epochs instead of 20."""
+    prelude = textwrap.dedent("""
+        import keras as _k
+        from sklearn.datasets import load_digits
+        _d = load_digits()
+        x, y = (_d.images[..., None] / 16.0).astype("float32"), _d.target
+        _i = _k.Input((8, 8, 1))
+        _h = _k.layers.Conv2D(8, 3, activation="relu")(_i)
+        keras_model = _k.Model(_i, _k.layers.Dense(10, activation="softmax")(_k.layers.Flatten()(_h)))
+    """)
+    code = prelude + snippet.replace("epochs=20", "epochs=2")
+    result = subprocess.run(["python", "-c", code], cwd=cwd, capture_output=True, text=True, env=env(),
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+def resume_line(script, cwd):
+    """`--resume` continues a run: the run to continue is made first."""
+    shell("python train.py --output_dir runs/x", cwd)
+    shell(script, cwd)
+
+
+def multiworker(script, cwd):
+    """Two workers as written, on two free ports of this machine instead of 20001 and 20002."""
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(str(s.getsockname()[1]))
+    shell(script.replace("20001", ports[0]).replace("20002", ports[1]), cwd)
+    assert (cwd / "runs" / "mw" / "metrics.json").is_file()
+
+
+def kit_commands(script, cwd):
+    """tflite/README.md's commands on a model saved where they expect it; `[--json]` typed as
+    `--json`."""
+    shell(f"python {REPO}/train.py --arch tiny --output_dir runs/tiny --tflite_dir tmp {SHORT}", cwd)
+    (cwd / "runs" / "tiny" / "pea_model.keras").rename(cwd / "runs" / "model.keras")
+    (cwd / "tflite").mkdir()
+    shell(script.replace("[--json]", "--json"), cwd)
+
+
+def measured(script, cwd):
+    """The measurement's commands, with make_mnv2.py being the Python block after them, and 5 timed
+    runs instead of 50 or 100."""
+    _, _, make = next(b for b in blocks("tflite/README.md") if b[2].startswith("import numpy as np, keras"))
+    (cwd / "make_mnv2.py").write_text(make)
+    shell(re.sub(r"--runs \d+", "--runs 5", script), cwd)
+
+
+def compiled_elsewhere(script, cwd):
+    pytest.skip("C++ against TensorFlow Lite Micro: the kit's headers compile in test_tflite_micro_kit.py; "
+                "this snippet needs a TFLite Micro checkout")
+
+
+def run_by_measured(script, cwd):
+    pytest.skip("make_mnv2.py: runs as part of the measurement block before it")
+
+
+# Each block, by its first line, and how it runs.
+RUNNERS = {
+    "pip install -e . && python train.py --arch mobilenet_v2": quick_start,
+    "import keras          # or: import tf_keras as keras — both flavours are first class": library,
+    "pea-tflite convert runs/mobilenet_v2_pea_digits/pea_model.keras -o tflite/model.tflite --calib digits":
+        after_quick_start,
+    "python train.py --arch mobilenet_v2                       # PEA (SiLU) on digits, ~3 min on 2 CPU cores":
+        lambda script, cwd: shell("\n".join(line for line in script.splitlines() if "--resume" not in line), cwd),
+    "TF_CONFIG='{\"cluster\": {\"worker\": [\"127.0.0.1:20001\", \"127.0.0.1:20002\"]}, \"task\": {\"type\": "
+    "\"worker\", \"index\": 0}}' \\": multiworker,
+    "python train.py --task segmentation                       # Lite R-ASPP MobileNetV2 on digit scenes, mIoU":
+        shell,
+    "python train.py --task segmentation --dataset cityscapes --data_dir <data_dir> --image_size 512 \\": shell,
+    "python train.py --arch mobilenet_v2 --width 1.0 --dataset imagenet2012 --data_dir /data/tfds \\": shell,
+    "pea-tflite convert runs/model.keras -o tflite/model.tflite           # micro preset": kit_commands,
+    "#include \"digits_int8_model_data.h\"": compiled_elsewhere,
+    "python make_mnv2.py        # builds mnv2.keras, calib.npy (100 of the training images), mnv2_float.tflite":
+        measured,
+    "import numpy as np, keras, tensorflow as tf": run_by_measured,
+}
+CASES = [(doc, line, text) for doc in DOCS for line, _, text in blocks(doc)]
+
+
+@pytest.mark.parametrize("doc, line, text", CASES, ids=[f"{doc}:{line}" for doc, line, _ in CASES])
+def test_documented_block_runs(doc, line, text, tmp_path):
+    first = text.splitlines()[0]
+    assert first in RUNNERS, f"{doc}:{line}: a new block; give it a runner in tests/test_docs.py"
+    RUNNERS[first](text, tmp_path)
+
+
+def test_the_resume_line_runs(tmp_path):
+    """The training block's `--resume` line (left out of that block's run), on a run made for it."""
+    line = next(line for _, _, text in blocks("README.md") for line in text.splitlines() if "--resume" in line)
+    resume_line(line, tmp_path)
