@@ -22,3 +22,16 @@ class DataError(UsageError, ValueError):
 
 class ModelFileError(UserError, ValueError):
     """A saved model that cannot be read (the message names the file and why)."""
+
+
+class UnfinishedScheduleError(UserError, ValueError):
+    """`strip` refused: some PEALayers still blend in the novel activation (alpha < 1).
+
+    `unfinished` names them ("name (alpha=0.5000)"); `advice` is the caller's way out, so a
+    command-line tool can say its own flag instead of the library's `force=True`."""
+
+    def __init__(self, unfinished, advice):
+        self.unfinished = list(unfinished)
+        self.fact = ("these PEALayers still use the novel activation (alpha != 1): "
+                     f"{', '.join(self.unfinished)}")
+        super().__init__(f"Cannot strip: {self.fact}. {advice}")
