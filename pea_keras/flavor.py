@@ -22,7 +22,8 @@ ops = keras.ops  # Keras 3's backend-neutral ops, for the modules that compute o
 
 __all__ = ["keras_of", "is_tf_keras", "is_sequential", "is_functional", "replay", "new_inputs", "backend_of",
            "runs_on_tensorflow", "twin_classes", "Twins", "is_layer", "layer_tree", "node_arguments", "relu_op",
-           "relu_op_function", "relu_function", "relu_ops_inside", "in_saved_model_trace"]
+           "relu_op_function", "relu_function", "relu_ops_inside", "finish_adapted_copy",
+           "in_saved_model_trace"]
 
 
 def is_tf_keras(obj):
@@ -225,6 +226,13 @@ def relu_ops_inside(layer):
     graph_def = graph.as_graph_def()
     nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
     return sum(node.op in _RELU_OP_TYPES for node in nodes)
+
+
+def finish_adapted_copy(layer):
+    """Derive an adapted tf_keras preprocessing layer's state from its loaded variables, as
+    `adapt` does (Discretization's bins come from its summary only there), and mark it adapted."""
+    layer.finalize_state()
+    layer._is_adapted = True
 
 
 def in_saved_model_trace(layer):

@@ -60,8 +60,9 @@ def _clone(layer):
     try:
         return type(layer).from_config(layer.get_config())
     except Exception as e:  # Any layer's from_config may fail its own way: name the layer.
-        raise ValueError(f"Cannot copy layer {layer.name!r} ({type(layer).__name__}) from its get_config(): "
-                         f"{first_line(e)}") from None
+        cause = [line for line in str(e).splitlines() if line.strip()]  # Keras nests the cause last.
+        raise ValueError(f"Cannot copy layer {layer.name!r} ({type(layer).__name__}) from its get_config(), so "
+                         f"the model cannot be rebuilt: {cause[-1].strip() if cause else first_line(e)}") from None
 
 
 def _copy_state(source, target):
@@ -83,6 +84,8 @@ def _copy_state(source, target):
         store = {}
         src.save_own_variables(store)
         dst.load_own_variables(store)
+        if getattr(src, "is_adapted", False) and not hasattr(src, "save_assets"):
+            flavor.finish_adapted_copy(dst)
         if hasattr(src, "save_assets"):
             with tempfile.TemporaryDirectory() as folder:
                 src.save_assets(folder)
@@ -134,7 +137,8 @@ class _Rebuilder:
         k = flavor.keras_of(model)
         inputs = flavor.new_inputs(model)
         if flavor.is_sequential(model):
-            layers = [new for layer in model.layers for new in self.swap_of(layer)[:2] if new is not None]
+            layers = [new.layer if isinstance(new, _OnFirstInput) else new
+                      for layer in model.layers for new in self.swap_of(layer)[:2] if new is not None]
             return k.Sequential([*inputs, *layers], name=model.name)
         packed, outputs = flavor.replay(model, inputs, self.call)
         return k.Model(inputs=packed, outputs=outputs, name=model.name)
@@ -346,13 +350,14 @@ class _Notes:
             warnings.warn(f"Left the ReLU inside recurrent layers unchanged (it acts inside the recurrence, "
                           f"not on the layer's output): {', '.join(self.recurrent)}.", stacklevel=3)
         if found and self.hidden:
-            warnings.warn(f"Left {self.hidden_text()} unchanged (wrap rewrites only ReLUs of the graph).",
-                          stacklevel=3)
+            warnings.warn(f"Left ReLU ops unchanged: {self.hidden_text()}; wrap rewrites ReLU layers and the "
+                          "graph's ReLU ops, not the code inside other layers.", stacklevel=3)
 
     def hidden_text(self):
-        count = sum(n for _, n in self.hidden)
-        names = ", ".join(f"{name} ({n})" if n > 1 else name for name, n in self.hidden)
-        return f"{count} ReLU op{'s' if count > 1 else ''} that {'are' if count > 1 else 'is'} not layers: {names}"
+        count = sum(n for _, _, n in self.hidden)
+        what = "ReLU ops that are not layers" if count > 1 else "ReLU op that is not a layer"
+        where = ", ".join(f"{name} ({f'{n} in ' if n > 1 else 'in '}a {kind})" for name, kind, n in self.hidden)
+        return f"found {count} {what}: {where}"
 
 
 def _find_relus(model, selected, include_gates, notes):
@@ -370,7 +375,7 @@ def _find_relus(model, selected, include_gates, notes):
             elif flavor.is_layer(layer) and not _is_model(layer) and _may_hide_relu(layer):
                 count = flavor.relu_ops_inside(layer)
                 if count:
-                    notes.hidden.append((f"{layer.name} in a {type(layer).__name__}", count))
+                    notes.hidden.append((layer.name, type(layer).__name__, count))
             return None
         if not selected(layer):
             return None
@@ -398,9 +403,16 @@ def _selector(layers):
     return lambda layer: layer.name in names, names
 
 
-def _on_first_input(layer):
-    """Call `layer` on the tensor a graph operation took (positionally or, as tf.nn.relu(features=h), by name)."""
-    return lambda *args, **kwargs: layer(args[0] if args else next(iter(kwargs.values())))
+class _OnFirstInput:
+    """An element-wise layer in place of a node: called on the node's tensor only (passed
+    positionally or, as in tf.nn.relu(features=h), by name), without the replaced layer's own
+    arguments (a TimeDistributed's mask). Sequential rebuilds take the layer itself."""
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def __call__(self, *args, **kwargs):
+        return self.layer(args[0] if args else next(iter(kwargs.values())))
 
 
 def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False):
@@ -464,8 +476,7 @@ def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False):
             origin = {"op": match.key}
         else:
             origin = {"lambda": getattr(layer.function, "__name__", "relu")}
-        pea = make_pea(match.max_value, match.threshold, origin, layer.name)
-        return _Swap(_on_first_input(pea) if match.kind == "op" else pea)
+        return _Swap(_OnFirstInput(make_pea(match.max_value, match.threshold, origin, layer.name)))
 
     wrapped = _Rebuilder(swap)(model)
     notes.report(found)
@@ -486,7 +497,7 @@ def _check_found(model, layers, names, found, notes):
     if layers is not None:
         why = "layers= selected none of them"
     elif notes.hidden:
-        why = f"it has {notes.hidden_text()}, which wrap cannot rewrite"
+        why = f"{notes.hidden_text()}; wrap cannot rewrite the code inside a layer"
     elif notes.recurrent:
         why = (f"its ReLUs are inside recurrent layers, which keep them: {', '.join(notes.recurrent)}")
     else:
@@ -528,8 +539,7 @@ def replace_relu(model, activation="silu", layers=None, include_gates=False):
         found.add(layer.name)
         if match.kind == "fused":
             return _Swap(_with_activation(layer, g), same_weights=True)
-        replacement = k.layers.Activation(g, name=layer.name)
-        return _Swap(_on_first_input(replacement) if match.kind == "op" else replacement)
+        return _Swap(_OnFirstInput(k.layers.Activation(g, name=layer.name)))
 
     replaced = _Rebuilder(swap)(model)
     notes.report(found)
