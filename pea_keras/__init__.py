@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "wrap": "surgery", "strip": "surgery", "pea_layers": "surgery", "replace_relu": "surgery",
     "PEALayer": "layer", "TFKerasPEALayer": "layer",
-    "PEAScheduler": "callbacks",
+    "PEAScheduler": "callbacks", "set_alpha": "callbacks",
     "load_model": "saving",
 }
 _MODULES = ("activations", "schedules", "flavor")

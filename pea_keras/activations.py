@@ -172,8 +172,8 @@ def _canonical(name):
     key = name.strip().lower().replace("-", "_")
     key = _ALIASES.get(key, key)
     if key not in _ACTIVATIONS:
-        raise ValueError(f"Unknown activation {name!r}; valid names: {', '.join(names())}, "
-                         "or any callable tf.Tensor -> tf.Tensor.")
+        raise ValueError(f"Unknown activation {name!r}; valid names: {', '.join(names())}, or a function "
+                         "registered with @keras.saving.register_keras_serializable().")
     return key
 
 

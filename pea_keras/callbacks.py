@@ -1,13 +1,54 @@
-"""`PEAScheduler`: moves alpha of every PEALayer along a schedule during `fit`."""
+"""Moving alpha during training: `PEAScheduler` along a schedule during `fit`, `set_alpha`
+for a custom training loop."""
 import warnings
 
 import numpy as np
 
 from pea_keras import schedules as schedules_lib
 from pea_keras.flavor import keras
+from pea_keras.layer import PHASES
 from pea_keras.surgery import pea_layers
 
-__all__ = ["PEAScheduler"]
+__all__ = ["PEAScheduler", "set_alpha"]
+
+
+def set_alpha(model, alpha, phase=None):
+    """Set alpha of every PEALayer of `model` (nested models included): the custom-loop
+    counterpart of `PEAScheduler`, e.g. `set_alpha(model, schedule(step))` before each step.
+
+    Phase and retrace rule: with `phase=None` (the default) every layer chooses its branch
+    from alpha at run time, so a step function traced once (`tf.function`, `jax.jit`) stays
+    right for every alpha: call this between steps and never retrace. For the speed of
+    `PEAScheduler` pass the phase alpha is in: "novel" (alpha == 0: g only), "blend", or
+    "relu" (alpha == 1: exactly the ReLU network's graph). A phase is fixed into a training
+    graph when it is traced, so retrace the step function (a new `tf.function`) each time
+    the phase changes (twice a schedule at most); until then the old phase keeps running.
+    Inference (`training=False`) always follows alpha. Under JAX, a stateless loop passes the
+    variables itself: read the non-trainable variables again after this call.
+
+    Returns:
+        The number of PEALayers set.
+
+    Raises:
+        ValueError: the model has no PEALayer, alpha is outside [0, 1], or `phase` is not
+            one of "novel", "blend", "relu", None, or contradicts alpha.
+    """
+    layers = pea_layers(model)
+    if not layers:
+        raise ValueError(f"set_alpha: model {model.name!r} has no PEALayer; wrap it with pea_keras.wrap first.")
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"set_alpha: alpha must be in [0, 1], got {alpha}.")
+    if phase is not None and phase not in PHASES:
+        raise ValueError(f"set_alpha: phase must be one of {', '.join(PHASES)} or None, got {phase!r}.")
+    if (phase == "novel" and alpha != 0.0) or (phase == "relu" and alpha != 1.0):
+        raise ValueError(f"set_alpha: phase {phase!r} computes only the "
+                         f"{'novel activation' if phase == 'novel' else 'ReLU'} branch, which alpha={alpha} "
+                         f"does not; use phase='blend' or None.")
+    for layer in layers:
+        layer.set_alpha(alpha)
+        layer.enter_phase(phase)
+    return len(layers)
 
 
 class BothFlavoursCallback(keras.callbacks.Callback):
@@ -106,7 +147,7 @@ class PEAScheduler(BothFlavoursCallback):
             # Put the trainer's state back into the variables; fit then reads it again, new alpha included.
             self.model.jax_state_sync()
         for layer in self._layers:
-            layer.alpha.assign(alpha)
+            layer.set_alpha(alpha)
 
     def _default_schedule(self):
         epochs, steps = (self.params or {}).get("epochs"), (self.params or {}).get("steps")

@@ -27,3 +27,16 @@ class ModelFileError(UserError, ValueError):
 class UntrustedCodeError(ModelFileError):
     """A model file that would run code it stores while loading (the message names the layer and
     how to save the model without it)."""
+
+
+class UnfinishedScheduleError(UserError, ValueError):
+    """`strip` refused: some PEALayers still blend in the novel activation (alpha < 1).
+
+    `unfinished` names them ("name (alpha=0.5000)"); `advice` is the caller's way out, so a
+    command-line tool can say its own flag instead of the library's `force=True`."""
+
+    def __init__(self, unfinished, advice):
+        self.unfinished = list(unfinished)
+        self.fact = ("these PEALayers still use the novel activation (alpha != 1): "
+                     f"{', '.join(self.unfinished)}")
+        super().__init__(f"Cannot strip: {self.fact}. {advice}")

@@ -176,6 +176,7 @@ class _PEAMixin(metaclass=_PEAMeta):
         # What this layer replaced, so `strip` can restore it exactly.
         self.origin = dict(origin) if origin else None
         self._phase = None
+        self._alpha_driven = False  # Set by set_alpha / enter_phase: something moves alpha.
         self._warned_unscheduled = False
         self.supports_masking = True
 
@@ -196,6 +197,7 @@ class _PEAMixin(metaclass=_PEAMeta):
         if phase is not None and phase not in PHASES:
             raise ValueError(f"phase must be one of {', '.join(PHASES)} or None, got {phase!r}.")
         self._phase = phase
+        self._alpha_driven = True
 
     @property
     def training_phase(self):
@@ -223,7 +225,9 @@ class _PEAMixin(metaclass=_PEAMeta):
         super().build(input_shape)
 
     def set_alpha(self, value):
+        """Move alpha (a training loop does this every step; see `pea_keras.set_alpha`)."""
         self.alpha.assign(float(value))
+        self._alpha_driven = True
 
     @property
     def alpha_value(self):
@@ -236,11 +240,12 @@ class _PEAMixin(metaclass=_PEAMeta):
 
     def call(self, inputs, training=None):
         phase = self._phase if training else None
-        if training and phase is None and not self.trainable_alpha and not self._warned_unscheduled:
+        if training and phase is None and self._alpha_stays_put():
             self._warned_unscheduled = True  # Once per layer; Python's filter shows one per process.
             warnings.warn("Training a PEA model without pea_keras.PEAScheduler: alpha stays where it is "
                           "(0 = novel activation only) and the model will not end as a ReLU network. "
-                          "Add callbacks=[pea_keras.PEAScheduler()] to fit().", stacklevel=2)
+                          "Add callbacks=[pea_keras.PEAScheduler()] to fit(), or call "
+                          "pea_keras.set_alpha(model, alpha) in a custom training loop.", stacklevel=2)
         x = inputs
         if self._on_tf:
             alpha = tf.cast(tf.convert_to_tensor(self.alpha), x.dtype)
@@ -259,6 +264,13 @@ class _PEAMixin(metaclass=_PEAMeta):
             return select(alpha, lambda: self.relu(x), lambda: self._g(x),
                           lambda: alpha * self.relu(x) + (1.0 - alpha) * self._g(x), phase)
         return ensemble(x, alpha, self.relu, self.max_value, self._g, self._g_prime, phase)
+
+    def _alpha_stays_put(self):
+        """True when a training-mode trace means alpha will not move: nothing (PEAScheduler,
+        set_alpha, enter_phase) has ever driven it, alpha is not learned, and the trace is not
+        tf_keras writing a SavedModel (which traces training=True without training)."""
+        return not (self._warned_unscheduled or self._alpha_driven or self.trainable_alpha
+                    or flavor.in_saved_model_trace(self))
 
     def compute_output_shape(self, input_shape):
         return input_shape

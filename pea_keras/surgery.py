@@ -1,15 +1,19 @@
 """`wrap`, `strip` and `replace_relu`: the only place that rewrites model graphs.
 
 Both rebuild a Functional or Sequential model layer by layer (nested models, shared
-layers, multiple inputs and outputs included), in the flavour of the model passed in,
-and copy the original weights; the original model is never modified.
+layers, multiple inputs and outputs included), in the flavour of the model passed in.
+Every layer they do not replace is a copy holding what Keras saves of the original
+(config, variables and assets, so adapted preprocessing layers keep their state); the
+original model is never modified.
 """
 import collections
 import logging
 import numbers
+import tempfile
 import warnings
 
 from pea_keras import activations, flavor
+from pea_keras.errors import UnfinishedScheduleError, first_line
 from pea_keras.layer import is_pea_layer, layer_class
 
 __all__ = ["wrap", "strip", "replace_relu", "pea_layers"]
@@ -46,7 +50,46 @@ def pea_layers(model):
 
 
 def _clone(layer):
-    return type(layer).from_config(layer.get_config())
+    """A new layer from `layer`'s config (its state comes later, from `_copy_state`).
+
+    A Lambda is reused as it is: it holds only its function (which both models then call),
+    and Keras 3 rebuilds a Python lambda from a config only under unsafe deserialization.
+    """
+    if isinstance(layer, flavor.keras_of(layer).layers.Lambda):
+        return layer
+    try:
+        return type(layer).from_config(layer.get_config())
+    except Exception as e:  # Any layer's from_config may fail its own way: name the layer.
+        cause = [line for line in str(e).splitlines() if line.strip()]  # Keras nests the cause last.
+        raise ValueError(f"Cannot copy layer {layer.name!r} ({type(layer).__name__}) from its get_config(), so "
+                         f"the model cannot be rebuilt: {cause[-1].strip() if cause else first_line(e)}") from None
+
+
+def _copy_state(source, target):
+    """Give `target` (a copy of `source` from its config) what a Keras save keeps of `source`.
+
+    Each layer of its tree (a wrapper's layer, an RNN's cell, ...) passes its variables
+    through `save_own_variables`/`load_own_variables` and its assets (a lookup layer's
+    vocabulary) through `save_assets`/`load_assets`: more than `get_weights()`, which misses
+    an adapted vocabulary, and whose `set_weights` leaves an adapted Keras 3 Normalization
+    with the mean and variance of no data.
+    """
+    if source is target:
+        return
+    sources, targets = flavor.layer_tree(source), flavor.layer_tree(target)
+    if [type(layer) for layer in sources] != [type(layer) for layer in targets]:
+        raise ValueError(f"Cannot copy layer {source.name!r} ({type(source).__name__}): the copy made from "
+                         "its get_config() has other sublayers than the original.")
+    for src, dst in zip(sources, targets):
+        store = {}
+        src.save_own_variables(store)
+        dst.load_own_variables(store)
+        if getattr(src, "is_adapted", False) and not hasattr(src, "save_assets"):
+            flavor.finish_adapted_copy(dst)
+        if hasattr(src, "save_assets"):
+            with tempfile.TemporaryDirectory() as folder:
+                src.save_assets(folder)
+                dst.load_assets(folder)
 
 
 def _check_rebuildable(model):
@@ -75,13 +118,15 @@ class _Rebuilder:
         new_model = self.rebuild(model)
         for original, swap in self.swaps.values():
             if swap.same_weights:
-                swap.core.set_weights(original.get_weights())
+                _copy_state(original, swap.core)
         return new_model
 
     def swap_of(self, layer):
         if id(layer) not in self.swaps:
             if _is_model(layer):
                 swap = _Swap(self.rebuild(layer))
+            elif not flavor.is_layer(layer):  # A stateless Keras 3 operation, e.g. keras.ops.add.
+                swap = self.swap(layer) or _Swap(layer)
             else:
                 swap = self.swap(layer) or _Swap(_clone(layer), same_weights=True)
             self.swaps[id(layer)] = (layer, swap)
@@ -92,22 +137,47 @@ class _Rebuilder:
         k = flavor.keras_of(model)
         inputs = flavor.new_inputs(model)
         if flavor.is_sequential(model):
-            layers = [new for layer in model.layers for new in self.swap_of(layer)[:2] if new is not None]
+            layers = [new.layer if isinstance(new, _OnFirstInput) else new
+                      for layer in model.layers for new in self.swap_of(layer)[:2] if new is not None]
             return k.Sequential([*inputs, *layers], name=model.name)
         packed, outputs = flavor.replay(model, inputs, self.call)
         return k.Model(inputs=packed, outputs=outputs, name=model.name)
 
     def call(self, layer, *args, **kwargs):
-        if not isinstance(layer, flavor.keras_of(layer).layers.Layer):
-            return layer(*args, **kwargs)  # A stateless Keras 3 operation, e.g. keras.ops.add.
         core, post, _ = self.swap_of(layer)
         outputs = args[0] if core is None else core(*args, **kwargs)
         return outputs if post is None else post(outputs)
 
 
-def _relu_config(layer):
-    """(max_value, threshold) if `layer` is a ReLU or Activation('relu'/'relu6'), else None."""
+# How a ReLU is computed where wrap can take it over: "layer" (ReLU, Activation('relu'), or
+# either in a TimeDistributed), "fused" (activation='relu' of a Dense/Conv layer, `key` its
+# name), "op" (a graph operation: keras.ops.relu, tf.nn.relu, ..., `key` from flavor.relu_op),
+# "lambda" (a Lambda of a ReLU function).
+_Match = collections.namedtuple("_Match", "kind max_value threshold key", defaults=(None,))
+
+# Layers that apply their `activation` to their output, so it can move to a layer after them.
+# Recurrent layers apply theirs inside the recurrence: it is part of the cell, not an output.
+_OUTPUT_ACTIVATION_LAYERS = (
+    "Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+    "Conv3DTranspose", "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D",
+    "LocallyConnected1D", "LocallyConnected2D")
+
+
+def _layer_classes(layer, names):
     k = flavor.keras_of(layer)
+    return tuple(getattr(k.layers, name) for name in names if hasattr(k.layers, name))
+
+
+def _inner(layer):
+    """The layer a TimeDistributed applies at every step, else `layer` itself."""
+    return layer.layer if isinstance(layer, flavor.keras_of(layer).layers.TimeDistributed) else layer
+
+
+def _relu_config(layer):
+    """(max_value, threshold) if `layer` is a ReLU or Activation('relu'/'relu6') (also in a
+    TimeDistributed), else None."""
+    k = flavor.keras_of(layer)
+    layer = _inner(layer)
     if isinstance(layer, k.layers.ReLU):
         config = layer.get_config()
         if float(config.get("negative_slope") or 0.0):
@@ -122,30 +192,86 @@ def _relu_config(layer):
 
 
 def _fused_relu(layer):
-    """The name of a ReLU activation fused into `layer` (Dense(activation='relu'), ...), else None."""
-    k = flavor.keras_of(layer)
-    if isinstance(layer, (k.layers.Activation, k.layers.ReLU)) or _is_model(layer):
+    """The name of a ReLU activation fused into `layer` (Dense(activation='relu'), also in a
+    TimeDistributed), else None."""
+    layer = _inner(layer)
+    if not isinstance(layer, _layer_classes(layer, _OUTPUT_ACTIVATION_LAYERS)):
         return None
     name = layer.get_config().get("activation")
     return name if isinstance(name, str) and name in _RELU_ACTIVATIONS else None
 
 
+def _with_activation(layer, activation):
+    """A copy of a layer with a fused activation (also in a TimeDistributed) using `activation`."""
+    if _inner(layer) is not layer:
+        config = {key: value for key, value in layer.get_config().items() if key != "layer"}
+        return type(layer)(_with_activation(layer.layer, activation), **config)
+    return type(layer).from_config({**layer.get_config(), "activation": activation})
+
+
+def _relu_match(layer):
+    """The `_Match` of a layer or operation computing a ReLU that wrap can take over, else None."""
+    op = flavor.relu_op(layer)
+    if op is not None:
+        key, max_value, threshold = op
+        return _Match("op", max_value, threshold, key)
+    if not flavor.is_layer(layer) or _is_model(layer):
+        return None
+    relu = _relu_config(layer)
+    if relu is not None:
+        return _Match("layer", *relu)
+    fused = _fused_relu(layer)
+    if fused is not None:
+        return _Match("fused", _RELU_ACTIVATIONS[fused], 0.0, fused)
+    if isinstance(layer, flavor.keras_of(layer).layers.Lambda) and not layer.arguments:
+        relu = flavor.relu_function(layer.function)
+        if relu is not None:
+            return _Match("lambda", *relu)
+    return None
+
+
 def _plain(config):
     """The config with numpy scalars (tf_keras' ReLU stores some) as Python numbers, for JSON."""
-    return {key: value.tolist() if hasattr(value, "tolist") else value for key, value in config.items()}
+    if isinstance(config, dict):
+        return {key: _plain(value) for key, value in config.items()}
+    if isinstance(config, (list, tuple)):
+        return [_plain(value) for value in config]
+    return config.tolist() if hasattr(config, "tolist") else config
 
 
 def _is_leaky(layer):
     """A leaky ReLU: LeakyReLU, ReLU(negative_slope != 0), Activation('leaky_relu') or a fused one."""
     k = flavor.keras_of(layer)
+    if not flavor.is_layer(layer) or _is_model(layer):
+        return False
     if isinstance(layer, k.layers.LeakyReLU):
         return True
-    if _is_model(layer):
-        return False
     config = layer.get_config()
     if isinstance(layer, k.layers.ReLU):
         return bool(float(config.get("negative_slope") or 0.0))
     return config.get("activation") in _LEAKY_ACTIVATIONS
+
+
+def _recurrent_relu(layer):
+    """True for a recurrent layer (also in a Bidirectional or TimeDistributed) with a ReLU in its cell."""
+    k = flavor.keras_of(layer)
+    if not isinstance(_inner(layer), (k.layers.RNN, k.layers.Bidirectional)):
+        return False
+    for sub in flavor.layer_tree(layer):
+        config = sub.get_config()
+        if any(config.get(key) in _RELU_ACTIVATIONS for key in ("activation", "recurrent_activation")):
+            return True
+    return False
+
+
+def _may_hide_relu(layer):
+    """A layer whose code wrap does not know: a Lambda, or a class from outside Keras and pea_keras."""
+    for sub in flavor.layer_tree(layer):
+        if isinstance(sub, flavor.keras_of(sub).layers.Lambda) or is_pea_layer(sub):
+            return not is_pea_layer(sub)
+        if type(sub).__module__.split(".")[0] not in ("keras", "tf_keras", "pea_keras"):
+            return True
+    return False
 
 
 def _producer(tensor):
@@ -154,10 +280,7 @@ def _producer(tensor):
     if history is None:
         return None
     op, node_index = history[0], history[1]
-    node = op._inbound_nodes[node_index]
-    if flavor.is_tf_keras(op):
-        return op, tuple(node.call_args), dict(node.call_kwargs)
-    return op, tuple(node.arguments.args), dict(node.arguments.kwargs)
+    return (op, *flavor.node_arguments(op, op._inbound_nodes[node_index]))
 
 
 def _is_add_of_3(producer):
@@ -174,7 +297,7 @@ def _is_add_of_3(producer):
 
 
 def _gate_relu6s(model):
-    """ids of the ReLU6 layers computing hard-sigmoid gates, ReLU6(x + 3) (/ 6 after them).
+    """ids of the ReLU6 layers and ops computing hard-sigmoid gates, ReLU6(x + 3) (/ 6 after them).
 
     MobileNetV3 (tf_keras.applications builds them from ReLU layers) multiplies features by
     these gates; with an unbounded g in their place the products grow block after block
@@ -182,8 +305,9 @@ def _gate_relu6s(model):
     """
     gates = set()
     for level in [model, *(layer for layer in _walk(model) if _is_model(layer))]:
-        for layer in level.layers:
-            if _relu_config(layer) != (6.0, 0.0):
+        for layer in getattr(level, "operations", level.layers):  # Keras 3: layers and ops.
+            match = _relu_match(layer)
+            if match is None or match.kind == "fused" or (match.max_value, match.threshold) != (6.0, 0.0):
                 continue
             for node in layer._inbound_nodes:
                 tensors = node.input_tensors
@@ -209,33 +333,58 @@ def _check_activation_saves(activation, k):
             f"pass a name: {', '.join(activations.names())}.")
 
 
-def _find_relus(model, selected, include_gates, leaky):
-    """swap helper: (relu config, fused name) of a layer to replace, or None; collects leaky names."""
+class _Notes:
+    """What wrap and replace_relu leave alone, reported once per call."""
+
+    def __init__(self):
+        self.leaky, self.gates, self.recurrent, self.hidden = [], [], [], []
+
+    def report(self, found):
+        if self.leaky:
+            warnings.warn(f"Left leaky ReLU layers unchanged (negative_slope != 0 is not a ReLU): "
+                          f"{', '.join(self.leaky)}.", stacklevel=3)
+        if self.gates:
+            _log.info("Left %d ReLU6 hard-sigmoid gates (ReLU6(x + 3)) unchanged: %s. Pass include_gates=True "
+                      "to replace them too.", len(self.gates), ", ".join(self.gates))
+        if found and self.recurrent:
+            warnings.warn(f"Left the ReLU inside recurrent layers unchanged (it acts inside the recurrence, "
+                          f"not on the layer's output): {', '.join(self.recurrent)}.", stacklevel=3)
+        if found and self.hidden:
+            warnings.warn(f"Left ReLU ops unchanged: {self.hidden_text()}; wrap rewrites ReLU layers and the "
+                          "graph's ReLU ops, not the code inside other layers.", stacklevel=3)
+
+    def hidden_text(self):
+        count = sum(n for _, _, n in self.hidden)
+        what = "ReLU ops that are not layers" if count > 1 else "ReLU op that is not a layer"
+        where = ", ".join(f"{name} ({f'{n} in ' if n > 1 else 'in '}a {kind})" for name, kind, n in self.hidden)
+        return f"found {count} {what}: {where}"
+
+
+def _find_relus(model, selected, include_gates, notes):
+    """swap helper: the `_Match` of a layer or operation to replace, or None; fills `notes`."""
     gates = set() if include_gates else _gate_relu6s(model)
-    skipped = []
 
     def find(layer):
         if _is_leaky(layer):
-            leaky.append(layer.name)
+            notes.leaky.append(layer.name)
             return None
-        relu, fused = _relu_config(layer), _fused_relu(layer)
-        if (relu is None and fused is None) or not selected(layer):
+        match = _relu_match(layer)
+        if match is None:
+            if flavor.is_layer(layer) and not _is_model(layer) and _recurrent_relu(layer):
+                notes.recurrent.append(layer.name)
+            elif flavor.is_layer(layer) and not _is_model(layer) and _may_hide_relu(layer):
+                count = flavor.relu_ops_inside(layer)
+                if count:
+                    notes.hidden.append((layer.name, type(layer).__name__, count))
+            return None
+        if not selected(layer):
             return None
         if id(layer) in gates:
-            skipped.append(layer.name)
+            notes.gates.append(layer.name)
             return None
-        return relu, fused
+        return match
 
-    return find, skipped
-
-
-def _report_skipped(leaky, gates):
-    if leaky:
-        warnings.warn(f"Left leaky ReLU layers unchanged (negative_slope != 0 is not a ReLU): "
-                      f"{', '.join(leaky)}.", stacklevel=3)
-    if gates:
-        _log.info("Left %d ReLU6 hard-sigmoid gates (ReLU6(x + 3)) unchanged: %s. Pass include_gates=True "
-                  "to replace them too.", len(gates), ", ".join(gates))
+    return find
 
 
 def _check_model(model):
@@ -254,15 +403,33 @@ def _selector(layers):
     return lambda layer: layer.name in names, names
 
 
+class _OnFirstInput:
+    """An element-wise layer in place of a node: called on the node's tensor only (passed
+    positionally or, as in tf.nn.relu(features=h), by name), without the replaced layer's own
+    arguments (a TimeDistributed's mask). Sequential rebuilds take the layer itself."""
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def __call__(self, *args, **kwargs):
+        return self.layer(args[0] if args else next(iter(kwargs.values())))
+
+
 def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False):
     """A new model in which every ReLU of `model` is a `PEALayer` blending it with `activation`.
 
-    Handles ReLU/ReLU6 layers (any max_value and threshold), `Activation('relu'|'relu6')` and
-    layers with a fused `activation='relu'|'relu6'`, which are split into the linear layer
-    plus a PEALayer. Leaky ReLUs are left alone (with a warning), and so are ReLU6 layers
-    that compute hard-sigmoid gates, ReLU6(x + 3) as in MobileNetV3 (logged at INFO level),
-    unless `include_gates`. The result has the original weights and the flavour (Keras 3 or
-    tf_keras) of `model`.
+    Handles ReLU/ReLU6 layers (any max_value and threshold), `Activation('relu'|'relu6')`,
+    layers with a fused `activation='relu'|'relu6'` (Dense, EinsumDense, Conv layers), which
+    are split into the linear layer plus a PEALayer, any of these inside `TimeDistributed`,
+    and ReLU operations of the graph: `keras.ops.relu`/`relu6`, `keras.activations.relu`,
+    `tf.nn.relu`/`relu6` (tf_keras), and a `Lambda` of one of these functions.
+    Left alone: leaky ReLUs (with a warning); the ReLU inside recurrent layers (LSTM, GRU,
+    SimpleRNN, ConvLSTM, also in Bidirectional: it acts inside the recurrence, with a
+    warning); ReLU ops inside other layers' code (a Lambda doing more, a custom layer: named
+    in a warning, found by tracing on TensorFlow); ReLU6 layers that compute hard-sigmoid
+    gates, ReLU6(x + 3) as in MobileNetV3 (logged at INFO level), unless `include_gates`.
+    Every other layer is copied with what a Keras save keeps of it, so at alpha 1 the result
+    computes exactly what `model` computes; it has the flavour (Keras 3 or tf_keras) of `model`.
 
     Args:
         model: a built Functional or Sequential model, Keras 3 or tf_keras.
@@ -276,7 +443,8 @@ def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False):
     Raises:
         TypeError: `model` is not a Keras model.
         ValueError: an unknown or unsaveable activation, alpha outside [0, 1], a model that
-            cannot be rebuilt, or no ReLU to wrap.
+            cannot be rebuilt (a layer that cannot be copied is named), no ReLU to wrap, or a
+            model already wrapped.
     """
     _check_model(model)
     activations.get(activation)  # Fail early on an unknown name.
@@ -285,8 +453,8 @@ def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False):
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
     selected, names = _selector(layers)
-    found, leaky = set(), []
-    find, gates = _find_relus(model, selected, include_gates, leaky)
+    found, notes = set(), _Notes()
+    find = _find_relus(model, selected, include_gates, notes)
     pea_class = layer_class(model)
 
     def make_pea(max_value, threshold, origin, name):
@@ -297,30 +465,46 @@ def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False):
         match = find(layer)
         if match is None:
             return None
-        relu, fused = match
         found.add(layer.name)
-        if relu is not None:
+        if match.kind == "fused":
+            pea = make_pea(match.max_value, 0.0, {"fused_into": layer.name, "activation": match.key},
+                           f"{layer.name}_pea")
+            return _Swap(_with_activation(layer, "linear"), pea, same_weights=True)
+        if match.kind == "layer":
             origin = {"class_name": type(layer).__name__, "config": _plain(layer.get_config())}
-            return _Swap(make_pea(*relu, origin, layer.name))
-        config = {**layer.get_config(), "activation": "linear"}
-        pea = make_pea(_RELU_ACTIVATIONS[fused], 0.0, {"fused_into": layer.name, "activation": fused},
-                       f"{layer.name}_pea")
-        return _Swap(type(layer).from_config(config), pea, same_weights=True)
+        elif match.kind == "op":
+            origin = {"op": match.key}
+        else:
+            origin = {"lambda": getattr(layer.function, "__name__", "relu")}
+        return _Swap(_OnFirstInput(make_pea(match.max_value, match.threshold, origin, layer.name)))
 
     wrapped = _Rebuilder(swap)(model)
-    _report_skipped(leaky, gates)
-    _check_found(model, layers, names, found)
+    notes.report(found)
+    _check_found(model, layers, names, found, notes)
     return wrapped
 
 
-def _check_found(model, layers, names, found):
+def _check_found(model, layers, names, found, notes):
     if names - found:
         raise ValueError(f"layers= names no ReLU of the model: {', '.join(sorted(names - found))}.")
-    if not found:
-        why = "layers= selected none of them" if layers is not None else "it has none"
-        raise ValueError(f"Found no ReLU to wrap in model {model.name!r} ({why}). PEA replaces ReLU, ReLU6, "
-                         "Activation('relu') and activation='relu' in Dense/Conv layers; for other "
-                         "activations use pea_keras.PEALayer directly in the model code.")
+    if found:
+        return
+    wrapped = [layer.name for layer in pea_layers(model)]
+    if wrapped:
+        shown = ", ".join(wrapped[:5]) + (", ..." if len(wrapped) > 5 else "")
+        raise ValueError(f"Model {model.name!r} is already wrapped: it has {len(wrapped)} PEALayers ({shown}) "
+                         "and no ReLU left to wrap. Wrap the original model instead, or strip this one first.")
+    if layers is not None:
+        why = "layers= selected none of them"
+    elif notes.hidden:
+        why = f"{notes.hidden_text()}; wrap cannot rewrite the code inside a layer"
+    elif notes.recurrent:
+        why = (f"its ReLUs are inside recurrent layers, which keep them: {', '.join(notes.recurrent)}")
+    else:
+        why = "it has none"
+    raise ValueError(f"Found no ReLU to wrap in model {model.name!r} ({why}). PEA replaces ReLU, ReLU6, "
+                     "Activation('relu'), activation='relu' in Dense/Conv layers and ReLU ops of the graph "
+                     "(keras.ops.relu, tf.nn.relu); elsewhere use pea_keras.PEALayer in the model code.")
 
 
 def replace_relu(model, activation="silu", layers=None, include_gates=False):
@@ -345,21 +529,21 @@ def replace_relu(model, activation="silu", layers=None, include_gates=False):
     activations.get(activation)
     g = activations.get(activation) if flavor.runs_on_tensorflow(model) else activations.get_ops(activation)
     selected, names = _selector(layers)
-    found, leaky = set(), []
-    find, gates = _find_relus(model, selected, include_gates, leaky)
+    found, notes = set(), _Notes()
+    find = _find_relus(model, selected, include_gates, notes)
 
     def swap(layer):
         match = find(layer)
         if match is None:
             return None
         found.add(layer.name)
-        if match[0] is not None:
-            return _Swap(k.layers.Activation(g, name=layer.name))
-        return _Swap(type(layer).from_config({**layer.get_config(), "activation": g}), same_weights=True)
+        if match.kind == "fused":
+            return _Swap(_with_activation(layer, g), same_weights=True)
+        return _Swap(_OnFirstInput(k.layers.Activation(g, name=layer.name)))
 
     replaced = _Rebuilder(swap)(model)
-    _report_skipped(leaky, gates)
-    _check_found(model, layers, names, found)
+    notes.report(found)
+    _check_found(model, layers, names, found, notes)
     return replaced
 
 
@@ -378,25 +562,25 @@ def _fused_targets(model):
 def strip(model, force=False):
     """A new plain-ReLU model with the same weights: every PEALayer becomes the ReLU it replaced.
 
-    Fused activations go back into their Dense/Conv layers, so `strip(wrap(m))` has the
-    layer types and configs of `m` and the TFLite converter fuses the ReLU again.
-    Raises ValueError if any alpha is not 1 (the novel branch still matters), unless
-    `force=True`. A model without PEALayer comes back as a copy.
+    Fused activations go back into their Dense/Conv layers and ReLU ops back into the graph,
+    so `strip(wrap(m))` has the layer types and configs of `m` (a Lambda of a ReLU function
+    comes back as a ReLU layer) and the TFLite converter fuses the ReLU again.
+    Raises `pea_keras.errors.UnfinishedScheduleError` (a ValueError) if any alpha is not 1
+    (the novel branch still matters), unless `force=True`. A model without PEALayer comes
+    back as a copy.
     """
     _check_model(model)
     unfinished = [f"{layer.name} (alpha={layer.alpha_value:.4f})" for layer in pea_layers(model)
                   if layer.alpha_value != 1.0]
     if unfinished and not force:
-        raise ValueError("Cannot strip: these PEALayers still use the novel activation (alpha != 1): "
-                         f"{', '.join(unfinished)}. Finish the schedule, or pass force=True to deploy "
-                         "the ReLU branch anyway (its accuracy will differ).")
+        raise UnfinishedScheduleError(unfinished, "Finish the schedule, or pass force=True to deploy the ReLU "
+                                                  "branch anyway (its accuracy will differ).")
     fused = _fused_targets(model)
     k = flavor.keras_of(model)
 
     def swap(layer):
         if id(layer) in fused:
-            config = {**layer.get_config(), "activation": fused[id(layer)]}
-            return _Swap(type(layer).from_config(config), same_weights=True)
+            return _Swap(_with_activation(layer, fused[id(layer)]), same_weights=True)
         if not is_pea_layer(layer):
             return None
         origin = layer.origin or {}
@@ -404,6 +588,8 @@ def strip(model, force=False):
             return _Swap(None)
         if "class_name" in origin:
             return _Swap(getattr(k.layers, origin["class_name"]).from_config(origin["config"]))
+        if "op" in origin:
+            return _Swap(flavor.relu_op_function(model, origin["op"], layer.max_value, layer.threshold))
         return _Swap(k.layers.ReLU(max_value=layer.max_value, threshold=layer.threshold, name=layer.name))
 
     return _Rebuilder(swap)(model)

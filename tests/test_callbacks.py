@@ -174,3 +174,69 @@ def test_no_restored_alpha_warning_on_a_correct_resume(k, tmp_path):
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="PEAScheduler: the model's alpha")
         fit(k, restored, 2, [pea_keras.PEAScheduler(schedule)], initial_epoch=1)
+
+
+def test_set_alpha_drives_a_custom_training_loop_traced_once(k):
+    """The documented custom-loop API: set_alpha between steps of a tf.function traced once."""
+    import tensorflow as tf
+
+    model = pea_keras.wrap(small_cnn(k))
+    x, y = small_data()
+    optimizer, loss_fn = k.optimizers.SGD(0.01), k.losses.SparseCategoricalCrossentropy()
+    traces = []
+
+    @tf.function
+    def train_step(xb, yb):
+        traces.append(1)
+        with tf.GradientTape() as tape:
+            loss = loss_fn(yb, model(xb, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    schedule = schedules.Linear.over(STEPS, start=0.0, end=0.75)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # No "Training a PEA model without PEAScheduler" warning.
+        for step in range(STEPS + 1):
+            assert pea_keras.set_alpha(model, schedule(step)) == 2
+            train_step(x[16 * (step % STEPS):][:16], y[16 * (step % STEPS):][:16])
+            if step == 0:
+                first_traces = len(traces)  # tf_keras traces the first call twice to make its slots.
+    assert len(traces) == first_traces and alphas(model) == {1.0}
+    # Traced at alpha 0, the same graph computes the ReLU network once alpha is 1.
+    forward = tf.function(lambda xb: model(xb, training=True))
+    pea_keras.set_alpha(model, 0.0)
+    at_0 = forward(x[:8]).numpy()
+    pea_keras.set_alpha(model, 1.0)
+    at_1 = forward(x[:8]).numpy()
+    assert not np.allclose(at_0, at_1)
+    np.testing.assert_allclose(at_1, pea_keras.strip(model)(x[:8], training=True).numpy(), atol=1e-5)
+
+
+def test_set_alpha_phase_rule_and_refusals(k):
+    model = pea_keras.wrap(small_cnn(k))
+    assert pea_keras.set_alpha(model, 1.0, phase="relu") == 2
+    assert {layer.phase for layer in pea_keras.pea_layers(model)} == {"relu"}
+    pea_keras.set_alpha(model, 0.5)
+    assert {layer.phase for layer in pea_keras.pea_layers(model)} == {None}
+    with pytest.raises(ValueError, match=r"^set_alpha: phase 'relu' computes only the ReLU branch, which "
+                                         r"alpha=0.5 does not; use phase='blend' or None\.$"):
+        pea_keras.set_alpha(model, 0.5, phase="relu")
+    with pytest.raises(ValueError, match=r"^set_alpha: alpha must be in \[0, 1\], got 1.5\.$"):
+        pea_keras.set_alpha(model, 1.5)
+    with pytest.raises(ValueError, match=r"^set_alpha: model 'small_cnn' has no PEALayer; wrap it"):
+        pea_keras.set_alpha(small_cnn(k), 1.0)
+    assert "set_alpha" in pea_keras.__all__ and "retrace" in pea_keras.set_alpha.__doc__
+
+
+def test_a_tf_keras_saved_model_save_does_not_warn_about_training(tmp_path):
+    import tf_keras
+
+    model = pea_keras.wrap(small_cnn(tf_keras))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.save(tmp_path / "saved", save_format="tf")
+    assert (tmp_path / "saved" / "saved_model.pb").exists()
+    with pytest.warns(UserWarning, match="without pea_keras.PEAScheduler"):  # Training still warns.
+        model.compile("sgd", "sparse_categorical_crossentropy")
+        fit(tf_keras, model, 1, [])

@@ -1,9 +1,12 @@
+import warnings
+
 import numpy as np
 import pytest
 from tiny_models import every_relu_inputs, every_relu_model, outputs, small_cnn
 
 import pea_keras
 from pea_keras import activations
+from pea_keras.errors import UnfinishedScheduleError
 
 
 def set_all_alpha(model, value):
@@ -118,8 +121,11 @@ def test_wrap_rejects_model_without_relu(k):
 
 def test_wrap_rejects_bad_arguments(k):
     model = small_cnn(k)
-    with pytest.raises(ValueError, match="Unknown activation 'swishy'; valid names: elu, gelu"):
+    with pytest.raises(ValueError, match="Unknown activation 'swishy'; valid names: elu, gelu") as unknown:
         pea_keras.wrap(model, activation="swishy")
+    assert str(unknown.value).endswith("or a function registered with "
+                                       "@keras.saving.register_keras_serializable().")
+    assert "any callable" not in str(unknown.value)
     with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]"):
         pea_keras.wrap(model, alpha=1.5)
 
@@ -197,3 +203,140 @@ def test_hard_sigmoid_gates_are_left_alone_unless_asked(k, caplog):
     replaced = pea_keras.replace_relu(model, "silu")
     assert {type(layer).__name__ for layer in replaced.layers if layer.name in ("body", "gate")} == {
         "Activation", "ReLU"}
+
+
+def test_adapted_normalization_is_carried_over(k, rng):
+    """An adapted Normalization keeps its mean and variance in wrap and strip (Keras 3 lost them)."""
+    L = k.layers
+    x = rng.uniform(0, 255, size=(16, 6, 6, 1)).astype("float32")
+    norm = L.Normalization()
+    norm.adapt(x / 255.0)
+    model = k.Sequential([k.Input((6, 6, 1)), L.Rescaling(1 / 255), norm, L.Conv2D(4, 3, activation="relu"),
+                          L.Flatten(), L.Dense(3)])
+    wrapped = pea_keras.wrap(model, alpha=1.0)
+    assert max_diff(outputs(model, x), outputs(wrapped, x)) <= 1e-5
+    assert max_diff(outputs(model, x), outputs(pea_keras.strip(wrapped), x)) <= 1e-5
+
+
+def test_relu_inside_recurrent_layers_is_left_alone_with_one_warning(k, rng):
+    L = k.layers
+    model = k.Sequential([k.Input((5, 3)), L.LSTM(4, activation="relu", return_sequences=True, name="lstm"),
+                          L.Bidirectional(L.SimpleRNN(4, activation="relu"), name="birnn"),
+                          L.Dense(2, activation="relu", name="head")])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wrapped = pea_keras.wrap(model, alpha=1.0)
+    assert [str(w.message) for w in caught] == [
+        "Left the ReLU inside recurrent layers unchanged (it acts inside the recurrence, not on the layer's "
+        "output): lstm, birnn."]
+    assert [type(layer).__name__ for layer in wrapped.layers] == ["LSTM", "Bidirectional", "Dense", "PEALayer"]
+    assert wrapped.layers[0].get_config()["activation"] == "relu"
+    x = rng.normal(size=(4, 5, 3)).astype("float32")
+    assert max_diff(outputs(model, x), outputs(wrapped, x)) <= 1e-6
+    only_recurrent = k.Sequential([k.Input((5, 3)), L.GRU(4, activation="relu", name="gru")])
+    with pytest.raises(ValueError, match=r"^Found no ReLU to wrap in model '\w+' \(its ReLUs are inside "
+                                         r"recurrent layers, which keep them: gru\)"):
+        pea_keras.wrap(only_recurrent)
+
+
+def _relu_ops(k):
+    """The flavour's ReLU functions that put a ReLU op (not a layer) into a graph."""
+    import tensorflow as tf
+
+    return (k.ops.relu, k.ops.relu6, k.activations.relu) if k.__name__ == "keras" else (
+        tf.nn.relu, tf.nn.relu6, k.activations.relu)
+
+
+def relu_op_model(k):
+    L = k.layers
+    relu, relu6, activations_relu = _relu_ops(k)
+    inputs = k.Input((5, 4))
+    h = relu(L.Dense(4, name="d1")(inputs))
+    h = relu6(L.Dense(4, name="d2")(h))
+    h = activations_relu(L.Dense(4, name="d3")(h))
+    h = L.Lambda(k.activations.relu, name="lam")(L.Dense(4, name="d4")(h))
+    h = L.TimeDistributed(L.Dense(4, activation="relu"), name="td_dense")(h)
+    h = L.TimeDistributed(L.ReLU(), name="td_relu")(h)
+    return k.Model(inputs, L.Dense(2, name="out")(h))
+
+
+def test_relu_ops_and_time_distributed_relus_are_wrapped_and_stripped_back(k, rng):
+    model = relu_op_model(k)
+    wrapped = pea_keras.wrap(model, alpha=1.0)
+    assert len(pea_keras.pea_layers(wrapped)) == 6
+    assert [layer.name for layer in pea_keras.pea_layers(wrapped)][3:] == ["lam", "td_dense_pea", "td_relu"]
+    assert [layer.max_value for layer in pea_keras.pea_layers(wrapped)] == [None, 6.0, None, None, None, None]
+    x = rng.normal(size=(3, 5, 4)).astype("float32")
+    assert max_diff(outputs(model, x), outputs(wrapped, x)) <= 1e-6
+    stripped = pea_keras.strip(wrapped)
+    assert max_diff(outputs(model, x), outputs(stripped, x)) <= 1e-6
+    types = [type(layer).__name__ for layer in model.layers]
+    assert [type(layer).__name__ for layer in stripped.layers] == [{"Lambda": "ReLU"}.get(t, t) for t in types]
+    if k.__name__ == "keras":  # The ops come back as ops.
+        assert [type(op).__name__ for op in stripped.operations if not isinstance(op, k.layers.Layer)] == [
+            "Relu", "Relu6", "ReLU"]
+    replaced = pea_keras.replace_relu(model, "silu")
+    assert sum(isinstance(layer, k.layers.Activation) for layer in replaced.layers) == 5
+
+
+def test_relu_hidden_in_a_lambda_is_named(k, rng):
+    L = k.layers
+    relu = _relu_ops(k)[0]
+    inputs = k.Input((4,))
+    hidden = L.Lambda(lambda t: relu(t) + 1.0, name="shifted_relu")(L.Dense(3)(inputs))
+    model = k.Model(inputs, hidden)
+    with pytest.raises(ValueError, match=r"^Found no ReLU to wrap in model '\w+' \(found 1 ReLU op that is not a "
+                                         r"layer: shifted_relu \(in a Lambda\); wrap cannot rewrite the code"):
+        pea_keras.wrap(model)
+    both = k.Model(inputs, [hidden, L.Dense(2, activation="relu")(inputs)])
+    with pytest.warns(UserWarning, match=r"^Left ReLU ops unchanged: found 1 ReLU op that is not a layer: "
+                                         r"shifted_relu \(in a Lambda\)"):
+        wrapped = pea_keras.wrap(both, alpha=1.0)
+    x = rng.normal(size=(3, 4)).astype("float32")
+    assert max_diff(outputs(both, x), outputs(wrapped, x)) <= 1e-6
+
+
+def test_a_python_lambda_layer_is_kept_and_wraps(k, rng):
+    """Keras 3 cannot rebuild a Python lambda from its config without unsafe deserialization:
+    wrap keeps the Lambda itself (it holds only its function)."""
+    L = k.layers
+    model = k.Sequential([k.Input((4,)), L.Lambda(lambda t: t * 2.0 - 1.0, name="affine"),
+                          L.Dense(3, activation="relu")])
+    wrapped = pea_keras.wrap(model, alpha=1.0)
+    assert wrapped.get_layer("affine") is model.get_layer("affine")
+    x = rng.normal(size=(3, 4)).astype("float32")
+    assert max_diff(outputs(model, x), outputs(wrapped, x)) <= 1e-6
+    assert max_diff(outputs(model, x), outputs(pea_keras.strip(wrapped), x)) <= 1e-6
+
+
+def test_wrapping_a_wrapped_model_says_it_is_already_wrapped(k):
+    wrapped = pea_keras.wrap(small_cnn(k))
+    with pytest.raises(ValueError, match=r"^Model 'small_cnn' is already wrapped: it has 2 PEALayers "
+                                         r"\(conv2d\w*_pea, re_lu\w*\) and no ReLU left to wrap\."):
+        pea_keras.wrap(wrapped)
+
+
+def test_a_layer_that_cannot_be_copied_is_named(k):
+    class Unconfigurable(k.layers.Layer):
+        def __init__(self, scale, **kwargs):
+            super().__init__(**kwargs)
+            self.scale = scale
+
+        def call(self, x):
+            return x * self.scale
+
+        def get_config(self):  # Forgets `scale`: from_config cannot rebuild the layer.
+            return {key: value for key, value in super().get_config().items()}
+
+    model = k.Sequential([k.Input((4,)), Unconfigurable(2.0, name="scaled"), k.layers.Dense(2, activation="relu")])
+    with pytest.raises(ValueError, match=r"^Cannot copy layer 'scaled' \(Unconfigurable\) from its get_config\(\), "
+                                         r"so the model cannot be rebuilt: .*scale"):
+        pea_keras.wrap(model)
+
+
+def test_strip_refusal_names_force_true_only(k):
+    wrapped = pea_keras.wrap(small_cnn(k), alpha=0.5)
+    with pytest.raises(UnfinishedScheduleError) as refused:
+        pea_keras.strip(wrapped)
+    assert "force=True" in str(refused.value) and "--force_strip" not in str(refused.value)
+    assert isinstance(refused.value, ValueError) and len(refused.value.unfinished) == 2

@@ -98,6 +98,8 @@ def test_alpha_below_one_is_refused_unless_forced(tmp_path, capsys):
     out = tmp_path / "half.tflite"
     code, _, err = cli_run(capsys, "convert", path, "-o", out)
     assert code == 1 and "alpha" in err and "--force_strip" in err and err.count("\n") == 1
+    assert err.startswith("pea-tflite: error: cannot deploy: these PEALayers still use the novel activation")
+    assert "force=True" not in err  # The library's argument is not a flag of this command.
     assert not out.exists()
     # Overwriting files is not permission to deploy a blend: that takes its own flag.
     assert cli_run(capsys, "convert", path, "-o", out, "--overwrite")[0] == 1 and not out.exists()

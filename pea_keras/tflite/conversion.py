@@ -9,7 +9,7 @@ import dataclasses
 import os
 import tempfile
 
-from pea_keras.errors import first_line
+from pea_keras.errors import UnfinishedScheduleError, first_line
 from pea_keras.files import atomic_write_many
 from pea_keras.saving import load_model
 from pea_keras.tflite import converter
@@ -26,9 +26,11 @@ def strip_for_deploy(model, force_strip=False):
 
     try:
         return pea_keras.strip(model, force=force_strip)
+    except UnfinishedScheduleError as e:
+        raise TFLiteError(f"cannot deploy: {e.fact}. Train until alpha reaches 1, or pass --force_strip to "
+                          "deploy the ReLU network anyway (its accuracy will differ).") from None
     except ValueError as e:
-        raise TFLiteError(f"{first_line(e)} (train until alpha reaches 1, or pass --force_strip "
-                          f"to deploy the ReLU network anyway)") from None
+        raise TFLiteError(f"cannot strip the PEA layers: {first_line(e)}") from None
 
 
 def check_outputs(output_path, overwrite=False, c_array_dir=None):
