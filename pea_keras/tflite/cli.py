@@ -112,13 +112,15 @@ def build_parser():
 
     k = sub.add_parser("check", help="exit 0 only if the file is ReLU-only",
                        description="Exit 0 only if every activation is ReLU-family (standalone or "
-                                   "fused) and nothing else is nonlinear; otherwise list every "
-                                   "offending operator and exit 1. A final SOFTMAX feeding an "
+                                   "fused) and nothing else is nonlinear (no product, quotient, "
+                                   "comparison or lookup of activations); otherwise list every "
+                                   "offending operator with its reasons and exit 1. A final SOFTMAX feeding an "
                                    "output is allowed unless --strict.")
     k.add_argument("file", metavar="FILE.tflite")
     k.add_argument("--strict", action="store_true", help="reject a final SOFTMAX too")
     k.add_argument("--int8", action="store_true",
-                   help="also reject float compute (QUANTIZE/DEQUANTIZE allowed at the edges only)")
+                   help="also reject every activation that is not int8: float compute, int16 activations, "
+                        "int32 arithmetic (QUANTIZE/DEQUANTIZE allowed at the edges only)")
 
     r = sub.add_parser("run", help="top-1 accuracy on LiteRT and/or TFLite Micro",
                        description="Top-1 accuracy of the file on labelled data; with both "
@@ -216,15 +218,15 @@ def _inspect(args):
 
 
 def _check(args):
-    from pea_keras.tflite.check import relu_only_violations
+    from pea_keras.tflite.check import by_operator, relu_only_violations, verdict
 
     bad = relu_only_violations(args.file, strict=args.strict, int8=args.int8)
     if not bad:
-        print(f"{args.file}: ReLU-only" + (" int8" if args.int8 else ""))
+        print(f"{args.file}: {verdict(bad, args.int8)}")
         return 0
-    for v in bad:
-        print(v)
-    return _fail(f"{args.file}: not ReLU-only ({len(bad)} offending operators)")
+    for where, reasons in by_operator(bad):
+        print(f"{where}: {'; '.join(reasons)}")
+    return _fail(f"{args.file}: {verdict(bad, args.int8)}")
 
 
 def _run(args):
