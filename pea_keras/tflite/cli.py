@@ -256,6 +256,14 @@ def _run(args):
 COMMANDS = {"convert": _convert, "inspect": _inspect, "check": _check, "run": _run, "bench": _bench}
 
 
+def _reader_left():
+    """Stdout's reader has gone (``pea-tflite inspect FILE | head``): stop quietly, as Unix tools
+    do, with stdout pointed at /dev/null so that Python's exit-time flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     console.quiet(PROG, args.verbose)
@@ -264,6 +272,10 @@ def main(argv=None):
 
     try:
         code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # Here, so that a reader who left is seen below, not at exit.
+    except BrokenPipeError:
+        _reader_left()
+        code = 0
     except UserError as e:
         code = _fail(str(e))
     except OSError as e:
