@@ -14,10 +14,13 @@ def command():
     return [found] if found else [sys.executable, "-m", "pea_keras.tflite"]
 
 
-def env():
-    return dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+def env(pythonpath=()):
+    """This tree first on the path (then the package installed elsewhere is not what runs)."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([*map(str, pythonpath), REPO]),
+                TF_CPP_MIN_LOG_LEVEL="3")
 
 
-def pea_tflite(*args, timeout=300):
-    return subprocess.run([*command(), *map(str, args)], capture_output=True, text=True, env=env(),
-                          timeout=timeout)
+def pea_tflite(*args, pythonpath=(), timeout=300):
+    """``pea-tflite ARGS`` in a fresh process; ``pythonpath``: folders searched before this tree."""
+    return subprocess.run([*command(), *map(str, args)], capture_output=True, text=True,
+                          env=env(pythonpath), timeout=timeout)

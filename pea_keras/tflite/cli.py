@@ -123,9 +123,11 @@ def build_parser():
                         "int32 arithmetic (QUANTIZE/DEQUANTIZE allowed at the edges only)")
 
     r = sub.add_parser("run", help="top-1 accuracy on LiteRT and/or TFLite Micro",
-                       description="Top-1 accuracy of the file on labelled data; with both "
-                                   "runtimes also their agreement, which must be within one "
-                                   "quantization step.")
+                       description="Top-1 accuracy of a classifier file (one input, one output of "
+                                   "class scores [1, C]) on labelled data; with both runtimes also "
+                                   "their agreement, which must be within one quantization step. "
+                                   "Each runtime runs in a child process; --runtime micro never "
+                                   "loads LiteRT.")
     r.add_argument("file", metavar="FILE.tflite")
     r.add_argument("--data", required=True, metavar="SOURCE", help="labelled data")
     r.add_argument("--split", default="test", help="split for digits/tfds sources (default: test)")
@@ -134,8 +136,9 @@ def build_parser():
     r.add_argument("--json", action="store_true", help="machine-readable output")
 
     b = sub.add_parser("bench", help="median LiteRT latency of one inference",
-                       description="Median wall time of one LiteRT inference (batch 1) and the "
-                                   "TFLite Micro tensor-arena size.")
+                       description="Median wall time of one LiteRT inference (batch 1, zeros on "
+                                   "every input) and the TFLite Micro tensor-arena size, each "
+                                   "measured in a child process.")
     b.add_argument("file", metavar="FILE.tflite")
     b.add_argument("--runs", type=_at_least(1), default=50, help="timed runs (default: 50)")
     b.add_argument("--threads", type=_at_least(1), default=1, help="LiteRT threads (default: 1)")
@@ -231,10 +234,12 @@ def _check(args):
 
 def _run(args):
     from pea_keras.data import load_arrays
-    from pea_keras.tflite.runtimes import evaluate, io_details
+    from pea_keras.tflite.model_info import inspect
+    from pea_keras.tflite.runtimes import class_count, evaluate
 
-    inp, _ = io_details(args.file)
-    x, y = load_arrays(args.data, tuple(int(d) for d in inp["shape"]), labelled=True,
+    info = inspect(args.file)
+    class_count(info)  # Refuse what top-1 cannot score before reading any data.
+    x, y = load_arrays(args.data, tuple(int(d) for d in info.inputs[0].shape), labelled=True,
                        split=args.split, limit=args.limit)
     result = evaluate(args.file, x, y, runtime=args.runtime)
     if args.json:

@@ -75,7 +75,7 @@ def registrations(info):
     for op in info.operators:
         if op.type not in seen:
             seen.append(op.type)
-    missing = [t for t in seen if _method(t) is None]
+    missing = [t for t in seen if tflm_api.resolver_method(t) is None]
     if missing:
         names = ", ".join(f"custom operator '{t[7:]}'" if t.startswith("CUSTOM:") else t for t in missing)
         raise TFLiteError(f"{names}: TensorFlow Lite Micro has no registration for "
@@ -85,16 +85,10 @@ def registrations(info):
     out = []
     for t in seen:
         if t in tflm_api.INT8_REGISTRATIONS and _int8_only(info, t):
-            out.append((t, _method(t), f"tflite::Register_{t}_INT8()", tflm_api.INT8_REGISTRATIONS[t]))
+            out.append((t, tflm_api.resolver_method(t), f"tflite::Register_{t}_INT8()", tflm_api.INT8_REGISTRATIONS[t]))
         else:
-            out.append((t, _method(t), None, None))
+            out.append((t, tflm_api.resolver_method(t), None, None))
     return out
-
-
-def _method(op_type):
-    if op_type.startswith("CUSTOM:"):
-        return tflm_api.CUSTOM_METHODS.get(op_type[7:])
-    return tflm_api.BUILTIN_METHODS.get(op_type)
 
 
 def _guard(stem, what):

@@ -70,3 +70,11 @@ INT8_REGISTRATIONS = {
     "TRANSPOSE_CONV": "transpose_conv.h",
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "unidirectional_sequence_lstm.h",
 }
+
+
+def resolver_method(op_type):
+    """The method registering an operator type as ``inspect`` names it (``CUSTOM:ethos-u`` for a
+    custom op), or None where TFLite Micro has none."""
+    if op_type.startswith("CUSTOM:"):
+        return CUSTOM_METHODS.get(op_type[7:])
+    return BUILTIN_METHODS.get(op_type)
