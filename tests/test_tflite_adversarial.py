@@ -112,6 +112,9 @@ def test_sigmoid_from_primitives_fails_on_exp_and_the_reciprocal(files):
     bad = relu_only_violations(files["sigmoid_exp_add_div"])
     assert [(v.type, v.reason) for v in bad] == [("EXP", UNKNOWN), ("DIV", DIVIDES_BY_X)]
     assert verdict(bad) == "not ReLU-only (2 offending operators: DIV, EXP)"
+    typed = relu_only_violations(files["sigmoid_exp_add_div"], int8=True)
+    assert verdict(typed, int8=True) == ("not ReLU-only (2 offending operators: DIV, EXP); not int8 "
+                                         "either: float compute (3 operators)")
 
 
 def test_int8_names_every_non_int8_activation_and_its_type(files):
@@ -119,7 +122,10 @@ def test_int8_names_every_non_int8_activation_and_its_type(files):
     assert lines(int16) == [f"op {i} {label}: INT16 activations in an int8 model (int8 compute only)"
                             for i, label in enumerate(ops(files["int16x8"]))]
     assert verdict(int16, int8=True) == "ReLU-only, but INT16 activations (4 offending operators)"
-    lookup = lines(relu_only_violations(files["lookup_table"], int8=True))
+    lookup_bad = relu_only_violations(files["lookup_table"], int8=True)
+    assert verdict(lookup_bad, int8=True) == ("not ReLU-only (1 offending operator: GATHER); not int8 "
+                                              "either: float compute and INT32 activations (5 operators)")
+    lookup = lines(lookup_bad)
     assert lookup[2:4] == ["op 2 MINIMUM: INT32 activations in an int8 model (int8 compute only)",
                            "op 3 MAXIMUM: INT32 activations in an int8 model (int8 compute only)"]
     for name in ("x_div_c", "x_mul_c", "c_mul_x"):

@@ -225,22 +225,23 @@ def by_operator(violations):
 
 
 def verdict(violations, int8=False):
-    """The one-line answer for a file: ``ReLU-only int8``, ``not ReLU-only (2 offending
-    operators: DIV, EXP)``, or for a file whose only faults are its types ``ReLU-only, but float
-    compute (3 operators)``."""
+    """The one-line answer for a file: ``ReLU-only int8``; ``not ReLU-only (2 offending
+    operators: DIV, EXP)``, with ``; not int8 either: ...`` when types fail too; or, for a file
+    whose only fault is its types, ``ReLU-only, but float compute (3 offending operators)``."""
     if not violations:
         return "ReLU-only int8" if int8 else "ReLU-only"
     relu = [v for v in violations if v.kind == "relu"]
-    if relu:
-        ops = {(v.subgraph, v.index) for v in relu}
-        types = ", ".join(sorted({v.type for v in relu}))
-        return f"not ReLU-only ({_operators(len(ops))}: {types})"
-    ops = {(v.subgraph, v.index) for v in violations}
-    dtypes = sorted({v.dtype for v in violations})
+    types = [v for v in violations if v.kind == "int8"]
+    dtypes = sorted({v.dtype for v in types})
     what = " and ".join(["float compute"] * any(d in _FLOAT for d in dtypes)
                         + [f"{d} activations" for d in dtypes if d not in _FLOAT])
-    return f"ReLU-only, but {what} ({_operators(len(ops))})"
+    if not relu:
+        return f"ReLU-only, but {what} ({_operators(types, 'offending operator')})"
+    names = ", ".join(sorted({v.type for v in relu}))
+    line = f"not ReLU-only ({_operators(relu, 'offending operator')}: {names})"
+    return line + (f"; not int8 either: {what} ({_operators(types, 'operator')})" if types else "")
 
 
-def _operators(n):
-    return f"{n} offending operator" + ("" if n == 1 else "s")
+def _operators(violations, noun):
+    n = len({(v.subgraph, v.index) for v in violations})
+    return f"{n} {noun}" + ("" if n == 1 else "s")
