@@ -163,9 +163,26 @@ def test_a_reader_that_leaves_ends_the_output_quietly(tflite_file, flags):
     assert proc.wait(timeout=300) == 0 and err == ""
 
 
-def test_inspect_into_head_exits_0(tflite_file):
-    pipeline = f"{' '.join(tflite_cli.command())} inspect {tflite_file} --json | head -n 2"
+@pytest.fixture(scope="module")
+def long_file(tmp_path_factory):
+    """A float file of 557 operators: its --json report (85 kB) overflows a pipe's 64 kB buffer,
+    so `head` leaves while pea-tflite is still writing."""
+    import tensorflow as tf
+
+    def deep(x):
+        for i in range(300):
+            x = tf.nn.relu(x * (1.0 + i / 1000) + float(i % 7))
+        return x
+
+    f = tf.function(deep, input_signature=[tf.TensorSpec((1, 4), tf.float32)])
+    path = tmp_path_factory.mktemp("long") / "deep.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f).convert())
+    return path
+
+
+def test_inspect_into_head_exits_0(long_file):
+    pipeline = f"{' '.join(tflite_cli.command())} inspect {long_file} --json | head -n 2"
     result = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], env=tflite_cli.env(),
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stderr == ""
-    assert result.stdout.splitlines() == ["{", f' "size_bytes": {tflite_file.stat().st_size},']
+    assert result.stdout.splitlines() == ["{", f' "size_bytes": {long_file.stat().st_size},']
