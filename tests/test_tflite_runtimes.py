@@ -109,6 +109,7 @@ def test_micro_never_needs_litert(files, tmp_path):
     message = one_error(pea_tflite("run", files["litert_refuses"], "--data", files["data"]))
     assert message.startswith("LiteRT cannot load the model: quantized_dimension must be in range "
                               "[0, 1). Was 3. Tensor ")
+    assert message.endswith("; --runtime micro runs the file on TensorFlow Lite Micro alone")
     blocked = tmp_path / "blocked" / "ai_edge_litert"
     blocked.mkdir(parents=True)
     import ai_edge_litert

@@ -234,14 +234,21 @@ def _check(args):
 
 def _run(args):
     from pea_keras.data import load_arrays
+    from pea_keras.tflite.errors import TFLiteError
     from pea_keras.tflite.model_info import inspect
-    from pea_keras.tflite.runtimes import class_count, evaluate
+    from pea_keras.tflite.runtimes import RUNTIMES, RuntimeFailure, class_count, evaluate
 
     info = inspect(args.file)
     class_count(info)  # Refuse what top-1 cannot score before reading any data.
     x, y = load_arrays(args.data, tuple(int(d) for d in info.inputs[0].shape), labelled=True,
                        split=args.split, limit=args.limit)
-    result = evaluate(args.file, x, y, runtime=args.runtime)
+    try:
+        result = evaluate(args.file, x, y, runtime=args.runtime)
+    except RuntimeFailure as e:
+        if args.runtime != "both":
+            raise
+        other = "micro" if e.runtime == "litert" else "litert"
+        raise TFLiteError(f"{e}; --runtime {other} runs the file on {RUNTIMES[other]} alone") from None
     if args.json:
         print(json.dumps(result))
     else:

@@ -50,6 +50,14 @@ def _dequantize(q, details):
     return ((q.astype(np.float32) - zp) * scale).astype(np.float32)
 
 
+class RuntimeFailure(TFLiteError):
+    """A runtime could not load or run the file (or crashed); ``runtime`` names which."""
+
+    def __init__(self, message, runtime):
+        super().__init__(message)
+        self.runtime = runtime
+
+
 def _numpy_dtype(t):
     try:
         return np.dtype(t.dtype.lower()).type
@@ -94,9 +102,10 @@ def _call(runtime, data, x=None, **options):
             proc = subprocess.run([sys.executable, "-P", _WORKER, f.name], capture_output=True,
                                   text=True, timeout=WORKER_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            raise TFLiteError(f"{RUNTIMES[runtime]} did not finish in {WORKER_TIMEOUT_S} s") from None
+            raise RuntimeFailure(f"{RUNTIMES[runtime]} did not finish in {WORKER_TIMEOUT_S} s",
+                                 runtime) from None
         if proc.returncode != 0:
-            raise TFLiteError(_failure(runtime, proc, info))
+            raise RuntimeFailure(_failure(runtime, proc, info), runtime)
         report = json.loads(proc.stdout.strip().splitlines()[-1])
         return (np.load(request["outputs"]) if x is not None else None), report
 
