@@ -161,15 +161,14 @@ def _micro_diagnosis(log, info):
         ops = ", ".join(t.replace("CUSTOM:", "custom operator ") for t in missing)
         return (f"TensorFlow Lite Micro has no kernel for {ops}: replace "
                 + ("it" if len(missing) == 1 else "them")
-                + " in the model, or run the file on LiteRT only")
+                + " in the model")
     node = re.search(r"Node (\S+) \(number (\d+)f?\) failed to (prepare|invoke)", text)
     if node:
         at = text[:node.start()].strip().splitlines()
         why = re.sub(r"^\S*\.cc:\d+\s*", "", at[-1]) if at else ""
         return (f"TensorFlow Lite Micro's {node.group(1)} kernel (operator {node.group(2)}) failed to "
                 f"{node.group(3)}" + (f": {why}" if why else "")
-                + "; it does not take this operator's tensor types or options, so change them in "
-                "the model, or run the file on LiteRT only")
+                + "; it does not take this operator's tensor types or options: change them in the model")
     return None
 
 
