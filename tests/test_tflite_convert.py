@@ -8,7 +8,7 @@ import pytest
 
 import pea_keras
 from pea_keras.data.digits import load_digits_split
-from pea_keras.tflite import cli, evaluate, inspect, predict, relu_only_violations, runtimes
+from pea_keras.tflite import cli, evaluate, inspect, predict, relu_only_violations
 
 DIGITS = load_digits_split(8, channels=1)
 
@@ -161,14 +161,6 @@ def test_bad_inputs_fail_with_one_line_and_leave_nothing(plain_model, tmp_path, 
         assert message in err, err
     assert _left(tmp) == before
     assert (tmp / "exists.tflite").read_bytes() == b"keep me"
-
-
-def test_tflite_micro_abort_becomes_an_error(tmp_path, monkeypatch):
-    crash = tmp_path / "crash.py"
-    crash.write_text("import os, sys\nsys.stderr.write('tflm: scale too small\\n')\nos.abort()\n")
-    monkeypatch.setattr(runtimes, "_WORKER", str(crash))
-    with pytest.raises(pea_keras.tflite.TFLiteError, match=r"aborted \(signal 6\).*scale too small"):
-        runtimes.micro_arena_bytes(b"\0\0\0\0TFL3" + b"\0" * 8)
 
 
 def test_help_reads_well(capsys):

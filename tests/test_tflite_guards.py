@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import tflite_cli
 
 from pea_keras.tflite import cli, converter, inspect
 
@@ -141,3 +142,47 @@ def test_a_normal_conversion_prints_no_log_lines_and_respects_the_umask(model_fi
     for name in ("m.tflite", "m_model_data.cc", "m_model_data.h", "model_data.cc"):
         if (tmp_path / name).exists():
             assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
+@pytest.fixture(scope="module")
+def tflite_file(tmp_path_factory):
+    from pea_keras.tflite import quantize
+
+    path = tmp_path_factory.mktemp("tflite") / "plain.tflite"
+    path.write_bytes(quantize(plain_cnn(), calibration(8)))
+    return path
+
+
+@pytest.mark.parametrize("flags", [[], ["--json"], ["--resolver"]])
+def test_a_reader_that_leaves_ends_the_output_quietly(tflite_file, flags):
+    """The pipe's reader is gone before pea-tflite writes (closed at once): exit 0, no message."""
+    proc = subprocess.Popen([*tflite_cli.command(), "inspect", str(tflite_file), *flags], env=tflite_cli.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0 and err == ""
+
+
+@pytest.fixture(scope="module")
+def long_file(tmp_path_factory):
+    """A float file of 557 operators: its --json report (85 kB) overflows a pipe's 64 kB buffer,
+    so `head` leaves while pea-tflite is still writing."""
+    import tensorflow as tf
+
+    def deep(x):
+        for i in range(300):
+            x = tf.nn.relu(x * (1.0 + i / 1000) + float(i % 7))
+        return x
+
+    f = tf.function(deep, input_signature=[tf.TensorSpec((1, 4), tf.float32)])
+    path = tmp_path_factory.mktemp("long") / "deep.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f).convert())
+    return path
+
+
+def test_inspect_into_head_exits_0(long_file):
+    pipeline = f"{' '.join(tflite_cli.command())} inspect {long_file} --json | head -n 2"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], env=tflite_cli.env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.splitlines() == ["{", f' "size_bytes": {long_file.stat().st_size},']

@@ -226,3 +226,78 @@ def test_kit_refusals_are_one_clear_error(kit, tmp_path):
     with pytest.raises(TFLiteError, match="not a TFLite flatbuffer"):
         micro_kit.write_micro_kit(b"nope" * 4, tmp_path, "bad", x[:1])
     assert os.listdir(tmp_path) == []
+
+
+def _with_op_code(data, op_type, custom=None):
+    """The file with its first operator code replaced: a builtin by name, or a custom op."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    code = model.operatorCodes[0]
+    value = getattr(schema.BuiltinOperator, op_type)
+    code.builtinCode, code.deprecatedBuiltinCode = value, min(value, 127)
+    code.customCode = custom
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_resolver_names_come_from_tflm_own_api():
+    """The list is TFLite Micro's (tflm_api, read from the commit the docs build against): the
+    names a rule would get wrong are there as TFLM spells them, those TFLM lacks are absent."""
+    from pea_keras.tflite import tflm_api
+    from pea_keras.tflite.check import LINEAR_OPS, RELU_OPS
+
+    assert {op: tflm_api.BUILTIN_METHODS[op] for op in METHODS} == METHODS
+    assert {op: tflm_api.BUILTIN_METHODS[op] for op in ("PADV2", "CUMSUM", "BATCH_MATMUL", "L2_POOL_2D",
+                                                        "UNIDIRECTIONAL_SEQUENCE_LSTM")} == {
+        "PADV2": "AddPadV2", "CUMSUM": "AddCumSum", "BATCH_MATMUL": "AddBatchMatMul",
+        "L2_POOL_2D": "AddL2Pool2D", "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM"}
+    assert not {"GELU", "RELU_N1_TO_1", "RELU_0_TO_1", "CONV_3D"} & set(tflm_api.BUILTIN_METHODS)
+    assert tflm_api.CUSTOM_METHODS["ethos-u"] == "AddEthosU"
+    assert set(tflm_api.INT8_REGISTRATIONS) <= set(tflm_api.BUILTIN_METHODS)
+    # What a ReLU-only int8 file is made of, TFLM registers (except the ops named here).
+    assert sorted((LINEAR_OPS | RELU_OPS) - set(tflm_api.BUILTIN_METHODS)) == [
+        "CONV_3D", "CONV_3D_TRANSPOSE", "ONES_LIKE", "RELU_0_TO_1", "RELU_N1_TO_1", "TILE"]
+
+
+@pytest.mark.skipif(not os.environ.get("PEA_TFLM_ROOT"), reason="set PEA_TFLM_ROOT to a TFLite Micro "
+                    "checkout at tflm_api.TFLM_COMMIT to compare the list with its header")
+def test_resolver_list_matches_the_tflm_header():
+    from pea_keras.tflite import tflm_api
+
+    header = pathlib.Path(os.environ["PEA_TFLM_ROOT"], "tensorflow/lite/micro/micro_mutable_op_resolver.h")
+    methods = re.findall(r"TfLiteStatus (Add\w+)\(", header.read_text())
+    listed = {*tflm_api.BUILTIN_METHODS.values(), *tflm_api.CUSTOM_METHODS.values()}
+    assert sorted(set(methods) - {"AddBuiltin", "AddCustom"}) == sorted(listed)
+    builtins = dict((op, m) for m, op in re.findall(
+        r"TfLiteStatus (Add\w+)\([^{]*\{\s*return AddBuiltin\(\s*BuiltinOperator_(\w+)", header.read_text()))
+    assert builtins == tflm_api.BUILTIN_METHODS
+
+
+def test_an_op_tflm_cannot_register_is_refused_in_one_line(kit, tmp_path):
+    from tflite_cli import pea_tflite
+
+    _, path, _, _, _, _ = kit
+    first = inspect(path).operators[0].type  # CONV_2D: operator code 0
+    gelu = tmp_path / "gelu.tflite"
+    gelu.write_bytes(_with_op_code(path.read_bytes(), "GELU"))
+    assert inspect(gelu).operators[0].type == "GELU" and first == "CONV_2D"
+    result = pea_tflite("inspect", gelu, "--resolver")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == ("pea-tflite: error: GELU: TensorFlow Lite Micro has no registration for it "
+                             "(MicroMutableOpResolver at commit 90b983c); replace the operator in the "
+                             "model, or write and register its kernel yourself\n")
+    with pytest.raises(TFLiteError, match="custom operator 'my-op': TensorFlow Lite Micro has no"):
+        micro_kit.registrations(inspect(_with_op_code(path.read_bytes(), "CUSTOM", b"my-op")))
+
+
+def test_the_ethos_u_custom_op_registers_with_add_ethos_u(kit):
+    _, path, _, _, _, _ = kit
+    info = inspect(_with_op_code(path.read_bytes(), "CUSTOM", b"ethos-u"))
+    assert info.operators[0].type == "CUSTOM:ethos-u"
+    header = micro_kit.op_resolver_header(info, "vela")
+    calls = re.findall(r"resolver\.(Add\w+\([^)]*\)?\))", header)
+    assert calls[0] == "AddEthosU()" and len(calls) == len(METHODS)
+    assert "// CUSTOM:ethos-u x1, " in header

@@ -116,19 +116,23 @@ def build_parser():
 
     k = sub.add_parser("check", help="exit 0 only if the file is ReLU-only",
                        description="Exit 0 only if every activation is ReLU-family (standalone or "
-                                   "fused) and nothing else is nonlinear; otherwise list every "
-                                   "offending operator and exit 1. A final SOFTMAX feeding an "
+                                   "fused) and nothing else is nonlinear (no product, quotient, "
+                                   "comparison or lookup of activations); otherwise list every "
+                                   "offending operator with its reasons and exit 1. A final SOFTMAX feeding an "
                                    "output is allowed unless --strict.")
     k.add_argument("file", metavar="FILE.tflite")
     k.add_argument("--strict", action="store_true", help="reject a final SOFTMAX too")
     k.add_argument("--int8", action="store_true",
-                   help="also reject float compute (QUANTIZE/DEQUANTIZE allowed at the edges only)")
+                   help="also reject every activation that is not int8: float compute, int16 activations, "
+                        "int32 arithmetic (QUANTIZE/DEQUANTIZE allowed at the edges only)")
 
     r = sub.add_parser("run", help="top-1 accuracy on LiteRT and/or TFLite Micro",
-                       description="Top-1 accuracy of the file on labelled data; with both "
-                                   "runtimes TFLite Micro is also checked against LiteRT's reference "
-                                   "kernels (within one quantization step, else exit 1) and compared "
-                                   "with LiteRT's optimized kernels (reported).")
+                       description="Top-1 accuracy of a classifier file (one input, one output of "
+                                   "class scores [1, C]) on labelled data; with both runtimes TFLite "
+                                   "Micro is also checked against LiteRT's reference kernels (within one "
+                                   "quantization step, else exit 1) and compared with LiteRT's optimized "
+                                   "kernels (reported). Each runtime runs in a child process; --runtime "
+                                   "micro never loads LiteRT.")
     r.add_argument("file", metavar="FILE.tflite")
     r.add_argument("--data", required=True, metavar="SOURCE", help="labelled data")
     r.add_argument("--split", default="test", help="split for digits/tfds sources (default: test)")
@@ -137,8 +141,9 @@ def build_parser():
     r.add_argument("--json", action="store_true", help="machine-readable output")
 
     b = sub.add_parser("bench", help="median LiteRT latency of one inference",
-                       description="Median wall time of one LiteRT inference (batch 1) and the "
-                                   "TFLite Micro tensor-arena size.")
+                       description="Median wall time of one LiteRT inference (batch 1, zeros on "
+                                   "every input) and the TFLite Micro tensor-arena size, each "
+                                   "measured in a child process.")
     b.add_argument("file", metavar="FILE.tflite")
     b.add_argument("--runs", type=_at_least(1), default=50, help="timed runs (default: 50)")
     b.add_argument("--threads", type=_at_least(1), default=1, help="LiteRT threads (default: 1)")
@@ -233,25 +238,34 @@ def _inspect(args):
 
 
 def _check(args):
-    from pea_keras.tflite.check import relu_only_violations
+    from pea_keras.tflite.check import by_operator, relu_only_violations, verdict
 
     bad = relu_only_violations(args.file, strict=args.strict, int8=args.int8)
     if not bad:
-        print(f"{args.file}: ReLU-only" + (" int8" if args.int8 else ""))
+        print(f"{args.file}: {verdict(bad, args.int8)}")
         return 0
-    for v in bad:
-        print(v)
-    return _fail(f"{args.file}: not ReLU-only ({len(bad)} offending operators)")
+    for where, reasons in by_operator(bad):
+        print(f"{where}: {'; '.join(reasons)}")
+    return _fail(f"{args.file}: {verdict(bad, args.int8)}")
 
 
 def _run(args):
     from pea_keras.data import load_arrays
-    from pea_keras.tflite.runtimes import evaluate, io_details
+    from pea_keras.tflite.errors import TFLiteError
+    from pea_keras.tflite.model_info import inspect
+    from pea_keras.tflite.runtimes import RUNTIMES, RuntimeFailure, class_count, evaluate
 
-    inp, _ = io_details(args.file)
-    x, y = load_arrays(args.data, tuple(int(d) for d in inp["shape"]), labelled=True,
+    info = inspect(args.file)
+    class_count(info)  # Refuse what top-1 cannot score before reading any data.
+    x, y = load_arrays(args.data, tuple(int(d) for d in info.inputs[0].shape), labelled=True,
                        split=args.split, limit=args.limit)
-    result = evaluate(args.file, x, y, runtime=args.runtime)
+    try:
+        result = evaluate(args.file, x, y, runtime=args.runtime)
+    except RuntimeFailure as e:
+        if args.runtime != "both":
+            raise
+        other = "micro" if e.runtime == "litert" else "litert"
+        raise TFLiteError(f"{e}; --runtime {other} runs the file on {RUNTIMES[other]} alone") from None
     if args.json:
         print(json.dumps(result))
     else:
@@ -275,6 +289,14 @@ COMMANDS = {"convert": _convert, "inspect": _inspect, "check": _check, "run": _r
             "micro-main": _micro_main}
 
 
+def _reader_left():
+    """Stdout's reader has gone (``pea-tflite inspect FILE | head``): stop quietly, as Unix tools
+    do, with stdout pointed at /dev/null so that Python's exit-time flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     console.quiet(PROG, args.verbose)
@@ -283,6 +305,10 @@ def main(argv=None):
 
     try:
         code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # Here, so that a reader who left is seen below, not at exit.
+    except BrokenPipeError:
+        _reader_left()
+        code = 0
     except UserError as e:
         code = _fail(str(e))
     except OSError as e:

@@ -154,10 +154,7 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
     if bad:
         raise TFLiteError("converted file is not ReLU-only: " + "; ".join(str(v) for v in bad))
     if "litert" in require_runtimes:
-        if len(calibration) == 1:
-            runtimes.predict(data, next(iter(calibration.values()))[:1], runtime="litert")
-        else:
-            runtimes.litert_interpreter(data)
+        runtimes.load_test(data, "litert")
     arena, note = None, ""
     try:
         arena = runtimes.micro_arena_bytes(data)

@@ -1,31 +1,39 @@
-"""Run a ``.tflite`` file on LiteRT and on TensorFlow Lite Micro.
+"""Run a ``.tflite`` file on LiteRT and on TensorFlow Lite Micro, each in a child process.
 
-LiteRT uses ``ai_edge_litert.interpreter.Interpreter`` (``tf.lite.Interpreter``
-is deprecated) with its builtin kernels by default, the ones a LiteRT user without a
-delegate runs. Its *reference* kernels (``reference=True``) are the code TFLite Micro's
-kernels share, and match TFLite Micro bit for bit; the optimized builtin kernels round
-int8 differently (measured on the quick start's MobileNetV2 file: the first CONV_2D
-differs by 1 step on 0.17 % of its outputs, 5 steps at the logits, 99.44 % top-1
-agreement), and the XNNPACK delegate (``xnnpack=True``, a phone's default CPU path) too.
-TensorFlow Lite Micro runs in a child process
-(``_micro_worker.py``) because it aborts the process on some models, e.g. a
-final SOFTMAX whose input scale is below ~1.5e-8; the abort becomes a
-TFLiteError here instead of killing the caller.
+LiteRT uses ``ai_edge_litert.interpreter.Interpreter`` (``tf.lite.Interpreter`` is deprecated)
+with its builtin kernels by default, the ones a LiteRT user without a delegate runs. Its
+*reference* kernels (``reference=True``) are the code TFLite Micro's kernels share, and match
+TFLite Micro bit for bit; the optimized builtin kernels round int8 differently (measured on the
+quick start's MobileNetV2 file: the first CONV_2D differs by 1 step on 0.17 % of its outputs,
+5 steps at the logits, 99.44 % top-1 agreement), and so does the XNNPACK delegate
+(``xnnpack=True``, a phone's default CPU path).
+
+Both runtimes run in ``_runtime_worker.py``, in a child process, because both can kill the process
+that runs them (TFLM aborts on a final SOFTMAX whose input scale is below ~1.5e-8; both crash
+inside ``invoke`` on some files that load). A crash, a refusal or an operator TFLM has no kernel
+for becomes one TFLiteError line that names the runtime, the signal or the operator. Tensor
+details come from the flatbuffer, so TensorFlow Lite Micro never needs LiteRT.
 """
 
 import json
+import math
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
+from pea_keras.tflite import tflm_api
 from pea_keras.tflite.errors import TFLiteError
-from pea_keras.tflite.model_info import read_bytes
+from pea_keras.tflite.model_info import inspect, read_bytes
 
-_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_micro_worker.py")
-MICRO_TIMEOUT_S = 600
+_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_runtime_worker.py")
+_REFUSED = 3  # the worker's exit code when the runtime refuses the model (_runtime_worker.REFUSED)
+WORKER_TIMEOUT_S = 600
+RUNTIMES = {"litert": "LiteRT", "micro": "TensorFlow Lite Micro"}
 
 
 def _quantize(x, details):
@@ -44,62 +52,131 @@ def _dequantize(q, details):
     return ((q.astype(np.float32) - zp) * scale).astype(np.float32)
 
 
-def litert_interpreter(path_or_bytes, num_threads=1, xnnpack=False, reference=False):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+class RuntimeFailure(TFLiteError):
+    """A runtime could not load or run the file (or crashed); ``runtime`` names which."""
 
-    data = read_bytes(path_or_bytes)
-    resolver = (OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO if xnnpack
-                else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    def __init__(self, message, runtime):
+        super().__init__(message)
+        self.runtime = runtime
+
+
+def _numpy_dtype(t):
     try:
-        interpreter = Interpreter(model_content=data, num_threads=num_threads,
-                                  experimental_op_resolver_type=resolver)
-        interpreter.allocate_tensors()
-    except (RuntimeError, ValueError) as e:
-        raise TFLiteError(f"LiteRT cannot load the model: {str(e).strip().splitlines()[0]}") from None
-    return interpreter
+        return np.dtype(t.dtype.lower()).type
+    except TypeError:
+        raise TFLiteError(f"tensor '{t.name}' is {t.dtype}, which pea-tflite cannot feed or read") from None
+
+
+def _details(t):
+    """A tensor's details in the shape LiteRT reports them (dtype, shape, (scale, zero point))."""
+    return {"name": t.name, "index": t.index, "shape": np.array(t.shape, np.int32),
+            "dtype": _numpy_dtype(t),
+            "quantization": (float(t.scale[0]), int(t.zero_point[0]) if t.zero_point else 0)
+            if t.scale else (0.0, 0)}
+
+
+def _info(path_or_info):
+    return path_or_info if hasattr(path_or_info, "operators") else inspect(path_or_info)
 
 
 def io_details(path_or_bytes):
-    """LiteRT's input and output details (dtype, shape, quantization) of the first I/O tensors."""
-    interpreter = litert_interpreter(path_or_bytes)
-    return interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    """Details (dtype, shape, quantization) of the first input and output tensors, read from the
+    flatbuffer: no runtime needed."""
+    info = _info(path_or_bytes)
+    return _details(info.inputs[0]), _details(info.outputs[0])
 
 
-def _run_litert(data, x, xnnpack=False, reference=False):
-    interpreter = litert_interpreter(data, xnnpack=xnnpack, reference=reference)
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    q = _quantize(x, inp)
-    results = []
-    for i in range(len(q)):
-        interpreter.set_tensor(inp["index"], q[i:i + 1].reshape(inp["shape"]))
-        interpreter.invoke()
-        results.append(interpreter.get_tensor(out["index"]).reshape(-1).copy())
-    return np.stack(results), inp, out
-
-
-def _micro_call(data, arena_bytes, x=None):
-    """Run the worker; returns (raw outputs or None, arena bytes measured)."""
-    with tempfile.TemporaryDirectory(prefix="pea-tflm-") as tmp:
-        model_path = os.path.join(tmp, "model.tflite")
-        with open(model_path, "wb") as f:
+def _call(runtime, data, x=None, **options):
+    """Run the worker on ``runtime``: returns (raw outputs for inputs ``x`` or None, its report)."""
+    info = inspect(data)
+    with tempfile.TemporaryDirectory(prefix=f"pea-{runtime}-") as tmp:
+        request = {"runtime": runtime, "model": os.path.join(tmp, "model.tflite"),
+                   "num_inputs": len(info.inputs), "inputs": None, "outputs": None,
+                   "arena_bytes": _generous_arena(data), **options}
+        with open(request["model"], "wb") as f:
             f.write(data)
-        args = [sys.executable, "-P", _WORKER, model_path, str(arena_bytes)]
         if x is not None:
-            np.save(os.path.join(tmp, "in.npy"), x)
-            args += [os.path.join(tmp, "in.npy"), os.path.join(tmp, "out.npy")]
+            request["inputs"], request["outputs"] = (os.path.join(tmp, n) for n in ("in.npy", "out.npy"))
+            np.save(request["inputs"], x)
+        with open(os.path.join(tmp, "request.json"), "w") as f:
+            json.dump(request, f)
         try:
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=MICRO_TIMEOUT_S)
+            proc = subprocess.run([sys.executable, "-P", _WORKER, f.name], capture_output=True,
+                                  text=True, timeout=WORKER_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            raise TFLiteError(f"TensorFlow Lite Micro did not finish in {MICRO_TIMEOUT_S} s") from None
+            raise RuntimeFailure(f"{RUNTIMES[runtime]} did not finish in {WORKER_TIMEOUT_S} s",
+                                 runtime) from None
         if proc.returncode != 0:
-            lines = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
-            why = lines[-1].strip() if lines else "no message"
-            how = (f"aborted (signal {-proc.returncode})" if proc.returncode < 0
-                   else f"failed (exit {proc.returncode})")
-            raise TFLiteError(f"TensorFlow Lite Micro {how} on this model: {why}")
+            raise RuntimeFailure(_failure(runtime, proc, info), runtime)
         report = json.loads(proc.stdout.strip().splitlines()[-1])
-        out = np.load(os.path.join(tmp, "out.npy")) if x is not None else None
-        return out, report["arena_bytes"]
+        return (np.load(request["outputs"]) if x is not None else None), report
+
+
+def _failure(runtime, proc, info):
+    """One line: which runtime, what went wrong where, and for TFLM which operator and what to do."""
+    name = RUNTIMES[runtime]
+    lines = [line.strip() for line in (proc.stderr or "").splitlines() if line.strip()]
+    phases = [line[12:] for line in lines if line.startswith("pea-worker: ")
+              and not line.startswith("pea-worker: error: ")]
+    phase = phases[-1] if phases else "starting"
+    refusal = next((line[19:] for line in reversed(lines) if line.startswith("pea-worker: error: ")), "")
+    log = [line for line in lines if not line.startswith(("pea-worker: ", "Traceback", "File "))]
+    if runtime == "micro":
+        diagnosis = _micro_diagnosis(log, info)
+        if diagnosis:
+            return diagnosis
+    if proc.returncode == _REFUSED:
+        action = "load" if phase == "loading the model" else "run"
+        return f"{name} cannot {action} the model: {_concise(refusal)}"
+    if proc.returncode < 0:
+        try:
+            sig = signal.Signals(-proc.returncode).name
+        except ValueError:
+            sig = f"signal {-proc.returncode}"
+        last = f" (its last message: {_concise(log[-1])})" if log else ""
+        harm = "" if phase.startswith("checking") else ": it cannot run this file"
+        return f"{name} crashed ({sig}) while {phase}{last}{harm}"
+    return f"{name} failed (exit {proc.returncode}) while {phase}: {_concise(log[-1]) if log else 'no message'}"
+
+
+def _concise(message):
+    """A runtime's message in one line: its sentences once each, a repeated one counted (LiteRT
+    repeats one per tensor: 'Tensor 33 has invalid quantization parameters.' x14)."""
+    sentences = [s.strip() for s in re.split(r"(?<=\.)(?=[^\s\d)])|\n", message) if s.strip()]
+    counts = {}
+    for sentence in sentences:
+        key = re.sub(r"\d+", "#", sentence)
+        first, n = counts.get(key, (sentence, 0))
+        counts[key] = (first, n + 1)
+    return " ".join(f"{first} (x{n})" if n > 1 else first for first, n in counts.values()) or "no message"
+
+
+def _micro_diagnosis(log, info):
+    """Why TFLM failed, from its log: the operators it has no kernel for, or the operator whose
+    kernel refused to prepare or run, with what to do; None when its log does not say."""
+    text = "\n".join(log)
+    named = re.findall(r"Didn't find op for (?:builtin|custom) opcode '([^']+)'", text)
+    types = dict.fromkeys(op.type for op in info.operators)
+    missing = [t for t in types if tflm_api.resolver_method(t) is None]
+    missing += [n for n in named if n not in missing and f"CUSTOM:{n}" not in missing]
+    if missing:
+        ops = ", ".join(t.replace("CUSTOM:", "custom operator ") for t in missing)
+        return (f"TensorFlow Lite Micro has no kernel for {ops}: replace "
+                + ("it" if len(missing) == 1 else "them")
+                + " in the model")
+    node = re.search(r"Node (\S+) \(number (\d+)f?\) failed to (prepare|invoke)", text)
+    if node:
+        at = text[:node.start()].strip().splitlines()
+        why = re.sub(r"^\S*\.cc:\d+\s*", "", at[-1]) if at else ""
+        return (f"TensorFlow Lite Micro's {node.group(1)} kernel (operator {node.group(2)}) failed to "
+                f"{node.group(3)}" + (f": {why}" if why else "")
+                + "; it does not take this operator's tensor types or options: change them in the model")
+    return None
+
+
+def load_test(path_or_bytes, runtime):
+    """Load the file on ``runtime`` and run it once on zeros; raises TFLiteError if it cannot."""
+    _call(runtime, read_bytes(path_or_bytes))
 
 
 def _generous_arena(data):
@@ -111,40 +188,61 @@ def micro_arena_bytes(path_or_bytes):
     total after one invoke with a generous arena, then checked by loading and
     invoking with exactly that arena (stepping up 256 bytes until it fits).
     Measured on a 64-bit host: a 32-bit MCU needs a little less; keep a margin."""
-    data = read_bytes(path_or_bytes)
-    return _micro_call(data, _generous_arena(data))[1]
+    return _call("micro", read_bytes(path_or_bytes))[1]["arena_bytes"]
 
 
 def micro_run(path_or_bytes, q):
     """Raw outputs (one row per sample) of TFLM's reference kernels for inputs ``q`` already in
     the input tensor's dtype, and the arena bytes measured on the way (see micro_arena_bytes)."""
-    data = read_bytes(path_or_bytes)
-    return _micro_call(data, _generous_arena(data), np.asarray(q))
+    raw, report = _call("micro", read_bytes(path_or_bytes), np.asarray(q))
+    return raw, report["arena_bytes"]
 
 
 def predict(path, x, runtime="litert", quantized=False, xnnpack=False, reference=False):
     """Outputs of the file for inputs ``x`` (float32 like the Keras model's), dequantized
-    to float unless ``quantized`` (then the raw output tensor values). ``reference``: LiteRT's
-    reference kernels, which compute what TFLite Micro's do."""
-    data = read_bytes(path)
-    x = np.asarray(x, np.float32)
-    if runtime == "litert":
-        raw, _, out = _run_litert(data, x, xnnpack, reference)
-    elif runtime == "micro":
-        inp, out = io_details(data)
-        raw, _ = _micro_call(data, _generous_arena(data), _quantize(x, inp))
-    else:
+    to float unless ``quantized`` (then the raw output tensor values). One-input files only.
+    ``reference``: LiteRT's reference kernels, which compute what TFLite Micro's do."""
+    if runtime not in RUNTIMES:
         raise TFLiteError(f"unknown runtime '{runtime}', choose litert or micro")
+    data = read_bytes(path)
+    info = inspect(data)
+    if len(info.inputs) != 1:
+        raise TFLiteError(f"the file has {len(info.inputs)} inputs; predict feeds one")
+    inp, out = io_details(info)
+    options = {"xnnpack": xnnpack, "reference": reference} if runtime == "litert" else {"measure": False}
+    raw, _ = _call(runtime, data, _quantize(np.asarray(x, np.float32), inp), **options)
     return raw if quantized else _dequantize(raw, out)
+
+
+def class_count(path_or_info, labels=None):
+    """Classes the file scores; refuses (TFLiteError) a file top-1 accuracy cannot be read from:
+    not exactly one input, or not one output of class scores [1, C] with C >= 2, or labels
+    outside 0..C-1."""
+    info = _info(path_or_info)
+    if len(info.inputs) != 1:
+        names = ", ".join(f"'{t.name}'" for t in info.inputs)
+        raise TFLiteError(f"top-1 needs a model with one input; this one has {len(info.inputs)} "
+                          f"({names})")
+    if len(info.outputs) != 1:
+        raise TFLiteError(f"top-1 needs one output of class scores; this model has {len(info.outputs)}")
+    out = info.outputs[0]
+    shape = [int(d) for d in out.shape]
+    classes = shape[-1] if shape else 1
+    if classes < 2 or len(shape) > 2 or math.prod(shape) != classes:
+        raise TFLiteError(f"output '{out.name}' is {out.dtype} {shape}, not class scores [1, C] with "
+                          "C >= 2: top-1 accuracy does not apply to it")
+    if labels is not None and len(labels):
+        low, high = int(np.min(labels)), int(np.max(labels))
+        if low < 0 or high >= classes:
+            raise TFLiteError(f"labels run from {low} to {high}, but the model scores {classes} classes")
+    return classes
 
 
 def output_step(path_or_bytes):
     """One quantization step of the first output, in the units ``predict(quantized=True)``
     returns: 1 for an integer output; the scale of the int8 tensor a float output was
     dequantized from (a float model without one: 1e-6, i.e. compare nearly exactly)."""
-    from pea_keras.tflite.model_info import inspect
-
-    info = inspect(path_or_bytes)
+    info = _info(path_or_bytes)
     out = info.outputs[0]
     if out.dtype.startswith(("INT", "UINT")):
         return 1.0
@@ -166,11 +264,13 @@ def _compare(a, b, step):
 def evaluate(path, x, y, runtime="both"):
     """Top-1 accuracy per runtime. With both, TFLite Micro is also checked against LiteRT's
     reference kernels, which must agree within one quantization step (``max_diff_ok``), and
-    compared with LiteRT's optimized builtin kernels, which round differently (reported only)."""
+    compared with LiteRT's optimized builtin kernels, which round differently (reported only).
+    Refuses a file that does not score classes (``class_count``)."""
     runtimes = ("litert", "micro") if runtime == "both" else (runtime,)
     data = read_bytes(path)
-    step = output_step(data)
     y = np.asarray(y).reshape(-1)
+    class_count(inspect(data), y)
+    step = output_step(data)
     results, raws = {"samples": int(len(y))}, {}
     for rt in runtimes:
         raws[rt] = predict(data, x, runtime=rt, quantized=True)
@@ -185,17 +285,9 @@ def evaluate(path, x, y, runtime="both"):
 
 
 def latency_ms(path, runs=50, num_threads=1, xnnpack=True, warmup=5):
-    """Median wall time of one LiteRT ``invoke`` (batch 1, zeros input), in milliseconds.
-    XNNPACK on by default: it is LiteRT's default CPU path on phones."""
-    import time
-
-    interpreter = litert_interpreter(path, num_threads=num_threads, xnnpack=xnnpack)
-    inp = interpreter.get_input_details()[0]
-    interpreter.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))
-    times = []
-    for i in range(warmup + runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(times))
+    """Median wall time of one LiteRT ``invoke`` (batch 1, zeros on every input), in milliseconds,
+    timed inside the child process. XNNPACK on by default: it is LiteRT's default CPU path on
+    phones."""
+    report = _call("litert", read_bytes(path), runs=runs, threads=num_threads, xnnpack=xnnpack,
+                   warmup=warmup)[1]
+    return report["latency_ms"]

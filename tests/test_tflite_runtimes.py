@@ -1,0 +1,178 @@
+"""Every .tflite file gets an answer from `run` and `bench`: both runtimes run in a child process,
+so a crash is one line naming the runtime and the signal; `--runtime micro` never loads LiteRT;
+a TFLite Micro failure names the operator; `run` refuses what top-1 cannot score. The files are
+built here by the plain TFLite converter (and edited, to make one LiteRT refuses)."""
+import os
+import signal
+
+import flatbuffers
+import numpy as np
+import pytest
+import tensorflow as tf
+from tflite_cli import pea_tflite
+
+from pea_keras.tflite import TFLiteError, inspect, runtimes
+
+RNG = np.random.default_rng(0)
+W = RNG.standard_normal((16, 3)).astype(np.float32)
+B = RNG.standard_normal(3).astype(np.float32)
+
+
+def convert(fn, *shapes):
+    rng = np.random.default_rng(1)
+    specs = [tf.TensorSpec((1, *s), tf.float32) for s in shapes]
+    f = tf.function(fn, input_signature=specs)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: (
+        [rng.standard_normal((1, *s)).astype(np.float32) for s in shapes] for _ in range(32))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def repacked(data, edit):
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    edit(model)
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def bias_on_dimension_3(model):
+    """The bias's quantized_dimension set to 3 (TFLite Micro's person_detect.tflite has these):
+    LiteRT refuses the file, TFLite Micro runs it."""
+    sg = model.subgraphs[0]
+    fc = next(op for op in sg.operators if len(op.inputs) == 3)
+    sg.tensors[fc.inputs[2]].quantization.quantizedDimension = 3
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runtimes")
+    classifier = convert(lambda x: tf.matmul(tf.nn.relu(x), W) + B, (16,))
+    made = {
+        "classifier": classifier,
+        "regression": convert(lambda x: tf.reduce_sum(tf.nn.relu(x), -1, keepdims=True), (16,)),
+        "two_inputs": convert(lambda a, b: tf.matmul(tf.nn.relu(a + b), W), (16,), (16,)),
+        "segmentation": convert(lambda x: tf.nn.relu(x) * 2.0, (4, 4, 3)),
+        "litert_refuses": repacked(classifier, bias_on_dimension_3),
+        "gelu": convert(lambda x: tf.nn.gelu(tf.matmul(x, W)), (16,)),
+        "mish": convert(lambda x: (lambda h: h * tf.tanh(tf.math.softplus(h)))(tf.matmul(x, W)), (16,)),
+    }
+    paths = {}
+    for name, data in made.items():
+        paths[name] = folder / f"{name}.tflite"
+        paths[name].write_bytes(data)
+    x = RNG.standard_normal((6, 16)).astype(np.float32)
+    np.savez(folder / "data.npz", x=x, y=np.arange(6) % 3)
+    paths["data"] = f"npz:{folder / 'data.npz'}"
+    np.savez(folder / "bad_labels.npz", x=x, y=np.arange(6))
+    paths["bad_labels"] = f"npz:{folder / 'bad_labels.npz'}"
+    return paths
+
+
+def one_error(result):
+    assert result.returncode == 1, result
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("pea-tflite: error: "), result.stderr
+    return result.stderr[len("pea-tflite: error: "):-1]
+
+
+def test_run_scores_a_classifier_on_both_runtimes(files):
+    result = pea_tflite("run", files["classifier"], "--data", files["data"], "--json")
+    assert result.returncode == 0, result.stderr
+    import json
+
+    scores = json.loads(result.stdout)
+    assert scores["samples"] == 6 and scores["agreement"] == 1.0 and scores["max_diff_ok"]
+    x, y = np.load(files["data"][4:]).values()
+    expected = np.mean(np.argmax(x.clip(0) @ W + B, -1) == y)
+    assert scores["litert_accuracy"] == scores["micro_accuracy"] == pytest.approx(expected, abs=1 / 6)
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("regression", "data", "output 'Identity' is INT8 [1, 1], not class scores [1, C] "
+                           "with C >= 2: top-1 accuracy does not apply to it"),
+    ("segmentation", "data", "output 'Identity' is INT8 [1, 4, 4, 3], not class scores "
+                             "[1, C] with C >= 2: top-1 accuracy does not apply to it"),
+    ("two_inputs", "data", "top-1 needs a model with one input; this one has 2 ('a', 'b')"),
+    ("classifier", "bad_labels", "labels run from 0 to 5, but the model scores 3 classes"),
+])
+def test_run_refuses_what_top1_cannot_score(files, name, data, message):
+    assert one_error(pea_tflite("run", files[name], "--data", files[data])) == message
+
+
+def test_micro_never_needs_litert(files, tmp_path):
+    """A file LiteRT refuses runs on TFLite Micro, with LiteRT's interpreter unimportable."""
+    message = one_error(pea_tflite("run", files["litert_refuses"], "--data", files["data"]))
+    assert message.startswith("LiteRT cannot load the model: quantized_dimension must be in range "
+                              "[0, 1). Was 3. Tensor ")
+    assert message.endswith("; --runtime micro runs the file on TensorFlow Lite Micro alone")
+    blocked = tmp_path / "blocked" / "ai_edge_litert"
+    blocked.mkdir(parents=True)
+    import ai_edge_litert
+
+    (blocked / "__init__.py").write_text(f"__path__.append({os.path.dirname(ai_edge_litert.__file__)!r})\n")
+    (blocked / "interpreter.py").write_text("raise ImportError('LiteRT is not installed here')\n")
+    result = pea_tflite("run", files["litert_refuses"], "--data", files["data"], "--runtime", "micro",
+                        pythonpath=[blocked.parent])
+    assert result.returncode == 0, result.stderr
+    assert [line[:16] for line in result.stdout.splitlines()[1:]] == ["  micro   top-1 "]
+    blocked_litert = pea_tflite("run", files["classifier"], "--data", files["data"], "--runtime", "litert",
+                                pythonpath=[blocked.parent])
+    assert one_error(blocked_litert) == "LiteRT failed (exit 1) while loading the model: ImportError: " \
+                                        "LiteRT is not installed here"
+
+
+def test_tflite_micro_failures_name_the_operator(files):
+    message = one_error(pea_tflite("run", files["gelu"], "--data", files["data"], "--runtime", "micro"))
+    assert message == "TensorFlow Lite Micro has no kernel for GELU: replace it in the model"
+    message = one_error(pea_tflite("run", files["gelu"], "--data", files["data"]))
+    assert message == ("TensorFlow Lite Micro has no kernel for GELU: replace it in the model; --runtime "
+                       "litert runs the file on LiteRT alone")
+    message = one_error(pea_tflite("run", files["mish"], "--data", files["data"], "--runtime", "micro"))
+    assert message == ("TensorFlow Lite Micro's EXP kernel (operator 1) failed to prepare: input->type "
+                       "!= kTfLiteFloat32 (INT8 != FLOAT32); it does not take this operator's tensor "
+                       "types or options: change them in the model")
+
+
+def test_bench_answers_in_one_line(files):
+    result = pea_tflite("bench", files["gelu"], "--runs", "2")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith(f"{files['gelu']}: {files['gelu'].stat().st_size} bytes, LiteRT XNNPACK")
+    assert result.stdout.endswith("TFLite Micro arena unknown (TensorFlow Lite Micro has no kernel for GELU: "
+                                  "replace it in the model)\n")
+    assert one_error(pea_tflite("bench", files["litert_refuses"], "--runs", "2")).startswith(
+        "LiteRT cannot load the model: quantized_dimension must be in range")
+    result = pea_tflite("bench", files["two_inputs"], "--runs", "2")
+    assert result.returncode == 0 and "TFLite Micro arena " in result.stdout and "unknown" not in result.stdout
+
+
+@pytest.mark.parametrize("runtime, sig, call", [
+    ("litert", signal.SIGSEGV, lambda path: runtimes.predict(path, np.zeros((2, 16), np.float32))),
+    ("micro", signal.SIGABRT, lambda path: runtimes.micro_arena_bytes(path)),
+])
+def test_a_runtime_crash_is_one_line_with_the_signal(files, tmp_path, monkeypatch, runtime, sig, call):
+    """A worker that dies as LiteRT does on TFLite Micro's keyword_scrambled_8bit.tflite."""
+    crash = tmp_path / "crash.py"
+    crash.write_text("import os, signal, sys\n"
+                     "print('pea-worker: loading the model', file=sys.stderr)\n"
+                     "print('pea-worker: running sample 1 of 2', file=sys.stderr)\n"
+                     "print('double free or corruption (out)', file=sys.stderr, flush=True)\n"
+                     f"os.kill(os.getpid(), {int(sig)})\n")
+    monkeypatch.setattr(runtimes, "_WORKER", str(crash))
+    name = runtimes.RUNTIMES[runtime]
+    with pytest.raises(TFLiteError) as e:
+        call(files["classifier"])
+    assert str(e.value) == (f"{name} crashed ({sig.name}) while running sample 1 of 2 (its last message: "
+                            "double free or corruption (out)): it cannot run this file")
+
+
+def test_tensor_details_come_from_the_file(files):
+    inp, out = runtimes.io_details(files["classifier"])
+    info = inspect(files["classifier"])
+    assert inp["dtype"] == out["dtype"] == np.int8
+    assert list(inp["shape"]) == [1, 16] and list(out["shape"]) == [1, 3]
+    assert inp["quantization"] == (info.inputs[0].scale[0], info.inputs[0].zero_point[0])
