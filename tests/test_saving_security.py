@@ -74,9 +74,8 @@ def test_the_opt_in_runs_the_code_and_says_so(payloads, tmp_path, name):
                         f"safe mode off; it runs code: layer 'payload' (Lambda) stores its function as "
                         f"Python bytecode{lambda_}, which would run when the model is loaded")
     assert (tmp_path / "marker").exists()
-    if name != "keras3.keras":  # pea_keras.strip cannot yet clone a Keras 3 Lambda holding a lambda.
-        assert result.returncode == 0 and len(lines) == 1, result.stderr
-        assert os.listdir(tmp_path / "out") == ["m.tflite"]
+    assert result.returncode == 0 and len(lines) == 1, result.stderr
+    assert os.listdir(tmp_path / "out") == ["m.tflite"]
 
 
 @pytest.mark.slow
