@@ -1,10 +1,12 @@
 """Does PEA help compact networks? MobileNets at 32x32 on digits, paired by seed, with ablations.
 
-Every run uses the product recipe of `python train.py --arch mobilenet_v2 --width 0.35 --keras 2` (the same
-`pea_keras.training` builders: data split and pipeline, model, BatchNorm momentum 0.9, Adam 2e-3 with
-cosine decay to 0, batch 64, 15 epochs, one pass per epoch, seeding). The seed sets the data split,
-the batch order and the initial weights; every configuration of a seed starts from the same weights
-and sees the same batches, so differences are paired. Configurations:
+Every run is `python train.py --arch ARCH --width W --keras 2` with the configuration's settings:
+it trains through `pea_keras.training.run.run`, the chain train.py runs (data split and pipeline,
+model, wrap, BatchNorm momentum 0.9, Adam 2e-3 with cosine decay to 0, batch 64, 15 epochs, one
+pass per epoch, seeding, strip, int8 export and scoring), with its run directory in a scratch
+folder; ablations go through `run.Ablation`. The seed sets the data split, the batch order and the
+initial weights; every configuration of a seed starts from the same weights and sees the same
+batches, so differences are paired. Configurations:
 
   relu             the plain ReLU network
   pea_<g>          PEA with g (silu, gelu, mish, hard_swish): cosine schedule, alpha 0 -> 1 over the
@@ -23,16 +25,16 @@ and sees the same batches, so differences are paired. Configurations:
 
 Each trained model is scored once, after the last epoch, on the test split (nothing is selected
 on it): float (the trained Keras model), stripped (the ReLU network: pea_keras.strip, by force for
-g_silu, fixed_0.5 and learned_alpha) and int8 (pea_keras.tflite.quantize of the stripped network,
-256 training images calibrate it; g_silu: of the g network) on LiteRT.
+fixed_0.5 and learned_alpha) and int8 (train.py's int8 file of the stripped network, 256 training
+images calibrate it) on LiteRT; g_silu, which cannot deploy ReLU-only, has float only.
 
 The benchmark is resumable: each finished (arch, config, seed) is written to the JSON at once and
-skipped on restart, and several workers may share one JSON (each claims a job before running it).
-Jobs run in priority order and seeds round-robin inside a priority, so every configuration of a
-block has comparable seeds whenever it is stopped.
+skipped on restart; workers share one JSON, each taking every N-th job of the plan. Jobs run in
+priority order and seeds round-robin inside a priority, so every configuration of a block has
+comparable seeds whenever it is stopped.
 
-    python benchmarks/compact_accuracy.py --threads 1 &      # a worker (start two on 2 cores)
-    python benchmarks/compact_accuracy.py --threads 1 &
+    python benchmarks/compact_accuracy.py --threads 1 --worker 0/2 &
+    python benchmarks/compact_accuracy.py --threads 1 --worker 1/2 &
     python benchmarks/compact_accuracy.py --report           # tables, plot, ablations.json
     python benchmarks/compact_accuracy.py --quick            # smoke: 2 seeds, 2 epochs
 """
@@ -52,7 +54,7 @@ import time
 import traceback
 import warnings
 
-from paired_stats import mean_interval, paired
+from paired_stats import markdown, paired_rows
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,20 +129,12 @@ def key(arch, config, seed):
 # ---------------------------------------------------------------------------------------------
 # The results file, shared by workers: read-modify-write under an exclusive lock, atomic replace.
 
-def _scratch(path, what):
-    """A per-results-file path in the temporary folder (locks and claims stay out of the repo)."""
-    digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:10]
-    return os.path.join(tempfile.gettempdir(), f"pea-compact-{what}-{digest}")
-
-
 @contextlib.contextmanager
 def locked(path):
-    with open(_scratch(path, "lock"), "w") as lock:
+    digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:10]
+    with open(os.path.join(tempfile.gettempdir(), f"pea-compact-lock-{digest}"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        yield
 
 
 def read_store(path):
@@ -150,153 +144,63 @@ def read_store(path):
         return json.load(f)
 
 
-def write_store(path, store):
-    store["summary"] = {name: summarize(store, name) for name, *_ in GROUPS}
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(store, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def update_store(path, change):
+    from pea_keras import files
+
     with locked(path):
         store = read_store(path)
         change(store)
-        write_store(path, store)
+        store["summary"] = {name: summarize(store, name) for name, *_ in GROUPS}
+        files.atomic_write_json(path, store)
         return store
 
 
 # ---------------------------------------------------------------------------------------------
-# Training one configuration with the product's builders.
-
-def _trainable_alpha(K, model):
-    """`model` rebuilt with every PEALayer's alpha a trainable weight, same weights otherwise."""
-    from pea_keras.layer import is_pea_layer
-
-    def clone(layer):
-        config = layer.get_config()
-        if is_pea_layer(layer):
-            config["trainable_alpha"] = True
-        return layer.__class__.from_config(config)
-
-    new = K.models.clone_model(model, clone_function=clone)
-    for layer in new.layers:
-        source = model.get_layer(layer.name)
-        if source.weights:
-            layer.set_weights(source.get_weights())
-    return new
-
-
-def _g_network(model, g_name):
-    """The forced-stripped `model` with g in place of every ReLU (g-only's deployment)."""
-    import pea_keras
-
-    return pea_keras.replace_relu(pea_keras.strip(model, force=True), g_name)
-
-
-class _Clock:
-    """CPU and wall seconds of fit(), and of each epoch."""
-
-    def __init__(self, K):
-        clock = self
-
-        class Callback(K.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                clock._epoch = (time.process_time(), time.perf_counter())
-
-            def on_epoch_end(self, epoch, logs=None):
-                cpu, wall = clock._epoch
-                clock.epochs.append((time.process_time() - cpu, time.perf_counter() - wall))
-
-        self.epochs = []
-        self.callback = Callback()
-
+# Training one configuration: train.py's chain (pea_keras.training.run), in a scratch folder.
 
 def train_one(arch, config_name, seed, epochs):
-    """Trains and scores one configuration; returns the result record."""
+    """Trains and scores one configuration through `run.run`; returns the result record."""
     import tensorflow as tf
 
-    import pea_keras
-    from pea_keras import schedules, tflite
-    from pea_keras.training import config as config_lib
-    from pea_keras.training import run, tasks
+    from pea_keras import schedules
+    from pea_keras.callbacks import BothFlavoursCallback
+    from pea_keras.training import run
 
     spec = CONFIGS[config_name]
     mode = spec["mode"]
-    modes = config_lib.FIELDS["mode"].metadata["choices"]
-    rc = config_lib.RunConfig(
-        arch=arch, width=WIDTHS[arch], mode=mode if mode in modes else "pea",
-        keras=spec.get("keras", KERAS),
-        activation=spec.get("activation", "silu"), schedule=spec.get("schedule", "cosine"),
-        pea_end=spec.get("pea_end", 0.75), epochs=epochs, seed=seed, verbose="0")
-    config_lib.validate(rc)
-    rc = tasks.with_defaults(rc)
-    K = config_lib.flavour(rc.keras)
-    task = tasks.get(rc.task)
-    t0 = time.perf_counter()
-    # As run.run: the seed before the pipelines (shuffle order) and again before the model.
-    K.utils.set_random_seed(rc.seed)
-    data = task.load_data(rc)
-    train_ds, _, test_ds = task.datasets(data, rc)
-    steps = data.sizes["train"] // rc.batch_size
-    total = rc.epochs * steps
-    K.utils.set_random_seed(rc.seed)
-    model = task.build_model(K, rc, data)
-    callbacks = []
-    if mode != "relu":
-        model = pea_keras.wrap(model, activation=rc.activation, alpha=0.0)
-        if mode == "learned":
-            model = _trainable_alpha(K, model)
-        else:
-            schedule = {"pea": lambda: run.make_schedule(rc, total),
-                        "novel": lambda: schedules.Constant(0.0),
-                        "fixed": lambda: schedules.Constant(spec["alpha"])}[mode]()
-            callbacks.append(pea_keras.PEAScheduler(schedule))
-    optimizer, _ = run.make_optimizer(K, rc, total, steps)
-    model.compile(optimizer=optimizer, loss=task.loss(K, rc), metrics=task.metrics(K))
-    clock = _Clock(K)
-    cpu, wall = time.process_time(), time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # g-only, fixed and learned alpha end below 1 by design.
-        history = model.fit(train_ds, epochs=rc.epochs, steps_per_epoch=steps, verbose=0, shuffle=False,
-                            callbacks=callbacks + [clock.callback])
-    train_cpu, train_wall = time.process_time() - cpu, time.perf_counter() - wall
+    ablation = {"fixed": lambda: run.Ablation(schedule=schedules.Constant(spec["alpha"])),
+                "learned": lambda: run.Ablation(trainable_alpha=True)}.get(mode, lambda: None)()
+    epoch_times = []
 
-    layers = pea_keras.pea_layers(model)
-    alphas = [float(layer.alpha.numpy()) for layer in layers]
-    result = {"float": task.evaluate(model, test_ds).score}
-    stripped = pea_keras.strip(model, force=mode in ("novel", "fixed", "learned")) if layers else model
-    result["stripped"] = task.evaluate(stripped, test_ds).score
-    deploy = _g_network(model, rc.activation) if mode == "novel" else stripped
-    t_export = time.perf_counter()
-    calibration = task.calibration(data, rc, 256)
+    class Clock(BothFlavoursCallback):  # CPU and wall seconds of each epoch.
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = (time.process_time(), time.perf_counter())
+
+        def on_epoch_end(self, epoch, logs=None):
+            epoch_times.append((time.process_time() - self.start[0], time.perf_counter() - self.start[1]))
+
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pea-compact-") as tmp:
-        path = os.path.join(tmp, "model_int8.tflite")
-        try:
-            with open(path, "wb") as f:
-                f.write(tflite.quantize(deploy, calibration))
-            result["int8"] = task.evaluate_tflite(path, test_ds).score
-            result["int8_bytes"] = os.path.getsize(path)
-            result["relu_only"] = not tflite.relu_only_violations(path, int8=True)
-        except Exception as e:  # noqa: BLE001 (a g without int8 kernels is a result, not a crash)
-            result["int8"] = None
-            result["int8_error"] = str(e).strip().splitlines()[0][:200]
-    result.update({
-        "arch": arch, "width": rc.width, "keras": rc.keras, "config": config_name, "seed": seed, "epochs": rc.epochs,
-        "steps": total, "params": int(model.count_params()),
-        "alpha_final": (min(alphas), max(alphas)) if alphas else None,
-        "train_loss_final": float(history.history["loss"][-1]),
-        "train_accuracy_final": float(history.history["accuracy"][-1]),
-        "train_cpu_s": train_cpu, "train_wall_s": train_wall,
-        "epoch_cpu_s": [c for c, _ in clock.epochs], "epoch_wall_s": [w for _, w in clock.epochs],
-        "export_wall_s": time.perf_counter() - t_export, "total_wall_s": time.perf_counter() - t0,
+        config = run.RunConfig(
+            arch=arch, width=WIDTHS[arch], mode="pea" if ablation else mode, keras=spec.get("keras", KERAS),
+            activation=spec.get("activation", "silu"), schedule=spec.get("schedule", "cosine"),
+            pea_end=spec.get("pea_end", 0.75), epochs=epochs, seed=seed, verbose="0",
+            output_dir=os.path.join(tmp, "run"), tflite_dir=os.path.join(tmp, "tflite"))
+        m = run.run(config, callbacks=[Clock()], ablation=ablation)
+    top1, alphas = m["top1"], m["alpha_trace"]["alpha"]
+    return {
+        "float": top1["pea"], "stripped": top1.get("stripped"), "int8": top1.get("int8"),
+        "int8_bytes": m["sizes"].get("tflite_int8_bytes"), "arch": arch, "width": config.width,
+        "keras": config.keras, "config": config_name, "seed": seed, "epochs": epochs, "steps": m["total_steps"],
+        "params": m["params"], "alpha_final": m["alpha_final"] if alphas or ablation else None,
+        "train_loss_final": m["history"]["loss"][-1], "train_accuracy_final": m["history"]["accuracy"][-1],
+        "train_cpu_s": sum(c for c, _ in epoch_times), "train_wall_s": m["wall_time_s"]["train"],
+        "epoch_cpu_s": [c for c, _ in epoch_times], "epoch_wall_s": [w for _, w in epoch_times],
+        "export_wall_s": m["wall_time_s"]["export"], "total_wall_s": time.perf_counter() - t0,
         "threads": [tf.config.threading.get_intra_op_parallelism_threads(),
                     tf.config.threading.get_inter_op_parallelism_threads()],
         "finished_utc": now(),
-    })
-    K.backend.clear_session()
-    return result
+    }
 
 
 def now():
@@ -327,45 +231,7 @@ def equal_cost(store, arch, base_epochs, min_pairs):
 
 
 # ---------------------------------------------------------------------------------------------
-# Worker: claim the first unfinished job, run it, record it, repeat.
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def claim(claims, job):
-    """True if this process now owns `job` (a claim file with its pid; dead owners' claims lapse)."""
-    path = os.path.join(claims, "__".join(map(str, job)).replace("/", "_"))
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                with open(path) as f:
-                    pid = int(f.read().strip() or 0)
-            except (OSError, ValueError):
-                return False
-            if pid and _alive(pid):
-                return False
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return True
-    return False
-
-
-def release(claims, job):
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(claims, "__".join(map(str, job)).replace("/", "_")))
-
+# Worker: jobs in priority order, worker I of N taking every N-th one; finished jobs are skipped.
 
 def segmentation_done(args):
     if not os.path.exists(args.segmentation_json):
@@ -374,70 +240,46 @@ def segmentation_done(args):
         return len(json.load(f).get("seeds", []))
 
 
-def run_segmentation(args, seeds):
-    command = [sys.executable, os.path.join(REPO, "benchmarks", "segmentation_accuracy.py"),
-               "--seeds", str(seeds), "--resume", "--threads", str(args.threads),
-               "--json", args.segmentation_json]
-    print(f"[{os.getpid()}] {' '.join(command[1:])}", flush=True)
-    return subprocess.call(command)
-
-
 def worker(args):
-    jobs = plan(args.quick)
-    os.makedirs(args.claims, exist_ok=True)
-    base_epochs = args.epochs
+    index, count = args.worker
+    jobs = [j for i, j in enumerate(plan(args.quick)) if i % count == index]
+    min_pairs = 1 if args.quick else 2
     while True:
         with locked(args.json):
             store = read_store(args.json)
         pending = [j for j in jobs if (j[0] == SEGMENTATION and segmentation_done(args) < j[2])
                    or (j[0] != SEGMENTATION and key(*j) not in store["runs"]
                        and key(*j) not in store.get("failed", {}))]
-        if not pending:
-            print(f"[{os.getpid()}] every job is done", flush=True)
+        ready = [j for j in pending if j[0] == SEGMENTATION or not CONFIGS[j[1]].get("equal_cost")
+                 or equal_cost(store, j[0], args.epochs, min_pairs)]
+        if not pending or (args.stop_at and time.time() >= args.stop_at):
+            print(f"[{os.getpid()}] {len(pending)} jobs left", flush=True)
             return
-        if args.stop_at and time.time() >= args.stop_at:
-            print(f"[{os.getpid()}] stop time reached; {len(pending)} jobs left", flush=True)
-            return
-        job = None
-        for candidate in pending:
-            arch, config, seed = candidate
-            if arch != SEGMENTATION and CONFIGS[config].get("equal_cost") and not equal_cost(
-                    store, arch, base_epochs, 1 if args.quick else 2):
-                continue  # Needs the measured ratio first.
-            if claim(args.claims, candidate):
-                job = candidate
-                break
-        if job is None:
+        if not ready:  # The equal-cost runs wait for the ratio the other workers are measuring.
             time.sleep(15)
             continue
+        arch, config, seed = job = ready[0]
+        if arch == SEGMENTATION:
+            subprocess.call([sys.executable, os.path.join(REPO, "benchmarks", "segmentation_accuracy.py"),
+                             "--seeds", str(seed), "--resume", "--threads", str(args.threads),
+                             "--json", args.segmentation_json])
+            continue
+        epochs = args.epochs
+        if CONFIGS[config].get("equal_cost"):
+            epochs = update_store(args.json, lambda s, a=arch: s["equal_cost"].setdefault(
+                a, equal_cost(s, a, args.epochs, min_pairs)))["equal_cost"][arch]["epochs"]
         try:
-            arch, config, seed = job
-            if arch == SEGMENTATION:
-                run_segmentation(args, seed)
-                continue
-            epochs = base_epochs
-            if CONFIGS[config].get("equal_cost"):
-                cost = update_store(args.json, lambda s, a=arch: s["equal_cost"].setdefault(
-                    a, equal_cost(s, a, base_epochs, 1 if args.quick else 2)))["equal_cost"][arch]
-                epochs = cost["epochs"]
-            try:
-                result = train_one(arch, config, seed, epochs)
-            except Exception as e:  # noqa: BLE001 (recorded, not retried: the other jobs go on)
-                traceback.print_exc()
-                update_store(args.json, lambda s, job=job, e=e: s.setdefault("failed", {}).__setitem__(
-                    key(*job), f"{type(e).__name__}: {str(e).strip()[:300]}"))
-                continue
-
-            def record(s, job=job, result=result):
-                s["runs"][key(*job)] = result
-                s.setdefault("meta", {}).update(meta(args))
-            update_store(args.json, record)
-            int8 = "n/a" if result["int8"] is None else f"{100 * result['int8']:.2f}"
-            print(f"[{os.getpid()}] {key(*job):32s} {epochs:2d} ep  float {100 * result['float']:.2f}  "
-                  f"stripped {100 * result['stripped']:.2f}  int8 {int8}  cpu {result['train_cpu_s']:.0f} s"
-                  f"  wall {result['total_wall_s']:.0f} s", flush=True)
-        finally:
-            release(args.claims, job)
+            result = train_one(arch, config, seed, epochs)
+        except Exception as e:  # noqa: BLE001 (recorded, not retried: the other jobs go on)
+            traceback.print_exc()
+            update_store(args.json, lambda s, job=job, e=e: s.setdefault("failed", {}).__setitem__(
+                key(*job), f"{type(e).__name__}: {str(e).strip()[:300]}"))
+            continue
+        update_store(args.json, lambda s, job=job, result=result: (
+            s["runs"].__setitem__(key(*job), result), s.setdefault("meta", {}).update(meta(args))))
+        int8 = "n/a" if result["int8"] is None else f"{100 * result['int8']:.2f}"
+        print(f"[{os.getpid()}] {key(*job):32s} {epochs:2d} ep  float {100 * result['float']:.2f}  "
+              f"int8 {int8}  cpu {result['train_cpu_s']:.0f} s  wall {result['total_wall_s']:.0f} s", flush=True)
 
 
 def meta(args):
@@ -447,7 +289,8 @@ def meta(args):
     return {"command": "python benchmarks/compact_accuracy.py" + (" --quick" if args.quick else ""),
             "machine": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
             "tf_keras": tf_keras.__version__, "keras": KERAS, "epochs": args.epochs, "widths": WIDTHS,
-            "configs": CONFIGS, "updated_utc": now()}
+            "configs": CONFIGS, "updated_utc": now(),
+            "recipe": "pea_keras.training.run.run (train.py's chain) with the run directory in a scratch folder"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -455,55 +298,11 @@ def meta(args):
 
 def summarize(store, group):
     name, arch, configs, references = next(g for g in GROUPS if g[0] == group)
-    runs = store["runs"]
-    seeds = sorted({r["seed"] for r in runs.values() if r["arch"] == arch})
-    rows = []
-    for config in configs:
-        for measure in MEASURES:
-            values = {s: runs[key(arch, config, s)].get(measure) for s in seeds
-                      if key(arch, config, s) in runs}
-            vals = [v for v in values.values() if v is not None]
-            row = {"config": config, "measure": measure, "n": len(vals),
-                   "seeds": sorted(s for s, v in values.items() if v is not None)}
-            if vals:
-                row.update(mean_interval(vals))
-            for ref in references:
-                if config in references and references.index(config) <= references.index(ref):
-                    continue  # A reference is compared only with the references before it.
-                common = [s for s in row["seeds"] if key(arch, ref, s) in runs]
-                row[f"vs_{ref}"] = paired([runs[key(arch, config, s)][measure] for s in common],
-                                          [runs[key(arch, ref, s)][measure] for s in common])
-            rows.append(row)
-    return {"arch": arch, "width": WIDTHS[arch], "rows": rows}
-
-
-def _pt(x):
-    return f"{100 * x:+.2f}"
-
-
-def markdown(summary, references, measures=MEASURES):
-    head = "| config | measure | n | top-1 % mean | std |"
-    rule = "|---|---|---|---|---|"
-    for ref in references:
-        head += f" vs {ref}: mean pt [95 % CI] | W/T/L |"
-        rule += "---|---|"
-    lines = [head, rule]
-    for r in summary["rows"]:
-        if r["measure"] not in measures:
-            continue
-        if not r["n"]:
-            lines.append(f"| {r['config']} | {r['measure']} | 0 | - | - |" + " - | - |" * len(references))
-            continue
-        line = f"| {r['config']} | {r['measure']} | {r['n']} | {100 * r['mean']:.2f} | {100 * r['std']:.2f} |"
-        for ref in references:
-            d = r.get(f"vs_{ref}")
-            if not d:
-                line += " - | - |"
-                continue
-            ci = f" [{_pt(d['ci95'][0])}, {_pt(d['ci95'][1])}]" if d["ci95"] else ""
-            line += f" {_pt(d['mean'])}{ci} | {d['wins']}/{d['ties']}/{d['losses']} |"
-        lines.append(line)
-    return "\n".join(lines)
+    by_config = {}
+    for r in store["runs"].values():
+        if r["arch"] == arch:
+            by_config.setdefault(r["config"], {})[r["seed"]] = r
+    return {"arch": arch, "width": WIDTHS[arch], "rows": paired_rows(by_config, configs, MEASURES, references)}
 
 
 def plot(store, path):
@@ -560,12 +359,10 @@ def _n(summary, config):
 
 
 def report(args):
-    with locked(args.json):
-        store = read_store(args.json)
-        write_store(args.json, store)
+    store = update_store(args.json, lambda store: None)
     texts = []
     for name, _, _, references in GROUPS:
-        texts.append(f"### {name}\n\n" + markdown(store["summary"][name], references))
+        texts.append(f"### {name}\n\n" + markdown(store["summary"][name], references, MEASURES))
     cost = store["equal_cost"]
     if cost:
         texts.append("equal cost: " + json.dumps(
@@ -596,14 +393,15 @@ def main():
     parser.add_argument("--segmentation_json",
                         default=os.path.join(REPO, "docs", "results", "segmentation.json"))
     parser.add_argument("--plot", default=os.path.join(REPO, "docs", "accuracy_compact.png"))
-    parser.add_argument("--claims", default="")
+    parser.add_argument("--worker", default="0/1", type=lambda t: tuple(map(int, t.split("/"))), metavar="I/N",
+                        help="this worker's share of the jobs: every N-th from the I-th (start 0/2 and 1/2 "
+                             "on 2 cores)")
     args = parser.parse_args()
     if args.quick:
         args.epochs = 2
         for name in ("json", "ablations_json", "plot"):
             root, ext = os.path.splitext(getattr(args, name))
             setattr(args, name, f"{root}_quick{ext}")
-    args.claims = args.claims or _scratch(args.json, "claims")
     if args.stop_at:
         hour, minute = map(int, args.stop_at.split(":"))
         today = datetime.datetime.now(datetime.UTC)

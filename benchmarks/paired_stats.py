@@ -1,5 +1,6 @@
-"""Statistics over seeds shared by the accuracy benchmarks: a mean with its 95 % t interval, and
-paired differences (same seed = same initial weights and batches, so the seed's luck cancels)."""
+"""Statistics over seeds shared by the accuracy benchmarks: a mean with its 95 % t interval,
+paired differences (same seed = same initial weights and batches, so the seed's luck cancels),
+and the one table they are reported in."""
 import math
 import statistics
 
@@ -41,3 +42,53 @@ def paired(a, b):
             p = float(2 * stats.t.sf(abs(t), n - 1))
     return {"n": n, "mean": mean, "std": sd, "ci95": ci, "t": t, "p": p, "wins": sum(x > 0 for x in d),
             "ties": sum(x == 0 for x in d), "losses": sum(x < 0 for x in d)}
+
+
+def paired_rows(runs, configs, measures, references):
+    """One row per (config, measure) of `runs` ({config: {seed: {measure: value}}}): n, seeds, mean
+    with its interval, and `vs_<ref>` paired differences against each reference listed before it
+    (a reference is compared only with the references before it)."""
+    rows = []
+    for config in configs:
+        for measure in measures:
+            values = {s: r.get(measure) for s, r in runs.get(config, {}).items() if r.get(measure) is not None}
+            row = {"config": config, "measure": measure, "n": len(values), "seeds": sorted(values)}
+            if values:
+                row.update(mean_interval([values[s] for s in row["seeds"]]))
+            for ref in references:
+                if config in references and references.index(config) <= references.index(ref):
+                    continue
+                common = [s for s in row["seeds"] if s in runs.get(ref, {})]
+                row[f"vs_{ref}"] = paired([values[s] for s in common], [runs[ref][s].get(measure) for s in common])
+            rows.append(row)
+    return rows
+
+
+def _pt(x):
+    return f"{100 * x:+.2f}"
+
+
+def markdown(summary, references, measures):
+    """The table of `paired_rows`: mean top-1 and std, then per reference the paired difference in
+    points with its 95 % interval and wins/ties/losses."""
+    head, rule = "| config | measure | n | top-1 % mean | std |", "|---|---|---|---|---|"
+    for ref in references:
+        head += f" vs {ref}: mean pt [95 % CI] | W/T/L |"
+        rule += "---|---|"
+    lines = [head, rule]
+    for r in summary["rows"]:
+        if r["measure"] not in measures:
+            continue
+        if not r["n"]:
+            lines.append(f"| {r['config']} | {r['measure']} | 0 | - | - |" + " - | - |" * len(references))
+            continue
+        line = f"| {r['config']} | {r['measure']} | {r['n']} | {100 * r['mean']:.2f} | {100 * r['std']:.2f} |"
+        for ref in references:
+            d = r.get(f"vs_{ref}")
+            if not d:
+                line += " - | - |"
+                continue
+            ci = f" [{_pt(d['ci95'][0])}, {_pt(d['ci95'][1])}]" if d["ci95"] else ""
+            line += f" {_pt(d['mean'])}{ci} | {d['wins']}/{d['ties']}/{d['losses']} |"
+        lines.append(line)
+    return "\n".join(lines)

@@ -415,7 +415,7 @@ class _OnFirstInput:
         return self.layer(args[0] if args else next(iter(kwargs.values())))
 
 
-def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False):
+def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False, trainable_alpha=False):
     """A new model in which every ReLU of `model` is a `PEALayer` blending it with `activation`.
 
     Handles ReLU/ReLU6 layers (any max_value and threshold), `Activation('relu'|'relu6')`,
@@ -439,6 +439,8 @@ def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False):
         layers: optional selection: layer names, or a predicate `layer -> bool`, applied to
             the ReLU layers and to the layers with a fused ReLU.
         include_gates: also blend the ReLU6 of hard-sigmoid/hard-swish gates.
+        trainable_alpha: the learned-ensemble ablation: alpha a trained weight of each layer
+            (clipped to [0, 1]) instead of scheduled; such a model strips only with force=True.
 
     Raises:
         TypeError: `model` is not a Keras model.
@@ -459,7 +461,7 @@ def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False):
 
     def make_pea(max_value, threshold, origin, name):
         return pea_class(activation, max_value=max_value, threshold=threshold, alpha=alpha,
-                         origin=origin, name=name)
+                         trainable_alpha=trainable_alpha, origin=origin, name=name)
 
     def swap(layer):
         match = find(layer)

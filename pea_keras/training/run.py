@@ -2,6 +2,10 @@
 
     metrics = run(RunConfig(arch="mobilenet_v2"))
 
+`run` is the composition of the steps, each usable alone (benchmarks train through them):
+prepare (check settings, load data) -> build (model, wrap, optimizer, checkpoint) -> train ->
+score (every model form, strip) -> deploy (int8 file and kit) -> report (metrics.json, plots).
+
 build (random init) -> wrap every ReLU in a PEALayer -> train while PEAScheduler moves alpha
 0 -> 1 -> strip to the plain ReLU network -> int8 TFLite (checked ReLU-only) -> score every form
 on the test split -> metrics.json, history.csv, TensorBoard logs, plots, summary table.
@@ -29,7 +33,17 @@ from pea_keras.training import config as config_lib
 from pea_keras.training import distribute, export, reporting, rundir, storage, tasks
 from pea_keras.training.config import RunConfig
 
-__all__ = ["RunConfig", "run", "compare"]
+__all__ = ["RunConfig", "Ablation", "run", "compare", "prepare", "build", "train", "score", "deploy", "report"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Ablation:
+    """What an ablation changes in the chain: alpha held by `schedule` (e.g. Constant(0.5)) instead
+    of the run's, or learned (`trainable_alpha`, no schedule); either way the model ends below
+    alpha 1 and is stripped by force."""
+
+    schedule: object = None
+    trainable_alpha: bool = False
 
 
 @dataclasses.dataclass
@@ -57,6 +71,7 @@ class _Run:
     trace: tuple = dataclasses.field(default_factory=lambda: ([], []))  # (steps, alphas)
     train_seconds: float = 0.0
     warnings: list = dataclasses.field(default_factory=list)  # Problems that did not stop the run.
+    ablation: Ablation = None
 
 
 def make_schedule(config, total_steps):
@@ -105,7 +120,7 @@ def _fit_verbosity(verbose):
     return int(verbose)
 
 
-def _start(config):
+def prepare(config, ablation=None):
     """Checks everything a user can get wrong, then loads the data; nothing is written yet."""
     config = dataclasses.replace(config)
     config_lib.validate(config)
@@ -116,7 +131,7 @@ def _start(config):
     chief = distribute.is_chief(strategy)
     # Other workers train alongside and write only to a scratch folder, removed at the end.
     run_dir = config.run_dir() if chief else tempfile.mkdtemp(prefix="pea-keras-worker-")
-    r = _Run(config, task, config_lib.flavour(config.keras), strategy, run_dir, chief)
+    r = _Run(config, task, config_lib.flavour(config.keras), strategy, run_dir, chief, ablation=ablation)
     # Before the pipelines: tf.data's shuffle order depends on the global seed too, so setting it
     # first gives every run with this --seed the same batches (also the second run of --compare).
     r.K.utils.set_random_seed(config.seed)
@@ -129,21 +144,24 @@ def _start(config):
     r.steps_per_epoch = config.steps_per_epoch or n_train // config.batch_size
     r.total_steps = config.epochs * r.steps_per_epoch
     r.schedule = make_schedule(config, r.total_steps) if config.mode != "relu" else None
-    if config.mode == "pea" and r.schedule(r.total_steps - 1) < 1.0:
+    if ablation is not None and config.mode != "relu":
+        r.schedule = None if ablation.trainable_alpha else ablation.schedule
+    elif config.mode == "pea" and r.schedule(r.total_steps - 1) < 1.0:
         raise UsageError(f"alpha would end at {r.schedule(r.total_steps - 1):.3f} < 1, so the model "
                          f"could not be stripped to ReLU; lower --pea_end (now {config.pea_end}) or use "
                          "more steps")
     return r
 
 
-def _build(r):
+def build(r):
     """The model (wrapped unless --mode relu), optimizer and checkpoint; restored on --resume."""
     config = r.config
     r.K.utils.set_random_seed(config.seed)  # The same initial weights for every mode.
     with r.strategy.scope():
         model = r.task.build_model(r.K, config, r.data)
         if config.mode != "relu":
-            model = pea_keras.wrap(model, activation=config.activation, alpha=0.0)
+            model = pea_keras.wrap(model, activation=config.activation, alpha=0.0,
+                                   trainable_alpha=bool(r.ablation and r.ablation.trainable_alpha))
         r.optimizer, r.lr_schedule = make_optimizer(r.K, config, r.total_steps, r.steps_per_epoch)
         model.compile(optimizer=r.optimizer, loss=r.task.loss(r.K, config), metrics=r.task.metrics(r.K))
         r.epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -180,7 +198,9 @@ def _fit_callbacks(r, extra):
     return found + list(extra)
 
 
-def _fit(r, extra_callbacks):
+def train(r, extra_callbacks=()):
+    """fit() with the run's callbacks (PEAScheduler, alpha trace, history, TensorBoard, checkpoint)
+    and then `extra_callbacks`; resumes at the restored epoch."""
     config = r.config
     callbacks = _fit_callbacks(r, extra_callbacks)
     _log(config, f"Training {config.arch} ({r.model.count_params():,} parameters, mode {config.mode}, "
@@ -191,7 +211,7 @@ def _fit(r, extra_callbacks):
     if r.initial_epoch < config.epochs:
         train_ds, val_ds, _ = r.splits
         with warnings.catch_warnings():
-            if config.mode == "novel":  # alpha = 0 on purpose: no "cannot strip" warning.
+            if config.mode == "novel" or r.ablation:  # Ends below 1 on purpose: no "cannot strip" warning.
                 warnings.filterwarnings("ignore", message="Training ended with pea_alpha")
             r.model.fit(train_ds, epochs=config.epochs, steps_per_epoch=r.steps_per_epoch,
                         validation_data=val_ds, initial_epoch=r.initial_epoch, callbacks=callbacks,
@@ -215,8 +235,10 @@ class _Scores:
         return evaluation.predictions
 
 
-def _score_and_strip(r, scores, sizes):
-    """Scores the trained model, saves it, strips it to ReLU (mode pea/relu) and scores that."""
+def score(r):
+    """Scores the trained model, saves it, strips it to ReLU (mode pea/relu; by force for an
+    ablation) and scores that. Returns (scores, sizes, the deployable model or None)."""
+    scores, sizes = _Scores(), {"params": int(r.model.count_params())}
     _, val_ds, test_ds = r.splits
     predicted = scores.add("pea", r.task.evaluate(r.model, test_ds))
     scores.add("validation", r.task.evaluate(r.model, val_ds))
@@ -225,19 +247,32 @@ def _score_and_strip(r, scores, sizes):
     sizes["pea_model_bytes"] = rundir.size_bytes(pea_path)
     if r.config.mode == "novel":
         _log(r.config, "Mode novel: g everywhere cannot be deployed ReLU-only; skipping strip and export")
-        return None
-    deployable = pea_keras.strip(r.model)  # Raises if any alpha != 1.
+        return scores, sizes, None
+    deployable = pea_keras.strip(r.model, force=r.ablation is not None)  # Else raises if any alpha != 1.
     predicted_relu = scores.add("stripped", r.task.evaluate(deployable, test_ds))
     relu_path = os.path.join(r.run_dir, "relu_model.keras")
     storage.save_model(deployable, relu_path)
     sizes["relu_model_bytes"] = rundir.size_bytes(relu_path)
-    if scores.main["stripped"] != scores.main["pea"]:
+    if scores.main["stripped"] != scores.main["pea"] and r.ablation is None:
         _warn(r, f"stripped model scores {scores.main['stripped']} but the PEA model "
                  f"{scores.main['pea']} (prediction agreement {np.mean(predicted == predicted_relu):.4f})")
-    return deployable
+    return scores, sizes, deployable
 
 
-def _report(r, scores, sizes, tflite_info, t_start, export_seconds):
+def deploy(r, deployable, scores, sizes):
+    """The int8 file and its kit (chief only, unless --noexport); adds its score and size.
+    Returns its facts for metrics.json, or None."""
+    if deployable is None or not r.config.export or not r.chief:
+        return None
+    tflite_info = export.export_int8(r.config, r.task, r.data, deployable, r.splits[2], r.run_dir,
+                                     warn=lambda message: _warn(r, message))
+    scores.add("int8", tflite_info.pop("evaluation"))
+    sizes["tflite_int8_bytes"] = tflite_info["size_bytes"]
+    return tflite_info
+
+
+def report(r, scores, sizes, tflite_info, t_start, export_seconds):
+    """metrics.json, the alpha and learning-curve plots and the summary table; returns the metrics."""
     config = r.config
     layers = pea_keras.pea_layers(r.model)
     steps_done = int(r.optimizer.iterations.numpy())
@@ -273,35 +308,31 @@ def _report(r, scores, sizes, tflite_info, t_start, export_seconds):
     return metrics
 
 
-def run(config, callbacks=()):
+def run(config, callbacks=(), ablation=None):
     """Runs the whole chain for `config` and returns the metrics also written to metrics.json.
 
     Args:
         config: a `RunConfig`.
         callbacks: appended to fit's callbacks after the built-in ones (PEAScheduler, alpha trace,
             history, TensorBoard, checkpoint).
+        ablation: an `Ablation` (benchmarks): alpha held or learned, then stripped by force.
 
     Raises:
         UsageError: a setting or the data cannot work (before anything is written where possible).
         StorageError: the disk refused a write; the message says what is intact (see storage).
     """
     t_start = time.time()
-    r = _start(config)
+    r = prepare(config, ablation)
     progress = {}
     with storage.storage_errors_stop_the_run(os.path.join(r.run_dir, rundir.CHECKPOINTS), progress):
-        _build(r)  # Last place a setting can fail (an input too small for the arch): nothing written yet.
+        build(r)  # Last place a setting can fail (an input too small for the arch): nothing written yet.
         rundir.prepare(r.config, r.run_dir)
-        _fit(r, callbacks)
-        scores, sizes = _Scores(), {"params": int(r.model.count_params())}
-        deployable = _score_and_strip(r, scores, sizes)
+        train(r, callbacks)
+        scores, sizes, deployable = score(r)
         progress["models_dir"] = r.run_dir
-        tflite_info, t_export = None, time.time()
-        if deployable is not None and r.config.export and r.chief:
-            tflite_info = export.export_int8(r.config, r.task, r.data, deployable, r.splits[2], r.run_dir,
-                                             warn=lambda message: _warn(r, message))
-            scores.add("int8", tflite_info.pop("evaluation"))
-            sizes["tflite_int8_bytes"] = tflite_info["size_bytes"]
-        metrics = _report(r, scores, sizes, tflite_info, t_start, time.time() - t_export)
+        t_export = time.time()
+        tflite_info = deploy(r, deployable, scores, sizes)
+        metrics = report(r, scores, sizes, tflite_info, t_start, time.time() - t_export)
     if not r.chief:
         shutil.rmtree(r.run_dir, ignore_errors=True)
     return metrics
