@@ -199,22 +199,6 @@ class _PEAMixin(metaclass=_PEAMeta):
         self._phase = phase
         self._alpha_driven = True
 
-    @property
-    def training_phase(self):
-        """Deprecated alias of `phase`; set it with `enter_phase`."""
-        return self._phase
-
-    @training_phase.setter
-    def training_phase(self, phase):
-        warnings.warn("PEALayer.training_phase is deprecated: call layer.enter_phase(phase).",
-                      DeprecationWarning, stacklevel=2)
-        self.enter_phase(phase)
-
-    @property
-    def activation_name(self):
-        return self.activation if isinstance(self.activation, str) else getattr(
-            self.activation, "__name__", repr(self.activation))
-
     def build(self, input_shape):
         clip = None
         if self.trainable_alpha:

@@ -3,7 +3,6 @@ import keras
 import tf_keras
 
 from pea_keras import flavor
-from pea_keras.training.segmentation import callbacks as seg_callbacks
 from pea_keras.training.segmentation import losses as seg_losses
 
 
@@ -40,11 +39,6 @@ def test_segmentation_twins_follow_the_same_convention():
         loss = seg_losses.segmentation_loss(keras_module=k)
         assert flavor.keras_of(loss) is k and type(loss).__name__ == "IgnoreLabelCrossentropy"
         assert k.saving.get_registered_name(type(loss)) == "pea_keras>IgnoreLabelCrossentropy"
-        callback = seg_callbacks.mean_iou_callback(([], []), 2, keras_module=k)
-        assert flavor.keras_of(callback) is k and type(callback).__name__ == "MeanIoUCallback"
-    # tf_keras files saved under the loss' former name still load.
-    old = tf_keras.saving.get_registered_object("pea_keras>TFKerasIgnoreLabelCrossentropy")
-    assert old is seg_losses.TFKerasIgnoreLabelCrossentropy
 
 
 def test_keras_of_accepts_objects_classes_and_modules():

@@ -6,7 +6,7 @@ Building blocks for ``train.py --task segmentation``:
   * ``data.load`` / ``data.pipeline``: digit scenes, Cityscapes (TFDS) and ``folder:PATH``.
   * ``losses.segmentation_loss`` / ``losses.mean_iou_metric``: ignore-label loss and metric.
   * ``metrics``: confusion-matrix mIoU, per-class IoU, pixel accuracy (numpy, streaming).
-  * ``callbacks.mean_iou_callback``: those scores on a validation set, each epoch, into History.
+  * ``metrics.evaluate_segmentation``: those scores of a model (or any callable) on a data set.
   * ``task.Segmentation``: the ``--task segmentation`` entry of ``pea_keras.training.tasks``
     (imported on demand by the registry, not here).
 """
@@ -14,27 +14,25 @@ Building blocks for ``train.py --task segmentation``:
 from pea_keras.data.scenes import digit_scene_splits, make_digit_scenes
 
 from .archs import ARCHS, build_segmentation_model
-from .callbacks import (
-    MeanIoUCallback,
-    TFKerasMeanIoUCallback,
-    evaluate_segmentation,
-    mean_iou_callback,
-)
 from .losses import (
     IgnoreLabelCrossentropy,
     TFKerasIgnoreLabelCrossentropy,
     mean_iou_metric,
     segmentation_loss,
 )
-from .metrics import IGNORE_LABEL, ConfusionMatrix, confusion_matrix, mean_iou, scores_from_confusion
+from .metrics import (
+    IGNORE_LABEL,
+    ConfusionMatrix,
+    confusion_matrix,
+    evaluate_segmentation,
+    mean_iou,
+    scores_from_confusion,
+)
 
 __all__ = [
     "ARCHS",
     "build_segmentation_model",
-    "MeanIoUCallback",
-    "TFKerasMeanIoUCallback",
     "evaluate_segmentation",
-    "mean_iou_callback",
     "IgnoreLabelCrossentropy",
     "TFKerasIgnoreLabelCrossentropy",
     "mean_iou_metric",

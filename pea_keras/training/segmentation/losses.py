@@ -8,7 +8,6 @@ frameworks. Use ``segmentation_loss(keras_module=...)`` to get the one matching 
 
 import keras
 import tensorflow as tf
-import tf_keras
 
 from pea_keras import flavor
 
@@ -59,9 +58,6 @@ class _IgnoreLabelMixin:
 
 _LOSSES = flavor.twin_classes(_IgnoreLabelMixin, "losses.Loss", "IgnoreLabelCrossentropy")
 IgnoreLabelCrossentropy, TFKerasIgnoreLabelCrossentropy = _LOSSES
-# Files saved before both flavours shared the class name still name the tf_keras loss this way.
-_OLD_NAME = "pea_keras>TFKerasIgnoreLabelCrossentropy"
-tf_keras.saving.get_custom_objects()[_OLD_NAME] = TFKerasIgnoreLabelCrossentropy
 
 
 def segmentation_loss(ignore_label=IGNORE_LABEL, from_logits=True, keras_module=keras):

@@ -90,3 +90,29 @@ class ConfusionMatrix:
     def result(self):
         """``scores_from_confusion`` of everything seen since construction or ``reset``."""
         return scores_from_confusion(self.matrix)
+
+
+def evaluate_segmentation(predict, data, num_classes, ignore_label=IGNORE_LABEL, batch_size=32):
+    """Scores (``metrics.scores_from_confusion``) of ``predict`` on ``data``.
+
+    ``predict``: a Keras model (either flavour, called with ``training=False``) or any callable
+    mapping an image batch to logits or labels. ``data``: ``(images, masks)`` arrays, or an
+    iterable of ``(images, masks)`` batches such as a batched ``tf.data.Dataset``.
+    """
+    if hasattr(predict, "predict_on_batch"):
+        model = predict
+
+        def predict(x):
+            return model(x, training=False)
+
+    if isinstance(data, tuple) and len(data) == 2 and hasattr(data[0], "shape"):
+        data = _batches(*data, batch_size)
+    matrix = ConfusionMatrix(num_classes, ignore_label)
+    for images, masks in data:
+        matrix.update(np.asarray(masks), np.asarray(predict(images)))
+    return matrix.result()
+
+
+def _batches(images, masks, batch_size):
+    for i in range(0, len(images), batch_size):
+        yield images[i : i + batch_size], masks[i : i + batch_size]
