@@ -33,8 +33,19 @@ def _filter(read_fd, out):
 _filtering = False
 
 
+_program = None
+
+
+def set_prog(name):
+    """Name the program for messages, as the command line that started it spelled it."""
+    global _program
+    _program = name
+
+
 def prog(default):
     """The name the user typed for this program (`train.py`, `pea-train`, a benchmark), for messages."""
+    if _program:
+        return _program
     return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] not in ("", "-c") else default
 
 

@@ -76,9 +76,22 @@ def _naming(path, error):
     return error
 
 
-def _commit(tmp, path):
+def _commit(tmp, path, exclusive=False):
+    """Rename `tmp` to `path`; `exclusive`: only if `path` does not exist (FileExistsError if
+    another writer created it meanwhile), so two writers never both believe they wrote it."""
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600.
-    os.replace(tmp, path)
+    if not exclusive:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # Atomic and exclusive where the file system has hard links.
+    except FileExistsError:
+        raise
+    except OSError:  # No hard links here: reserve the name exclusively, then fill it.
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def _discard(tmp):
@@ -99,11 +112,14 @@ def atomic_write(path, data):
         f.write(data[half:])
 
 
-def atomic_write_many(contents):
+def atomic_write_many(contents, exclusive=False):
     """Writes {path: bytes} all or nothing: every temporary is written and fsynced before the
     first rename, so a full disk or a bad path changes none of the files (files that belong
-    together, such as a .tflite and its C array, never disagree after a failure)."""
-    staged = []
+    together, such as a .tflite and its C array, never disagree after a failure).
+
+    `exclusive`: none of the paths may exist; if another writer creates one meanwhile, the files
+    this call already committed are removed again and FileExistsError names the path."""
+    staged, committed = [], []
     try:
         for path, data in contents.items():
             try:
@@ -118,8 +134,13 @@ def atomic_write_many(contents):
         for tmp, path in staged:
             fault_point("kill_during_write", os.path.basename(path))
             try:
-                _commit(tmp, path)
+                _commit(tmp, path, exclusive)
+                committed.append(path)
             except OSError as e:
+                if exclusive and isinstance(e, FileExistsError):
+                    for done in committed:
+                        with contextlib.suppress(OSError):
+                            os.unlink(done)
                 raise _naming(path, e) from e
     finally:
         for tmp, _ in staged:
@@ -288,8 +309,9 @@ def as_os_error(error, path=None):
 
 
 def fault_point(kind, value):
-    """Test hook: SIGKILLs this process when PEA_KERAS_FAULT lists `kind:value` (see the module
-    docstring); a no-op otherwise. Never set the variable outside tests."""
-    spec = os.environ.get(FAULT_ENV)
-    if spec and f"{kind}:{value}" in (s.strip() for s in spec.split(",")):
-        os.kill(os.getpid(), signal.SIGKILL)
+    """Test hook: SIGKILLs this process when PEA_KERAS_FAULT lists `kind:value` (`kind:value@TERM`:
+    SIGTERM; see the module docstring); a no-op otherwise. Never set the variable outside tests."""
+    for point in os.environ.get(FAULT_ENV, "").split(","):
+        name, _, sig = point.strip().partition("@")  # kill_after_checkpoint:1@TERM sends SIGTERM.
+        if name == f"{kind}:{value}":
+            os.kill(os.getpid(), getattr(signal, f"SIG{sig or 'KILL'}"))

@@ -36,6 +36,7 @@ def _process_state():
     os.dup2(stderr_fd, 2)  # Closes a filter's pipe, whose thread then ends.
     os.close(stderr_fd)
     console._filtering = False
+    console.set_prog(None)
     warnings.filters[:] = filters
     warnings._filters_mutated()
     warnings.showwarning = show

@@ -15,9 +15,9 @@ pytestmark = pytest.mark.slow
 REPO = TESTS.parent
 DOCS = ("README.md", "tflite/README.md")
 
-# Shortening of every train.py command: one epoch of two small steps, few calibration and test images,
+# Shortening of every train.py command: one epoch of four small steps, few calibration and test images,
 # and the int8 files in the folder of the test instead of the checkout's tflite/.
-SHORT = ("--epochs 1 --steps_per_epoch 2 --batch_size 16 --calibration_examples 16 --tflite_eval_examples 16 "
+SHORT = ("--epochs 1 --steps_per_epoch 4 --batch_size 16 --calibration_examples 16 --tflite_eval_examples 16 "
          "--verbose 0 --tflite_dir tflite")
 # Data this machine cannot download or does not have, replaced by the offline data of the same task.
 OFFLINE = [(r"--dataset (cifar10|imagenet2012)", "--dataset digits"),

@@ -369,3 +369,25 @@ def test_pea_tflite_read_only_folder(tmp_path, capsys, mounts, small_model_file)
     assert message == (f"Read-only file system writing {disk / 'model.tflite'}; no file was changed: "
                        "the file system is read-only; choose a writable location and run again")
     assert os.listdir(disk) == []
+
+
+@pytest.mark.slow
+def test_sigterm_ends_like_ctrl_c_and_resume_of_a_finished_run_does_nothing(tmp_path):
+    """SIGTERM (a scheduler, a preempted machine) after epoch 1's checkpoint: one line, exit 143,
+    the checkpoint kept; --resume finishes the run; a second --resume says it has finished."""
+    out = tmp_path / "run"
+    stopped = train(out, fault="kill_after_checkpoint:1@TERM")
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert messages(stopped) == ["train.py: terminated; continue from the last epoch's checkpoint with the "
+                                 "same flags plus --resume"]
+    assert latest_epoch(out) == 1 and not os.path.exists(out / "metrics.json")
+    resumed = train(out, "--resume")
+    assert resumed.returncode == 0 and messages(resumed) == [], resumed.stderr[-3000:]
+    assert metrics(out)["steps_done"] == 6
+    written = (out / "metrics.json").stat().st_mtime_ns
+    again = train(out, "--resume")
+    assert again.returncode == 0 and messages(again) == []
+    assert again.stdout.strip().splitlines()[-1] == (
+        f"train.py: {out} has finished (its metrics.json is written): nothing to resume; to train it "
+        "again, pass --overwrite instead of --resume")
+    assert (out / "metrics.json").stat().st_mtime_ns == written

@@ -96,6 +96,18 @@ def test_files_written_together_change_together(small_disk):
     assert {p: p.read_bytes() for p in new} == new and sorted(os.listdir(small_disk)) == sorted(old)
 
 
+def test_exclusive_writes_never_replace_what_another_writer_created(tmp_path):
+    """Two writers racing for one name without --overwrite: the second is told, and leaves nothing."""
+    first = {tmp_path / "m.tflite": b"first", tmp_path / "m_model_data.cc": b"// first"}
+    files.atomic_write_many(first, exclusive=True)
+    second = {tmp_path / "other.h": b"// second", tmp_path / "m.tflite": b"second"}
+    with pytest.raises(FileExistsError) as raised:
+        files.atomic_write_many(second, exclusive=True)
+    assert raised.value.filename == str(tmp_path / "m.tflite")
+    assert sorted(os.listdir(tmp_path)) == ["m.tflite", "m_model_data.cc"]  # other.h was taken back.
+    assert (tmp_path / "m.tflite").read_bytes() == b"first"
+
+
 def test_full_disk_on_a_new_file_leaves_nothing(small_disk):
     with pytest.raises(OSError) as raised:
         files.atomic_write_json(small_disk / "metrics.json", {"x": "y" * 100_000})

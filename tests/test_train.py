@@ -67,6 +67,19 @@ def test_compare_writes_both_runs_and_the_difference(tmp_path):
 
 
 @pytest.mark.slow
+def test_two_compare_sweeps_keep_their_own_int8_files(tmp_path):
+    """Each --compare run's int8 file is named after its output folder: sweeps never collide."""
+    tflite = tmp_path / "tflite"
+    for sweep in ("a", "b"):
+        rc = call_main("--compare", "--arch=tiny", "--epochs=1", "--steps_per_epoch=4", "--batch_size=16",
+                       "--calibration_examples=16", "--tflite_eval_examples=16", "--verbose=0",
+                       f"--output_dir={tmp_path / sweep}", f"--tflite_dir={tflite}")
+        assert rc == 0
+    assert sorted(p.name for p in tflite.glob("*.tflite")) == [
+        "a_pea_int8.tflite", "a_relu_int8.tflite", "b_pea_int8.tflite", "b_relu_int8.tflite"]
+
+
+@pytest.mark.slow
 def test_same_seed_same_run_in_one_process(tmp_path):
     """--compare's promise: the second run of a process sees the same batches and weights."""
     config = RunConfig(**{**TINY, "steps_per_epoch": 4}, mode="relu", export=False)
@@ -177,7 +190,8 @@ def test_missing_dataset_exits_with_one_line(tmp_path):
     (["--arch=vgg"], "unknown --arch 'vgg'"),
     (["--activation=nope"], "Unknown activation 'nope'"),
     (["--pea_start=0.8", "--pea_end=0.5"], "--pea_start < --pea_end"),
-    (["--arch=tiny", "--pea_end=1.0", "--epochs=1", "--steps_per_epoch=4"], "lower --pea_end"),
+    (["--arch=tiny", "--pea_end=1.0", "--epochs=1", "--steps_per_epoch=4"],
+     "lower --pea_end below 1: at 1, alpha reaches 1 only after the last step"),
     (["--arch=tiny", "--batch_size=5000"], "larger than the training split"),
     (["--resume"], "--resume: no checkpoint"),
     (["--arch=mobilenet_v2", "--image_size=16"], "--image_size >= 32"),

@@ -174,6 +174,10 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
         os.makedirs(c_array_dir, exist_ok=True)
         outputs.update(kit)
         c_files = tuple(kit)
-    atomic_write_many(outputs)
+    try:
+        atomic_write_many(outputs, exclusive=not overwrite)
+    except FileExistsError as e:  # Another writer created it while this one converted.
+        raise TFLiteError(f"{e.filename} appeared while converting (another process wrote it); nothing "
+                          "of this conversion was written: pass --overwrite to replace it") from None
     ok = tuple(r for r in ("litert", "micro") if r in require_runtimes or (r == "micro" and arena))
     return Conversion(output_path, len(data), io, info, arena, note, ok, c_files, qat_epochs, n_pea)

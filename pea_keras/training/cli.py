@@ -14,6 +14,7 @@ the int8 TFLite file into --tflite_dir. Mistakes in flags or data print one line
 """
 
 import os
+import signal
 import sys
 
 from absl import app, flags
@@ -39,7 +40,7 @@ def main(argv):
     from pea_keras.errors import UsageError
     from pea_keras.files import StorageError
     from pea_keras.tflite import TFLiteError
-    from pea_keras.training import run
+    from pea_keras.training import run, rundir
 
     config = config_lib.from_flags(FLAGS)
     try:
@@ -56,11 +57,23 @@ def main(argv):
     except StorageError as e:  # A full, read-only or forbidden disk; the message says what is intact.
         print(f"{_prog()}: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"{_prog()}: interrupted; continue from the last epoch's checkpoint with the same "
-              "flags plus --resume", file=sys.stderr)
-        return 130
+    except rundir.RunFinished as e:
+        print(f"{_prog()}: {e}")
+        return 0
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (a scheduler or a preempted machine).
+        terminated = isinstance(e, _Terminated)
+        print(f"{_prog()}: {'terminated' if terminated else 'interrupted'}; continue from the last epoch's "
+              "checkpoint with the same flags plus --resume", file=sys.stderr)
+        return 143 if terminated else 130
     return 0
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, so it ends as Ctrl-C does: the checkpoint kept, one line."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
 
 
 _HELP = {"-h", "--help", "-?", "--helpshort", "--helpfull"}
@@ -68,6 +81,7 @@ _HELP = {"-h", "--help", "-?", "--helpshort", "--helpfull"}
 
 def parse_flags(argv):
     """absl's parsing, but --help exits 0 and a bad flag is one line on stderr and exit status 2."""
+    console.set_prog(os.path.basename(argv[0]))
     if _HELP & set(argv[1:]):
         print(__doc__.strip() + "\n\nflags:\n" + FLAGS.module_help(config_lib) + "\n"
               + FLAGS.module_help(__name__))
@@ -91,4 +105,5 @@ def start(tflite_dir=None):
         FLAGS.set_default("tflite_dir", tflite_dir)
     # TensorFlow's own log lines show only when asked for with TF_CPP_MIN_LOG_LEVEL=0.
     console.quiet(_prog(), verbose=os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0")
+    signal.signal(signal.SIGTERM, _on_sigterm)
     app.run(main, flags_parser=parse_flags)

@@ -108,6 +108,8 @@ class RunConfig:
                               check=_at_least(0))
     tflite_dir: str = setting("tflite", "Folder for the int8 .tflite file, named after the run "
                               "directory.")
+    tflite_name: str = setting("", "Stem of the int8 file and its kit in --tflite_dir; default: the run "
+                               "directory's name (with --compare: it and the output folder's name + _relu / _pea).")
     calibration_examples: int = setting(256, "Training images used to calibrate int8.", check=_at_least(1))
     tflite_eval_examples: int = setting(0, "Test examples scored on LiteRT; 0 = all.", check=_at_least(0))
 

@@ -15,6 +15,7 @@ The chain is task-agnostic: data, model, loss and score come from a `tasks.Task`
 
 import dataclasses
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -147,9 +148,10 @@ def prepare(config, ablation=None):
     if ablation is not None and config.mode != "relu":
         r.schedule = None if ablation.trainable_alpha else ablation.schedule
     elif config.mode == "pea" and r.schedule(r.total_steps - 1) < 1.0:
+        how = ("lower --pea_end below 1: at 1, alpha reaches 1 only after the last step" if config.pea_end >= 1
+               else f"lower --pea_end (now {config.pea_end}) or train more steps (now {r.total_steps})")
         raise UsageError(f"alpha would end at {r.schedule(r.total_steps - 1):.3f} < 1, so the model "
-                         f"could not be stripped to ReLU; lower --pea_end (now {config.pea_end}) or use "
-                         "more steps")
+                         f"could not be stripped to ReLU; {how}")
     return r
 
 
@@ -344,11 +346,20 @@ def compare(config, callbacks=()):
     config_lib.validate(config)
     config = tasks.with_defaults(config)
     base = config.output_dir or os.path.join("runs", dataclasses.replace(config, mode="compare").run_name())
-    configs = {mode: dataclasses.replace(config, mode=mode, output_dir=os.path.join(base, mode))
-               for mode in ("relu", "pea")}
-    for mode_config in configs.values():  # Refuse before training either model.
-        rundir.check(mode_config)
-    results = {mode: run(mode_config, callbacks) for mode, mode_config in configs.items()}
+    stem = config.tflite_name or os.path.basename(os.path.realpath(base))  # Two sweeps never share a file.
+    configs = {mode: dataclasses.replace(config, mode=mode, output_dir=os.path.join(base, mode),
+                                         tflite_name=f"{stem}_{mode}") for mode in ("relu", "pea")}
+    finished = {}
+    for mode, mode_config in configs.items():  # Refuse before training either model.
+        try:
+            rundir.check(mode_config)
+        except rundir.RunFinished:  # --resume: a finished half is read back, not trained again.
+            with open(os.path.join(mode_config.run_dir(), reporting.METRICS)) as f:
+                finished[mode] = json.load(f)
+    if len(finished) == len(configs) and os.path.exists(os.path.join(os.path.realpath(base), "compare.json")):
+        raise rundir.RunFinished(f"{os.path.realpath(base)} has finished (both runs and compare.json): nothing "
+                                 "to resume; to train it again, pass --overwrite instead of --resume")
+    results = {mode: finished.get(mode) or run(mode_config, callbacks) for mode, mode_config in configs.items()}
     metric = results["pea"]["metric"]
     relu, pea = results["relu"][metric], results["pea"][metric]
     comparison = {

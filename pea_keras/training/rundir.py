@@ -12,7 +12,7 @@ import re
 import shutil
 
 from pea_keras import files
-from pea_keras.errors import UsageError
+from pea_keras.errors import UsageError, UserError
 from pea_keras.training import reporting, storage
 
 CHECKPOINTS = "checkpoints"
@@ -23,9 +23,13 @@ RESUMABLE_CHANGES = ("resume", "verbose", "export", "tflite_dir", "calibration_e
                      "output_dir", "overwrite")
 
 
+class RunFinished(UserError):
+    """--resume of a run that has finished (its metrics.json is written): there is nothing to do."""
+
+
 def tflite_path(config):
-    """<tflite_dir>/<run directory name>_int8.tflite: unique per run directory."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", os.path.basename(config.run_dir())).strip("-")
+    """<tflite_dir>/<run directory name or --tflite_name>_int8.tflite: unique per run directory."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.tflite_name or os.path.basename(config.run_dir())).strip("-")
     return os.path.realpath(os.path.join(config.tflite_dir, f"{name}_int8.tflite"))
 
 
@@ -51,6 +55,9 @@ def check(config):
         if not tf.train.latest_checkpoint(os.path.join(run_dir, CHECKPOINTS)):
             raise UsageError(f"--resume: no checkpoint in {os.path.join(run_dir, CHECKPOINTS)}")
         check_resume_flags(config, run_dir)
+        if os.path.exists(os.path.join(run_dir, reporting.METRICS)):
+            raise RunFinished(f"{run_dir} has finished (its {reporting.METRICS} is written): nothing to "
+                              "resume; to train it again, pass --overwrite instead of --resume")
     elif not config.overwrite and earlier_outputs(config):
         raise UsageError(f"{earlier_outputs(config)[0]} exists from an earlier run; pass --overwrite to "
                          "replace it, or --resume to continue that run")
