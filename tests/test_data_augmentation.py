@@ -25,6 +25,7 @@ def test_earlier_spellings_keep_working():
     assert config_lib.respell(["train.py", "--noaugment", "--epochs=2"]) == [
         "train.py", "--augment=none", "--epochs=2"]
     assert config_lib.respell(["train.py", "--augment"]) == ["train.py", "--augment=auto"]
+    assert config_lib.respell(["--augment=false", "--augment=true"]) == ["--augment=none", "--augment=auto"]
     assert config_lib.respell(["train.py", "--augment", "--epochs=2"])[1] == "--augment=auto"
     assert config_lib.respell(["train.py", "--augment", "flip,crop"]) == ["train.py", "--augment", "flip,crop"]
 

@@ -38,7 +38,8 @@ def _augment_spec(v):
 
 
 # Spellings of earlier versions, rewritten before flags are parsed so existing commands keep working.
-FLAG_SPELLINGS = {"--noaugment": "--augment=none", "-noaugment": "--augment=none"}
+FLAG_SPELLINGS = {"--noaugment": "--augment=none", "-noaugment": "--augment=none",
+                  "--augment=false": "--augment=none", "--augment=true": "--augment=auto"}
 
 
 def respell(argv):
@@ -97,9 +98,10 @@ class RunConfig:
                             ("auto", "always", "never"))
     augment: str = setting("auto", "Training augmentation of image datasets: auto, none (also "
                            "--noaugment), or a comma list of flip and crop. auto: the crop follows the "
-                           "image size (pad-and-crop of 1/8 of the side for images stored at less than "
-                           "twice --image_size, random-resized crop of 8-100 % of the area for larger "
-                           "ones); horizontal flips only for TFDS photos known to keep their class "
+                           "image size (for images stored at less than twice --image_size, reflect-pad "
+                           "and crop back, shifting by up to 1/8 of the side for photos and 1/16 for "
+                           "anything else; for larger ones, a random-resized crop of 8-100 % of the "
+                           "area); horizontal flips only for TFDS photos known to keep their class "
                            "mirrored (cifar10, cifar100, imagenet2012, imagenette, ...), never for "
                            "mnist, svhn_cropped or folder:PATH (pass flip,crop for a folder of photos); "
                            "digits are never augmented; segmentation: crop and flip.",
