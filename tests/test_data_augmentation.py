@@ -123,3 +123,20 @@ def test_default_augmentation_lets_a_folder_with_a_handedness_learn(tmp_path, ca
     assert top1["default"] >= 0.9 and top1["default"] >= top1["none"] - 0.05, top1
     assert not top1["default flips"] and top1["flip flips"]
     assert top1["flip"] <= 0.75, top1  # Flips swap the classes: the test can tell.
+
+
+def test_segmentation_keeps_crop_and_flip_unless_asked_otherwise():
+    from types import SimpleNamespace
+
+    from pea_keras.data import segmentation
+
+    photos, scenes = SimpleNamespace(natural=True), SimpleNamespace(natural=False)
+    auto = segmentation.choose_augmentation(photos)
+    assert (auto.flip, auto.crop) == (True, "margin")
+    assert "random crop of the image resized 1.125x, horizontal flips" in auto.describe()
+    crop = segmentation.choose_augmentation(photos, "crop")
+    assert (crop.flip, crop.crop) == (False, "margin")
+    assert segmentation.choose_augmentation(photos, "none") == augmentation.NONE
+    assert not segmentation.choose_augmentation(scenes).flip
+    with pytest.raises(UsageError, match="generated scenes are not augmented"):
+        segmentation.choose_augmentation(scenes, "flip")

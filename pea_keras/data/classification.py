@@ -191,13 +191,13 @@ def choose_augmentation(data, image_size, spec="auto"):
     `auto` flips only datasets known to keep their classes mirrored (FLIP_SAFE) and crops by image
     size (`augmentation.crop_for`); the built-in digits are never augmented."""
     parts = augment_lib.parse(spec)
+    if parts == frozenset():
+        return augment_lib.NONE
     if not data.natural:
         if parts:
             raise UsageError(f"--augment {spec}: the built-in digits are not augmented; "
                              "use --augment auto or none")
         return dataclasses.replace(augment_lib.NONE, reason="the built-in digits are not augmented")
-    if parts == frozenset():
-        return augment_lib.NONE
     size = f"{data.source_size} px" if data.source_size else "of varied size"
     if parts is None:
         base = data.name.split("/")[0]

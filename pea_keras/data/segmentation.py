@@ -255,6 +255,8 @@ def choose_augmentation(data, spec="auto"):
     random crop of the image resized ``CROP_MARGIN`` x and a horizontal flip (street scenes keep
     their classes mirrored) unless ``spec`` says otherwise; generated scenes are never augmented."""
     parts = augment_lib.parse(spec)
+    if parts == frozenset():
+        return augment_lib.NONE
     if not data.natural:
         if parts:
             raise UsageError(f"--augment {spec}: generated scenes are not augmented; "
