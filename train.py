@@ -1,6 +1,6 @@
 r"""Train a compact network with Progressive Ensemble Activations and deploy it as int8 ReLU.
 
-    python train.py --arch mobilenet_v2                  # offline default: digits, ~3 min on 2 CPUs
+    python train.py --arch mobilenet_v2                  # offline default: digits, width 0.35 (MCU-sized)
     python train.py --arch mobilenet_v2 --compare        # ReLU baseline vs PEA, same seed and data
     python train.py --task segmentation --compare        # Lite R-ASPP on digit scenes, mIoU
     python train.py --arch mobilenet_v2 --dataset imagenet2012 --data_dir ~/tensorflow_datasets \

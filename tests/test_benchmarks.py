@@ -104,3 +104,14 @@ def test_segmentation_benchmark_quick(tmp_path):
     result = json.loads((tmp_path / "seg_quick.json").read_text())
     assert {r["config"] for r in result["runs"]} == {"relu", "pea_silu"}
     assert all(r["relu_only"] for r in result["runs"])
+
+
+@pytest.mark.slow
+def test_folder_augmentation_trains_a_user_folder_with_and_without_augmentation(tmp_path):
+    out = tmp_path / "folder.json"
+    printed = run_benchmark("folder_augmentation.py", "--quick", "--json", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["run"] for r in rows] == ["defaults", "--noaugment"]
+    assert rows[0]["augmentation"].startswith("pad-and-crop (reflect 2 px, random crop back), no flips")
+    assert rows[1]["augmentation"] == "no crop, no flips: --augment none"
+    assert rows[0]["train_examples"] == 320 and "defaults     float" in printed

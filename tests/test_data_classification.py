@@ -105,12 +105,17 @@ def test_small_natural_images_are_cached_and_cropped():
                                         for k in ("train", "validation", "test")},
                   sizes={"train": 20, "validation": 20, "test": 20}, num_classes=10, channels=3,
                   natural=True, source_size=32)
-    train = data.pipeline(d, "train", image_size=32, batch_size=5, seed=1, training=True)
-    x1 = next(iter(train))[0].numpy()
-    x2 = next(iter(data.pipeline(d, "train", image_size=32, batch_size=5, seed=1,
-                                 training=True)))[0].numpy()
+    shifts = data.choose_augmentation(d, 32)
+    assert (shifts.crop, shifts.pad, shifts.flip) == ("pad", 2, False)
+
+    def first_batch(seed):
+        return next(iter(data.pipeline(d, "train", image_size=32, batch_size=5, seed=seed,
+                                       training=True, augmentation=shifts)))[0].numpy()
+
+    x1, x2 = first_batch(1), first_batch(1)
     assert x1.shape == (5, 32, 32, 3) and x1.min() >= 0 and x1.max() <= 1
     np.testing.assert_array_equal(x1, x2)  # Augmentation is reproducible for a seed.
+    assert not np.array_equal(x1, first_batch(2))
     x_test, y_test = data.to_numpy(data.pipeline(d, "test", image_size=32, batch_size=8))
     np.testing.assert_allclose(x_test, images / 255.0, atol=1e-6)  # Same size: no crop, no blur.
     np.testing.assert_array_equal(y_test, labels)

@@ -46,7 +46,9 @@ def test_folder_loader_pairs_stems_splits_and_resizes(tmp_path):
 def test_folder_training_pipeline_crops_and_flips_image_and_mask_together(tmp_path):
     _make_folder(tmp_path, n=10, size=(32, 32))
     d = data.load(f"folder:{tmp_path}", image_size=32)
-    ds = data.pipeline(d, "train", image_size=24, batch_size=4, seed=1, training=True)
+    auto = data.choose_augmentation(d)
+    ds = data.pipeline(d, "train", image_size=24, batch_size=4, seed=1, training=True,
+                       augmentation=auto)
     x, y = data.to_numpy(ds, limit=16)
     assert x.shape == (16, 24, 24, 3) and y.shape == (16, 24, 24)
     labelled = y != 255
@@ -57,8 +59,11 @@ def test_folder_training_pipeline_crops_and_flips_image_and_mask_together(tmp_pa
     flipped = y[:, -1, 0] > 0  # Labelled right half moved to the left: a flip happened.
     assert flipped.any() and not flipped.all()
     again = data.to_numpy(data.pipeline(d, "train", image_size=24, batch_size=4, seed=1,
-                                        training=True), limit=16)  # fmt: skip
+                                        training=True, augmentation=auto), limit=16)  # fmt: skip
     assert again[1].tobytes() == y.tobytes()
+    crop_only = data.to_numpy(data.pipeline(d, "train", image_size=24, batch_size=4, seed=1, training=True,
+                                            augmentation=data.choose_augmentation(d, "crop")), limit=16)
+    assert not (crop_only[1][:, -1, 0] > 0).any()  # --augment crop: never flipped.
 
 
 def test_folder_with_split_subfolders_and_explicit_errors(tmp_path):

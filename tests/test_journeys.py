@@ -45,10 +45,21 @@ def deploy_journey(model, tmp_path, calib="digits", **extra_env):
 def test_train_then_convert_its_saved_model(tmp_path):
     run_dir = tmp_path / "runs" / "t"
     result = subprocess.run([sys.executable, str(REPO / "train.py"), "--arch", "tiny", "--epochs", "1",
-                             "--steps_per_epoch", "8", "--calibration_examples", "64", "--verbose", "0",
-                             "--output_dir", run_dir, "--tflite_dir", tmp_path / "tflite"],
+                             "--steps_per_epoch", "8", "--calibration_examples", "64", "--verbose", "2",
+                             "--noaugment", "--output_dir", run_dir, "--tflite_dir", tmp_path / "tflite"],
                             cwd=tmp_path, capture_output=True, text=True, env=env(), timeout=600)
     assert result.returncode == 0, result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["augmentation"]["reason"] == "--augment none"  # The earlier spelling still works.
+    assert "Augmentation: no crop, no flips: --augment none" in result.stdout.splitlines()
+    # The run ends by saying what the int8 file needs on a microcontroller, and where it fits.
+    device = metrics["tflite"]["device"]
+    assert device["flash_bytes"] == metrics["sizes"]["tflite_int8_bytes"] and device["ram_bytes"] > 0
+    lines = result.stdout.splitlines()
+    assert lines[-5].startswith("on a microcontroller: flash ") and "(TFLite Micro arena)" in lines[-5]
+    assert lines[-4:-1] == ["  256 KB flash / 64 KB RAM (small Cortex-M0+/M4): fits",
+                            "  1 MB flash / 256 KB RAM (mid-range Cortex-M4/M33): fits",
+                            "  2 MB flash / 512 KB RAM (large Cortex-M7/M55): fits"]
     deploy_journey(run_dir / "pea_model.keras", tmp_path)
 
 

@@ -196,6 +196,8 @@ def test_missing_dataset_exits_with_one_line(tmp_path):
     (["--resume"], "--resume: no checkpoint"),
     (["--arch=mobilenet_v2", "--image_size=16"], "--image_size >= 32"),
     (["--strategy=multiworker", "--keras=3"], "--strategy multiworker needs --keras 2"),
+    (["--augment=flips"], "--augment must be auto, none, or a comma list of flip and crop"),
+    (["--arch=tiny", "--augment=crop"], "--augment crop: the built-in digits are not augmented"),
 ])
 def test_user_mistakes_are_one_line(tmp_path, capsys, args, reason):
     rc = call_main(*args, f"--output_dir={tmp_path / 'run'}", f"--tflite_dir={tmp_path}",

@@ -19,10 +19,13 @@ TINY = dict(task="segmentation", width=0.35, image_size=32, epochs=1, steps_per_
 
 def test_unset_flags_take_the_task_defaults():
     seg = tasks.with_defaults(RunConfig(task="segmentation"))
-    assert (seg.arch, seg.dataset, seg.image_size) == ("lraspp_mobilenet_v2", "digit_scenes", 64)
+    assert (seg.arch, seg.dataset, seg.image_size, seg.width) == ("lraspp_mobilenet_v2", "digit_scenes", 64, 1.0)
     assert seg.run_name() == "lraspp_mobilenet_v2_pea_digit-scenes"
     cls = tasks.with_defaults(RunConfig())
-    assert (cls.arch, cls.dataset, cls.image_size) == ("mobilenet_v2", "digits", 32)
+    assert (cls.arch, cls.dataset, cls.image_size, cls.width) == ("mobilenet_v2", "digits", 32, 0.35)
+    # Only mobilenet_v2's width is MCU-sized by default; an explicit width is kept.
+    assert tasks.with_defaults(RunConfig(arch="mobilenet_v3_small")).width == 1.0
+    assert tasks.with_defaults(RunConfig(width=1.0)).width == 1.0
     explicit = tasks.with_defaults(RunConfig(task="segmentation", arch="deeplabv3_mobilenet_v2",
                                              dataset="cityscapes", image_size=256))
     assert (explicit.arch, explicit.dataset, explicit.image_size) == (

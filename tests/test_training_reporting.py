@@ -1,6 +1,7 @@
 """pea_keras.training.reporting: traces, plots and tables from plain values."""
 import re
 
+from pea_keras.tflite import devices
 from pea_keras.training import reporting
 
 
@@ -26,9 +27,15 @@ def test_tables():
                "alpha_final": 1.0, "wall_time_s": {"total": 3.0}, "run_dir": "/r",
                "top1": {"pea": 0.9, "stripped": 0.9, "int8": 0.85},
                "sizes": {"pea_model_bytes": 2048, "relu_model_bytes": 1024, "tflite_int8_bytes": 300},
-               "tflite": {"path": "/t.tflite", "relu_only": True}}
+               "tflite": {"path": "/t.tflite", "relu_only": True,
+                          "device": devices.needs(640_000, 40_000)}}
     table = reporting.summary_table(metrics)
     assert re.search(r"int8 TFLite \(LiteRT\)\s+85.00 %", table) and "ReLU-only" in table
+    assert table.splitlines()[-5:-1] == [
+        "on a microcontroller: flash 625 KB (model) + ~128 KB (runtime), RAM 44 KB (TFLite Micro arena)",
+        "  256 KB flash / 64 KB RAM (small Cortex-M0+/M4): too small (flash)",
+        "  1 MB flash / 256 KB RAM (mid-range Cortex-M4/M33): fits",
+        "  2 MB flash / 512 KB RAM (large Cortex-M7/M55): fits"]
     comparison = {"metric": "top1", "seed": 0, "relu": {"pea": 0.5, "stripped": 0.5},
                   "pea": {"pea": 0.6, "stripped": 0.6}, "difference": {"pea": 0.1, "stripped": 0.1}}
     assert "+10.00 pt" in reporting.compare_table(comparison)

@@ -1,7 +1,8 @@
 """Every data source of pea_keras, named by one SOURCE syntax (see `sources`).
 
     sources         SOURCE strings: digits, digit_scenes, folder:, tfds:, npy:, npz:
-    images          image files: extensions, class folders, a decode check
+    images          image files: extensions, class folders, a decode check, typical size
+    augmentation    which random changes training images get (--augment), chosen for the data
     digits          scikit-learn's digits, the offline default
     arrays          model inputs as checked numpy arrays (calibration, QAT, evaluation)
     classification  tf.data pipelines of labelled images for training

@@ -11,13 +11,13 @@ Models take float images in [0, 1]; any normalisation is inside the model.
 """
 
 import dataclasses
-import math
 import os
 import socket
 
 import numpy as np
 import tensorflow as tf
 
+from pea_keras.data import augmentation as augment_lib
 from pea_keras.data import batches, images, sources
 from pea_keras.data.digits import load_digits_split
 from pea_keras.errors import DataError, UsageError
@@ -28,6 +28,12 @@ CACHE_LIMIT_BYTES = 4 << 30
 # Crop taken for evaluation of large natural images (the ImageNet convention).
 EVAL_CROP_FRACTION = 0.875
 SHUFFLE_BUFFER = 10_000
+# TFDS datasets whose classes survive a horizontal flip (photos of objects), and ones whose do
+# not (digits, characters); any other dataset or folder gets no flips unless --augment asks.
+FLIP_SAFE = ("cifar10", "cifar100", "imagenet2012", "imagenette", "imagewang", "tf_flowers",
+             "oxford_flowers102", "oxford_iiit_pet", "food101", "cats_vs_dogs", "stanford_dogs",
+             "caltech101")
+NO_FLIP = ("mnist", "fashion_mnist", "kmnist", "emnist", "svhn_cropped", "binary_alpha_digits")
 
 
 @dataclasses.dataclass
@@ -44,6 +50,7 @@ class Data:
     channels: int
     natural: bool
     source_size: int = 0    # typical side of the stored images (0: unknown)
+    kind: str = ""          # the SOURCE kind: digits, tfds or folder
 
 
 def default_image_size(dataset):
@@ -74,7 +81,7 @@ def _digits(image_size, seed):
         name=DIGITS,
         splits={k: tf.data.Dataset.from_tensor_slices(v) for k, v in split.items()},
         sizes={k: len(v[1]) for k, v in split.items()},
-        num_classes=10, channels=1, natural=False, source_size=8)
+        num_classes=10, channels=1, natural=False, source_size=8, kind="digits")
 
 
 def network_reachable(host="storage.googleapis.com", port=443, timeout=3.0):
@@ -134,7 +141,7 @@ def _tfds(name, data_dir, download):
         sizes={k: info.splits[s].num_examples for k, s in names.items()},
         num_classes=info.features["label"].num_classes,
         channels=shape[-1] or 3, natural=True,
-        source_size=shape[0] or 0)
+        source_size=shape[0] or 0, kind="tfds")
 
 
 def split_names(name, available):
@@ -159,6 +166,7 @@ def _folder(path, seed):
     if len(files) < 10:
         raise DataError(f"--dataset folder:{path} has {len(files)} images; need at least 10")
     images.check_decodable(files)
+    source_size = images.typical_side(files)
     order = np.random.default_rng(seed).permutation(len(files))
     files, labels = np.array(files)[order], np.array(labels, np.int32)[order]
     n_test = max(1, len(files) // 10)
@@ -174,7 +182,44 @@ def _folder(path, seed):
         decode, num_parallel_calls=tf.data.AUTOTUNE) for k, s in parts.items()}
     return Data(name=f"folder:{path}", splits=splits,
                 sizes={k: len(files[s]) for k, s in parts.items()},
-                num_classes=len(classes), channels=3, natural=True)
+                num_classes=len(classes), channels=3, natural=True, source_size=source_size,
+                kind="folder")
+
+
+def choose_augmentation(data, image_size, spec="auto"):
+    """The `augmentation.Augmentation` of `data` trained at `image_size` for `--augment spec`:
+    `auto` flips only datasets known to keep their classes mirrored (FLIP_SAFE) and crops by image
+    size (`augmentation.crop_for`); the built-in digits are never augmented."""
+    parts = augment_lib.parse(spec)
+    if parts == frozenset():
+        return augment_lib.NONE
+    if not data.natural:
+        if parts:
+            raise UsageError(f"--augment {spec}: the built-in digits are not augmented; "
+                             "use --augment auto or none")
+        return dataclasses.replace(augment_lib.NONE, reason="the built-in digits are not augmented")
+    size = f"{data.source_size} px" if data.source_size else "of varied size"
+    if parts is None:
+        base = data.name.split("/")[0]
+        flip = base in FLIP_SAFE or base.startswith("imagenet2012")
+        reason = f"images {size}, input {image_size} px; {_flip_reason(base, flip, data.kind)}"
+    else:
+        flip, reason = "flip" in parts, f"--augment {spec} (images {size}, input {image_size} px)"
+    crop, pad, scale, aspect = augment_lib.crop_for(data.source_size, image_size, photos=flip)
+    if parts is not None and "crop" not in parts:
+        crop, pad, scale, aspect = "", 0, None, None
+    return augment_lib.Augmentation(flip=flip, crop=crop, pad=pad, scale=scale, aspect=aspect,
+                                    reason=reason)
+
+
+def _flip_reason(base, flip, kind):
+    if flip:
+        return f"{base} holds photos of objects, which keep their class when mirrored"
+    if base in NO_FLIP:
+        return f"{base} holds digits or characters, which change meaning when mirrored"
+    what = "folder images" if kind == "folder" else base
+    return (f"{what} may have a handedness (digits, text, arrows); pass --augment flip,crop when a "
+            "mirrored image keeps its class")
 
 
 def _resize_eval(image, image_size, crop):
@@ -185,28 +230,36 @@ def _resize_eval(image, image_size, crop):
     return tf.image.resize(image, (image_size, image_size), antialias=True)
 
 
-def _inception_crop(image, image_size, seed):
-    """Random-resized crop (8-100 % of the area, aspect 3/4-4/3), as in ImageNet training."""
+def _resized_crop(image, image_size, seed, augmentation):
+    """Random-resized crop (`augmentation.scale` of the area, `.aspect`), as in ImageNet training."""
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
-        min_object_covered=0.0, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0),
+        min_object_covered=0.0, aspect_ratio_range=augmentation.aspect, area_range=augmentation.scale,
         max_attempts=10, use_image_if_no_bounding_boxes=True)
     image = tf.slice(image, begin, size)
     image = tf.cast(image, tf.float32) / 255.0
     return tf.image.resize(image, (image_size, image_size), antialias=True)
 
 
-def pipeline(data, split, *, image_size, batch_size, seed=0, training=False, augment=True):
+def _pad_crop(image, image_size, seed, pad):
+    """Reflect-pad by `pad` px, then a random crop back to the input size (image float [0, 1])."""
+    image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+    return tf.image.stateless_random_crop(image, (image_size, image_size, tf.shape(image)[-1]), seed=seed)
+
+
+def pipeline(data, split, *, image_size, batch_size, seed=0, training=False, augmentation=None):
     """Batched `(image, one-hot label)` dataset for `split`.
 
     Training: cache (when it fits in memory), shuffle with `seed` (the same order for the same
-    seed, so `--compare` sees the same batches), repeat forever (use `steps_per_epoch`), augment
-    natural images (random crop and horizontal flip; none for digits), batch (dropping the last
-    partial batch), prefetch. Evaluation: in order, every example once.
+    seed, so `--compare` sees the same batches), repeat forever (use `steps_per_epoch`), apply
+    `augmentation` (an `augmentation.Augmentation` from `choose_augmentation`; None: none) to
+    natural images, batch (dropping the last partial batch), prefetch. Evaluation: in order, every
+    example once.
     """
     ds = data.splits[split]
     num_classes = data.num_classes
     channels = data.channels
+    augmentation = augmentation or augment_lib.NONE
 
     def one_hot(image, label):
         return image, tf.one_hot(tf.cast(label, tf.int32), num_classes)
@@ -215,7 +268,7 @@ def pipeline(data, split, *, image_size, batch_size, seed=0, training=False, aug
         return batches.in_memory(ds, data.sizes[split], one_hot, batch_size=batch_size, seed=seed,
                                  training=training)
 
-    large = data.source_size == 0 or data.source_size >= 2 * image_size
+    large = augment_lib.crop_for(data.source_size, image_size)[0] == "resized"
     if not training:
         ds = ds.map(lambda x, y: (_resize_eval(x, image_size, large), y),
                     num_parallel_calls=tf.data.AUTOTUNE)
@@ -224,13 +277,12 @@ def pipeline(data, split, *, image_size, batch_size, seed=0, training=False, aug
             ds = ds.cache()
         return ds.map(one_hot).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
-    # Small images are stored at a slightly larger size (uint8) so they can be cached and still be
-    # randomly cropped; large ones (ImageNet) stream and get the random-resized crop.
-    base = int(math.ceil(image_size * 1.125))
-    cache = (not large and data.sizes[split] * base * base * channels < CACHE_LIMIT_BYTES)
+    # Small images are cached at the input size (uint8), so that shifts keep the evaluation scale;
+    # large ones (ImageNet) stream and are cropped from the stored image.
+    cache = not large and data.sizes[split] * image_size * image_size * channels < CACHE_LIMIT_BYTES
     if cache:
         ds = ds.map(lambda x, y: (tf.cast(tf.clip_by_value(tf.round(tf.image.resize(
-            x, (base, base), antialias=True)), 0, 255), tf.uint8), y),
+            x, (image_size, image_size), antialias=True)), 0, 255), tf.uint8), y),
             num_parallel_calls=tf.data.AUTOTUNE).cache()
     ds = ds.shuffle(min(data.sizes[split], SHUFFLE_BUFFER), seed=seed,
                     reshuffle_each_iteration=True).repeat()
@@ -239,14 +291,14 @@ def pipeline(data, split, *, image_size, batch_size, seed=0, training=False, aug
 
     def augment_fn(example, s):
         image, label = example
-        if not augment:
-            image = _resize_eval(image, image_size, large)
-        elif cache:
-            image = tf.image.stateless_random_crop(image, (image_size, image_size, channels), seed=s)
-            image = tf.cast(image, tf.float32) / 255.0
+        if augmentation.crop == "resized":
+            image = _resized_crop(image, image_size, s, augmentation)
         else:
-            image = _inception_crop(image, image_size, s)
-        if augment:
+            image = (tf.cast(image, tf.float32) / 255.0 if cache
+                     else _resize_eval(image, image_size, large))
+            if augmentation.crop == "pad":
+                image = _pad_crop(image, image_size, s, augmentation.pad)
+        if augmentation.flip:
             image = tf.image.stateless_random_flip_left_right(image, seed=s[::-1])
         return tf.ensure_shape(image, [image_size, image_size, channels]), label
 

@@ -1,5 +1,5 @@
-"""Image files on disk: which names count as images, how class folders map to labels, and a
-check that every file decodes before anything trains or converts on it."""
+"""Image files on disk: which names count as images, how class folders map to labels, a check
+that every file decodes before anything trains or converts on it, and their typical size."""
 
 import os
 
@@ -50,3 +50,18 @@ def check_decodable(files):
         except Exception as e:  # noqa: BLE001 (Pillow raises many types for broken files)
             raise DataError(f"{path}: not a readable image ({type(e).__name__}: "
                             f"{str(e).strip() or 'truncated or corrupt'}); remove or replace it") from None
+
+
+def typical_side(files, sample=256):
+    """The median shorter side, in pixels, of up to `sample` of `files` (evenly spread; Pillow reads
+    only the headers): what decides how images are cropped for training."""
+    from PIL import Image
+
+    if not files:
+        return 0
+    step = max(1, len(files) // sample)
+    sides = []
+    for path in files[::step][:sample]:
+        with Image.open(path) as image:
+            sides.append(min(image.size))
+    return int(sorted(sides)[len(sides) // 2])

@@ -24,6 +24,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from pea_keras.data import augmentation as augment_lib
 from pea_keras.data import batches, scenes, sources
 from pea_keras.data import images as image_files
 from pea_keras.errors import DataError, UsageError
@@ -249,15 +250,35 @@ def resize_pair(image, mask, size):
     return image, mask
 
 
-def pipeline(data, split, *, image_size, batch_size, seed=0, training=False, augment=True):
+def choose_augmentation(data, spec="auto"):
+    """The ``augmentation.Augmentation`` of ``data`` for ``--augment spec``: natural images get a
+    random crop of the image resized ``CROP_MARGIN`` x and a horizontal flip (street scenes keep
+    their classes mirrored) unless ``spec`` says otherwise; generated scenes are never augmented."""
+    parts = augment_lib.parse(spec)
+    if parts == frozenset():
+        return augment_lib.NONE
+    if not data.natural:
+        if parts:
+            raise UsageError(f"--augment {spec}: generated scenes are not augmented; "
+                             "use --augment auto or none")
+        return dataclasses.replace(augment_lib.NONE, reason="generated scenes are not augmented")
+    if parts is None:
+        return augment_lib.Augmentation(flip=True, crop="margin",
+                                        reason="scenes keep their classes when mirrored")
+    return augment_lib.Augmentation(flip="flip" in parts, crop="margin" if "crop" in parts else "",
+                                    reason=f"--augment {spec}")
+
+
+def pipeline(data, split, *, image_size, batch_size, seed=0, training=False, augmentation=None):
     """Batched ``(image float32 [0, 1], mask int32)`` dataset of ``split``.
 
-    Training: shuffle with ``seed``, repeat forever (use ``steps_per_epoch``), for natural
-    images resize to ``CROP_MARGIN`` x the model size then take the same random crop and
-    horizontal flip of image and mask (one stateless seed per example, so a given ``seed``
-    always gives the same batches), batch dropping the remainder. Evaluation: every example
-    once, in order, resized to ``image_size``.
+    Training: shuffle with ``seed``, repeat forever (use ``steps_per_epoch``), apply
+    ``augmentation`` (from ``choose_augmentation``; None: none) to natural images, the same to image
+    and mask (one stateless seed per example, so a given ``seed`` always gives the same batches),
+    batch dropping the remainder. Evaluation: every example once, in order, resized to
+    ``image_size``.
     """
+    augmentation = augmentation or augment_lib.NONE
     height, width = _pair(image_size)
     ds = data.splits[split]
     channels = data.channels
@@ -284,12 +305,17 @@ def pipeline(data, split, *, image_size, batch_size, seed=0, training=False, aug
 
     def augment_fn(example, s):
         image, mask = to_unit(*example)
-        if not augment:
-            return finish(*resize_pair(image, mask, (height, width)))
-        image, mask = resize_pair(image, mask, base)
+        if not augmentation.crop:
+            image, mask = resize_pair(image, mask, (height, width))
+            if not augmentation.flip:
+                return finish(image, mask)
+        else:
+            image, mask = resize_pair(image, mask, base)
         stacked = tf.concat([image, tf.cast(mask, tf.float32)[..., None]], axis=-1)
-        stacked = tf.image.stateless_random_crop(stacked, (height, width, channels + 1), seed=s)
-        stacked = tf.image.stateless_random_flip_left_right(stacked, seed=s[::-1])
+        if augmentation.crop:
+            stacked = tf.image.stateless_random_crop(stacked, (height, width, channels + 1), seed=s)
+        if augmentation.flip:
+            stacked = tf.image.stateless_random_flip_left_right(stacked, seed=s[::-1])
         return finish(stacked[..., :channels], tf.cast(stacked[..., channels], tf.int32))
 
     ds = tf.data.Dataset.zip((ds, seeds)).map(augment_fn, num_parallel_calls=tf.data.AUTOTUNE)

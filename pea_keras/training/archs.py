@@ -125,6 +125,15 @@ _ALLOWED_WIDTHS = {
 }
 
 
+# --width when unset: MobileNetV2 at 0.35 gives a ~620 kB int8 file with a small arena at 32 px,
+# which fits a mid-range Cortex-M (1 MB flash, 256 KB RAM); width 1.0 is 2.7 MB (docs/RESULTS.md).
+DEFAULT_WIDTHS = {"mobilenet_v2": 0.35}
+
+
+def default_width(name):
+    return DEFAULT_WIDTHS.get(name, 1.0)
+
+
 def names():
     """Architecture names accepted by `build` and `--arch`."""
     return sorted(ARCHS)

@@ -1,6 +1,6 @@
 """`pea-train` and `train.py`: flags -> the training chain (`pea_keras.training.run`).
 
-    pea-train --arch mobilenet_v2                  # offline default: digits, ~3 min on 2 CPUs
+    pea-train --arch mobilenet_v2                  # offline default: digits, width 0.35 (MCU-sized)
     pea-train --arch mobilenet_v2 --compare        # ReLU baseline vs PEA, same seed and data
     pea-train --task segmentation --compare        # Lite R-ASPP on digit scenes, mIoU
     pea-train --arch mobilenet_v2 --dataset imagenet2012 --data_dir ~/tensorflow_datasets \\
@@ -87,7 +87,7 @@ def parse_flags(argv):
               + FLAGS.module_help(__name__))
         sys.exit(0)
     try:
-        argv = FLAGS(argv)
+        argv = FLAGS(config_lib.respell(argv))
     except flags.Error as e:
         print(f"{_prog()}: error: {e} (see --helpshort)", file=sys.stderr)
         sys.exit(2)

@@ -27,6 +27,30 @@ def _fraction(v):
     return 0 <= v < 1, "must be in [0, 1)"
 
 
+def _augment_spec(v):
+    from pea_keras.data import augmentation
+
+    try:
+        augmentation.parse(v)
+    except UsageError:
+        return False, f"must be {augmentation.SPEC_HELP}"
+    return True, ""
+
+
+# Spellings of earlier versions, rewritten before flags are parsed so existing commands keep working.
+FLAG_SPELLINGS = {"--noaugment": "--augment=none", "-noaugment": "--augment=none",
+                  "--augment=false": "--augment=none", "--augment=true": "--augment=auto"}
+
+
+def respell(argv):
+    """argv with FLAG_SPELLINGS rewritten; a bare --augment (the old boolean) means --augment=auto."""
+    out = []
+    for i, arg in enumerate(argv):
+        bare = arg in ("--augment", "-augment") and (i + 1 == len(argv) or argv[i + 1].startswith("-"))
+        out.append("--augment=auto" if bare else FLAG_SPELLINGS.get(arg, arg))
+    return out
+
+
 @dataclasses.dataclass
 class RunConfig:
     """Every choice of a run; `train.py` fills it from flags generated from these fields."""
@@ -39,8 +63,10 @@ class RunConfig:
                         "mobilenet_v3_small, mobilenet_v3_large (the ReLU-only minimalistic variants), "
                         "resnet18, resnet50, tiny (a microcontroller-sized CNN). Segmentation (default "
                         "lraspp_mobilenet_v2): lraspp_mobilenet_v2, deeplabv3_mobilenet_v2.")
-    width: float = setting(1.0, "Width multiplier (the MobileNet alpha; mobilenet_v2 accepts 0.35, 0.5, "
-                           "0.75, 1.0, 1.3, 1.4).", check=_positive)
+    width: float = setting(0.0, "Width multiplier (the MobileNet alpha; mobilenet_v2 accepts 0.35, 0.5, "
+                           "0.75, 1.0, 1.3, 1.4); 0 = the network's default: 0.35 for classification's "
+                           "mobilenet_v2 (its int8 file fits a 1 MB flash / 256 KB RAM Cortex-M), 1.0 "
+                           "for every other network.", check=_at_least(0))
     image_size: int = setting(0, "Input side in pixels; 0 = the dataset's default (32 for digits and "
                               "CIFAR, 224 otherwise; segmentation: 64 for digit_scenes, 256 for folders, "
                               "512 for cityscapes, whose width is twice the height). MobileNets need "
@@ -70,7 +96,16 @@ class RunConfig:
     data_dir: str | None = setting(None, "TFDS data directory (default: ~/tensorflow_datasets).")
     download: str = setting("auto", "TFDS download: auto = only when the download host is reachable.",
                             ("auto", "always", "never"))
-    augment: bool = setting(True, "Random crop and flip for natural images (never for digits).")
+    augment: str = setting("auto", "Training augmentation of image datasets: auto, none (also "
+                           "--noaugment), or a comma list of flip and crop. auto: the crop follows the "
+                           "image size (for images stored at less than twice --image_size, reflect-pad "
+                           "and crop back, shifting by up to 1/8 of the side for photos and 1/16 for "
+                           "anything else; for larger ones, a random-resized crop of 8-100 % of the "
+                           "area); horizontal flips only for TFDS photos known to keep their class "
+                           "mirrored (cifar10, cifar100, imagenet2012, imagenette, ...), never for "
+                           "mnist, svhn_cropped or folder:PATH (pass flip,crop for a folder of photos); "
+                           "digits are never augmented; segmentation: crop and flip.",
+                           check=_augment_spec)
 
     # Optimisation.
     epochs: int = setting(15, "Training epochs.", check=_at_least(1))

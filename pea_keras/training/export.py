@@ -4,13 +4,15 @@ scored on LiteRT."""
 import os
 
 from pea_keras import files, tflite
+from pea_keras.tflite import devices
 from pea_keras.training import rundir
 
 
 def export_int8(config, task, data, model, test_ds, run_dir, warn):
     """Writes <tflite_dir>/<run>_int8.tflite (a copy in the run directory) and its TFLite Micro kit
-    (<run>_int8_model_data.cc, ...) next to it; returns its facts, with the task's `Evaluation` of
-    it under "evaluation". `warn(message)` reports what the run loses without stopping it."""
+    (<run>_int8_model_data.cc, ...) next to it; returns its facts (under "device": the flash and RAM
+    it needs on a microcontroller, `devices.needs`), with the task's `Evaluation` of it under
+    "evaluation". `warn(message)` reports what the run loses without stopping it."""
     os.makedirs(config.tflite_dir, exist_ok=True)
     path = rundir.tflite_path(config)
     calibration = task.calibration(data, config, config.calibration_examples)
@@ -29,4 +31,5 @@ def export_int8(config, task, data, model, test_ds, run_dir, warn):
     return {"path": path, "size_bytes": conversion.size_bytes, "relu_only": not violations,
             "violations": [str(v) for v in violations], "qat_epochs": config.qat_epochs,
             "micro_arena_bytes": conversion.arena_bytes, "micro_kit": list(kit),
+            "device": devices.needs(conversion.size_bytes, conversion.arena_bytes),
             "evaluation": task.evaluate_tflite(path, test_ds, config.tflite_eval_examples)}

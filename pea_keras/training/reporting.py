@@ -10,6 +10,7 @@ import math
 import os
 
 from pea_keras import files
+from pea_keras.tflite import devices
 
 ALPHA_TRACE = "alpha_trace.json"
 METRICS = "metrics.json"
@@ -186,6 +187,8 @@ def summary_table(metrics):
     if tflite.get("path"):
         extra.append(f"int8 file: {tflite['path']} "
                      f"({'ReLU-only' if tflite.get('relu_only') else 'NOT ReLU-only'})")
+    if tflite.get("device"):
+        extra.append(devices.describe(tflite["device"]))
     extra.append(f"run directory: {metrics['run_dir']}")
     return "\n".join(lines + [""] + extra)
 

@@ -58,6 +58,7 @@ class _Run:
     run_dir: str
     chief: bool
     data: object = None
+    augmentation: object = None  # pea_keras.data.augmentation.Augmentation of the training split.
     splits: tuple = ()
     steps_per_epoch: int = 0
     total_steps: int = 0
@@ -137,6 +138,7 @@ def prepare(config, ablation=None):
     # first gives every run with this --seed the same batches (also the second run of --compare).
     r.K.utils.set_random_seed(config.seed)
     r.data = task.load_data(config)
+    r.augmentation = task.augmentation(r.data, config)
     r.splits = task.datasets(r.data, config)
     n_train = r.data.sizes["train"]
     if config.batch_size > n_train:
@@ -209,6 +211,7 @@ def train(r, extra_callbacks=()):
                  f"Keras {config.keras}) on {r.data.name}: {r.data.sizes['train']} training examples, "
                  f"{config.epochs} epochs x {r.steps_per_epoch} steps, "
                  f"{r.strategy.num_replicas_in_sync} replica(s); run directory {r.run_dir}")
+    _log(config, f"Augmentation: {r.augmentation.describe()}")
     start = time.time()
     if r.initial_epoch < config.epochs:
         train_ds, val_ds, _ = r.splits
@@ -294,6 +297,7 @@ def report(r, scores, sizes, tflite_info, t_start, export_seconds):
         "steps_per_epoch": r.steps_per_epoch, "total_steps": r.total_steps, "steps_done": steps_done,
         "final_learning_rate": float(r.lr_schedule(steps_done)),
         "examples": dict(r.data.sizes), "replicas": r.strategy.num_replicas_in_sync,
+        "augmentation": r.augmentation.as_dict(),
         "history": history,
         "tflite": tflite_info,
         "wall_time_s": {"total": time.time() - t_start, "train": r.train_seconds, "export": export_seconds},

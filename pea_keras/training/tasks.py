@@ -48,8 +48,16 @@ class Task(abc.ABC):
         """The dataset (`pea_keras.data` classification or segmentation data)."""
 
     @abc.abstractmethod
+    def augmentation(self, data, config):
+        """The `pea_keras.data.augmentation.Augmentation` the training split gets (--augment)."""
+
+    @abc.abstractmethod
     def datasets(self, data, config):
         """(train, validation, test) batched pipelines; train repeats forever."""
+
+    def default_width(self, arch):
+        """--width when it is 0."""
+        return 1.0
 
     @abc.abstractmethod
     def build_model(self, K, config, data):
@@ -104,10 +112,17 @@ class Classification(Task):
         return data_lib.load(config.dataset, image_size=config.image_size, seed=config.seed,
                              data_dir=config.data_dir, download=config.download)
 
+    def default_width(self, arch):
+        return archs.default_width(arch)
+
+    def augmentation(self, data, config):
+        return data_lib.choose_augmentation(data, config.image_size, config.augment)
+
     def datasets(self, data, config):
         """(train, validation, test) pipelines; train repeats forever (fit gets steps_per_epoch)."""
         kw = dict(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed)
-        return (data_lib.pipeline(data, "train", training=True, augment=config.augment, **kw),
+        return (data_lib.pipeline(data, "train", training=True,
+                                  augmentation=self.augmentation(data, config), **kw),
                 data_lib.pipeline(data, "validation", **kw),
                 data_lib.pipeline(data, "test", **kw))
 
@@ -174,11 +189,13 @@ def get(name):
 
 
 def with_defaults(config):
-    """A copy of the RunConfig `config` whose unset arch, dataset ("") and image_size (0) are its
-    task's defaults; the only place that fills them, so run names and metrics.json agree."""
+    """A copy of the RunConfig `config` whose unset arch, dataset (""), image_size and width (0)
+    are its task's defaults; the only place that fills them, so run names and metrics.json agree."""
     task = get(config.task)
     config = dataclasses.replace(config, arch=config.arch or task.default_arch,
                                  dataset=config.dataset or task.default_dataset)
     if not config.image_size:
         config.image_size = task.default_image_size(config.dataset)
+    if not config.width:
+        config.width = task.default_width(config.arch)
     return config

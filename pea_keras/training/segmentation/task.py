@@ -65,11 +65,15 @@ class Segmentation(Task):
             return size, 2 * size
         return size, size
 
+    def augmentation(self, data, config):
+        return data_lib.choose_augmentation(data, config.augment)
+
     def datasets(self, data, config):
         """(train, validation, test) pipelines; train repeats forever (fit gets steps_per_epoch)."""
         kw = dict(image_size=self.image_shape(config), batch_size=config.batch_size,
                   seed=config.seed)
-        return (data_lib.pipeline(data, "train", training=True, augment=config.augment, **kw),
+        return (data_lib.pipeline(data, "train", training=True,
+                                  augmentation=self.augmentation(data, config), **kw),
                 data_lib.pipeline(data, "validation", **kw),
                 data_lib.pipeline(data, "test", **kw))
 
