@@ -120,6 +120,7 @@ def test_default_augmentation_lets_a_folder_with_a_handedness_learn(tmp_path, ca
         metrics = json.loads((tmp_path / name / "metrics.json").read_text())
         top1[name] = metrics["top1"]["stripped"]
         top1[name + " flips"] = metrics["augmentation"]["flip"]
+        assert metrics["class_names"] == sorted(p.name for p in (tmp_path / "arrows").iterdir())
     assert top1["default"] >= 0.9 and top1["default"] >= top1["none"] - 0.05, top1
     assert not top1["default flips"] and top1["flip flips"]
     assert top1["flip"] <= 0.75, top1  # Flips swap the classes: the test can tell.

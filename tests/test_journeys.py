@@ -34,6 +34,7 @@ def deploy_journey(model, tmp_path, calib="digits", **extra_env):
     code, stdout, stderr = cli("run", out, "--data", "digits:test", "--runtime", "both", "--limit", "60")
     assert (code, stderr) == (0, ""), stderr
     assert "litert  top-1" in stdout and "micro   top-1" in stdout
+    assert stdout.splitlines()[2].split(", ")[0].split()[0] == "0"  # Per class, by the digits' names.
     reference = next(line for line in stdout.splitlines() if "vs LiteRT reference kernels" in line)
     assert float(reference.split("max output difference ")[1].split()[0]) <= 1.0, reference
     code, stdout, stderr = cli("bench", out, "--runs", "3")

@@ -219,6 +219,18 @@ def test_example_uses_only_generated_names(kit):
     assert "pea-tflite micro-main > main.cc" in readme and "-DPEA_MODEL=" in readme
 
 
+def test_a_kit_never_replaces_another_files_kit_of_the_same_c_name(kit, tmp_path):
+    """"oüt 1" and "oät 1" both spell o_t_1 in C: the second is refused, the first kit stays."""
+    _, path, _, _, x, _ = kit
+    first = micro_kit.write_micro_kit(path, tmp_path, "oüt 1", x[:1], source_name="oüt 1.tflite")
+    before = {p: pathlib.Path(p).read_bytes() for p in first}
+    with pytest.raises(TFLiteError, match=r"^the kit name o_t_1 of oät 1.tflite is taken in .* by the kit of "
+                                          r"oüt 1.tflite: give the output a name that differs in letters"):
+        micro_kit.write_micro_kit(path, tmp_path, "oät 1", x[:1], source_name="oät 1.tflite")
+    assert {p: pathlib.Path(p).read_bytes() for p in first} == before
+    micro_kit.write_micro_kit(path, tmp_path, "oüt 1", x[:1], source_name="oüt 1.tflite")  # Its own: fine.
+
+
 def test_kit_refusals_are_one_clear_error(kit, tmp_path):
     _, path, _, _, x, _ = kit
     with pytest.raises(TFLiteError, match=r"golden inputs shaped \(2, 4, 4\) do not match .*\(N, 8, 8, 1\)"):

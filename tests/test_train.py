@@ -26,6 +26,10 @@ def test_one_run_writes_every_artefact(tmp_path):
                  "history.csv", "alpha.png", "curves.png", "alpha_trace.json"):
         assert (out / name).is_file(), name
     tflite_file = tfl / "run_int8.tflite"  # Named after the run directory.
+    digits = [str(d) for d in range(10)]  # Output index -> label, in metrics.json and in the kit.
+    assert m["class_names"] == digits
+    assert ("constexpr const char* kClassNames[kNumClasses] = {" + ", ".join(f'"{d}"' for d in digits) + "};"
+            in (tfl / "run_int8_model_settings.h").read_text())
     assert tflite_file.is_file() and m["tflite"]["path"] == str(tflite_file)
     assert json.loads((out / "metrics.json").read_text())["top1"] == m["top1"]
 

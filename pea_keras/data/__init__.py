@@ -13,8 +13,8 @@
 Training pipelines need TensorFlow; `sources`, `images` and `arrays` import it only on demand.
 """
 
-from pea_keras.data.arrays import calibration_samples, check_inputs, load_arrays
+from pea_keras.data.arrays import calibration_samples, check_inputs, class_names, load_arrays
 from pea_keras.data.sources import Source, parse
 from pea_keras.errors import DataError
 
-__all__ = ["DataError", "Source", "calibration_samples", "check_inputs", "load_arrays", "parse"]
+__all__ = ["DataError", "Source", "calibration_samples", "check_inputs", "class_names", "load_arrays", "parse"]

@@ -200,6 +200,17 @@ def load_arrays(source, inputs, *, labelled=False, split="train", limit=None, sc
     return (xs[0] if len(xs) == 1 else xs), y
 
 
+def class_names(source):
+    """Label -> name where `source` names its classes (digits: 0-9; a folder: its sorted
+    sub-folder names); () for arrays and TFDS sets read without their metadata."""
+    source = sources.parse(source)
+    if source.kind == "digits":
+        return tuple(str(d) for d in range(10))
+    if source.kind == "folder" and os.path.isdir(source.location):
+        return tuple(images.class_folders(source.location)[2])
+    return ()
+
+
 def calibration_samples(source, inputs, limit=DEFAULT_CALIBRATION_SAMPLES, scale=None):
     """About `limit` unlabelled inputs for post-training quantization; warns below
     MIN_CALIBRATION_SAMPLES."""

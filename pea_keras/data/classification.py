@@ -51,6 +51,7 @@ class Data:
     natural: bool
     source_size: int = 0    # typical side of the stored images (0: unknown)
     kind: str = ""          # the SOURCE kind: digits, tfds or folder
+    class_names: tuple = ()  # label -> name, where the source names its classes
 
 
 def default_image_size(dataset):
@@ -81,7 +82,8 @@ def _digits(image_size, seed):
         name=DIGITS,
         splits={k: tf.data.Dataset.from_tensor_slices(v) for k, v in split.items()},
         sizes={k: len(v[1]) for k, v in split.items()},
-        num_classes=10, channels=1, natural=False, source_size=8, kind="digits")
+        num_classes=10, channels=1, natural=False, source_size=8, kind="digits",
+        class_names=tuple(str(d) for d in range(10)))
 
 
 def network_reachable(host="storage.googleapis.com", port=443, timeout=3.0):
@@ -141,7 +143,7 @@ def _tfds(name, data_dir, download):
         sizes={k: info.splits[s].num_examples for k, s in names.items()},
         num_classes=info.features["label"].num_classes,
         channels=shape[-1] or 3, natural=True,
-        source_size=shape[0] or 0, kind="tfds")
+        source_size=shape[0] or 0, kind="tfds", class_names=tuple(info.features["label"].names))
 
 
 def split_names(name, available):
@@ -183,7 +185,7 @@ def _folder(path, seed):
     return Data(name=f"folder:{path}", splits=splits,
                 sizes={k: len(files[s]) for k, s in parts.items()},
                 num_classes=len(classes), channels=3, natural=True, source_size=source_size,
-                kind="folder")
+                kind="folder", class_names=tuple(classes))
 
 
 def choose_augmentation(data, image_size, spec="auto"):

@@ -250,7 +250,7 @@ def _check(args):
 
 
 def _run(args):
-    from pea_keras.data import load_arrays
+    from pea_keras.data import class_names, load_arrays
     from pea_keras.tflite.errors import TFLiteError
     from pea_keras.tflite.model_info import inspect
     from pea_keras.tflite.runtimes import RUNTIMES, RuntimeFailure, class_count, evaluate
@@ -266,6 +266,9 @@ def _run(args):
             raise
         other = "micro" if e.runtime == "litert" else "litert"
         raise TFLiteError(f"{e}; --runtime {other} runs the file on {RUNTIMES[other]} alone") from None
+    names = class_names(args.data)
+    if len(names) == len(result.get(f"{args.runtime.replace('both', 'litert')}_per_class", ())):
+        result["class_names"] = list(names)
     if args.json:
         print(json.dumps(result))
     else:
@@ -273,6 +276,9 @@ def _run(args):
         for rt in ("litert", "micro"):
             if f"{rt}_accuracy" in result:
                 print(f"  {rt:7s} top-1 {100 * result[f'{rt}_accuracy']:.2f}%")
+                if "class_names" in result:  # The labels are known: per class, as a deployer reads them.
+                    print("          " + ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in zip(
+                        result["class_names"], result[f"{rt}_per_class"]) if acc is not None))
         if "agreement" in result:
             print(f"  TFLite Micro vs LiteRT reference kernels: top-1 agreement {100 * result['agreement']:.2f}%, "
                   f"max output difference {result['max_diff_steps']:.2f} quantization steps")

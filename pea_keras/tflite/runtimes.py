@@ -274,7 +274,10 @@ def evaluate(path, x, y, runtime="both"):
     results, raws = {"samples": int(len(y))}, {}
     for rt in runtimes:
         raws[rt] = predict(data, x, runtime=rt, quantized=True)
-        results[f"{rt}_accuracy"] = float(np.mean(np.argmax(raws[rt], -1) == y))
+        correct = np.argmax(raws[rt], -1) == y
+        results[f"{rt}_accuracy"] = float(np.mean(correct))
+        results[f"{rt}_per_class"] = [float(np.mean(correct[y == c])) if np.any(y == c) else None
+                                      for c in range(raws[rt].shape[-1])]
     if len(runtimes) == 2:
         reference = predict(data, x, runtime="litert", quantized=True, reference=True)
         results["agreement"], results["max_diff_steps"] = _compare(reference, raws["micro"], step)

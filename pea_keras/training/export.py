@@ -22,7 +22,8 @@ def export_int8(config, task, data, model, test_ds, run_dir, warn):
                                 qat_data=qat_data, require_runtimes=("litert",))
     stem = os.path.splitext(os.path.basename(path))[0]
     try:
-        kit = tflite.write_micro_kit(path, config.tflite_dir, stem, calibration[:3])
+        kit = tflite.write_micro_kit(path, config.tflite_dir, stem, calibration[:3],
+                                     class_names=getattr(data, "class_names", ()))
     except tflite.TFLiteError as e:  # The file still serves phones; say why microcontrollers lose out.
         warn(f"no TFLite Micro kit for {path}: {e}")
         kit = []

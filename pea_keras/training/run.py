@@ -286,6 +286,7 @@ def report(r, scores, sizes, tflite_info, t_start, export_seconds):
     metrics = {
         "task": r.task.name, "metric": metric, "arch": config.arch, "mode": config.mode,
         "dataset": r.data.name, "run_dir": r.run_dir,
+        "class_names": list(getattr(r.data, "class_names", ())),  # Output index -> label, for deployers.
         metric: scores.main, **scores.secondary,
         "stripped_equals_pea": (scores.main.get("stripped") == scores.main["pea"]
                                 if "stripped" in scores.main else None),
