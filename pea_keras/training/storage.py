@@ -74,8 +74,9 @@ def failure_message(error, ckpt_dir, models_dir=None):
     `error` is not a storage problem. `models_dir`: the run directory once its models are saved."""
     epoch = latest_epoch(ckpt_dir)
     if epoch is None:
+        # Nothing a rerun would refuse to replace exists yet: the same command is the way on.
         return files.write_error_message(error, safe="no checkpoint was written yet",
-                                         retry="run again with --overwrite")
+                                         retry="run the same command again")
     if models_dir:
         safe = (f"the trained models in {files.shown(models_dir)} and the last complete checkpoint, "
                 f"epoch {epoch}, are intact")
