@@ -201,7 +201,23 @@ def _bench(args):
     return 0
 
 
+def _ethos_u_target(args):
+    """The Ethos-U target the flags ask for, checked (Vela installed, settings readable), or None."""
+    from pea_keras.tflite.errors import TFLiteError
+    from pea_keras.tflite.vela import Target
+
+    if args.target not in ACCELERATORS:
+        given = [f"--{flag}" for flag in _VELA_FLAGS if getattr(args, flag) not in (None, False)]
+        if given:
+            raise TFLiteError(f"{', '.join(given)}: only for an Ethos-U --target ({', '.join(ACCELERATORS)})")
+        return None
+    target = Target(args.target, args.vela_config, args.system_config, args.memory_mode)
+    target.check()
+    return target
+
+
 def _convert(args):
+    ethos_u = _ethos_u_target(args)  # Before TensorFlow is imported: these mistakes answer at once.
     from pea_keras.data import DataError, calibration_samples, load_arrays
     from pea_keras.files import StorageError, write_error_message
     from pea_keras.saving import load_model
@@ -213,17 +229,7 @@ def _convert(args):
     io = args.io or io
     c_dir = args.c_array or (os.path.dirname(os.path.abspath(args.output))
                              if c_array_next_to_file else None)
-    ethos_u = None
-    if args.target in ACCELERATORS:
-        from pea_keras.tflite.vela import Target
-
-        ethos_u = Target(args.target, args.vela_config, args.system_config, args.memory_mode)
-    else:
-        given = [f"--{flag}" for flag in _VELA_FLAGS if getattr(args, flag) not in (None, False)]
-        if given:
-            raise TFLiteError(f"{', '.join(given)}: only for an Ethos-U --target ({', '.join(ACCELERATORS)})")
-    if ethos_u is not None:  # Checks first, in the order they cost.
-        ethos_u.check()
+    # Checks first, in the order they cost.
     check_outputs(args.output, args.overwrite, c_dir, ethos_u=ethos_u is not None)
     model = load_model(args.model, trust_code=args.trust_model_code)
     check_target(model, c_dir)
