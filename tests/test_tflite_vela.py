@@ -3,6 +3,8 @@ kit, placement and estimates; refusals before any work; check/inspect/bench/run 
 Through the installed console script, in fresh processes."""
 import pathlib
 import re
+import shutil
+import subprocess
 import textwrap
 
 import pytest
@@ -139,6 +141,44 @@ def test_the_kit_is_the_vela_file_s(gather):
     assert f"constexpr int kArenaMeasuredBytes = {vela.arena_bytes(data)};" in settings
     assert "bytes placed by Vela" in settings and f"constexpr int kModelBytes = {len(data)};" in settings
     assert "on the int8 file Vela compiled" in (out / "g_vela_test_data.h").read_text()
+
+
+@pytest.mark.slow
+def test_the_kit_s_data_compile_and_its_golden_outputs_are_the_int8_file_s(gather, tmp_path):
+    """Built with only the C++ compiler: the array is the Vela file; the golden outputs are what
+    TensorFlow Lite Micro computes on the proven int8 file for the golden inputs."""
+    import numpy as np
+
+    from pea_keras.tflite.runtimes import micro_run
+
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler (g++/c++) on this machine")
+    out, _ = gather
+    driver = tmp_path / "driver.cc"
+    driver.write_text(textwrap.dedent("""
+        #include <stdio.h>
+        #include "g_vela_model_data.h"
+        #include "g_vela_test_data.h"
+        int main() {
+          fwrite(g_g_vela_model_data, 1, g_g_vela_model_data_size, stdout);
+          fwrite(g_vela_model::kTestInputs, 1, sizeof(g_vela_model::kTestInputs), stdout);
+          fwrite(g_vela_model::kTestOutputs, 1, sizeof(g_vela_model::kTestOutputs), stdout);
+          return 0;
+        }
+    """))
+    objects = []
+    for source in (out / "g_vela_model_data.cc", out / "g_vela_test_data.cc", driver):
+        objects.append(str(tmp_path / (source.name + ".o")))
+        subprocess.run([compiler, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-I", str(out), "-c", str(source),
+                        "-o", objects[-1]], check=True, capture_output=True)
+    subprocess.run([compiler, *objects, "-o", str(tmp_path / "driver")], check=True)
+    printed = subprocess.run([str(tmp_path / "driver")], capture_output=True, check=True).stdout
+    data = (out / "g_vela.tflite").read_bytes()
+    assert printed[:len(data)] == data
+    golden = np.frombuffer(printed[len(data):], np.int8)
+    inputs, outputs = golden[:3 * 64].reshape(3, 8, 8, 1), golden[3 * 64:].reshape(3, 3)
+    assert np.array_equal(micro_run(out / "g.tflite", inputs)[0].reshape(3, 3), outputs)
 
 
 @pytest.mark.slow
