@@ -10,7 +10,10 @@ size do not depend on accuracy), converted to TFLite:
 For each file: size, ReLU-only check, LiteRT latency at batch 1 on one thread with the builtin
 kernels and with XNNPACK (`OpResolverType.AUTO`), medians of per-invoke times over interleaved
 repeats (warm-up excluded), and whether TensorFlow Lite Micro loads and runs it (with its arena
-size and top-1 agreement with LiteRT's builtin kernels on a few test images).
+size and top-1 agreement with LiteRT's builtin kernels on a few test images). For each int8 file,
+Arm's Vela (`pip install 'pea_keras[npu]'`) compiles it for Ethos-U55-128, U65-256 and U85-256 with
+Vela's default system config of each, and its performance model estimates cycles and SRAM (estimates,
+not measurements; `--ethos_u` picks the accelerators, `--ethos_u` alone none).
 
     python benchmarks/deploy.py                 # mobilenet_v2 0.35 at 96x96
     python benchmarks/deploy.py --quick         # 32x32, fewer repeats
@@ -30,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 FLAVORS = {"3": "keras", "2": "tf_keras"}
 G_ACTIVATIONS = ["silu", "hard_swish", "gelu", "mish"]
 CONFIGS = ["pea_silu", "relu"] + [f"g_{g}" for g in G_ACTIVATIONS] + ["relu_float32"]
+ETHOS_U = ["ethos-u55-128", "ethos-u65-256", "ethos-u85-256"]
 
 
 def train_briefly(model, k, x, y, steps, pea=False):
@@ -115,6 +119,60 @@ def micro_check(data, x, y):
         return False, None, None, str(e)[:160]
 
 
+def ethos_u_estimates(data, accelerators):
+    """{accelerator: Vela's estimates for the file} with Vela's default system config of each."""
+    from pea_keras.tflite import TFLiteError
+    from pea_keras.tflite.vela import Target, compile_file
+
+    out = {}
+    for accelerator in accelerators:
+        try:
+            c = compile_file(data, Target(accelerator))
+        except TFLiteError as e:
+            out[accelerator] = {"error": str(e)[:160]}
+            continue
+        out[accelerator] = {"cycles": c.cycles, "inference_s": c.inference_s, "sram_bytes": c.sram_bytes,
+                            "memory_bytes": c.memory_bytes, "arena_bytes": c.arena_bytes,
+                            "npu_operators": c.npu_operators, "cpu_operators": c.cpu_operators,
+                            "system_config": c.system_config, "memory_mode": c.memory_mode,
+                            "vela_bytes": len(c.data)}
+    return out
+
+
+def _ratio(estimate, base, key):
+    return estimate[key] / base[key] if base.get(key) else float("nan")
+
+
+def print_ethos_u(rows, accelerators):
+    from pea_keras.tflite.vela import version
+
+    base = next(r for r in rows if r["config"] == "relu")["ethos_u"]
+    print(f"\nEthos-U, Vela {version()} performance model (estimates, not measurements), Vela's default "
+          "system config per accelerator; x relu = ratio to the plain ReLU int8 file")
+    for a in accelerators:
+        if "system_config" in base[a]:
+            print(f"  {a}: {base[a]['system_config']}, {base[a]['memory_mode']}")
+    print(f"{'config':13s} " + " ".join(f"{a[6:]:>8s} cyc {'x relu':>6s} {'SRAM KiB':>8s} {'x relu':>6s}"
+                                        for a in accelerators) + "  CPU ops")
+    for r in rows:
+        if "ethos_u" not in r:
+            continue
+        cells, cpu = [], set()
+        for a in accelerators:
+            e, b = r["ethos_u"][a], base[a]
+            if "error" in e:
+                cells.append(f"{'failed':>33s}")
+                continue
+            cpu |= set(e["cpu_operators"])
+            cells.append(f"{e['cycles']:12d} {_ratio(e, b, 'cycles'):6.2f} {e['sram_bytes'] / 1024:8.1f} "
+                         f"{_ratio(e, b, 'sram_bytes'):6.2f}")
+        print(f"{r['config']:13s} " + " ".join(cells) + f"  {', '.join(sorted(cpu)) or '-'}")
+    for r in rows:
+        for a, e in r.get("ethos_u", {}).items():
+            if "error" in e:
+                print(f"  {r['config']} on {a}: {e['error']}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="mobilenet_v2")
@@ -127,6 +185,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats; the median is reported")
     parser.add_argument("--micro_images", type=int, default=8, help="test images run on TFLite Micro")
     parser.add_argument("--quick", action="store_true", help="32x32 images, 3 repeats of 20 invokes")
+    parser.add_argument("--ethos_u", nargs="*", default=ETHOS_U, metavar="ACCELERATOR",
+                        help="Ethos-U accelerators Vela estimates each int8 file for (default: %(default)s)")
     parser.add_argument("--json", default=None, help="also write the table to this file")
     args = parser.parse_args()
     if args.quick:
@@ -137,6 +197,11 @@ def main():
     from pea_keras.data.digits import load_digits_split
     from pea_keras.tflite import inspect, relu_only_violations
     from pea_keras.tflite.runtimes import latency_ms
+    from pea_keras.tflite.vela import installed
+
+    if args.ethos_u and not installed():
+        print("Vela is not installed (pip install 'pea_keras[npu]'): no Ethos-U columns", flush=True)
+        args.ethos_u = []
 
     k = importlib.import_module(FLAVORS[args.keras])
     split = load_digits_split(args.image_size, channels=3, seed=0)
@@ -173,7 +238,8 @@ def main():
             "relu_only": not relu_only_violations(data, int8=(c != "relu_float32")),
             "ops": len(op_signature(data)), "op_histogram": inspect(data).op_histogram(),
             **{f"{kn}_ms": statistics.median(times[(c, kn)]) for kn in kernels},
-            "micro": micro, "arena_bytes": arena, "micro_agreement": agreement, "micro_note": note})
+            "micro": micro, "arena_bytes": arena, "micro_agreement": agreement, "micro_note": note,
+            **({"ethos_u": ethos_u_estimates(data, args.ethos_u)} if args.ethos_u and c != "relu_float32" else {})})
     base = next(r for r in rows if r["config"] == "relu")
 
     print(f"\nLiteRT {_litert_version()}, batch 1, num_threads=1, median of {args.repeats} x {args.runs} "
@@ -194,6 +260,8 @@ def main():
     for r in rows:
         if not r.get("micro", True):
             print(f"  {r['config']}: {r['micro_note']}")
+    if args.ethos_u:
+        print_ethos_u(rows, args.ethos_u)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "same_op_list_pea_vs_relu": same_ops, "rows": rows}, f, indent=1)

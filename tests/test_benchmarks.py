@@ -96,6 +96,11 @@ def test_deploy_benchmark(tmp_path):
     assert result["same_op_list_pea_vs_relu"]
     pea = next(r for r in result["rows"] if r["config"] == "pea_silu")
     assert pea["relu_only"] and pea["micro"] and pea["micro_agreement"] == 1.0
+    # Vela's estimates for every int8 file on the three Ethos-U columns; the ReLU-only file runs on the NPU alone.
+    assert [r["config"] for r in result["rows"] if "ethos_u" in r] == [
+        "pea_silu", "relu", "g_silu", "g_hard_swish", "g_gelu", "g_mish"]
+    assert list(pea["ethos_u"]) == ["ethos-u55-128", "ethos-u65-256", "ethos-u85-256"]
+    assert all(e["cycles"] > 0 and e["cpu_operators"] == {} for e in pea["ethos_u"].values())
 
 
 @pytest.mark.slow

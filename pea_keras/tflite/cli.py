@@ -12,13 +12,17 @@ import os
 import sys
 
 from pea_keras import console
+from pea_keras.tflite.vela import ACCELERATORS
 
 PROG = "pea-tflite"
 TARGETS = {
     # io, write a C array next to the file, runtimes that must load it
     "micro": ("int8", True, ("litert", "micro")),
     "phone": ("float", False, ("litert",)),
+    # An Ethos-U NPU: the micro preset, then Vela compiles the proven file; the kit is the Vela file's.
+    **{name: ("int8", True, ("litert", "micro")) for name in ACCELERATORS},
 }
+_VELA_FLAGS = ("vela_config", "system_config", "memory_mode", "require_npu")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,9 +79,12 @@ def build_parser():
                                    "ReLU-only, load-test it, then write it atomically.")
     c.add_argument("model", metavar="MODEL", help=".keras, .h5 or SavedModel directory (Keras 3 or tf_keras)")
     c.add_argument("-o", "--output", required=True, metavar="OUT.tflite", help="file to write")
-    c.add_argument("--target", choices=sorted(TARGETS), default="micro",
+    c.add_argument("--target", choices=list(TARGETS), default="micro", metavar="TARGET",
                    help="micro (default): int8 I/O, C array next to the file, TFLite Micro load test; "
-                        "phone: float I/O, LiteRT load test. Explicit flags override the preset.")
+                        "phone: float I/O, LiteRT load test; an Ethos-U NPU (" + ", ".join(ACCELERATORS)
+                        + "): the micro checks, then Arm's Vela compiles the proven file into "
+                        "OUT_vela.tflite with its kit and prints its estimates (needs "
+                        "pip install 'pea_keras[npu]'). Explicit flags override the preset.")
     c.add_argument("--calib", default="digits", metavar="SOURCE",
                    help="calibration inputs shaped like the model input (default: digits, which "
                         "fits only greyscale square inputs of 8 to 64 pixels)")
@@ -96,6 +103,17 @@ def build_parser():
                         "_model_settings.h, _test_data.cc/.h (micro preset: next to the file)")
     c.add_argument("--golden_samples", type=_at_least(1), default=3, metavar="N",
                    help="calibration samples stored with their TFLite Micro outputs in the kit (default: 3)")
+    c.add_argument("--vela_config", metavar="FILE.ini",
+                   help="Ethos-U targets: Vela configuration file describing your system (default: "
+                        "Vela's Arm/vela.ini, generic reference systems)")
+    c.add_argument("--system_config", metavar="NAME",
+                   help="Ethos-U targets: [System_Config.NAME] of the .ini (clocks, bandwidths; default: "
+                        "Vela's default for the accelerator)")
+    c.add_argument("--memory_mode", metavar="NAME",
+                   help="Ethos-U targets: [Memory_Mode.NAME] of the .ini (which memory holds the arena and "
+                        "its cache; default: Vela's default for the accelerator)")
+    c.add_argument("--require_npu", action="store_true",
+                   help="Ethos-U targets: fail, instead of warning, when Vela leaves an operator on the CPU")
     c.add_argument("--overwrite", action="store_true", help="replace existing output files")
     c.add_argument("--trust_model_code", action="store_true",
                    help="load a model file that runs code while loading (a Lambda layer's Python "
@@ -168,8 +186,10 @@ def _bench(args):
     from pea_keras.tflite.errors import TFLiteError
     from pea_keras.tflite.model_info import inspect
     from pea_keras.tflite.runtimes import latency_ms, micro_arena_bytes
+    from pea_keras.tflite.vela import refuse_host_run
 
     info = inspect(args.file)
+    refuse_host_run(args.file, info, "bench")
     ms = latency_ms(args.file, runs=args.runs, num_threads=args.threads, xnnpack=not args.no_xnnpack)
     try:
         arena = f"{micro_arena_bytes(args.file)} bytes"
@@ -181,7 +201,23 @@ def _bench(args):
     return 0
 
 
+def _ethos_u_target(args):
+    """The Ethos-U target the flags ask for, checked (Vela installed, settings readable), or None."""
+    from pea_keras.tflite.errors import TFLiteError
+    from pea_keras.tflite.vela import Target
+
+    if args.target not in ACCELERATORS:
+        given = [f"--{flag}" for flag in _VELA_FLAGS if getattr(args, flag) not in (None, False)]
+        if given:
+            raise TFLiteError(f"{', '.join(given)}: only for an Ethos-U --target ({', '.join(ACCELERATORS)})")
+        return None
+    target = Target(args.target, args.vela_config, args.system_config, args.memory_mode)
+    target.check()
+    return target
+
+
 def _convert(args):
+    ethos_u = _ethos_u_target(args)  # Before TensorFlow is imported: these mistakes answer at once.
     from pea_keras.data import DataError, calibration_samples, load_arrays
     from pea_keras.files import StorageError, write_error_message
     from pea_keras.saving import load_model
@@ -193,7 +229,8 @@ def _convert(args):
     io = args.io or io
     c_dir = args.c_array or (os.path.dirname(os.path.abspath(args.output))
                              if c_array_next_to_file else None)
-    check_outputs(args.output, args.overwrite, c_dir)  # Checks first, in the order they cost.
+    # Checks first, in the order they cost.
+    check_outputs(args.output, args.overwrite, c_dir, ethos_u=ethos_u is not None)
     model = load_model(args.model, trust_code=args.trust_model_code)
     check_target(model, c_dir)
     inputs = model_inputs(model)
@@ -213,7 +250,7 @@ def _convert(args):
         conv = convert(model, args.output, calibration, io=io, overwrite=args.overwrite,
                        force_strip=args.force_strip, qat_epochs=args.qat_epochs, qat_data=qat_data,
                        c_array_dir=c_dir, require_runtimes=required, golden_samples=args.golden_samples,
-                       verbose=args.verbose)
+                       ethos_u=ethos_u, require_npu=args.require_npu, verbose=args.verbose)
     except OSError as e:  # A full or read-only disk: the outputs are written all or nothing.
         message = write_error_message(e, safe="no file was changed")
         if message is None:
@@ -224,28 +261,41 @@ def _convert(args):
 
 
 def _inspect(args):
-    from pea_keras.tflite.model_info import format_report, inspect
+    from pea_keras.tflite import vela
+    from pea_keras.tflite.model_info import format_report, inspect, read_bytes
 
-    info = inspect(args.file)
+    data = read_bytes(args.file)
+    info = inspect(data)
     if args.resolver:
         from pea_keras.tflite.micro_kit import op_resolver_header
 
         stem = os.path.splitext(os.path.basename(args.file))[0]
         print(op_resolver_header(info, stem, os.path.basename(args.file)), end="")
         return 0
-    print(json.dumps(info.to_dict(), indent=1) if args.json else format_report(info))
+    npu = vela.describe(info, data) if vela.is_vela_file(info) else None
+    if args.json:
+        print(json.dumps({**info.to_dict(), **({"ethos_u": npu} if npu else {})}, indent=1))
+    else:
+        print(format_report(info) + (f"\n{npu}" if npu else ""))
     return 0
 
 
 def _check(args):
+    from pea_keras.tflite import vela
     from pea_keras.tflite.check import by_operator, relu_only_violations, verdict
+    from pea_keras.tflite.model_info import inspect
 
-    bad = relu_only_violations(args.file, strict=args.strict, int8=args.int8)
+    info = inspect(args.file)
+    bad = relu_only_violations(info, strict=args.strict, int8=args.int8)
+    if vela.is_vela_file(info):  # The NPU part is a command stream: only the CPU part can be read.
+        bad = [v for v in bad if v.type != vela.NPU_OP]
+    for where, reasons in by_operator(bad):
+        print(f"{where}: {'; '.join(reasons)}")
+    if vela.is_vela_file(info):
+        return _fail(f"{args.file}: {vela.check_verdict(info, verdict(bad, args.int8))}")
     if not bad:
         print(f"{args.file}: {verdict(bad, args.int8)}")
         return 0
-    for where, reasons in by_operator(bad):
-        print(f"{where}: {'; '.join(reasons)}")
     return _fail(f"{args.file}: {verdict(bad, args.int8)}")
 
 
@@ -254,8 +304,10 @@ def _run(args):
     from pea_keras.tflite.errors import TFLiteError
     from pea_keras.tflite.model_info import inspect
     from pea_keras.tflite.runtimes import RUNTIMES, RuntimeFailure, class_count, evaluate
+    from pea_keras.tflite.vela import refuse_host_run
 
     info = inspect(args.file)
+    refuse_host_run(args.file, info, "run")
     class_count(info)  # Refuse what top-1 cannot score before reading any data.
     x, y = load_arrays(args.data, tuple(int(d) for d in info.inputs[0].shape), labelled=True,
                        split=args.split, limit=args.limit)

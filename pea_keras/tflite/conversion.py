@@ -1,13 +1,15 @@
 """Keras model -> full-integer TFLite file that is proven ReLU-only and loads on device.
 
 ``convert`` strips a PEA model, quantizes it (``converter.py``; QAT first with ``qat.py``),
-proves the result ReLU-only and integer-only, load-tests it on LiteRT and TFLite Micro, and
-only then writes it, atomically. A path is read with ``pea_keras.load_model``.
+proves the result ReLU-only and integer-only, load-tests it on LiteRT and TFLite Micro, for an
+Ethos-U NPU compiles the proven file with Vela (``vela.py``), and only then writes everything,
+atomically. A path is read with ``pea_keras.load_model``.
 """
 
 import dataclasses
 import os
 import tempfile
+import warnings
 
 from pea_keras.errors import UnfinishedScheduleError, first_line
 from pea_keras.files import atomic_write_many
@@ -33,20 +35,32 @@ def strip_for_deploy(model, force_strip=False):
         raise TFLiteError(f"cannot strip the PEA layers: {first_line(e)}") from None
 
 
-def check_outputs(output_path, overwrite=False, c_array_dir=None):
+def vela_path(output_path):
+    """Where the Ethos-U file of ``OUT.tflite`` goes: ``OUT_vela.tflite``, Vela's own naming."""
+    return os.path.splitext(os.fspath(output_path))[0] + "_vela.tflite"
+
+
+def _stem(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def check_outputs(output_path, overwrite=False, c_array_dir=None, ethos_u=False):
     """Refuse, before any work, outputs that cannot be written: an existing file without
-    `overwrite`, a missing or unwritable folder, a directory in the file's place."""
+    `overwrite`, a missing or unwritable folder, a directory in the file's place. With
+    ``ethos_u`` the Vela file and its kit are outputs too (and the kit is the Vela file's)."""
     output_path = os.fspath(output_path)
-    if os.path.isdir(output_path):
-        raise TFLiteError(f"{output_path} is a directory")
-    if os.path.exists(output_path) and not overwrite:
-        raise TFLiteError(f"{output_path} exists (pass --overwrite to replace it)")
+    files = [output_path, vela_path(output_path)] if ethos_u else [output_path]
+    for path in files:
+        if os.path.isdir(path):
+            raise TFLiteError(f"{path} is a directory")
+        if os.path.exists(path) and not overwrite:
+            raise TFLiteError(f"{path} exists (pass --overwrite to replace it)")
     folders = [os.path.dirname(os.path.abspath(output_path))]
     if c_array_dir is not None:
         from pea_keras.tflite.micro_kit import kit_paths
 
         if not overwrite:
-            for path in kit_paths(c_array_dir, os.path.splitext(os.path.basename(output_path))[0]):
+            for path in kit_paths(c_array_dir, _stem(files[-1])):
                 if os.path.exists(path):
                     raise TFLiteError(f"{path} exists (pass --overwrite to replace it)")
         if os.path.isdir(c_array_dir):  # Created at the end when missing.
@@ -82,6 +96,8 @@ class Conversion:
     c_array: tuple = ()
     qat_epochs: int = 0
     pea_layers_stripped: int = 0
+    npu: object = None  # vela.Compiled, for an Ethos-U target
+    npu_path: str | None = None
 
     def summary(self):
         info = self.info
@@ -95,6 +111,8 @@ class Conversion:
                      if self.arena_bytes else f"TFLite Micro tensor arena: unknown ({self.arena_note})")
         if self.runtimes_ok:
             lines.append("load test passed: " + ", ".join(self.runtimes_ok))
+        if self.npu is not None:
+            lines += self.npu.summary_lines(self.npu_path)
         for p in self.c_array:
             lines.append(f"wrote {p}")
         return "\n".join(lines)
@@ -102,7 +120,7 @@ class Conversion:
 
 def convert(model, output_path, calibration, *, io="int8", overwrite=False, force_strip=False,
             qat_epochs=0, qat_data=None, c_array_dir=None, require_runtimes=("litert", "micro"),
-            golden_samples=3, verbose=False):
+            golden_samples=3, ethos_u=None, require_npu=False, verbose=False):
     """Strip, (optionally QAT-fine-tune,) quantize, prove ReLU-only, load-test, write.
 
     Args:
@@ -119,6 +137,9 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
             output's stem, with ``golden_samples`` calibration samples as its golden inputs.
         require_runtimes: runtimes that must load and run the file; the TFLite Micro arena is
             always measured.
+        ethos_u: a ``vela.Target``: also compile the proven file with Vela into
+            ``OUT_vela.tflite``; the kit in ``c_array_dir`` is then the Vela file's. Operators
+            Vela leaves on the CPU warn, or fail with ``require_npu``.
         verbose: show the converter's log.
 
     Returns:
@@ -130,7 +151,9 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
     """
     from pea_keras.tflite import runtimes
 
-    check_outputs(output_path, overwrite, c_array_dir)
+    check_outputs(output_path, overwrite, c_array_dir, ethos_u=ethos_u is not None)
+    if ethos_u is not None:
+        ethos_u.check()
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     check_target(model, c_array_dir)
@@ -164,13 +187,26 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
         note = str(e)
     # The file and its C array are written together or not at all: a full disk changes neither
     # (the OSError names the file that did not fit).
-    outputs, c_files = {output_path: data}, ()
-    if c_array_dir is not None:
-        from pea_keras.tflite.micro_kit import micro_kit_files
+    outputs, c_files, npu = {output_path: data}, (), None
+    golden = next(iter(calibration.values()))[:golden_samples]  # The kit takes one input.
+    if ethos_u is not None:
+        from pea_keras.tflite import vela
 
-        golden = next(iter(calibration.values()))[:golden_samples]  # The kit takes one input.
-        kit = micro_kit_files(data, c_array_dir, os.path.splitext(os.path.basename(output_path))[0],
-                              golden, os.path.basename(output_path))
+        npu = vela.compile_file(data, ethos_u)
+        fallback = npu.fallback_message()
+        if fallback and require_npu:
+            raise TFLiteError(f"{fallback} (--require_npu)")
+        if fallback:
+            warnings.warn(fallback, stacklevel=2)
+        outputs[vela_path(output_path)] = npu.data
+    if c_array_dir is not None:
+        if npu is not None:
+            kit = vela.kit_files(npu, data, c_array_dir, _stem(vela_path(output_path)), golden,
+                                 os.path.basename(vela_path(output_path)))
+        else:
+            from pea_keras.tflite.micro_kit import micro_kit_files
+
+            kit = micro_kit_files(data, c_array_dir, _stem(output_path), golden, os.path.basename(output_path))
         os.makedirs(c_array_dir, exist_ok=True)
         outputs.update(kit)
         c_files = tuple(kit)
@@ -180,4 +216,5 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
         raise TFLiteError(f"{e.filename} appeared while converting (another process wrote it); nothing "
                           "of this conversion was written: pass --overwrite to replace it") from None
     ok = tuple(r for r in ("litert", "micro") if r in require_runtimes or (r == "micro" and arena))
-    return Conversion(output_path, len(data), io, info, arena, note, ok, c_files, qat_epochs, n_pea)
+    return Conversion(output_path, len(data), io, info, arena, note, ok, c_files, qat_epochs, n_pea, npu,
+                      vela_path(output_path) if npu is not None else None)
