@@ -233,15 +233,17 @@ def _inspect(args):
 
 
 def _check(args):
-    from pea_keras.tflite.check import relu_only_violations
+    from pea_keras.tflite.check import micro_blocker, relu_only_violations
 
     bad = relu_only_violations(args.file, strict=args.strict, int8=args.int8)
-    if not bad:
-        print(f"{args.file}: ReLU-only" + (" int8" if args.int8 else ""))
-        return 0
     for v in bad:
         print(v)
-    return _fail(f"{args.file}: not ReLU-only ({len(bad)} offending operators)")
+    if not bad:
+        print(f"{args.file}: ReLU-only" + (" int8" if args.int8 else ""))
+    blocker = micro_blocker(args.file)
+    if blocker:
+        print(f"{args.file}: {blocker}")
+    return _fail(f"{args.file}: not ReLU-only ({len(bad)} offending operators)") if bad else 0
 
 
 def _run(args):
