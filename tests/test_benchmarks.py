@@ -3,6 +3,7 @@
 Nothing here is timed; these runs guard the code paths, so that a renamed helper fails here
 and not an hour into an evidence run.
 """
+import importlib.util
 import json
 import os
 import subprocess
@@ -101,3 +102,17 @@ def test_segmentation_benchmark_quick(tmp_path):
     result = json.loads((tmp_path / "seg_quick.json").read_text())
     assert {r["config"] for r in result["runs"]} == {"relu", "pea_silu"}
     assert all(r["relu_only"] for r in result["runs"])
+
+
+@pytest.mark.slow
+def test_backends_benchmark(tmp_path):
+    backends = ["tensorflow", "jax"] + (["torch"] if importlib.util.find_spec("torch") else [])
+    stdout = run_benchmark("backends.py", "--backends", ",".join(backends), "--arch", "tiny", "--width", "1.0",
+                           "--steps", "2", "--warmup", "1", "--repeats", "1", "--batch", "8",
+                           "--json", str(tmp_path / "b.json"))
+    ratios = json.loads((tmp_path / "b.json").read_text())["ratio_to_relu"]
+    assert sorted(ratios) == sorted(backends)
+    assert all(set(row) == {"pea_blend", "pea_relu", "g_only", "relu_vs_tf"} and min(row.values()) > 0
+               for row in ratios.values())
+    assert ratios["tensorflow"]["relu_vs_tf"] == 1.0
+    assert " ms" not in stdout and "ms/step" not in stdout  # Ratios only.
