@@ -1,4 +1,4 @@
-"""Training-step time of PEA on each Keras 3 backend (and tf_keras), measured in one run.
+"""Training-step time of PEA relative to ReLU on each Keras 3 backend (and tf_keras), as ratios.
 
 For each backend a fresh process (Keras 3 picks its backend at import) trains, with `fit`
 and `PEAScheduler` as a user would, on the same random data:
@@ -7,11 +7,14 @@ and `PEAScheduler` as a user would, on the same random data:
   pea_relu   PEA at alpha = 1 (the ReLU network's own graph)
   g_only     `pea_keras.replace_relu(model, g)`: the network with g in place of every ReLU
 A step is the interval between consecutive batch ends (the loss is read each step, so
-asynchronous backends cannot run ahead); the figure is the median over the steps after
-warm-up, and the median of that over interleaved repeats. Ratios compare within one run.
+asynchronous backends cannot run ahead); a fit's figure is the median over the steps after
+warm-up. Configurations interleave within each process and backends take turns, one process
+per backend and repeat, so a change of load hits every figure alike. Only ratios are printed
+(each config / relu of the same backend and repeat, median over repeats): absolute times on a
+shared machine say more about the machine than about PEA.
 
     nice -n 10 python benchmarks/backends.py                   # tensorflow, jax, torch if installed, tf_keras
-    python benchmarks/backends.py --backends tensorflow,jax --steps 10 --repeats 1
+    python benchmarks/backends.py --backends tensorflow,jax,torch --arch tiny --steps 5 --repeats 1
 """
 import argparse
 import importlib.util
@@ -45,8 +48,9 @@ def measure(args):
     x = rng.uniform(0.0, 1.0, size=(n, args.image_size, args.image_size, 3)).astype("float32")
     y = rng.integers(0, 10, size=n).astype("int32")
     k.utils.set_random_seed(0)
-    base = k.applications.MobileNetV2((args.image_size, args.image_size, 3), alpha=args.width,
-                                      weights=None, classes=10)
+    from pea_keras.training import archs
+
+    base = archs.build(args.arch, k, (args.image_size, args.image_size, 3), 10, width=args.width)
 
     def build(config):
         if config == "relu":
@@ -68,18 +72,30 @@ def measure(args):
             float(np.asarray((logs or {}).get("loss", 0.0)))  # Wait for the step to finish.
             self.ends.append(time.perf_counter())
 
-    times = {config: [] for config in CONFIGS}
-    models = {config: build(config) for config in CONFIGS}
-    for _ in range(args.repeats):
-        for config in CONFIGS:  # Interleaved, so a load change hits every config alike.
-            model, callbacks = models[config]
-            clock = Clock()
-            model.fit(x, y, batch_size=args.batch, epochs=1, shuffle=False, verbose=0,
-                      callbacks=[*callbacks, clock])
-            steps = [b - a for a, b in zip(clock.ends[args.warmup:], clock.ends[args.warmup + 1:])]
-            times[config].append(1000.0 * statistics.median(steps))
+    ms = {}
+    for config in CONFIGS:  # Interleaved, so a load change hits every config alike.
+        model, callbacks = build(config)
+        clock = Clock()
+        model.fit(x, y, batch_size=args.batch, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[*callbacks, clock])
+        steps = [b - a for a, b in zip(clock.ends[args.warmup:], clock.ends[args.warmup + 1:])]
+        ms[config] = 1000.0 * statistics.median(steps)
     backend = "tensorflow (tf_keras)" if args.backend == "tf_keras" else k.backend.backend()
-    return {"backend": backend, "ms": {c: statistics.median(v) for c, v in times.items()}}
+    return {"backend": backend, "ms": ms}
+
+
+def child(backend):
+    """One repeat of `backend` in its own process: {"backend", "ms"}, or None (and a line on stderr)."""
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow" if backend == "tf_keras" else backend,
+           "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, __file__, "--child", backend, *sys.argv[1:]],
+                          capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        print(f"{backend}: failed: {lines[-1] if lines else 'no message'}", file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -87,13 +103,15 @@ def main():
     default = ["tensorflow", "jax"] + (["torch"] if importlib.util.find_spec("torch") else []) + ["tf_keras"]
     parser.add_argument("--backends", default=",".join(default),
                         help="comma-separated: tensorflow, jax, torch (Keras 3) and tf_keras")
-    parser.add_argument("--width", type=float, default=0.35, help="MobileNetV2 width (alpha)")
+    parser.add_argument("--arch", default="mobilenet_v2", help="a train.py --arch (tiny for a smoke test)")
+    parser.add_argument("--width", type=float, default=0.35, help="width multiplier (the MobileNet alpha)")
     parser.add_argument("--image_size", type=int, default=32)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--activation", default="silu")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per fit")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per fit (tracing, compiling)")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="processes per backend, taking turns")
+    parser.add_argument("--json", help="also write the ratios to this file")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -105,32 +123,36 @@ def main():
     if unknown or args.steps < 2 or args.repeats < 1 or args.warmup < 1:
         sys.exit("backends.py: --backends takes tensorflow, jax, torch, tf_keras; "
                  "--steps >= 2, --warmup >= 1, --repeats >= 1")
-    results = []
-    for backend in backends:
-        env = {**os.environ, "KERAS_BACKEND": "tensorflow" if backend == "tf_keras" else backend,
-               "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu",
-               "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
-        child = subprocess.run([sys.executable, __file__, "--child", backend, *sys.argv[1:]],
-                               capture_output=True, text=True, env=env)
-        if child.returncode != 0:
-            lines = [line for line in child.stderr.splitlines() if line.strip()]
-            print(f"{backend}: failed: {lines[-1] if lines else 'no message'}", file=sys.stderr)
-            continue
-        results.append(json.loads(child.stdout.strip().splitlines()[-1]))
-    print(f"MobileNetV2 {args.width} at {args.image_size}x{args.image_size}, batch {args.batch}, g = "
-          f"{args.activation}: ms/step (median of {args.repeats} x {args.steps} steps)")
-    print(f"{'backend':24}" + "".join(f"{c:>11}" for c in CONFIGS) + f"{'blend/relu':>12}{'relu@1/relu':>12}")
-    for r in results:
-        ms = r["ms"]
-        print(f"{r['backend']:24}" + "".join(f"{ms[c]:11.1f}" for c in CONFIGS)
-              + f"{ms['pea_blend'] / ms['relu']:12.2f}{ms['pea_relu'] / ms['relu']:12.2f}")
-    reference = next((r for r in results if r["backend"] == "tensorflow"), None)
-    if reference:
-        print("relative to Keras 3 on TensorFlow, per config:")
-        for r in results:
-            if r is not reference:
-                ratios = [r["ms"][c] / reference["ms"][c] for c in CONFIGS]
-                print(f"{r['backend']:24}" + "".join(f"{ratio:11.2f}" for ratio in ratios))
+    columns = [*CONFIGS[1:], "relu_vs_tf"]
+    ratios = {backend: {c: [] for c in columns} for backend in backends}
+    names = {}
+    for _ in range(args.repeats):
+        relu_ms = {}
+        for backend in backends:  # Backends take turns: a load change hits each of them.
+            result = child(backend)
+            if result:
+                names[backend], relu_ms[backend] = result["backend"], result["ms"]["relu"]
+                for c in CONFIGS[1:]:
+                    ratios[backend][c].append(result["ms"][c] / result["ms"]["relu"])
+        if "tensorflow" in relu_ms:  # ReLU's step against Keras 3 on TensorFlow, in the same round.
+            for backend, ms in relu_ms.items():
+                ratios[backend]["relu_vs_tf"].append(ms / relu_ms["tensorflow"])
+    table = {names[b]: {c: statistics.median(v) if v else None for c, v in ratios[b].items()}
+             for b in backends if b in names}
+    print(f"{args.arch} {args.width} at {args.image_size}x{args.image_size}, batch {args.batch}, g = "
+          f"{args.activation}: step time / ReLU's on the same backend, and ReLU's / Keras 3 on TensorFlow's "
+          f"(median of {args.repeats} interleaved repeats x {args.steps} steps)")
+    print(f"{'backend':24}" + "".join(f"{c.replace('_vs_', '/') + ('/relu' if c in CONFIGS else ''):>15}"
+                                       for c in columns))
+    for backend, row in table.items():
+        print(f"{backend:24}" + "".join(f"{row[c]:15.2f}" if row[c] is not None else f"{'-':>15}"
+                                         for c in columns))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"setup": {k: v for k, v in vars(args).items() if k not in ("json", "child")},
+                       "ratio_to_relu": table}, f, indent=1)
+    if len(table) < len(backends):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Nothing here is timed; these runs guard the code paths, so that a renamed helper fails here
 and not an hour into an evidence run.
 """
+import importlib.util
 import json
 import os
 import subprocess
@@ -120,3 +121,17 @@ def test_folder_augmentation_trains_a_user_folder_with_and_without_augmentation(
     assert rows[0]["augmentation"].startswith("pad-and-crop (reflect 2 px, random crop back), no flips")
     assert rows[1]["augmentation"] == "no crop, no flips: --augment none"
     assert rows[0]["train_examples"] == 320 and "defaults     float" in printed
+
+
+@pytest.mark.slow
+def test_backends_benchmark(tmp_path):
+    backends = ["tensorflow", "jax"] + (["torch"] if importlib.util.find_spec("torch") else [])
+    stdout = run_benchmark("backends.py", "--backends", ",".join(backends), "--arch", "tiny", "--width", "1.0",
+                           "--steps", "2", "--warmup", "1", "--repeats", "1", "--batch", "8",
+                           "--json", str(tmp_path / "b.json"))
+    ratios = json.loads((tmp_path / "b.json").read_text())["ratio_to_relu"]
+    assert sorted(ratios) == sorted(backends)
+    assert all(set(row) == {"pea_blend", "pea_relu", "g_only", "relu_vs_tf"} and min(row.values()) > 0
+               for row in ratios.values())
+    assert ratios["tensorflow"]["relu_vs_tf"] == 1.0
+    assert " ms" not in stdout and "ms/step" not in stdout  # Ratios only.

@@ -202,6 +202,7 @@ def test_missing_dataset_exits_with_one_line(tmp_path):
     (["--strategy=multiworker", "--keras=3"], "--strategy multiworker needs --keras 2"),
     (["--augment=flips"], "--augment must be auto, none, or a comma list of flip and crop"),
     (["--arch=tiny", "--augment=crop"], "--augment crop: the built-in digits are not augmented"),
+    (["--backend=jax", "--keras=2"], "--backend jax needs --keras 3: tf_keras runs on TensorFlow only"),
 ])
 def test_user_mistakes_are_one_line(tmp_path, capsys, args, reason):
     rc = call_main(*args, f"--output_dir={tmp_path / 'run'}", f"--tflite_dir={tmp_path}",
@@ -210,6 +211,61 @@ def test_user_mistakes_are_one_line(tmp_path, capsys, args, reason):
     assert rc == 2
     assert len(err) == 1 and err[0].startswith("train.py: error:") and reason in err[0], err
     assert not (tmp_path / "run").exists()  # A refused run leaves nothing behind.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_a_jax_or_torch_run_ends_with_the_int8_file_and_its_kit(tmp_path, backend):
+    """A fresh train.py on the backend, so KERAS_BACKEND is set before keras is imported; the int8
+    export runs under TensorFlow in a child process."""
+    pytest.importorskip(backend)
+    out, tfl = tmp_path / "run", tmp_path / "tflite"
+    result = run_script("train.py", "--arch=tiny", f"--backend={backend}", "--epochs=1", "--steps_per_epoch=4",
+                        "--batch_size=16", "--calibration_examples=32", "--tflite_eval_examples=64",
+                        "--verbose=0", f"--output_dir={out}", f"--tflite_dir={tfl}", timeout=300)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr[-3000:]  # No warning flood.
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["backend"] == backend and m["flags"]["backend"] == backend and m["warnings"] == []
+    assert m["alpha_trace"] == {"step": [0, 1, 2, 3], "alpha": [0.0, 0.25, 0.75, 1.0]}  # Cosine to 1 at 75 %.
+    assert reporting.read_history(out)["pea_alpha"] == [1.0]
+    assert m["top1"]["stripped"] == m["top1"]["pea"] and 0.0 <= m["top1"]["int8"] <= 1.0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "alpha.png", "alpha_trace.json", "curves.png", "history.csv", "logs", "metrics.json",
+        "model_int8.tflite", "pea_model.keras", "relu_model.keras", "run_flags.json"]  # No checkpoints.
+    assert sorted(p.name for p in tfl.iterdir()) == sorted(
+        f"run_int8{suffix}" for suffix in (".tflite", "_model_data.cc", "_model_data.h", "_op_resolver.h",
+                                           "_model_settings.h", "_test_data.cc", "_test_data.h"))
+    assert (tfl / "run_int8.tflite").read_bytes() == (out / "model_int8.tflite").read_bytes()
+    assert m["tflite"]["relu_only"] and m["tflite"]["micro_arena_bytes"] > 0
+    assert m["sizes"]["tflite_int8_bytes"] == (tfl / "run_int8.tflite").stat().st_size
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args,reason", [
+    (["--backend=torch", "--strategy=mirrored"],
+     "--strategy mirrored needs --backend tensorflow: tf.distribute does not drive Keras 3 on torch"),
+    (["--backend=jax", "--resume"], "--resume needs --backend tensorflow: runs on jax keep no checkpoints"),
+])
+def test_what_jax_and_torch_runs_cannot_do_is_one_line(tmp_path, args, reason):
+    pytest.importorskip(args[0].split("=")[1])
+    result = run_script("train.py", *args, f"--output_dir={tmp_path / 'run'}", f"--tflite_dir={tmp_path}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"train.py: error: {reason}"], result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_backend_cannot_change_once_keras_is_imported(capsys):
+    import keras
+
+    from pea_keras import console
+
+    with pytest.raises(SystemExit) as stopped:
+        call_main("--backend=jax", "--arch=tiny")
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"{console.prog('pea-train')}: error: --backend jax: this process already runs Keras 3 on "
+        f"{keras.backend.backend()}; "
+        "set KERAS_BACKEND=jax before importing keras"]
 
 
 @pytest.mark.parametrize("earlier", ["run/metrics.json", "run_int8.tflite"])

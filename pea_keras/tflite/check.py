@@ -245,3 +245,29 @@ def verdict(violations, int8=False):
 def _operators(violations, noun):
     n = len({(v.subgraph, v.index) for v in violations})
     return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def micro_blocker(path_or_bytes):
+    """Why the file is no int8 microcontroller model, as one line; None when it is one.
+
+    Keras' own `model.export(path, format="litert")` by default allows Flex ops (TensorFlow
+    kernels that only LiteRT's Flex delegate has: TensorFlow Lite Micro cannot load the file)
+    and does not quantize (float compute: no int8 kernels such as CMSIS-NN or an NPU, and four
+    times the weight memory). `pea-tflite convert`, or that export with the full-int8 converter
+    settings, gives neither.
+    """
+    info = path_or_bytes if hasattr(path_or_bytes, "operators") else inspect(path_or_bytes)
+    flex = sorted({op.type.split(":", 1)[1] for op in info.operators if op.type.startswith("CUSTOM:Flex")})
+    computing = [op for op in info.operators if op.type not in {"QUANTIZE", "DEQUANTIZE", "SHAPE"}]
+    floats = [op for op in computing if any(
+        t >= 0 and info.subgraphs[op.subgraph][0][t].dtype in _FLOAT for t in (*op.inputs, *op.outputs))]
+    reasons = []
+    if flex:
+        reasons.append(f"TensorFlow (Flex) ops {', '.join(flex)}, which TensorFlow Lite Micro cannot load")
+    if floats:
+        reasons.append(f"float compute in {len(floats)} of {len(computing)} ops, which int8 microcontroller "
+                       "kernels and NPUs cannot run")
+    if not reasons:
+        return None
+    return ("not for microcontrollers: " + "; ".join(reasons) + " (the defaults of Keras' "
+            "model.export(format=\"litert\"): deploy with pea-tflite convert, or export with full-int8 settings)")

@@ -282,7 +282,7 @@ def _inspect(args):
 
 def _check(args):
     from pea_keras.tflite import vela
-    from pea_keras.tflite.check import by_operator, relu_only_violations, verdict
+    from pea_keras.tflite.check import by_operator, micro_blocker, relu_only_violations, verdict
     from pea_keras.tflite.model_info import inspect
 
     info = inspect(args.file)
@@ -295,8 +295,10 @@ def _check(args):
         return _fail(f"{args.file}: {vela.check_verdict(info, verdict(bad, args.int8))}")
     if not bad:
         print(f"{args.file}: {verdict(bad, args.int8)}")
-        return 0
-    return _fail(f"{args.file}: {verdict(bad, args.int8)}")
+    blocker = None if args.int8 else micro_blocker(info)  # --int8 names these faults itself.
+    if blocker:  # Keras' own LiteRT export by default: Flex ops, float compute.
+        print(f"{args.file}: {blocker}")
+    return _fail(f"{args.file}: {verdict(bad, args.int8)}") if bad else 0
 
 
 def _run(args):

@@ -3,6 +3,7 @@
     pea-train --arch mobilenet_v2                  # offline default: digits, width 0.35 (MCU-sized)
     pea-train --arch mobilenet_v2 --compare        # ReLU baseline vs PEA, same seed and data
     pea-train --task segmentation --compare        # Lite R-ASPP on digit scenes, mIoU
+    pea-train --arch tiny --backend jax            # Keras 3 on JAX (or torch); int8 export as ever
     pea-train --arch mobilenet_v2 --dataset imagenet2012 --data_dir ~/tensorflow_datasets \\
         --image_size 224 --epochs 150 --batch_size 1024 --optimizer sgd --lr 0.4 \\
         --warmup_epochs 5 --weight_decay 4e-5 --label_smoothing 0.1 --bn_momentum 0.99 \\
@@ -20,6 +21,7 @@ import sys
 from absl import app, flags
 
 from pea_keras import console
+from pea_keras.errors import UsageError
 from pea_keras.training import config as config_lib  # Settings only: TensorFlow loads later.
 
 FLAGS = flags.FLAGS
@@ -37,7 +39,6 @@ def main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # TensorFlow's Python INFO lines are noise here.
-    from pea_keras.errors import UsageError
     from pea_keras.files import StorageError
     from pea_keras.tflite import TFLiteError
     from pea_keras.training import run, rundir
@@ -95,6 +96,12 @@ def parse_flags(argv):
         print(f"{_prog()}: error: unexpected arguments: {' '.join(argv[1:])} (flags start with --)",
               file=sys.stderr)
         sys.exit(2)
+    if FLAGS.keras == "3":  # Before anything imports keras; validate() refuses --backend with --keras 2.
+        try:
+            config_lib.use_backend(FLAGS.backend)
+        except UsageError as e:
+            print(f"{_prog()}: error: {e}", file=sys.stderr)
+            sys.exit(2)
     return argv
 
 

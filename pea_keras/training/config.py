@@ -123,8 +123,12 @@ class RunConfig:
     seed: int = setting(0, "Seed of initialisation, data order and augmentation.")
 
     # Runtime.
-    keras: str = setting("3", "Model flavour: 3 = keras (Keras 3, on the backend KERAS_BACKEND names; "
-                         "TensorFlow by default), 2 = tf_keras.", ("3", "2"))
+    keras: str = setting("3", "Model flavour: 3 = keras (Keras 3, on --backend), 2 = tf_keras (TensorFlow "
+                         "only).", ("3", "2"))
+    backend: str = setting("tensorflow", "Keras 3 backend that trains (sets KERAS_BACKEND): tensorflow, jax "
+                           "or torch. The int8 export runs under TensorFlow in a child process either way. "
+                           "JAX and PyTorch runs take --strategy default and keep no checkpoints "
+                           "(no --resume).", ("tensorflow", "jax", "torch"))
     strategy: str = setting("default", "tf.distribute strategy: mirrored = all local GPUs, multiworker = "
                             "TF_CONFIG cluster, tpu = --tpu.", ("default", "mirrored", "multiworker", "tpu"))
     tpu: str = setting("", "TPU name or address for --strategy tpu ('' = local).")
@@ -147,6 +151,10 @@ class RunConfig:
                                "directory's name (with --compare: it and the output folder's name + _relu / _pea).")
     calibration_examples: int = setting(256, "Training images used to calibrate int8.", check=_at_least(1))
     tflite_eval_examples: int = setting(0, "Test examples scored on LiteRT; 0 = all.", check=_at_least(0))
+
+    def trains_on_tensorflow(self):
+        """Whether the training process computes with TensorFlow (tf_keras, or Keras 3 on it)."""
+        return self.keras == "2" or self.backend == "tensorflow"
 
     def run_name(self):
         """<arch>_<mode>_<dataset>, the dataset made file-name safe (folder:/a/b -> folder-a-b)."""
@@ -192,6 +200,21 @@ def flavour(name):
     raise UsageError(f"--keras must be 3 or 2, got {name!r}")
 
 
+def use_backend(backend):
+    """Makes Keras 3 compute on `backend`: sets KERAS_BACKEND while keras is not imported yet
+    (Keras picks its backend once, at import); afterwards only a matching backend passes."""
+    import sys
+
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = backend
+        return
+    import keras
+
+    if keras.backend.backend() != backend:
+        raise UsageError(f"--backend {backend}: this process already runs Keras 3 on "
+                         f"{keras.backend.backend()}; set KERAS_BACKEND={backend} before importing keras")
+
+
 def validate(config):
     """Raises UsageError for values that cannot work, before anything slow happens."""
     for name, f in FIELDS.items():
@@ -205,6 +228,17 @@ def validate(config):
     if not 0 <= config.pea_start < config.pea_end <= 1:
         raise UsageError(f"need 0 <= --pea_start < --pea_end <= 1, got {config.pea_start} and "
                          f"{config.pea_end}")
+    if config.keras == "2" and config.backend != "tensorflow":
+        raise UsageError(f"--backend {config.backend} needs --keras 3: tf_keras runs on TensorFlow only")
+    if not config.trains_on_tensorflow():
+        if config.strategy != "default":
+            raise UsageError(f"--strategy {config.strategy} needs --backend tensorflow: tf.distribute "
+                             f"does not drive Keras 3 on {config.backend}")
+        if config.resume:
+            raise UsageError(f"--resume needs --backend tensorflow: runs on {config.backend} keep no "
+                             "checkpoints")
+    if config.keras == "3":
+        use_backend(config.backend)
     if config.strategy == "multiworker" and config.keras == "3":
         # Measured with TF 2.21 / Keras 3.15: fit fails on PerReplica inputs under this strategy.
         raise UsageError("--strategy multiworker needs --keras 2: Keras 3's fit does not run under "

@@ -1,11 +1,47 @@
 """The int8 TFLite file of a run, with its TFLite Micro kit: converted, checked ReLU-only and
-scored on LiteRT."""
+scored on LiteRT. A model trained on JAX or PyTorch converts under TensorFlow in a child process
+(`_tensorflow_export.py`); the file, its kit and its facts are the same as on TensorFlow."""
 
+import json
 import os
+import subprocess
+import sys
+import tempfile
 
-from pea_keras import files, tflite
+import numpy as np
+
+import pea_keras
+from pea_keras import files, flavor, tflite
 from pea_keras.tflite import devices
 from pea_keras.training import rundir
+
+_WORKER = "pea_keras.training._tensorflow_export"
+
+
+def _convert(model, path, calibration, qat_epochs, qat_data):
+    """(size in bytes, TFLite Micro arena bytes) of `tflite.convert`, run in this process when the
+    model is on TensorFlow, else in a TensorFlow child process on the model saved as .keras."""
+    if flavor.runs_on_tensorflow(model):
+        conversion = tflite.convert(model, path, calibration, overwrite=True, qat_epochs=qat_epochs,
+                                    qat_data=qat_data, require_runtimes=("litert",))
+        return conversion.size_bytes, conversion.arena_bytes
+    with tempfile.TemporaryDirectory(prefix="pea-export-") as tmp:
+        keras_path, arrays = os.path.join(tmp, "relu_model.keras"), os.path.join(tmp, "arrays.npz")
+        model.save(keras_path)
+        extra = {"x": qat_data[0], "y": qat_data[1]} if qat_epochs else {}
+        np.savez(arrays, calibration=calibration, **extra)
+        # The child imports this very package, whichever sys.path found it here.
+        root = os.path.dirname(os.path.dirname(os.path.abspath(pea_keras.__file__)))
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow",
+               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        proc = subprocess.run([sys.executable, "-P", "-m", _WORKER, keras_path, path, arrays, str(qat_epochs)],
+                              env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+        raise tflite.TFLiteError(lines[-1] if lines else f"the TensorFlow export process exited with "
+                                 f"status {proc.returncode}")
+    facts = json.loads(proc.stdout.strip().splitlines()[-1])
+    return facts["size_bytes"], facts["arena_bytes"]
 
 
 def export_int8(config, task, data, model, test_ds, run_dir, warn):
@@ -18,8 +54,7 @@ def export_int8(config, task, data, model, test_ds, run_dir, warn):
     calibration = task.calibration(data, config, config.calibration_examples)
     qat_data = task.qat_data(data, config, max(config.calibration_examples, 1024)) if config.qat_epochs else None
     # Replacing an existing file was allowed by rundir.check (--overwrite or --resume).
-    conversion = tflite.convert(model, path, calibration, overwrite=True, qat_epochs=config.qat_epochs,
-                                qat_data=qat_data, require_runtimes=("litert",))
+    size_bytes, arena_bytes = _convert(model, path, calibration, config.qat_epochs, qat_data)
     stem = os.path.splitext(os.path.basename(path))[0]
     try:
         kit = tflite.write_micro_kit(path, config.tflite_dir, stem, calibration[:3],
@@ -29,8 +64,8 @@ def export_int8(config, task, data, model, test_ds, run_dir, warn):
         kit = []
     violations = tflite.relu_only_violations(path, int8=True)
     files.atomic_copy(path, os.path.join(run_dir, "model_int8.tflite"))
-    return {"path": path, "size_bytes": conversion.size_bytes, "relu_only": not violations,
+    return {"path": path, "size_bytes": size_bytes, "relu_only": not violations,
             "violations": [str(v) for v in violations], "qat_epochs": config.qat_epochs,
-            "micro_arena_bytes": conversion.arena_bytes, "micro_kit": list(kit),
-            "device": devices.needs(conversion.size_bytes, conversion.arena_bytes),
+            "micro_arena_bytes": arena_bytes, "micro_kit": list(kit),
+            "device": devices.needs(size_bytes, arena_bytes),
             "evaluation": task.evaluate_tflite(path, test_ds, config.tflite_eval_examples)}

@@ -168,9 +168,12 @@ def build(r):
                                    trainable_alpha=bool(r.ablation and r.ablation.trainable_alpha))
         r.optimizer, r.lr_schedule = make_optimizer(r.K, config, r.total_steps, r.steps_per_epoch)
         model.compile(optimizer=r.optimizer, loss=r.task.loss(r.K, config), metrics=r.task.metrics(r.K))
+    r.model = model
+    if not config.trains_on_tensorflow():  # tf.train.Checkpoint tracks TensorFlow variables only.
+        return
+    with r.strategy.scope():
         r.epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         r.checkpoint = tf.train.Checkpoint(model=model, optimizer=r.optimizer, epoch=r.epoch_var)
-    r.model = model
     r.manager = tf.train.CheckpointManager(r.checkpoint, os.path.join(r.run_dir, rundir.CHECKPOINTS),
                                            max_to_keep=2)
     if config.resume:
@@ -197,8 +200,8 @@ def _fit_callbacks(r, extra):
     else:
         _log(config, "Note: the tensorboard package is not installed; no TensorBoard logs "
                      "(pip install tensorboard)")
-    # Last of the epoch: committing the checkpoint commits what the callbacks above wrote.
-    found.append(run_callbacks.EpochCheckpoint(r.manager, r.epoch_var))
+    if r.manager is not None:  # Last of the epoch: committing the checkpoint commits what the above wrote.
+        found.append(run_callbacks.EpochCheckpoint(r.manager, r.epoch_var))
     return found + list(extra)
 
 
@@ -208,7 +211,8 @@ def train(r, extra_callbacks=()):
     config = r.config
     callbacks = _fit_callbacks(r, extra_callbacks)
     _log(config, f"Training {config.arch} ({r.model.count_params():,} parameters, mode {config.mode}, "
-                 f"Keras {config.keras}) on {r.data.name}: {r.data.sizes['train']} training examples, "
+                 f"Keras {config.keras} on {pea_keras.flavor.backend_of(r.model)}) on {r.data.name}: "
+                 f"{r.data.sizes['train']} training examples, "
                  f"{config.epochs} epochs x {r.steps_per_epoch} steps, "
                  f"{r.strategy.num_replicas_in_sync} replica(s); run directory {r.run_dir}")
     _log(config, f"Augmentation: {r.augmentation.describe()}")
@@ -285,6 +289,7 @@ def report(r, scores, sizes, tflite_info, t_start, export_seconds):
     metric = r.task.metric
     metrics = {
         "task": r.task.name, "metric": metric, "arch": config.arch, "mode": config.mode,
+        "backend": pea_keras.flavor.backend_of(r.model),
         "dataset": r.data.name, "run_dir": r.run_dir,
         "class_names": list(getattr(r.data, "class_names", ())),  # Output index -> label, for deployers.
         metric: scores.main, **scores.secondary,
