@@ -11,12 +11,14 @@ import textwrap
 import pytest
 from fresh import TESTS, env
 
+from pea_keras.tflite.micro_kit import KIT_SUFFIXES
+
 pytestmark = pytest.mark.slow
 REPO = TESTS.parent
 DOCS = ("README.md", "tflite/README.md")
 
-# Shortening of every train.py command: one epoch of four small steps, few calibration and test images,
-# and the int8 files in the folder of the test instead of the checkout's tflite/.
+# Shortening of every train.py command: one epoch of four small steps (the fewest at which alpha ends at
+# 1), few calibration and test images, and the int8 files in the folder of the test instead of tflite/.
 SHORT = ("--epochs 1 --steps_per_epoch 4 --batch_size 16 --calibration_examples 16 --tflite_eval_examples 16 "
          "--verbose 0 --tflite_dir tflite")
 # Data this machine cannot download or does not have, replaced by the offline data of the same task.
@@ -103,9 +105,8 @@ def multiworker(script, cwd):
 def kit_commands(script, cwd):
     """tflite/README.md's commands on a model saved where they expect it; `[--json]` typed as
     `--json`."""
-    shell(f"python {REPO}/train.py --arch tiny --output_dir runs/tiny --tflite_dir tmp {SHORT}", cwd)
+    shell(f"python {REPO}/train.py --arch tiny --output_dir runs/tiny", cwd)  # its int8 file in tflite/
     (cwd / "runs" / "tiny" / "pea_model.keras").rename(cwd / "runs" / "model.keras")
-    (cwd / "tflite").mkdir()
     shell(script.replace("[--json]", "--json"), cwd)
 
 
@@ -117,9 +118,52 @@ def measured(script, cwd):
     shell(re.sub(r"--runs \d+", "--runs 5", script), cwd)
 
 
+def self_test_folder(script, cwd):
+    """The walk-through's example folder on the kit train.py writes (its KIT line pointing at it),
+    then its Makefile.inc (the next block) read by make with TFLite Micro's one macro it calls
+    recorded: every file it lists is there, and main.o alone gets -DPEA_MODEL=<stem>."""
+    shell(f"python {REPO}/train.py --arch tiny", cwd)
+    shell(re.sub(r"^KIT=.*$", "KIT=tflite", script, flags=re.M), cwd)
+    example = cwd / "tensorflow/lite/micro/examples/pea_selftest"
+    _, _, makefile = next(b for b in blocks("tflite/README.md") if b[1] == "make")
+    (example / "Makefile.inc").write_text(makefile)
+    (cwd / "stub.mk").write_text(textwrap.dedent("""\
+        CORE_OBJDIR := gen/obj/
+        define microlite_test
+        LISTED := $(2) $(3)
+        endef
+        include tensorflow/lite/micro/examples/pea_selftest/Makefile.inc
+        files:
+        \t@ls $(LISTED)
+        gen/obj/tensorflow/lite/micro/examples/pea_selftest/main.o gen/obj/other.o:
+        \t@echo $@: $(CXXFLAGS)
+        """))
+    out = shell("make -s -f stub.mk files gen/obj/tensorflow/lite/micro/examples/pea_selftest/main.o "
+                "gen/obj/other.o", cwd).stdout.splitlines()
+    stem = "tiny_pea_digits_int8"  # what `python train.py --arch tiny` writes
+    listed = [line.rsplit("/", 1) for line in out[:-2]]
+    assert {folder for folder, _ in listed} == {str(example.relative_to(cwd))}
+    assert sorted(name for _, name in listed) == sorted(["main.cc", *(stem + s for s in KIT_SUFFIXES)])
+    assert out[-2:] == [f"gen/obj/{example.relative_to(cwd)}/main.o: -DPEA_MODEL={stem}", "gen/obj/other.o:"]
+
+
+def self_test_log(log, cwd):
+    """The sample log: every line is one main.cc prints (its MicroPrintf formats, %d a number)."""
+    source = (REPO / "pea_keras/tflite/micro/main.cc").read_text()
+    formats = ["".join(re.findall(r'"((?:[^"\\]|\\.)*)"', call)) for call in
+               re.findall(r'MicroPrintf\(((?:\s*"(?:[^"\\]|\\.)*")+)', source)]
+    patterns = [re.escape(f).replace("%d", "-?[0-9]+").replace("%s", ".*") for f in formats]
+    for line in log.strip().splitlines():
+        assert any(re.fullmatch(p, line) for p in patterns), line
+
+
+def needs_tflm(script, cwd):
+    pytest.skip("builds TensorFlow Lite Micro: needs its checkout; the run as written is in docs/RESULTS.md")
+
+
 def compiled_elsewhere(script, cwd):
-    pytest.skip("C++ against TensorFlow Lite Micro: the kit's headers compile in test_tflite_micro_kit.py; "
-                "this snippet needs a TFLite Micro checkout")
+    pytest.skip("compiled against a kit's headers (and a TensorFlow Lite Micro checkout's with PEA_TFLM_ROOT) "
+                "in test_tflite_micro_kit.py")
 
 
 def run_by_measured(script, cwd):
@@ -141,7 +185,15 @@ RUNNERS = {
     "python train.py --task segmentation --dataset cityscapes --data_dir <data_dir> --image_size 512 \\": shell,
     "python train.py --arch mobilenet_v2 --width 1.0 --dataset imagenet2012 --data_dir /data/tfds \\": shell,
     "pea-tflite convert runs/model.keras -o tflite/model.tflite           # micro preset": kit_commands,
-    "#include \"digits_int8_model_data.h\"": compiled_elsewhere,
+    "KIT=../pea_keras/tflite                     # the kit's folder (here: tflite/ of a pea_keras checkout)":
+        self_test_folder,
+    "PEA_SELFTEST_DIR := $(TENSORFLOW_ROOT)tensorflow/lite/micro/examples/pea_selftest": lambda script, cwd:
+        pytest.skip("Makefile.inc: read by make in the run of the block before it"),
+    "make -f tensorflow/lite/micro/tools/make/Makefile -j4 run_pea_selftest": needs_tflm,
+    "sample 2: 10 outputs bit-exact": self_test_log,
+    "make -f tensorflow/lite/micro/tools/make/Makefile -j4 TARGET=cortex_m_generic TARGET_ARCH=cortex-m4 \\":
+        needs_tflm,
+    "#include <stdint.h>": compiled_elsewhere,
     "python make_mnv2.py        # builds mnv2.keras, calib.npy (100 of the training images), mnv2_float.tflite":
         measured,
     "import numpy as np, keras, tensorflow as tf": run_by_measured,

@@ -6,6 +6,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import textwrap
 
 import numpy as np
 import pytest
@@ -230,6 +231,217 @@ def test_a_kit_never_replaces_another_files_kit_of_the_same_c_name(kit, tmp_path
     assert {p: pathlib.Path(p).read_bytes() for p in first} == before
     micro_kit.write_micro_kit(path, tmp_path, "oüt 1", x[:1], source_name="oüt 1.tflite")  # Its own: fine.
 
+
+
+# Stand-ins for the TFLite Micro headers that main.cc, the README's firmware function and a kit
+# include: only the declarations they use, with TFLite Micro's names and signatures. With
+# PEA_TFLM_ROOT set to a checkout (its Makefile's downloads in place), the real headers are used too.
+_STAND_INS = {
+    "tensorflow/lite/c/common.h": """
+        #include <stddef.h>
+        #include <stdint.h>
+        typedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
+        typedef struct { union { int8_t* int8; void* data; } data; size_t bytes; } TfLiteTensor;
+        namespace tflite {
+        struct TFLMRegistration {};
+        struct Model { uint32_t version() const; };
+        const Model* GetModel(const void* buf);
+        class MicroOpResolver {};
+        }  // namespace tflite""",
+    "tensorflow/lite/micro/micro_interpreter.h": """
+        #include "tensorflow/lite/c/common.h"
+        namespace tflite {
+        class MicroInterpreter {
+         public:
+          MicroInterpreter(const Model* model, const MicroOpResolver& op_resolver,
+                           uint8_t* tensor_arena, size_t tensor_arena_size);
+          TfLiteStatus AllocateTensors();
+          TfLiteStatus Invoke();
+          TfLiteTensor* input(size_t index);
+          TfLiteTensor* output(size_t index);
+          size_t arena_used_bytes() const;
+        };
+        }  // namespace tflite""",
+    "tensorflow/lite/micro/micro_log.h": "void MicroPrintf(const char* format, ...);",
+    "tensorflow/lite/micro/micro_time.h": """
+        #include <stdint.h>
+        namespace tflite { uint32_t ticks_per_second(); uint32_t GetCurrentTimeTicks(); }""",
+    "tensorflow/lite/micro/system_setup.h": "namespace tflite { void InitializeTarget(); }",
+    "tensorflow/lite/schema/schema_generated.h": "#define TFLITE_SCHEMA_VERSION (3)",
+}
+
+
+def tflm_stand_ins(root):
+    """The stand-in headers under `root`: those above, MicroMutableOpResolver with every method
+    of tflm_api, and the kernel headers with their Register_<OP>_INT8() (both do nothing)."""
+    from pea_keras.tflite import tflm_api
+
+    methods = sorted({*tflm_api.BUILTIN_METHODS.values(), *tflm_api.CUSTOM_METHODS.values()})
+    headers = dict(_STAND_INS)
+    headers["tensorflow/lite/micro/micro_mutable_op_resolver.h"] = "\n".join([
+        '#include "tensorflow/lite/c/common.h"', "namespace tflite {",
+        "template <unsigned int tOpCount> class MicroMutableOpResolver : public MicroOpResolver {",
+        " public:", *(f"  TfLiteStatus {m}(const TFLMRegistration& r = TFLMRegistration()) {{ return kTfLiteOk; }}"
+          for m in methods),
+        "};", "}  // namespace tflite"])
+    for header in set(tflm_api.INT8_REGISTRATIONS.values()):
+        ops = [op for op, h in tflm_api.INT8_REGISTRATIONS.items() if h == header]
+        headers[f"tensorflow/lite/micro/kernels/{header}"] = "\n".join([
+            '#include "tensorflow/lite/c/common.h"', "namespace tflite {",
+            *(f"inline TFLMRegistration Register_{op}_INT8() {{ return TFLMRegistration(); }}" for op in ops),
+            "}  // namespace tflite"])
+    for path, text in headers.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text("#pragma once\n" + textwrap.dedent(text).strip() + "\n")
+    return root
+
+
+def tflm_include_flags():
+    """[(name, compiler flags)]: the stand-ins always, the real TFLite Micro headers of the
+    PEA_TFLM_ROOT checkout when it is set (its TF_LITE_STATIC_MEMORY and C++17, as its Makefile)."""
+    root = os.environ.get("PEA_TFLM_ROOT")
+    if not root:
+        return []
+    downloads = pathlib.Path(root, "tensorflow/lite/micro/tools/make/downloads")
+    return [("TFLite Micro", ["-std=c++17", "-DTF_LITE_STATIC_MEMORY", "-I", root,
+                              *(f"-I{downloads / d}" for d in ("flatbuffers/include", "gemmlowp", "ruy"))])]
+
+
+def firmware_function():
+    """The README's "Using the kit in your firmware" block, and the stem it is written for."""
+    readme = pathlib.Path(REPO, "tflite", "README.md").read_text()
+    section = readme[readme.index("### Using the kit in your firmware"):]
+    code = re.search(r"```cpp\n(.*?)```", section, re.S).group(1)
+    return code, re.search(r"namespace kit = (\w+)_model;", code).group(1)
+
+
+def test_main_and_the_firmware_function_compile_against_the_kit(kit, tmp_path):
+    """main.cc (with -DPEA_MODEL) and the README's firmware function (a complete function, its
+    stem replaced by the kit's) compile with the kit's headers, warnings as errors."""
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler (g++/c++) on this machine")
+    folder = kit[0]
+    code, stem = firmware_function()
+    assert stem == "tiny_pea_digits_int8"  # what `python train.py --arch tiny` writes
+    (tmp_path / "firmware.cc").write_text(code.replace(stem, "tiny8"))
+    stand_ins = tflm_stand_ins(tmp_path / "stand_in")
+    for name, flags in [("stand-ins", ["-std=c++11", "-I", str(stand_ins)]), *tflm_include_flags()]:
+        for source, extra in ((MAIN_CC, ["-DPEA_MODEL=tiny8"]), (tmp_path / "firmware.cc", [])):
+            result = subprocess.run([compiler, *flags, *extra, "-Wall", "-Wextra", "-Wno-unused-parameter",
+                                     "-Werror", "-I", str(folder), "-c", str(source), "-o",
+                                     str(tmp_path / "out.o")], capture_output=True, text=True)
+            assert result.returncode == 0, f"{source} with the {name}:\n{result.stderr[-3000:]}"
+    missing_stem = subprocess.run([compiler, "-std=c++11", "-I", str(stand_ins), "-I", str(folder),
+                                   "-fsyntax-only", MAIN_CC], capture_output=True, text=True)
+    assert missing_stem.returncode != 0 and "Define PEA_MODEL as the stem" in missing_stem.stderr
+
+
+# A stand-in TFLite Micro to link main.cc with: the interpreter answers each golden input with its
+# golden output (changed by CHANGE), the clock advances TICK_STEP per call at TICKS_PER_SECOND, and
+# with DEBUG_LOG_HOOK the log goes only through a registered callback, as on cortex_m_generic.
+_STAND_IN_LIBRARY = """
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_time.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+#include "tiny8_test_data.h"
+
+namespace kit = tiny8_model;
+namespace {
+int8_t input_buffer[kit::kInputSize], output_buffer[kit::kOutputSize];
+TfLiteTensor input_tensor, output_tensor;
+uint32_t now = 0;
+}  // namespace
+
+#ifdef DEBUG_LOG_HOOK
+static void (*log_callback)(const char* s) = nullptr;
+extern "C" void RegisterDebugLogCallback(void (*callback)(const char* s)) { log_callback = callback; }
+#endif
+void MicroPrintf(const char* format, ...) {
+  char line[256];
+  va_list args;
+  va_start(args, format);
+  vsnprintf(line, sizeof(line), format, args);
+  va_end(args);
+#ifdef DEBUG_LOG_HOOK
+  if (log_callback != nullptr) {
+    log_callback(line);
+    log_callback("\\n");
+  }
+#else
+  printf("%s\\n", line);
+#endif
+}
+
+namespace tflite {
+uint32_t ticks_per_second() { return TICKS_PER_SECOND; }
+uint32_t GetCurrentTimeTicks() { return now += TICK_STEP; }
+void InitializeTarget() {}
+uint32_t Model::version() const { return TFLITE_SCHEMA_VERSION; }
+const Model* GetModel(const void* buf) { return static_cast<const Model*>(buf); }
+MicroInterpreter::MicroInterpreter(const Model*, const MicroOpResolver&, uint8_t*, size_t) {}
+TfLiteStatus MicroInterpreter::AllocateTensors() {
+  input_tensor.data.int8 = input_buffer;
+  input_tensor.bytes = sizeof(input_buffer);
+  output_tensor.data.int8 = output_buffer;
+  output_tensor.bytes = sizeof(output_buffer);
+  return kTfLiteOk;
+}
+TfLiteStatus MicroInterpreter::Invoke() {
+  for (int s = kit::kNumTestSamples - 1; s >= 0; --s) {
+    if (memcmp(input_buffer, kit::kTestInputs[s], sizeof(input_buffer)) == 0) {
+      memcpy(output_buffer, kit::kTestOutputs[s], sizeof(output_buffer));
+    }
+  }
+  output_buffer[0] = static_cast<int8_t>(output_buffer[0] + CHANGE);
+  return kTfLiteOk;
+}
+TfLiteTensor* MicroInterpreter::input(size_t) { return &input_tensor; }
+TfLiteTensor* MicroInterpreter::output(size_t) { return &output_tensor; }
+size_t MicroInterpreter::arena_used_bytes() const { return 4321; }
+}  // namespace tflite
+"""
+
+
+@pytest.mark.parametrize("hook, per_second, step, change, code, timing, verdict", [
+    (True, 0, 500, 0, 0, "time per inference: 500 ticks, mean of 13 runs (tick rate unknown on this "
+     "target; on cortex_m_generic a tick is a CPU cycle)", "PASS: 3 of 3 golden samples bit-exact"),
+    (False, 1000000, 500, 0, 0, "time per inference: 500 us (500 ticks at 1000000 per second, mean of 13 "
+     "runs)", "PASS: 3 of 3 golden samples bit-exact"),
+    (False, 0, 0, 1, 1, "time per inference: no timer on this target (13 runs)",
+     "FAIL: 3 of 3 golden samples differ"),
+], ids=["callback-log-raw-ticks", "plain-log-microseconds", "no-timer-one-step-off"])
+def test_main_logs_times_and_judges_on_every_kind_of_target(kit, tmp_path, hook, per_second, step, change,
+                                                           code, timing, verdict):
+    """main.cc linked with a stand-in TFLite Micro: where the library logs only through a
+    registered callback (cortex_m_generic) main.cc registers one, else the weak reference stays
+    null; a tick rate of 0 with a counting clock prints raw ticks; one output step off is a FAIL."""
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler (g++/c++) on this machine")
+    folder = kit[0]
+    stand_ins = tflm_stand_ins(tmp_path / "stand_in")
+    (tmp_path / "library.cc").write_text(_STAND_IN_LIBRARY)
+    defines = [f"-DTICKS_PER_SECOND={per_second}u", f"-DTICK_STEP={step}u", f"-DCHANGE={change}",
+               *(["-DDEBUG_LOG_HOOK"] if hook else [])]
+    objects = []
+    for source in (MAIN_CC, tmp_path / "library.cc", folder / "tiny8_model_data.cc", folder / "tiny8_test_data.cc"):
+        objects.append(str(tmp_path / (pathlib.Path(source).stem + ".o")))
+        subprocess.run([compiler, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
+                        "-DPEA_MODEL=tiny8", *defines, "-I", str(stand_ins), "-I", str(folder), "-c",
+                        str(source), "-o", objects[-1]], check=True)
+    subprocess.run([compiler, *objects, "-o", str(tmp_path / "selftest")], check=True)
+    result = subprocess.run([str(tmp_path / "selftest")], capture_output=True, text=True, timeout=60)
+    lines = result.stdout.splitlines()
+    sample = "sample {}: 1 of 10 outputs differ, by up to 1" if change else "sample {}: 10 outputs bit-exact"
+    settings = read(folder, "tiny8_model_settings.h")
+    arena = "model {} bytes, arena 4321 of {} bytes used".format(constant(settings, "kModelBytes"),
+                                                                constant(settings, "kTensorArenaSize"))
+    assert (result.returncode, lines) == (code, [*(sample.format(i) for i in range(3)), arena, timing, verdict])
 
 def test_kit_refusals_are_one_clear_error(kit, tmp_path):
     _, path, _, _, x, _ = kit

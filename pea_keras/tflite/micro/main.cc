@@ -3,13 +3,15 @@
 // the outputs TFLite Micro's reference kernels computed when the kit was made, and prints PASS or
 // FAIL, the arena used and the time per inference. Exit code 0 = every output bit-exact.
 //
-// Compile it with the kit's folder on the include path and the kit's stem as PEA_MODEL, e.g.
-// -DPEA_MODEL=digits_tiny_int8 for digits_tiny_int8_model_data.cc and its neighbours; link
-// <stem>_model_data.cc, <stem>_test_data.cc and the TFLite Micro library. Optional:
-// -DPEA_TIMED_RUNS=N adds N timed inferences of the first sample (default 10).
+// Compile it with the kit's folder on the include path, TFLite Micro's CXXFLAGS and INCLUDES for
+// your target, and the kit's stem as PEA_MODEL, e.g. -DPEA_MODEL=tiny_pea_digits_int8 for
+// tiny_pea_digits_int8_model_data.cc and its neighbours; link <stem>_model_data.cc,
+// <stem>_test_data.cc and the TFLite Micro library. Optional: -DPEA_TIMED_RUNS=N adds N timed
+// inferences of the first sample (default 10). tflite/README.md walks through a build.
 // Plain C++11 on top of TFLite Micro: no heap, no file system, no OS.
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "tensorflow/lite/micro/micro_interpreter.h"
@@ -19,7 +21,7 @@
 #include "tensorflow/lite/schema/schema_generated.h"
 
 #ifndef PEA_MODEL
-#error "Define PEA_MODEL as the stem of the generated files, e.g. -DPEA_MODEL=digits_tiny_int8"
+#error "Define PEA_MODEL as the stem of the generated files, e.g. -DPEA_MODEL=tiny_pea_digits_int8"
 #endif
 #ifndef PEA_TIMED_RUNS
 #define PEA_TIMED_RUNS 10
@@ -39,6 +41,16 @@
 
 #define PEA_MODEL_DATA PEA_CAT(PEA_CAT(g_, PEA_MODEL), _model_data)
 namespace kit = PEA_CAT(PEA_MODEL, _model);
+
+#if defined(__GNUC__)
+// TFLite Micro's cortex_m_generic target logs only through a callback the application registers
+// (tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h); other targets have no such
+// function. A weak reference is null where the library lacks it, so one main.cc serves both.
+// Compilers without weak symbols: call RegisterDebugLogCallback yourself on that target.
+extern "C" void RegisterDebugLogCallback(void (*callback)(const char* s)) __attribute__((weak));
+// Where that log goes: stdout, i.e. semihosting, or the UART your board support retargets it to.
+static void WriteLog(const char* s) { fputs(s, stdout); }
+#endif
 
 namespace {
 
@@ -68,6 +80,9 @@ int CountMismatches(const kit::OutputType* output, const kit::OutputType* expect
 int main(int argc, char* argv[]) {
   (void)argc;
   (void)argv;
+#if defined(__GNUC__)
+  if (RegisterDebugLogCallback) RegisterDebugLogCallback(WriteLog);
+#endif
   tflite::InitializeTarget();
   const tflite::Model* model = tflite::GetModel(PEA_MODEL_DATA);
   if (model->version() != TFLITE_SCHEMA_VERSION) return Fail("model schema version mismatch");
@@ -87,14 +102,14 @@ int main(int argc, char* argv[]) {
   }
 
   int failed_samples = 0;
-  uint32_t ticks = 0;
+  uint64_t ticks = 0;
   int runs = 0;
   for (int s = 0; s < kit::kNumTestSamples + PEA_TIMED_RUNS; ++s) {
     const int sample = s < kit::kNumTestSamples ? s : 0;
     memcpy(input->data.data, kit::kTestInputs[sample], sizeof(kit::kTestInputs[0]));
     const uint32_t start = tflite::GetCurrentTimeTicks();
     if (interpreter.Invoke() != kTfLiteOk) return Fail("Invoke failed");
-    ticks += tflite::GetCurrentTimeTicks() - start;
+    ticks += static_cast<uint32_t>(tflite::GetCurrentTimeTicks() - start);
     ++runs;
     if (s >= kit::kNumTestSamples) continue;
     double max_diff = 0;
@@ -111,11 +126,17 @@ int main(int argc, char* argv[]) {
 
   MicroPrintf("model %d bytes, arena %d of %d bytes used", kit::kModelBytes,
               static_cast<int>(interpreter.arena_used_bytes()), kit::kTensorArenaSize);
+  // The tick rate is 0 where TFLite Micro does not know it (cortex_m_generic counts CPU cycles,
+  // other targets may not count at all): then the raw ticks are all there is to print.
   const uint32_t per_second = tflite::ticks_per_second();
+  const int per_run = static_cast<int>(ticks / runs);
   if (per_second > 0) {
-    const uint64_t us = static_cast<uint64_t>(ticks) * 1000000u / per_second / runs;
-    MicroPrintf("time per inference: %d us (%d ticks over %d runs)", static_cast<int>(us),
-                static_cast<int>(ticks), runs);
+    const int us = static_cast<int>(ticks * 1000000u / per_second / runs);
+    MicroPrintf("time per inference: %d us (%d ticks at %d per second, mean of %d runs)", us, per_run,
+                static_cast<int>(per_second), runs);
+  } else if (ticks > 0) {
+    MicroPrintf("time per inference: %d ticks, mean of %d runs (tick rate unknown on this target; "
+                "on cortex_m_generic a tick is a CPU cycle)", per_run, runs);
   } else {
     MicroPrintf("time per inference: no timer on this target (%d runs)", runs);
   }
