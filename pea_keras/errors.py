@@ -8,6 +8,16 @@ def first_line(e):
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def signal_name(returncode):
+    """The signal that ended a child process with `returncode` (< 0): SIGSEGV, or "signal N"."""
+    import signal
+
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
 class UserError(Exception):
     """A mistake the user can fix: the message says which and how."""
 

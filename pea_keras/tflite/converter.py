@@ -9,7 +9,6 @@ one error line, and its log lines stay out of the user's terminal unless `verbos
 """
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,7 @@ import numpy as np
 
 from pea_keras import flavor
 from pea_keras.data import arrays
-from pea_keras.errors import first_line
+from pea_keras.errors import first_line, signal_name
 from pea_keras.tflite.errors import TFLiteError
 
 IO_TYPES = ("int8", "uint8", "float")
@@ -88,7 +87,7 @@ def convert_saved_model(directory, calibration, io="int8", verbose=False):
         if verbose:
             sys.stderr.write(proc.stderr)
         if proc.returncode < 0:
-            name = signal.Signals(-proc.returncode).name
+            name = signal_name(proc.returncode)
             raise TFLiteError(f"the TFLite converter crashed ({name}); this happens with calibration "
                               "values it cannot represent: check the calibration data (rerun with "
                               "--verbose for the converter's log)")

@@ -19,13 +19,13 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
+from pea_keras.errors import signal_name
 from pea_keras.tflite import tflm_api
 from pea_keras.tflite.errors import TFLiteError
 from pea_keras.tflite.model_info import inspect, read_bytes
@@ -129,10 +129,7 @@ def _failure(runtime, proc, info):
         action = "load" if phase == "loading the model" else "run"
         return f"{name} cannot {action} the model: {_concise(refusal)}"
     if proc.returncode < 0:
-        try:
-            sig = signal.Signals(-proc.returncode).name
-        except ValueError:
-            sig = f"signal {-proc.returncode}"
+        sig = signal_name(proc.returncode)
         last = f" (its last message: {_concise(log[-1])})" if log else ""
         harm = "" if phase.startswith("checking") else ": it cannot run this file"
         return f"{name} crashed ({sig}) while {phase}{last}{harm}"

@@ -21,13 +21,13 @@ import importlib.util
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
+from pea_keras.errors import signal_name
 from pea_keras.tflite.errors import TFLiteError
 from pea_keras.tflite.model_info import inspect, read_bytes
 
@@ -371,9 +371,6 @@ def _failure(proc, target):
     if proc.returncode == _REFUSED and refusal:
         return f"Vela refused to compile for {target.accelerator}: {refusal}"
     if proc.returncode < 0:
-        try:
-            sig = signal.Signals(-proc.returncode).name
-        except ValueError:
-            sig = f"signal {-proc.returncode}"
+        sig = signal_name(proc.returncode)
         return f"Vela crashed ({sig}) compiling for {target.accelerator}: {_last_line(proc)}"
     return f"Vela failed (exit {proc.returncode}) compiling for {target.accelerator}: {_last_line(proc)}"
