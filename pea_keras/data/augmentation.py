@@ -70,6 +70,20 @@ class Augmentation:
 NONE = Augmentation(reason="--augment none")
 
 
+def asked(spec, natural, never):
+    """(parts asked for, or None for `auto`; the Augmentation already decided, or None): `none`
+    decides at once, and so does data that is never augmented (`natural` False, `never` saying
+    what it is: "the built-in digits"), for which asking for a part is a UsageError."""
+    parts = parse(spec)
+    if parts == frozenset():
+        return parts, NONE
+    if natural:
+        return parts, None
+    if parts:
+        raise UsageError(f"--augment {spec}: {never} are not augmented; use --augment auto or none")
+    return parts, dataclasses.replace(NONE, reason=f"{never} are not augmented")
+
+
 def crop_for(source_size, image_size, photos=False):
     """(crop, pad, scale, aspect) for images stored at `source_size` px (0: unknown, e.g. ImageNet's
     varied sizes) trained at `image_size`: the random-resized crop only for large images; `photos`

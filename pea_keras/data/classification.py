@@ -192,14 +192,9 @@ def choose_augmentation(data, image_size, spec="auto"):
     """The `augmentation.Augmentation` of `data` trained at `image_size` for `--augment spec`:
     `auto` flips only datasets known to keep their classes mirrored (FLIP_SAFE) and crops by image
     size (`augmentation.crop_for`); the built-in digits are never augmented."""
-    parts = augment_lib.parse(spec)
-    if parts == frozenset():
-        return augment_lib.NONE
-    if not data.natural:
-        if parts:
-            raise UsageError(f"--augment {spec}: the built-in digits are not augmented; "
-                             "use --augment auto or none")
-        return dataclasses.replace(augment_lib.NONE, reason="the built-in digits are not augmented")
+    parts, decided = augment_lib.asked(spec, data.natural, "the built-in digits")
+    if decided is not None:
+        return decided
     size = f"{data.source_size} px" if data.source_size else "of varied size"
     if parts is None:
         base = data.name.split("/")[0]

@@ -254,14 +254,9 @@ def choose_augmentation(data, spec="auto"):
     """The ``augmentation.Augmentation`` of ``data`` for ``--augment spec``: natural images get a
     random crop of the image resized ``CROP_MARGIN`` x and a horizontal flip (street scenes keep
     their classes mirrored) unless ``spec`` says otherwise; generated scenes are never augmented."""
-    parts = augment_lib.parse(spec)
-    if parts == frozenset():
-        return augment_lib.NONE
-    if not data.natural:
-        if parts:
-            raise UsageError(f"--augment {spec}: generated scenes are not augmented; "
-                             "use --augment auto or none")
-        return dataclasses.replace(augment_lib.NONE, reason="generated scenes are not augmented")
+    parts, decided = augment_lib.asked(spec, data.natural, "generated scenes")
+    if decided is not None:
+        return decided
     if parts is None:
         return augment_lib.Augmentation(flip=True, crop="margin",
                                         reason="scenes keep their classes when mirrored")
