@@ -116,11 +116,12 @@ def test_the_wheel_gives_a_user_everything_without_the_checkout(tmp_path):
     wheel = next((tmp_path / "dist").glob("pea_keras-*.whl"))
     venv = tmp_path / "venv"  # The dependencies come from this interpreter's site-packages.
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True, timeout=300)
-    subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", "--no-index", wheel], check=True,
-                   capture_output=True, timeout=300)
+    # Only the tests' helpers on the path: a checkout on PYTHONPATH would shadow the installed package.
+    installed = {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(TESTS)}
+    subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", "--no-index", "--force-reinstall", wheel],
+                   check=True, capture_output=True, env=env(**installed), timeout=300)
     user = tmp_path / "work"
     user.mkdir()
-    installed = {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(TESTS)}
     where = subprocess.run([venv / "bin" / "python", "-c", "import pea_keras; print(pea_keras.__file__)"],
                            cwd=user, capture_output=True, text=True, env=env(**installed), timeout=60)
     assert where.stdout.startswith(str(venv)), where.stdout + where.stderr
