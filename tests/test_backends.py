@@ -175,6 +175,27 @@ LOAD_AND_STRIP = """
 """
 
 
+def test_training_a_wrapped_model_leaves_the_original_intact_under_jax():
+    """JAX's fit donates the trained model's buffers: wrap must give the copy weights of its own."""
+    needs("jax")
+    result = run_under("jax", """
+        import json
+        import numpy as np
+        import keras
+        import pea_keras
+        from tiny_models import small_cnn, small_data
+
+        base = small_cnn(keras)
+        x, y = small_data()
+        before = base.predict(x, verbose=0)
+        wrapped = pea_keras.wrap(base)
+        wrapped.compile("sgd", "sparse_categorical_crossentropy")
+        wrapped.fit(x, y, epochs=1, verbose=0, callbacks=[pea_keras.PEAScheduler(pea_keras.schedules.Constant(1.0))])
+        print(json.dumps({"unchanged": float(np.max(np.abs(base.predict(x, verbose=0) - before)))}))
+    """)
+    assert result["unchanged"] == 0.0
+
+
 def test_jax_trained_model_loads_and_strips_under_tensorflow(tmp_path):
     needs("jax")
     path, predictions = tmp_path / "pea.keras", tmp_path / "trained.npy"
