@@ -8,6 +8,8 @@ classes (one per flavour) of the package's serializable objects with `twin_class
 """
 import types
 
+import numpy as np
+
 import pea_keras
 
 pea_keras.check_backend_installed()  # Before Keras 3 imports a backend package that is missing.
@@ -84,6 +86,14 @@ def twin_classes(mixin, base, name, package="pea_keras", register=True, doc=None
             k.saving.register_keras_serializable(package=package)(cls)
         classes.append(cls)
     return Twins(*classes)
+
+
+def numpy_copy(value):
+    """A variable's value as a numpy array of its own, on any backend (PyTorch tensors included,
+    whose `__array__` numpy 2 warns about)."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.array(value)
 
 
 def is_sequential(model):

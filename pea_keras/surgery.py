@@ -12,8 +12,6 @@ import numbers
 import tempfile
 import warnings
 
-import numpy as np
-
 from pea_keras import activations, flavor
 from pea_keras.errors import UnfinishedScheduleError, first_line
 from pea_keras.layer import is_pea_layer, layer_class
@@ -87,7 +85,7 @@ def _copy_state(source, target):
         src.save_own_variables(store)
         # Copies, not the backend's arrays: JAX's fit donates a model's buffers, which must not
         # delete the original's weights (or another copy's).
-        dst.load_own_variables({key: np.array(value) for key, value in store.items()})
+        dst.load_own_variables({key: flavor.numpy_copy(value) for key, value in store.items()})
         if getattr(src, "is_adapted", False) and not hasattr(src, "save_assets"):
             flavor.finish_adapted_copy(dst)
         if hasattr(src, "save_assets"):
