@@ -12,7 +12,7 @@ import tempfile
 import warnings
 
 from pea_keras.errors import UnfinishedScheduleError, first_line
-from pea_keras.files import atomic_write_many
+from pea_keras.files import atomic_write_many, write_error_message
 from pea_keras.saving import load_model
 from pea_keras.tflite import converter
 from pea_keras.tflite.check import relu_only_violations
@@ -71,7 +71,8 @@ def check_outputs(output_path, overwrite=False, c_array_dir=None, ethos_u=False)
         try:  # The one reliable test: what the final write will do (os.access ignores mounts and ACLs).
             tempfile.TemporaryFile(dir=folder).close()
         except OSError as e:
-            raise TFLiteError(f"{folder}: cannot write there ({e.strerror or e}); nothing was converted") from None
+            message = write_error_message(e, path=folder, safe="nothing was converted")
+            raise TFLiteError(message or f"{folder}: cannot write there ({e.strerror or e})") from None
 
 
 def check_target(model, c_array_dir=None):
