@@ -89,11 +89,15 @@ def twin_classes(mixin, base, name, package="pea_keras", register=True, doc=None
 
 
 def numpy_copy(value):
-    """A variable's value as a numpy array of its own, on any backend (PyTorch tensors included,
-    whose `__array__` numpy 2 warns about)."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.array(value)
+    """A variable's value as a numpy array of its own, on any backend. Through each framework's
+    own `.numpy()`: numpy 2 warns about the `__array__` of TensorFlow and PyTorch tensors."""
+    if isinstance(value, keras.Variable):
+        value = value.value  # The backend's tensor.
+    if hasattr(value, "detach"):  # PyTorch
+        value = value.detach().cpu()
+    if hasattr(value, "numpy"):  # TensorFlow, PyTorch
+        value = value.numpy()
+    return np.array(value, copy=True)
 
 
 def is_sequential(model):
