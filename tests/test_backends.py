@@ -196,13 +196,20 @@ def test_training_a_wrapped_model_leaves_the_original_intact_under_jax():
     assert result["unchanged"] == 0.0
 
 
-def test_jax_trained_model_loads_and_strips_under_tensorflow(tmp_path):
-    needs("jax")
+def _trained_under(backend, tmp_path):
+    """(saved .keras, its predictions) of TRAIN_AND_SAVE under `backend`, checked to have trained
+    12 steps with alpha following the optimizer step (the last batch of epoch e began at step
+    4(e + 1) - 1)."""
+    needs(backend)
     path, predictions = tmp_path / "pea.keras", tmp_path / "trained.npy"
-    trained = run_under("jax", TRAIN_AND_SAVE, path, predictions)
-    assert trained["backend"] == "jax" and trained["step"] == 12
-    # Alpha follows the optimizer step under JAX too: the last batch of epoch e began at step 4(e + 1) - 1.
+    trained = run_under(backend, TRAIN_AND_SAVE, path, predictions)
+    assert trained["backend"] == backend and trained["step"] == 12
     assert trained["alpha"] == pytest.approx([0.3, 0.7, 1.0])
+    return path, predictions
+
+
+def test_jax_trained_model_loads_and_strips_under_tensorflow(tmp_path):
+    path, predictions = _trained_under("jax", tmp_path)
     deployed = run_under("tensorflow", LOAD_AND_STRIP, path, predictions)
     assert deployed["backend"] == "tensorflow" and deployed["alpha"] == [1.0, 1.0]
     assert deployed["stripped_layers"] == ["Conv2D", "BatchNormalization", "ReLU", "GlobalAveragePooling2D",
@@ -215,11 +222,7 @@ def test_jax_trained_model_loads_and_strips_under_tensorflow(tmp_path):
 @pytest.mark.slow
 def test_torch_trained_model_converts_in_a_new_process_and_agrees_with_torch(tmp_path):
     """Train under PyTorch, then deploy as a user would: the console script, a TensorFlow process."""
-    needs("torch")
-    path, predictions = tmp_path / "pea.keras", tmp_path / "trained.npy"
-    trained = run_under("torch", TRAIN_AND_SAVE, path, predictions)
-    assert trained["backend"] == "torch" and trained["step"] == 12
-    assert trained["alpha"] == pytest.approx([0.3, 0.7, 1.0])
+    path, predictions = _trained_under("torch", tmp_path)
     sys.path.insert(0, str(TESTS))
     from tiny_models import small_data
 
