@@ -95,6 +95,7 @@ GROUPS = [
     ("mobilenet_v3_small", V3, ["relu", "pea_silu", "relu_equal_cost"] + ACTIVATIONS,
      ["relu", "relu_equal_cost", "pea_silu"]),
     ("keras3", V2, KERAS3, ["relu_keras3"]),
+    ("ablations_mobilenet_v3_small", V3, ["relu", "pea_silu"] + ABLATIONS, ["relu", "pea_silu"]),
 ]
 SEGMENTATION = "segmentation"
 
@@ -119,7 +120,8 @@ def plan(quick):
             + block(V3, ACTIVATIONS, range(5))
             + block(V2, ABLATIONS, range(5, 10))             # 7. ablations to 10 seeds
             + block(V3, ACTIVATIONS, range(5, 10))
-            + block(V2, KERAS3, range(10)))                  # 8. the headline under Keras 3
+            + block(V2, KERAS3, range(10))                   # 8. the headline under Keras 3
+            + block(V3, ABLATIONS, range(10)))               # 9. the defaults backed on V3 too
 
 
 def key(arch, config, seed):
