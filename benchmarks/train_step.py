@@ -38,7 +38,7 @@ def naive_g(k, name):
     """g as a plain registered function: no closed-form derivative, so PEALayer uses autodiff."""
     import pea_keras
 
-    g = pea_keras.activations.get(name)
+    g = pea_keras.activations.get(name).g
 
     @k.saving.register_keras_serializable(package="benchmarks", name=f"naive_{name}")
     def naive(x):

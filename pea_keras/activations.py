@@ -1,218 +1,170 @@
 """The novel activations `g` that PEA blends with ReLU during training.
 
-One registry maps names (and aliases) to `g` and, where it has a closed form, to its
-derivative `g'`. The derivative lets `PEALayer` blend with a gradient that keeps only
-its input for the backward pass instead of every intermediate of both branches.
-Any callable `tf.Tensor -> tf.Tensor` is accepted as is (autodiff gives its gradient).
+Each formula is written once, against a small backend namespace: `TF` (TensorFlow ops, for
+tf_keras and Keras 3 on TensorFlow) or `OPS` (`keras.ops`, every Keras 3 backend). A formula
+returns g(x) together with what its derivative reuses (SiLU's sigmoid, Mish's tanh), so
+`PEALayer` keeps that one tensor from the forward pass instead of computing it again in the
+backward pass. Any callable `x -> g(x)` is accepted as is (autodiff gives its gradient; for
+JAX or PyTorch it must use `keras.ops`).
 
-`get` and `derivative` give TensorFlow functions (tf_keras, and Keras 3 on TensorFlow);
-`get_ops` and `derivative_ops` the same formulas written with `keras.ops`, which run on
-every Keras 3 backend (JAX, PyTorch). Callables are passed through by both: a callable
-meant for JAX or PyTorch must itself use `keras.ops`.
+    act = activations.get("silu", activations.TF)
+    act.name, act.g(x), act.g_prime(x)
 """
-import math
+import dataclasses
+from collections.abc import Callable
 
-import tensorflow as tf
+from pea_keras.numerics import INV_SQRT_2PI, OPS, SELU, SQRT_2, TANH_C, TF
 
-from pea_keras.flavor import ops
-
-__all__ = ["get", "names", "derivative", "name_of", "get_ops", "derivative_ops"]
-
-_SQRT_2 = math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_TANH_C = math.sqrt(2.0 / math.pi)
-_SELU_ALPHA = 1.6732632423543772
-_SELU_SCALE = 1.0507009873554805
+__all__ = ["get", "names", "name_of", "Activation", "TF", "OPS"]
 
 
-def silu(x):
-    return x * tf.sigmoid(x)
+# Each formula: forward(B, x) -> (g(x), kept) and derivative(B, x, kept) -> g'(x).
+
+def _silu(B, x):
+    s = B.sigmoid(x)
+    return x * s, s
 
 
-def _silu_grad(x):
-    s = tf.sigmoid(x)
-    return s * (1.0 + x * (1.0 - s))
+def _silu_grad(B, x, s):
+    return s + B.sigmoid_grad(s, x)  # s * (1 + x * (1 - s))
 
 
-def gelu(x):
+def _gelu(B, x):
     """Exact GELU, x * Phi(x)."""
-    return 0.5 * x * (1.0 + tf.math.erf(x / _SQRT_2))
+    e = 1.0 + B.erf(x / SQRT_2)
+    return 0.5 * x * e, e
 
 
-def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + tf.math.erf(x / _SQRT_2))
-    return cdf + x * _INV_SQRT_2PI * tf.exp(-0.5 * tf.square(x))
+def _gelu_grad(B, x, e):
+    return 0.5 * e + x * INV_SQRT_2PI * B.exp(-0.5 * (x * x))
 
 
-def gelu_tanh(x):
+def _gelu_tanh(B, x):
     """GELU with the tanh approximation used by BERT and many vision transformers."""
-    return 0.5 * x * (1.0 + tf.tanh(_TANH_C * (x + 0.044715 * x * x * x)))
+    t = B.tanh(TANH_C * (x + 0.044715 * x * x * x))
+    return 0.5 * x * (1.0 + t), t
 
 
-def _gelu_tanh_grad(x):
-    t = tf.tanh(_TANH_C * (x + 0.044715 * x * x * x))
-    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _TANH_C * (1.0 + 0.134145 * x * x)
+def _gelu_tanh_grad(B, x, t):
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * TANH_C * (1.0 + 0.134145 * x * x)
 
 
-def mish(x):
-    return x * tf.tanh(tf.math.softplus(x))
+def _mish(B, x):
+    t = B.tanh(B.softplus(x))
+    return x * t, t
 
 
-def _mish_grad(x):
-    t = tf.tanh(tf.math.softplus(x))
-    return t + x * tf.sigmoid(x) * (1.0 - t * t)
+def _mish_grad(B, x, t):
+    return t + x * B.sigmoid(x) * (1.0 - t * t)
 
 
-def hard_swish(x):
+def _hard_swish(B, x):
     """x * ReLU6(x + 3) / 6, as in MobileNetV3 (Keras calls it hard_silu)."""
-    return x * tf.nn.relu6(x + 3.0) / 6.0
+    return x * B.relu6(x + 3.0) / 6.0, None
 
 
-def _hard_swish_grad(x):
-    inside = tf.cast((x > -3.0) & (x < 3.0), x.dtype)
-    return inside * (2.0 * x + 3.0) / 6.0 + tf.cast(x >= 3.0, x.dtype)
+def _hard_swish_grad(B, x, _):
+    inside = B.cast(B.logical_and(x > -3.0, x < 3.0), x.dtype)
+    return inside * (2.0 * x + 3.0) / 6.0 + B.cast(x >= 3.0, x.dtype)
 
 
-def elu(x):
-    return tf.nn.elu(x)
+def _elu(B, x):
+    return B.elu(x), None
 
 
-def _elu_grad(x):
-    return tf.where(x > 0, tf.ones_like(x), tf.exp(tf.minimum(x, 0.0)))
+def _elu_grad(B, x, _):
+    return B.where(x > 0, B.ones_like(x), B.exp(B.minimum(x, 0.0)))
 
 
-def selu(x):
-    return tf.nn.selu(x)
+def _selu(B, x):
+    return B.selu(x), None
 
 
-def _selu_grad(x):
-    return _SELU_SCALE * tf.where(x > 0, tf.ones_like(x), _SELU_ALPHA * tf.exp(tf.minimum(x, 0.0)))
+def _selu_grad(B, x, _):
+    alpha, scale = SELU
+    return scale * B.where(x > 0, B.ones_like(x), alpha * B.exp(B.minimum(x, 0.0)))
 
 
-def softplus(x):
-    return tf.math.softplus(x)
+def _softplus(B, x):
+    return B.softplus(x), None
 
 
-_ACTIVATIONS = {
-    "silu": (silu, _silu_grad),
-    "gelu": (gelu, _gelu_grad),
-    "gelu_tanh": (gelu_tanh, _gelu_tanh_grad),
-    "mish": (mish, _mish_grad),
-    "hard_swish": (hard_swish, _hard_swish_grad),
-    "elu": (elu, _elu_grad),
-    "selu": (selu, _selu_grad),
-    "softplus": (softplus, tf.sigmoid),
+def _softplus_grad(B, x, _):
+    return B.sigmoid(x)
+
+
+_FORMULAS = {
+    "silu": (_silu, _silu_grad),
+    "gelu": (_gelu, _gelu_grad),
+    "gelu_tanh": (_gelu_tanh, _gelu_tanh_grad),
+    "mish": (_mish, _mish_grad),
+    "hard_swish": (_hard_swish, _hard_swish_grad),
+    "elu": (_elu, _elu_grad),
+    "selu": (_selu, _selu_grad),
+    "softplus": (_softplus, _softplus_grad),
 }
-
-
-def _ops_table():
-    """The registry's formulas in `keras.ops`, name -> (g, g')."""
-
-    def silu(x):
-        return x * ops.sigmoid(x)
-
-    def silu_grad(x):
-        s = ops.sigmoid(x)
-        return s * (1.0 + x * (1.0 - s))
-
-    def gelu(x):
-        return 0.5 * x * (1.0 + ops.erf(x / _SQRT_2))
-
-    def gelu_grad(x):
-        return 0.5 * (1.0 + ops.erf(x / _SQRT_2)) + x * _INV_SQRT_2PI * ops.exp(-0.5 * ops.square(x))
-
-    def gelu_tanh(x):
-        return 0.5 * x * (1.0 + ops.tanh(_TANH_C * (x + 0.044715 * x * x * x)))
-
-    def gelu_tanh_grad(x):
-        t = ops.tanh(_TANH_C * (x + 0.044715 * x * x * x))
-        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _TANH_C * (1.0 + 0.134145 * x * x)
-
-    def mish(x):
-        return x * ops.tanh(ops.softplus(x))
-
-    def mish_grad(x):
-        t = ops.tanh(ops.softplus(x))
-        return t + x * ops.sigmoid(x) * (1.0 - t * t)
-
-    def hard_swish(x):
-        return x * ops.relu6(x + 3.0) / 6.0
-
-    def hard_swish_grad(x):
-        inside = ops.cast(ops.logical_and(x > -3.0, x < 3.0), x.dtype)
-        return inside * (2.0 * x + 3.0) / 6.0 + ops.cast(x >= 3.0, x.dtype)
-
-    def elu(x):
-        return ops.where(x > 0, x, ops.exp(ops.minimum(x, 0.0)) - 1.0)
-
-    def elu_grad(x):
-        return ops.where(x > 0, ops.ones_like(x), ops.exp(ops.minimum(x, 0.0)))
-
-    def selu(x):
-        return _SELU_SCALE * ops.where(x > 0, x, _SELU_ALPHA * (ops.exp(ops.minimum(x, 0.0)) - 1.0))
-
-    def selu_grad(x):
-        return _SELU_SCALE * ops.where(x > 0, ops.ones_like(x), _SELU_ALPHA * ops.exp(ops.minimum(x, 0.0)))
-
-    return {"silu": (silu, silu_grad), "gelu": (gelu, gelu_grad), "gelu_tanh": (gelu_tanh, gelu_tanh_grad),
-            "mish": (mish, mish_grad), "hard_swish": (hard_swish, hard_swish_grad), "elu": (elu, elu_grad),
-            "selu": (selu, selu_grad), "softplus": (ops.softplus, ops.sigmoid)}
-
-
-_OPS = _ops_table()
 _ALIASES = {"swish": "silu", "hard_silu": "hard_swish"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+    """One activation on one backend: `g` and `g_prime` the plain functions; `forward(x) ->
+    (g(x), kept)` and `derivative(x, kept) -> g'(x)` the pair PEA's gradient uses. `g_prime`
+    and `derivative` are None for a callable without a closed form (autodiff)."""
+
+    name: str | None
+    g: Callable
+    g_prime: Callable | None
+    forward: Callable
+    derivative: Callable | None
 
 
 def names():
     """Every accepted name, aliases included, sorted."""
-    return sorted([*_ACTIVATIONS, *_ALIASES])
+    return sorted([*_FORMULAS, *_ALIASES])
 
 
 def _canonical(name):
     key = name.strip().lower().replace("-", "_")
     key = _ALIASES.get(key, key)
-    if key not in _ACTIVATIONS:
+    if key not in _FORMULAS:
         raise ValueError(f"Unknown activation {name!r}; valid names: {', '.join(names())}, or a function "
                          "registered with @keras.saving.register_keras_serializable().")
     return key
 
 
-def get(activation):
-    """Resolve a name or a callable to the novel activation `g`."""
-    if callable(activation):
-        return activation
-    if not isinstance(activation, str):
-        raise ValueError(f"activation must be a name or a callable, got {activation!r}.")
-    return _ACTIVATIONS[_canonical(activation)][0]
-
-
-def derivative(activation):
-    """g' for a registered activation (name or function), None for other callables."""
-    key = name_of(activation)
-    return None if key is None else _ACTIVATIONS[key][1]
-
-
-def get_ops(activation):
-    """`get` for every Keras 3 backend: the registered `g` in `keras.ops`; callables as they are."""
-    if callable(activation):
-        key = name_of(activation)
-        return activation if key is None else _OPS[key][0]
-    get(activation)  # The same errors as get().
-    return _OPS[_canonical(activation)][0]
-
-
-def derivative_ops(activation):
-    """`derivative` in `keras.ops`: g' for a registered activation, None for other callables."""
-    key = name_of(activation) if callable(activation) or isinstance(activation, str) else None
-    return None if key is None else _OPS[key][1]
-
-
 def name_of(activation):
-    """Canonical registry name of a name or registered function; None for other callables."""
+    """Canonical name of a registered name or a registered `g` (from `get(...).g`); None for
+    other callables."""
     if isinstance(activation, str):
         return _canonical(activation)
-    for table in (_ACTIVATIONS, _OPS):
-        for key, (fn, _) in table.items():
-            if fn is activation:
-                return key
-    return None
+    return getattr(activation, "_pea_activation", None)
+
+
+def get(activation, backend=TF):
+    """The `Activation` for a name or a callable, on `TF` or `OPS`. Unknown names raise."""
+    if not (isinstance(activation, str) or callable(activation)):
+        raise ValueError(f"activation must be a name or a callable, got {activation!r}.")
+    key = name_of(activation)
+    if key is None:
+        return Activation(None, activation, None, lambda x: (activation(x), None), None)
+    cache_key = (key, backend.name)
+    if cache_key not in _CACHE:
+        _CACHE[cache_key] = _registered(key, backend)
+    return _CACHE[cache_key]
+
+
+_CACHE = {}
+
+
+def _registered(key, backend):
+    forward, derivative = _FORMULAS[key]
+
+    def g(x):
+        return forward(backend, x)[0]
+
+    def g_prime(x):
+        return derivative(backend, x, forward(backend, x)[1])
+
+    g.__name__, g._pea_activation = key, key  # name_of(g) finds the name; Keras serialises by it.
+    return Activation(key, g, g_prime, lambda x: forward(backend, x), lambda x, kept: derivative(backend, x, kept))

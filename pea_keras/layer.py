@@ -13,37 +13,23 @@ only g while alpha is 0, only the ReLU layer's own graph once alpha is 1.
 """
 import warnings
 
-import tensorflow as tf
-
-from pea_keras import activations, flavor
-from pea_keras.flavor import ops
+from pea_keras import activations, flavor, numerics
 
 __all__ = ["PEALayer", "TFKerasPEALayer", "is_pea_layer", "relu", "PHASES"]
 
 
-def relu(x, max_value=None, threshold=0.0):
+def relu(x, max_value=None, threshold=0.0, B=numerics.TF):
     """Keras' ReLU (both flavours compute exactly this): thresholded, optionally capped."""
     if threshold != 0:
-        x = x * tf.cast(x > threshold, x.dtype)
+        x = x * B.cast(x > threshold, x.dtype)
     elif max_value == 6:
-        return tf.nn.relu6(x)
+        return B.relu6(x)
     else:
-        x = tf.nn.relu(x)
-    if max_value is not None:
-        x = tf.clip_by_value(x, tf.zeros((), x.dtype), tf.cast(max_value, x.dtype))
-    return x
+        x = B.relu(x)
+    return x if max_value is None else B.cap(x, max_value)
 
 
-def _relu_gradient(dy, x, max_value):
-    """dy * relu'(x) in one fused op where TF has one (the ops ReLU and ReLU6 use)."""
-    if max_value is None:
-        return tf.raw_ops.ReluGrad(gradients=dy, features=x)
-    if max_value == 6:
-        return tf.raw_ops.Relu6Grad(gradients=dy, features=x)
-    return dy * tf.cast((x > 0) & (x < max_value), x.dtype)
-
-
-def _select(alpha, relu_branch, g_branch, blend, phase=None):
+def _select(B, alpha, relu_branch, g_branch, blend, phase=None):
     """Only the ReLU branch at alpha == 1, only g at alpha == 0.
 
     With a known `phase` the branch is chosen while tracing and the graph has no
@@ -52,72 +38,41 @@ def _select(alpha, relu_branch, g_branch, blend, phase=None):
     """
     if phase is not None:
         return {"relu": relu_branch, "novel": g_branch, "blend": blend}[phase]()
-    return tf.cond(alpha >= 1.0, relu_branch, lambda: tf.cond(alpha <= 0.0, g_branch, blend))
+    return B.cond(alpha >= 1.0, relu_branch, lambda: B.cond(alpha <= 0.0, g_branch, blend))
 
 
-def _ensemble(x, alpha, relu_fn, max_value, g, g_prime, phase=None):
-    """The ensemble as one op whose gradient needs only x and alpha.
+def _ensemble(B, x, alpha, relu_fn, max_value, act, phase=None):
+    """The ensemble as one op whose gradient is dy * (alpha * relu'(x) + (1 - alpha) * g'(x)).
 
     Autodiff of the plain formula keeps both branch outputs, g's intermediates and the
-    products for the backward pass; this keeps only x and recomputes the derivatives,
-    which is what makes blending cheap in memory.
+    products for the backward pass. This keeps x and, while blending, the one tensor g'
+    reuses from the forward pass (SiLU's sigmoid, Mish's tanh), so nothing is computed twice;
+    TensorFlow's fused ReLU gradient ops do the ReLU half. Alpha is an input (JAX must see
+    every traced value it closes over); its gradient is 0 because the scheduled alpha is not
+    trained.
     """
 
-    @tf.custom_gradient
-    def ensemble(x):
-        y = _select(alpha, lambda: relu_fn(x), lambda: g(x),
-                    lambda: alpha * relu_fn(x) + (1.0 - alpha) * g(x), phase)
-
-        def grad(dy):
-            return _select(alpha, lambda: _relu_gradient(dy, x, max_value), lambda: dy * g_prime(x),
-                           lambda: _relu_gradient(alpha * dy, x, max_value)
-                           + dy * ((1.0 - alpha) * g_prime(x)), phase)
-
-        return y, grad
-
-    return ensemble(x)
-
-
-def _ops_relu(x, max_value=None, threshold=0.0):
-    """`relu` in keras.ops, for every Keras 3 backend."""
-    if threshold != 0:
-        x = x * ops.cast(x > threshold, x.dtype)
-    elif max_value == 6:
-        return ops.relu6(x)
-    else:
-        x = ops.relu(x)
-    return x if max_value is None else ops.minimum(x, ops.cast(max_value, x.dtype))
-
-
-def _ops_relu_gradient(dy, x, max_value):
-    inside = x > 0 if max_value is None else ops.logical_and(x > 0, x < max_value)
-    return dy * ops.cast(inside, dy.dtype)
-
-
-def _ops_select(alpha, relu_branch, g_branch, blend, phase=None):
-    """`_select` in keras.ops (`ops.cond`: lax.cond under JAX, a Python branch under PyTorch)."""
-    if phase is not None:
-        return {"relu": relu_branch, "novel": g_branch, "blend": blend}[phase]()
-    return ops.cond(alpha >= 1.0, relu_branch, lambda: ops.cond(alpha <= 0.0, g_branch, blend))
-
-
-def _ops_ensemble(x, alpha, relu_fn, max_value, g, g_prime, phase=None):
-    """`_ensemble` through `keras.ops.custom_gradient`, whose gradient function is called as
-    `grad(upstream)` on TensorFlow and JAX and as `grad(*inputs, upstream=...)` on PyTorch.
-    Alpha is an input (JAX must see every traced value it closes over); its gradient is 0
-    because the scheduled alpha is not trained."""
-
-    @ops.custom_gradient
+    @B.custom_gradient
     def ensemble(x, alpha):
-        y = _ops_select(alpha, lambda: relu_fn(x), lambda: g(x),
-                        lambda: alpha * relu_fn(x) + (1.0 - alpha) * g(x), phase)
+        if phase == "blend":
+            gx, kept = act.forward(x)
+            y = alpha * relu_fn(x) + (1.0 - alpha) * gx
+
+            def g_prime():
+                return act.derivative(x, kept)
+        else:  # A branch of a run-time conditional: its tensors cannot outlive it, recompute.
+            y = _select(B, alpha, lambda: relu_fn(x), lambda: act.g(x),
+                        lambda: alpha * relu_fn(x) + (1.0 - alpha) * act.g(x), phase)
+
+            def g_prime():
+                return act.g_prime(x)
 
         def grad(*args, upstream=None):
             dy = args[-1] if upstream is None else upstream
-            dx = _ops_select(alpha, lambda: _ops_relu_gradient(dy, x, max_value), lambda: dy * g_prime(x),
-                             lambda: _ops_relu_gradient(alpha * dy, x, max_value)
-                             + dy * ((1.0 - alpha) * g_prime(x)), phase)
-            return dx, ops.zeros_like(alpha)
+            dx = _select(B, alpha, lambda: B.relu_grad(dy, x, max_value), lambda: dy * g_prime(),
+                         lambda: B.relu_grad(alpha * dy, x, max_value) + ((1.0 - alpha) * dy) * g_prime(),
+                         phase)
+            return dx, B.zeros_like(alpha)
 
         return y, grad
 
@@ -157,13 +112,9 @@ class _PEAMixin(metaclass=_PEAMeta):
     def __init__(self, activation="silu", max_value=None, threshold=0.0, alpha=0.0,
                  trainable_alpha=False, origin=None, **kwargs):
         super().__init__(**kwargs)
-        self._on_tf = flavor.runs_on_tensorflow(self)
-        if self._on_tf:
-            self._g, self._g_prime = activations.get(activation), activations.derivative(activation)
-        else:
-            self._g, self._g_prime = activations.get_ops(activation), activations.derivative_ops(activation)
-        name = activations.name_of(activation)
-        self.activation = name if name is not None else activation
+        self._B = numerics.of_layer(self)
+        self._act = activations.get(activation, self._B)
+        self.activation = self._act.name if self._act.name is not None else activation
         alpha = float(alpha)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
@@ -200,9 +151,7 @@ class _PEAMixin(metaclass=_PEAMeta):
         self._alpha_driven = True
 
     def build(self, input_shape):
-        clip = None
-        if self.trainable_alpha:
-            clip = (lambda a: tf.clip_by_value(a, 0.0, 1.0)) if self._on_tf else (lambda a: ops.clip(a, 0, 1))
+        clip = (lambda a: self._B.clip(a, 0.0, 1.0)) if self.trainable_alpha else None
         self.alpha = self.add_weight(
             name="alpha", shape=(), dtype="float32", trainable=self.trainable_alpha,
             initializer=flavor.keras_of(self).initializers.Constant(self.initial_alpha), constraint=clip)
@@ -219,8 +168,7 @@ class _PEAMixin(metaclass=_PEAMeta):
         return float(self.alpha.numpy())
 
     def relu(self, x):
-        return relu(x, self.max_value, self.threshold) if self._on_tf else _ops_relu(x, self.max_value,
-                                                                                       self.threshold)
+        return relu(x, self.max_value, self.threshold, self._B)
 
     def call(self, inputs, training=None):
         phase = self._phase if training else None
@@ -230,24 +178,19 @@ class _PEAMixin(metaclass=_PEAMeta):
                           "(0 = novel activation only) and the model will not end as a ReLU network. "
                           "Add callbacks=[pea_keras.PEAScheduler()] to fit(), or call "
                           "pea_keras.set_alpha(model, alpha) in a custom training loop.", stacklevel=2)
-        x = inputs
-        if self._on_tf:
-            alpha = tf.cast(tf.convert_to_tensor(self.alpha), x.dtype)
-            clip, select, ensemble = (lambda a: tf.clip_by_value(a, 0.0, 1.0)), _select, _ensemble
-        else:
-            alpha = ops.cast(self.alpha, x.dtype)
-            clip, select, ensemble = (lambda a: ops.clip(a, 0.0, 1.0)), _ops_select, _ops_ensemble
+        x, B, g = inputs, self._B, self._act.g
+        alpha = B.to_tensor(self.alpha, x.dtype)
         if self.trainable_alpha:
-            alpha = clip(alpha)
-            return alpha * self.relu(x) + (1.0 - alpha) * self._g(x)
+            alpha = B.clip(alpha, 0.0, 1.0)
+            return alpha * self.relu(x) + (1.0 - alpha) * g(x)
         if phase == "relu":
             return self.relu(x)  # Exactly the ReLU layer's graph, gradient included.
         if phase == "novel":
-            return self._g(x)
-        if self._g_prime is None or self.threshold != 0:  # No closed-form gradient: autodiff.
-            return select(alpha, lambda: self.relu(x), lambda: self._g(x),
-                          lambda: alpha * self.relu(x) + (1.0 - alpha) * self._g(x), phase)
-        return ensemble(x, alpha, self.relu, self.max_value, self._g, self._g_prime, phase)
+            return g(x)
+        if self._act.derivative is None or self.threshold != 0:  # No closed-form gradient: autodiff.
+            return _select(B, alpha, lambda: self.relu(x), lambda: g(x),
+                           lambda: alpha * self.relu(x) + (1.0 - alpha) * g(x), phase)
+        return _ensemble(B, x, alpha, self.relu, self.max_value, self._act, phase)
 
     def _alpha_stays_put(self):
         """True when a training-mode trace means alpha will not move: nothing (PEAScheduler,

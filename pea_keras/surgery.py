@@ -530,8 +530,7 @@ def replace_relu(model, activation="silu", layers=None, include_gates=False):
     """
     _check_model(model)
     k = flavor.keras_of(model)
-    activations.get(activation)
-    g = activations.get(activation) if flavor.runs_on_tensorflow(model) else activations.get_ops(activation)
+    g = activations.get(activation, activations.TF if flavor.runs_on_tensorflow(model) else activations.OPS).g
     selected, names = _selector(layers)
     found, notes = set(), _Notes()
     find = _find_relus(model, selected, include_gates, notes)

@@ -19,7 +19,7 @@ X = np.linspace(-6, 6, 97).astype("float32")
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_values_match_reference_formulas(name):
-    np.testing.assert_allclose(activations.get(name)(tf.constant(X)).numpy(),
+    np.testing.assert_allclose(activations.get(name).g(tf.constant(X)).numpy(),
                                EXPECTED[name](X.astype("float64")), rtol=1e-5, atol=1e-5)
 
 
@@ -28,15 +28,25 @@ def test_closed_form_derivatives_match_autodiff(name):
     x = tf.constant(X + 0.01)  # Off the kinks of hard_swish.
     with tf.GradientTape() as tape:
         tape.watch(x)
-        y = activations.get(name)(x)
-    np.testing.assert_allclose(activations.derivative(name)(x).numpy(), tape.gradient(y, x).numpy(),
+        y = activations.get(name).g(x)
+    np.testing.assert_allclose(activations.get(name).g_prime(x).numpy(), tape.gradient(y, x).numpy(),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_keras_ops_formulas_equal_tensorflow_ones(name):
+    """The one formula on both namespaces: keras.ops (JAX, PyTorch) computes what TensorFlow does."""
+    x = tf.constant(X + 0.01)
+    tf_act, ops_act = activations.get(name, activations.TF), activations.get(name, activations.OPS)
+    np.testing.assert_allclose(np.asarray(ops_act.g(x)), tf_act.g(x).numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(ops_act.g_prime(x)), tf_act.g_prime(x).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_aliases_and_case():
     assert activations.get("Swish") is activations.get("silu")
     assert activations.get("hard_silu") is activations.get("hard_swish")
     assert activations.name_of("SWISH") == "silu"
+    assert activations.name_of(activations.get("mish", activations.OPS).g) == "mish"
     assert {"silu", "swish", "gelu", "gelu_tanh", "mish", "hard_swish", "hard_silu", "elu", "selu",
             "softplus"} <= set(activations.names())
 
@@ -45,8 +55,9 @@ def test_callables_pass_through():
     def square(x):
         return x * x
 
-    assert activations.get(square) is square
-    assert activations.derivative(square) is None
+    act = activations.get(square)
+    assert act.g is square and act.name is None
+    assert act.g_prime is None and act.derivative is None
     assert activations.name_of(square) is None
 
 

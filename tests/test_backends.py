@@ -17,8 +17,8 @@ import pytest
 import tensorflow as tf
 from fresh import pea_tflite
 
-from pea_keras import activations, tflite
-from pea_keras.layer import _ops_ensemble, _ops_relu, relu
+from pea_keras import activations, numerics, tflite
+from pea_keras.layer import _ensemble, relu
 
 TESTS = pathlib.Path(__file__).parent
 ROOT = TESTS.parent
@@ -48,8 +48,11 @@ LAYER_CHECK = """
     import keras
     from keras import ops
     import pea_keras
-    from pea_keras import activations
-    from pea_keras.layer import _ops_relu
+    from pea_keras import activations, numerics
+    from pea_keras.layer import relu
+
+    def _ops_relu(t, max_value=None, threshold=0.0):
+        return relu(t, max_value, threshold, numerics.OPS)
 
     backend = keras.backend.backend()
     if backend == "jax":
@@ -77,7 +80,7 @@ LAYER_CHECK = """
     worst = {"value": 0.0, "gradient": 0.0, "phase": 0.0}
     cases = 0
     for name in NAMES:
-        g = activations.get_ops(name)
+        g = activations.get(name, numerics.OPS).g
         for max_value in (None, 6.0):
             layer = pea_keras.PEALayer(name, max_value=max_value)
             layer.build(x.shape)
@@ -120,13 +123,13 @@ def test_layer_values_and_gradients_equal_plain_formula(backend):
 def test_keras_ops_path_equals_tensorflow_path(activation):
     """The keras.ops formulas and ensemble (JAX/PyTorch) compute what the TF ones do, checked on TF."""
     x = tf.constant(np.random.default_rng(3).normal(scale=4.0, size=(4, 9)).astype("float32"))
-    g, g_ops = activations.get(activation), activations.get_ops(activation)
+    g, ops_act = activations.get(activation).g, activations.get(activation, numerics.OPS)
     for alpha in (0.0, 0.4, 1.0):
         for max_value in (None, 6.0):
             with tf.GradientTape(persistent=True) as tape:
                 tape.watch(x)
-                ops_y = _ops_ensemble(x, tf.constant(alpha), lambda t, m=max_value: _ops_relu(t, m),
-                                      max_value, g_ops, activations.derivative_ops(activation))
+                ops_y = _ensemble(numerics.OPS, x, tf.constant(alpha),
+                                  lambda t, m=max_value: relu(t, m, B=numerics.OPS), max_value, ops_act, "blend")
                 plain_y = alpha * relu(x, max_value) + (1.0 - alpha) * g(x)
             np.testing.assert_allclose(np.asarray(ops_y), plain_y.numpy(), rtol=1e-6, atol=1e-6)
             np.testing.assert_allclose(tape.gradient(ops_y, x).numpy(), tape.gradient(plain_y, x).numpy(),

@@ -11,7 +11,7 @@ X = tf.constant(np.random.default_rng(1).normal(scale=4.0, size=(3, 5, 7)).astyp
 
 
 def plain_formula(x, alpha, activation, max_value=None, threshold=0.0):
-    return alpha * relu(x, max_value, threshold) + (1.0 - alpha) * activations.get(activation)(x)
+    return alpha * relu(x, max_value, threshold) + (1.0 - alpha) * activations.get(activation).g(x)
 
 
 def grads(fn, x, weight):
@@ -30,12 +30,13 @@ def test_values_and_gradients_equal_plain_formula(k, activation, max_value):
     layer.build(X.shape)
     for alpha in (0.0, 0.3, 0.5, 0.9, 1.0):
         layer.set_alpha(alpha)
-        np.testing.assert_allclose(layer(X).numpy(), plain_formula(X, alpha, activation, max_value).numpy(),
-                                   rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(grads(layer, X, weight),
-                                   grads(lambda x, a=alpha: plain_formula(x, a, activation, max_value), X,
-                                         weight),
-                                   rtol=1e-5, atol=1e-5)
+        expected = plain_formula(X, alpha, activation, max_value).numpy()
+        expected_grads = grads(lambda x, a=alpha: plain_formula(x, a, activation, max_value), X, weight)
+        for phase in (None, {0.0: "novel", 1.0: "relu"}.get(alpha, "blend")):
+            layer.enter_phase(phase)
+            np.testing.assert_allclose(layer(X, training=True).numpy(), expected, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(grads(lambda x: layer(x, training=True), X, weight), expected_grads,
+                                       rtol=1e-5, atol=1e-5)
 
 
 def test_custom_callable_and_threshold_use_autodiff(k):
@@ -58,7 +59,7 @@ def test_trainable_alpha_gradient_and_clip(k):
     layer.build(x.shape)
     with tf.GradientTape() as tape:
         y = tf.reduce_sum(layer(x))
-    expected = tf.reduce_sum(relu(x) - activations.get("silu")(x)).numpy()
+    expected = tf.reduce_sum(relu(x) - activations.get("silu").g(x)).numpy()
     assert tape.gradient(y, layer.trainable_weights[0]).numpy() == pytest.approx(expected, rel=1e-5)
     layer.alpha.assign(1.7)
     np.testing.assert_allclose(layer(x).numpy(), relu(x).numpy())

@@ -33,7 +33,7 @@ def test_wrap_at_alpha_0_equals_model_with_g(k):
     model, _ = every_relu_model(k)
     with pytest.warns(UserWarning):
         wrapped = pea_keras.wrap(model, activation="mish", alpha=0.0)
-    with_g, _ = every_relu_model(k, g=activations.get("mish"))
+    with_g, _ = every_relu_model(k, g=activations.get("mish").g)
     with_g.set_weights(model.get_weights())
     x = every_relu_inputs()
     assert max_diff(outputs(with_g, x), outputs(wrapped, x)) <= 1e-6
@@ -135,7 +135,7 @@ def test_replace_relu_equals_the_model_with_g_written_by_hand(k):
     with pytest.warns(UserWarning, match="leaky"):
         replaced = pea_keras.replace_relu(model, "mish")
     assert not pea_keras.pea_layers(replaced)
-    with_g, _ = every_relu_model(k, g=activations.get("mish"))
+    with_g, _ = every_relu_model(k, g=activations.get("mish").g)
     with_g.set_weights(model.get_weights())
     assert [type(layer) for layer in replaced.layers] == [type(layer) for layer in with_g.layers]
     x = every_relu_inputs()
