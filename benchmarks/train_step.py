@@ -1,20 +1,24 @@
-"""What PEA costs in training: step time and peak memory, side by side in one run.
+"""What PEA costs in training: step time and activation memory, as ratios measured in one run.
 
-For each architecture and Keras flavour it trains, on the same random batch:
+For each Keras flavour, network and resolution it builds, on one random batch:
   relu         the plain network
-  pea_blend    PEA while blending (alpha = 0.5): the fused custom-gradient op
+  pea_blend    PEA while blending (alpha = 0.5, the phase PEAScheduler traces): the fused op
   naive_blend  the same ensemble written as a*relu(x) + (1-a)*g(x) with autodiff
-  pea_relu     PEA at alpha = 1 (only the ReLU branch runs)
-  g_only       the network with g in place of every ReLU (the floor for blending)
-Step times are medians of per-step wall times over repeats that interleave every flavour and
-configuration, warm-up excluded. With both flavours it also prints Keras 3 / tf_keras step-time
-ratios (what `train.py --keras`'s default rests on).
-Memory is the training-time memory that grows with the batch: the peak resident set
-size of a fresh process training at batch `--memory_batch` minus that of one training at
-batch 64, so fixed costs (weights, tracing the graph) cancel out.
+  pea_relu     PEA at alpha = 1 (the ReLU phase: the ReLU network's own graph)
+  g_only       g in place of every ReLU (the floor for blending: it needs g(x) too)
+and times single training steps round-robin: every round runs one step of each configuration of a
+group, starting from a different one each round, so load drift hits them alike. Each ratio
+(against relu, and pea_blend against g_only and naive_blend) is taken within a round and reported
+as the median with its interquartile range over rounds; the load average is recorded.
+Memory is the training memory that grows with the batch: the peak RSS of a fresh process training
+at batch `--memory_batch` minus that of one training at batch 64 (weights and tracing cancel).
 
-    python benchmarks/train_step.py                      # mobilenet_v2 and tiny, both flavours
-    python benchmarks/train_step.py --arch mobilenet_v2 --flavor 3 --repeats 3 --steps 10
+`--check` exits 1 when, outside the noise it measured (the ratio's lower quartile above the
+limit), pea_blend exceeds g_only by 5 % or pea_relu exceeds relu by 3 %, or (with memory)
+pea_blend's memory exceeds naive_blend's or g_only's by 5 %.
+
+    python benchmarks/train_step.py --check                      # MobileNetV2 0.35 and V3-Small, 32 and 96 px
+    python benchmarks/train_step.py --arch mobilenet_v2 --image_size 32 --flavor 3 --rounds 20
 """
 import argparse
 import importlib
@@ -32,6 +36,12 @@ import numpy as np  # noqa: E402
 
 CONFIGS = ["relu", "pea_blend", "naive_blend", "pea_relu", "g_only"]
 FLAVORS = {"3": "keras", "2": "tf_keras"}
+WIDTHS = {"mobilenet_v2": 0.35, "mobilenet_v3_small": 1.0}
+# (name, numerator, denominator, limit): the ratios --check holds to their limits.
+RATIOS = [("pea_blend / relu", "pea_blend", "relu", None), ("naive_blend / relu", "naive_blend", "relu", None),
+          ("g_only / relu", "g_only", "relu", None), ("pea_relu / relu", "pea_relu", "relu", 1.03),
+          ("pea_blend / g_only", "pea_blend", "g_only", 1.05),
+          ("pea_blend / naive_blend", "pea_blend", "naive_blend", None)]
 
 
 def naive_g(k, name):
@@ -47,44 +57,34 @@ def naive_g(k, name):
     return naive
 
 
-def build(config, arch, k, args):
+def build(config, arch, size, k, activation, batch):
+    """(model, one_step): `one_step()` runs one compiled training step on a fixed batch."""
     import tensorflow as tf
 
     import pea_keras
     from pea_keras.training import archs
 
-    model = archs.build(arch, k, (args.image_size, args.image_size, 3), 10, width=args.width)
+    model = archs.build(arch, k, (size, size, 3), 10, width=WIDTHS.get(arch, 1.0))
     if config == "g_only":
-        model = pea_keras.replace_relu(model, args.activation)
+        model = pea_keras.replace_relu(model, activation)
     elif config != "relu":
-        # A g without a registered derivative takes the autodiff path: the naive ensemble.
-        activation = naive_g(k, args.activation) if config == "naive_blend" else args.activation
-        model = pea_keras.wrap(model, activation=activation, alpha=1.0 if config == "pea_relu" else 0.5)
+        g = naive_g(k, activation) if config == "naive_blend" else activation
+        model = pea_keras.wrap(model, activation=g, alpha=1.0 if config == "pea_relu" else 0.5)
         for layer in pea_keras.pea_layers(model):
             layer.enter_phase("relu" if config == "pea_relu" else "blend")  # As PEAScheduler does.
-    model.compile(k.optimizers.SGD(0.01, momentum=0.9),
-                  k.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(k.optimizers.SGD(0.01, momentum=0.9), k.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(0)
-    x = rng.random((args.batch, args.image_size, args.image_size, 3), dtype=np.float32)
-    y = rng.integers(0, 10, args.batch).astype("int32")
-    data = tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(2)
-    return model, data
+    x = rng.random((batch, size, size, 3), dtype=np.float32)
+    y = rng.integers(0, 10, batch).astype("int32")
+    batches = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+    model.make_train_function()
+    train = model.train_function
 
+    def one_step():
+        logs = train(batches)
+        return float(np.asarray(logs["loss"]))  # Waits for the step to finish.
 
-class StepTimer:
-    """Per-batch wall times, reported through a Keras callback of either flavour."""
-
-    def __init__(self, k):
-        timer = self
-
-        class Callback(k.callbacks.Callback):
-            def on_train_batch_begin(self, batch, logs=None):
-                timer.start = time.perf_counter()
-
-            def on_train_batch_end(self, batch, logs=None):
-                timer.times.append(time.perf_counter() - timer.start)
-
-        self.callback, self.times = Callback(), []
+    return model, one_step
 
 
 def peak_rss_mb():
@@ -94,18 +94,13 @@ def peak_rss_mb():
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024.0
 
 
-def time_steps(model, data, k, steps):
-    timer = StepTimer(k)
-    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer.callback])
-    return timer.times
-
-
-def peak_memory_mb(config, arch, flavor, args):
+def memory_mb(group, config, args):
     """Peak RSS of a process training at --memory_batch minus one training at batch 64."""
+    flavor, arch, size = group
+
     def peak(batch):
         command = [sys.executable, __file__, "--_memory", config, "--arch", arch, "--flavor", flavor,
-                   "--memory_batch", str(batch), "--image_size", str(args.image_size),
-                   "--width", str(args.width), "--activation", args.activation]
+                   "--image_size", str(size), "--memory_batch", str(batch), "--activation", args.activation]
         result = subprocess.run(command, capture_output=True, text=True, check=True)
         return json.loads(result.stdout.strip().splitlines()[-1])["mb"]
 
@@ -113,66 +108,110 @@ def peak_memory_mb(config, arch, flavor, args):
 
 
 def memory_child(args):
-    k = importlib.import_module(FLAVORS[args.flavor])
-    args.batch = args.memory_batch
-    model, data = build(args._memory, args.arch[0], k, args)
-    model.fit(data, steps_per_epoch=5, epochs=1, verbose=0)
+    k = importlib.import_module(FLAVORS[args.flavor[0]])
+    _, one_step = build(args._memory, args.arch[0], args.image_size[0], k, args.activation, args.memory_batch)
+    for _ in range(5):
+        one_step()
     print(json.dumps({"mb": peak_rss_mb()}))
+
+
+def spread(values):
+    """Median and interquartile range."""
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else values * 3
+    return {"median": median, "q1": q1, "q3": q3}
+
+
+def time_group(group, args):
+    """{config: [seconds per round]}: one step of every configuration per round, rotated."""
+    flavor, arch, size = group
+    k = importlib.import_module(FLAVORS[flavor])
+    steps = {c: build(c, arch, size, k, args.activation, args.batch)[1] for c in CONFIGS}
+    for one_step in steps.values():
+        for _ in range(args.warmup):  # Trace, then warm the caches and thread pools.
+            one_step()
+    times = {c: [] for c in CONFIGS}
+    for r in range(args.rounds):
+        for c in CONFIGS[r % len(CONFIGS):] + CONFIGS[:r % len(CONFIGS)]:
+            start = time.perf_counter()
+            steps[c]()
+            times[c].append(time.perf_counter() - start)
+    return times
+
+
+def measure(group, args):
+    row = {"keras": FLAVORS[group[0]], "arch": group[1], "image_size": group[2], "batch": args.batch,
+           "activation": args.activation, "rounds": args.rounds}
+    if args.rounds:
+        row["load_before"] = os.getloadavg()[0]
+        times = time_group(group, args)
+        row.update(load_after=os.getloadavg()[0], ms={c: 1000 * statistics.median(t) for c, t in times.items()},
+                   ratios={name: spread([a / b for a, b in zip(times[num], times[den])])
+                           for name, num, den, _ in RATIOS})
+    if args.memory:
+        row["mb"] = {c: memory_mb(group, c, args) for c in CONFIGS}
+    return row
+
+
+def failures(row):
+    """Why a group fails --check: each limit its ratio clearly exceeds."""
+    ratios = row.get("ratios", {})
+    found = [f"{name} {ratios[name]['median']:.3f} (lower quartile {ratios[name]['q1']:.3f}) > {limit}"
+             for name, _, _, limit in RATIOS if limit and name in ratios and ratios[name]["q1"] > limit]
+    mb = row.get("mb")
+    if mb and mb["pea_blend"] > mb["naive_blend"]:
+        found.append(f"pea_blend memory {mb['pea_blend']:.0f} MB > naive_blend {mb['naive_blend']:.0f} MB")
+    if mb and mb["pea_blend"] > 1.05 * mb["g_only"]:
+        found.append(f"pea_blend memory {mb['pea_blend']:.0f} MB > 1.05 x g_only {mb['g_only']:.0f} MB")
+    return found
+
+
+def table(rows):
+    lines = [f"{'keras':9s} {'arch':19s} {'px':>3s} {'load':>9s}  " + "  ".join(f"{n:>23s}" for n, *_ in RATIOS)]
+    for row in (r for r in rows if "ratios" in r):
+        cells = [f"{s['median']:.3f} [{s['q1']:.3f}, {s['q3']:.3f}]" for s in row["ratios"].values()]
+        lines.append(f"{row['keras']:9s} {row['arch']:19s} {row['image_size']:3d} "
+                     f"{row['load_before']:4.1f}-{row['load_after']:<4.1f}  " + "  ".join(f"{c:>23s}" for c in cells))
+    if any("mb" in row for row in rows):
+        header = f"{'keras':9s} {'arch':19s} {'px':>3s}  activation MB: "
+        lines += ["", header + "  ".join(f"{c:>11s}" for c in CONFIGS)]
+        for row in (r for r in rows if "mb" in r):
+            lines.append(f"{row['keras']:9s} {row['arch']:19s} {row['image_size']:3d}                 "
+                         + "  ".join(f"{row['mb'][c]:11.0f}" for c in CONFIGS))
+    return "\n".join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", nargs="+", default=["mobilenet_v2", "tiny"])
+    parser.add_argument("--arch", nargs="+", default=["mobilenet_v2", "mobilenet_v3_small"])
+    parser.add_argument("--image_size", nargs="+", type=int, default=[32, 96])
     parser.add_argument("--flavor", nargs="+", default=["3", "2"], choices=sorted(FLAVORS))
     parser.add_argument("--activation", default="silu")
-    parser.add_argument("--width", type=float, default=0.35)
-    parser.add_argument("--image_size", type=int, default=32)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=40,
+                        help="timed steps of each configuration (0: memory only, which load does not change)")
+    parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--memory_batch", type=int, default=320)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no_memory", action="store_true")
-    parser.add_argument("--json", help="also write the table to this file")
+    parser.add_argument("--no_memory", dest="memory", action="store_false")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a ratio clearly exceeds its limit")
+    parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--_memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._memory:
-        args.flavor = args.flavor[0]
         return memory_child(args)
     warnings.filterwarnings("ignore")
-    built = {}  # (flavor, arch, config) -> (model, data); flavours interleave like configurations.
-    for flavor in args.flavor:
-        k = importlib.import_module(FLAVORS[flavor])
-        for arch in args.arch:
-            for config in CONFIGS:
-                built[flavor, arch, config] = (*build(config, arch, k, args), k)
-    for model, data, k in built.values():
-        time_steps(model, data, k, 3)  # Trace and warm up.
-    times = {key: [] for key in built}
-    for _ in range(args.repeats):  # Interleaved, so drift hits every flavour and configuration alike.
-        for key, (model, data, k) in built.items():
-            times[key].append(statistics.median(time_steps(model, data, k, args.steps)))
-    rows = []
-    for (flavor, arch, config), per_repeat in times.items():
-        mb = None if args.no_memory else peak_memory_mb(config, arch, flavor, args)
-        rows.append({"keras": FLAVORS[flavor], "arch": arch, "config": config,
-                     "ms": 1000 * statistics.median(per_repeat), "mb": mb})
-    print(f"\n{'keras':9s} {'arch':14s} {'config':12s} {'ms/step':>8s} {'x relu':>7s} {'act MB':>8s} {'x relu':>7s}")
-    for row in rows:
-        base = next(r for r in rows
-                    if r["keras"] == row["keras"] and r["arch"] == row["arch"] and r["config"] == "relu")
-        mem = "" if row["mb"] is None else f"{row['mb']:8.0f} {row['mb'] / base['mb']:7.2f}"
-        print(f"{row['keras']:9s} {row['arch']:14s} {row['config']:12s} {row['ms']:8.1f} "
-              f"{row['ms'] / base['ms']:7.2f} {mem}")
-    if len(args.flavor) == 2:
-        print(f"\n{'arch':14s} {'config':12s} {'keras 3 / tf_keras step time':>30s}")
-        for row in (r for r in rows if r["keras"] == "keras"):
-            other = next(r for r in rows if r["keras"] == "tf_keras" and r["arch"] == row["arch"]
-                         and r["config"] == row["config"])
-            print(f"{row['arch']:14s} {row['config']:12s} {row['ms'] / other['ms']:30.2f}")
+    rows = [measure((f, a, s), args) for f in args.flavor for a in args.arch for s in args.image_size]
+    print(table(rows))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump({"command": " ".join(["python benchmarks/train_step.py", *sys.argv[1:]]),
+                       "cpus": os.cpu_count(), "rows": rows}, f, indent=1)
+            f.write("\n")
+    problems = [f"{r['keras']} {r['arch']} {r['image_size']} px: {p}" for r in rows for p in failures(r)]
+    if args.check:
+        print("\n".join(["", *problems]) if problems else "\ncheck passed")
+        return 1 if problems else 0
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -179,17 +179,23 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
         raise TFLiteError("converted file is not ReLU-only: " + "; ".join(str(v) for v in bad))
     if "litert" in require_runtimes:
         runtimes.load_test(data, "litert")
-    arena, note = None, ""
+    # One TensorFlow Lite Micro run measures the arena and, for a kit, computes the golden outputs.
+    arena, note, golden = None, "", None
+    golden_inputs = next(iter(calibration.values()))[:golden_samples]  # The kit takes one input.
     try:
-        arena = runtimes.micro_arena_bytes(data)
+        if c_array_dir is not None:
+            from pea_keras.tflite import micro_kit
+
+            *golden, arena = micro_kit.golden_run(data, golden_inputs)
+        else:
+            arena = runtimes.micro_arena_bytes(data)
     except TFLiteError as e:
-        if "micro" in require_runtimes:
+        if "micro" in require_runtimes or c_array_dir is not None:
             raise
         note = str(e)
     # The file and its C array are written together or not at all: a full disk changes neither
     # (the OSError names the file that did not fit).
     outputs, c_files, npu = {output_path: data}, (), None
-    golden = next(iter(calibration.values()))[:golden_samples]  # The kit takes one input.
     if ethos_u is not None:
         from pea_keras.tflite import vela
 
@@ -202,12 +208,11 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
         outputs[vela_path(output_path)] = npu.data
     if c_array_dir is not None:
         if npu is not None:
-            kit = vela.kit_files(npu, data, c_array_dir, _stem(vela_path(output_path)), golden,
+            kit = vela.kit_files(npu, c_array_dir, _stem(vela_path(output_path)), *golden,
                                  os.path.basename(vela_path(output_path)))
         else:
-            from pea_keras.tflite.micro_kit import micro_kit_files
-
-            kit = micro_kit_files(data, c_array_dir, _stem(output_path), golden, os.path.basename(output_path))
+            kit = micro_kit.kit_files(data, c_array_dir, _stem(output_path), *golden, arena,
+                                      os.path.basename(output_path))
         os.makedirs(c_array_dir, exist_ok=True)
         outputs.update(kit)
         c_files = tuple(kit)

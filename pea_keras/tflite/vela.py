@@ -203,14 +203,13 @@ class Compiled:
         ]
 
 
-def kit_files(compiled, int8_data, directory, stem, golden_inputs, source_name):
+def kit_files(compiled, directory, stem, q, outputs, source_name):
     """{path: bytes} of the TensorFlow Lite Micro kit of a Vela file (``micro_kit``'s files): the
     Vela file's bytes, a resolver with ``AddEthosU()`` and its CPU operators, the arena Vela
-    placed, and golden outputs from TFLite Micro's reference kernels on the int8 file Vela
-    compiled (the host has no NPU to run the Vela file on)."""
+    placed, and the golden inputs ``q`` with ``outputs``, TFLite Micro's reference kernels' on the
+    int8 file Vela compiled (``micro_kit.golden_run``: the host has no NPU to run the Vela file on)."""
     from pea_keras.tflite import micro_kit
 
-    q, outputs, _ = micro_kit.golden_run(int8_data, golden_inputs)
     arena = compiled.arena_bytes
     return micro_kit.kit_files(
         compiled.data, directory, stem, q, outputs, arena, source_name,
