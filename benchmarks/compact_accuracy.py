@@ -46,6 +46,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -81,11 +82,17 @@ CONFIGS = {
     "learned_alpha": dict(mode="learned"),
     "relu_keras3": dict(mode="relu", keras="3"),
     "pea_silu_keras3": dict(mode="pea", activation="silu", keras="3"),
+    "sugar_silu": dict(mode="surrogate", activation="silu"),
+    "kd_relu": dict(mode="relu", distill="teacher"),
+    "pea_silu_kd": dict(mode="pea", activation="silu", distill="teacher"),
+    "pea_silu_selfkd": dict(mode="pea", activation="silu", distill="self"),
 }
 MAIN = ["relu", "pea_silu", "relu_equal_cost"]
 ABLATIONS = ["sched_linear", "sched_step", "end_0.5", "end_0.9", "fixed_0.5", "learned_alpha"]
 ACTIVATIONS = ["pea_gelu", "pea_mish", "pea_hard_swish", "g_silu"]
 KERAS3 = ["relu_keras3", "pea_silu_keras3"]
+METHODS = ["sugar_silu", "kd_relu", "pea_silu_kd", "pea_silu_selfkd"]
+ALL_METHODS = ["relu", "relu_equal_cost", "pea_silu", "g_silu"] + METHODS
 V2, V3 = "mobilenet_v2", "mobilenet_v3_small"
 # Summaries: (name, arch, configs, reference configs for paired differences).
 GROUPS = [
@@ -96,6 +103,8 @@ GROUPS = [
      ["relu", "relu_equal_cost", "pea_silu"]),
     ("keras3", V2, KERAS3, ["relu_keras3"]),
     ("ablations_mobilenet_v3_small", V3, ["relu", "pea_silu"] + ABLATIONS, ["relu", "pea_silu"]),
+    ("methods_mobilenet_v3_small", V3, ALL_METHODS, ["relu", "pea_silu"]),
+    ("methods_mobilenet_v2", V2, ALL_METHODS, ["relu", "pea_silu"]),
 ]
 SEGMENTATION = "segmentation"
 
@@ -121,7 +130,9 @@ def plan(quick):
             + block(V2, ABLATIONS, range(5, 10))             # 7. ablations to 10 seeds
             + block(V3, ACTIVATIONS, range(5, 10))
             + block(V2, KERAS3, range(10))                   # 8. the headline under Keras 3
-            + block(V3, ABLATIONS, range(10)))               # 9. the defaults backed on V3 too
+            + block(V3, ABLATIONS, range(10))                # 9. the defaults backed on V3 too
+            + block(V3, METHODS, range(10))                  # 10. the other ways to a better ReLU network
+            + block(V2, METHODS, range(10)))
 
 
 def key(arch, config, seed):
@@ -160,18 +171,24 @@ def update_store(path, change):
 # ---------------------------------------------------------------------------------------------
 # Training one configuration: train.py's chain (pea_keras.training.run), in a scratch folder.
 
-def train_one(arch, config_name, seed, epochs):
-    """Trains and scores one configuration through `run.run`; returns the result record."""
+def train_one(arch, config_name, seed, epochs, teachers=None, spec=None):
+    """Trains and scores one configuration through `run.run`; returns the result record. A
+    configuration distilled from a teacher gets the g_silu model of its seed from `teachers`
+    (trained there first if missing) and is charged its training CPU seconds."""
     import tensorflow as tf
 
     from pea_keras import schedules
     from pea_keras.callbacks import BothFlavoursCallback
     from pea_keras.training import run
 
-    spec = CONFIGS[config_name]
+    spec = spec or CONFIGS[config_name]
     mode = spec["mode"]
     ablation = {"fixed": lambda: run.Ablation(schedule=schedules.Constant(spec["alpha"])),
                 "learned": lambda: run.Ablation(trainable_alpha=True)}.get(mode, lambda: None)()
+    distill, teacher_cpu_s = spec.get("distill", "none"), None
+    if distill == "teacher":
+        path, teacher_cpu_s = teacher(teachers, arch, seed, epochs)
+        distill = f"teacher:{path}"
     epoch_times = []
 
     class Clock(BothFlavoursCallback):  # CPU and wall seconds of each epoch.
@@ -186,8 +203,8 @@ def train_one(arch, config_name, seed, epochs):
         config = run.RunConfig(
             arch=arch, width=WIDTHS[arch], mode="pea" if ablation else mode, keras=spec.get("keras", KERAS),
             activation=spec.get("activation", "silu"), schedule=spec.get("schedule", "cosine"),
-            pea_end=spec.get("pea_end", 0.75), epochs=epochs, seed=seed, verbose="0",
-            output_dir=os.path.join(tmp, "run"), tflite_dir=os.path.join(tmp, "tflite"))
+            pea_end=spec.get("pea_end", 0.75), epochs=epochs, seed=seed, verbose="0", distill=distill,
+            output_dir=spec.get("output_dir") or os.path.join(tmp, "run"), tflite_dir=os.path.join(tmp, "tflite"))
         m = run.run(config, callbacks=[Clock()], ablation=ablation)
     top1, alphas = m["top1"], m["alpha_trace"]["alpha"]
     return {
@@ -197,12 +214,30 @@ def train_one(arch, config_name, seed, epochs):
         "params": m["params"], "alpha_final": m["alpha_final"] if alphas or ablation else None,
         "train_loss_final": m["history"]["loss"][-1], "train_accuracy_final": m["history"]["accuracy"][-1],
         "train_cpu_s": sum(c for c, _ in epoch_times), "train_wall_s": m["wall_time_s"]["train"],
+        "teacher_cpu_s": teacher_cpu_s,
         "epoch_cpu_s": [c for c, _ in epoch_times], "epoch_wall_s": [w for _, w in epoch_times],
         "export_wall_s": m["wall_time_s"]["export"], "total_wall_s": time.perf_counter() - t0,
         "threads": [tf.config.threading.get_intra_op_parallelism_threads(),
                     tf.config.threading.get_inter_op_parallelism_threads()],
         "finished_utc": now(),
     }
+
+
+def teacher(teachers, arch, seed, epochs):
+    """(path, training CPU seconds) of the g_silu teacher of (arch, seed): trained by the first
+    job that needs it (the other worker waits on the lock), kept in `teachers` for the next."""
+    folder = os.path.join(teachers, f"{arch}_{seed}_{epochs}")
+    record = os.path.join(folder, "teacher.json")
+    with locked(folder):
+        if not os.path.exists(record):
+            shutil.rmtree(folder, ignore_errors=True)
+            spec = dict(CONFIGS["g_silu"], output_dir=os.path.join(folder, "run"))
+            result = train_one(arch, "g_silu", seed, epochs, spec=spec)
+            with open(record, "w") as f:
+                json.dump(result, f, indent=1)
+        with open(record) as f:
+            cpu = json.load(f)["train_cpu_s"]
+    return os.path.join(folder, "run", "pea_model.keras"), cpu
 
 
 def now():
@@ -271,7 +306,7 @@ def worker(args):
             epochs = update_store(args.json, lambda s, a=arch: s["equal_cost"].setdefault(
                 a, equal_cost(s, a, args.epochs, min_pairs)))["equal_cost"][arch]["epochs"]
         try:
-            result = train_one(arch, config, seed, epochs)
+            result = train_one(arch, config, seed, epochs, args.teachers)
         except Exception as e:  # noqa: BLE001 (recorded, not retried: the other jobs go on)
             traceback.print_exc()
             update_store(args.json, lambda s, job=job, e=e: s.setdefault("failed", {}).__setitem__(
@@ -395,6 +430,8 @@ def main():
     parser.add_argument("--segmentation_json",
                         default=os.path.join(REPO, "docs", "results", "segmentation.json"))
     parser.add_argument("--plot", default=os.path.join(REPO, "docs", "accuracy_compact.png"))
+    parser.add_argument("--teachers", default=os.path.join(REPO, "runs", "compact_teachers"),
+                        help="where the g_silu teachers of the distilled configurations are kept")
     parser.add_argument("--worker", default="0/1", type=lambda t: tuple(map(int, t.split("/"))), metavar="I/N",
                         help="this worker's share of the jobs: every N-th from the I-th (start 0/2 and 1/2 "
                              "on 2 cores)")

@@ -25,7 +25,7 @@ import os
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "wrap": "surgery", "strip": "surgery", "pea_layers": "surgery", "replace_relu": "surgery",
+    "wrap": "surgery", "surrogate": "surgery", "strip": "surgery", "pea_layers": "surgery", "replace_relu": "surgery",
     "PEALayer": "layer", "TFKerasPEALayer": "layer",
     "PEAScheduler": "callbacks", "set_alpha": "callbacks",
     "load_model": "saving",

@@ -27,15 +27,16 @@ def set_alpha(model, alpha, phase=None):
     variables itself: read the non-trainable variables again after this call.
 
     Returns:
-        The number of PEALayers set.
+        The number of PEALayers set (surrogate layers are left at alpha 1).
 
     Raises:
         ValueError: the model has no PEALayer, alpha is outside [0, 1], or `phase` is not
             one of "novel", "blend", "relu", None, or contradicts alpha.
     """
-    layers = pea_layers(model)
+    layers = [layer for layer in pea_layers(model) if not layer.surrogate]  # Surrogates stay at alpha 1.
     if not layers:
-        raise ValueError(f"set_alpha: model {model.name!r} has no PEALayer; wrap it with pea_keras.wrap first.")
+        raise ValueError(f"set_alpha: model {model.name!r} has no scheduled PEALayer; wrap it with "
+                         "pea_keras.wrap first.")
     alpha = float(alpha)
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"set_alpha: alpha must be in [0, 1], got {alpha}.")
@@ -99,7 +100,11 @@ class PEAScheduler(BothFlavoursCallback):
         self._layers = []
 
     def on_train_begin(self, logs=None):
-        self._layers = pea_layers(self.model)
+        found = pea_layers(self.model)
+        self._layers = [layer for layer in found if not layer.surrogate]
+        if found and not self._layers:
+            raise ValueError("PEAScheduler: the model's PEALayers are surrogate layers (pea_keras.surrogate), "
+                             "whose alpha stays 1; train it without PEAScheduler.")
         if not self._layers:
             raise ValueError("PEAScheduler: the model has no PEALayer; wrap it with pea_keras.wrap first.")
         if self.schedule is None:

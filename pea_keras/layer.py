@@ -79,6 +79,25 @@ def _ensemble(B, x, alpha, relu_fn, max_value, act, phase=None):
     return ensemble(x, alpha)
 
 
+def _surrogate(B, x, relu_fn, max_value, act):
+    """ReLU forward, g' backward (SUGAR, arXiv 2505.22074): the network computes a plain ReLU while
+    its gradient flows where g's would, also for x < 0. Above a cap (ReLU6) the gradient is the
+    cap's, 0. Keeps only x; g' is computed in the backward pass."""
+
+    @B.custom_gradient
+    def surrogate(x):
+        def grad(*args, upstream=None):
+            dy = args[-1] if upstream is None else upstream
+            g_prime = act.g_prime(x)
+            if max_value is not None:
+                g_prime = g_prime * B.cast(x < max_value, x.dtype)
+            return dy * g_prime
+
+        return relu_fn(x), grad
+
+    return surrogate(x)
+
+
 PHASES = ("novel", "blend", "relu")
 
 
@@ -104,13 +123,14 @@ class _PEAMixin(metaclass=_PEAMeta):
         max_value, threshold: the ReLU branch's configuration (ReLU6: max_value=6).
         alpha: initial ReLU weight; `PEAScheduler` moves it during training.
         trainable_alpha: ablation, learn alpha (clipped to [0, 1]) instead of scheduling it.
+        surrogate: ReLU forward and g' backward (`pea_keras.surrogate`); alpha stays 1.
         origin: what the layer replaced; set by `wrap`, used by `strip`.
 
     At alpha == 1 only the ReLU branch is computed, at alpha == 0 only `g`.
     """
 
     def __init__(self, activation="silu", max_value=None, threshold=0.0, alpha=0.0,
-                 trainable_alpha=False, origin=None, **kwargs):
+                 trainable_alpha=False, surrogate=False, origin=None, **kwargs):
         super().__init__(**kwargs)
         self._B = numerics.of_layer(self)
         self._act = activations.get(activation, self._B)
@@ -124,6 +144,10 @@ class _PEAMixin(metaclass=_PEAMeta):
         self.threshold = float(threshold)
         self.initial_alpha = alpha
         self.trainable_alpha = bool(trainable_alpha)
+        self.surrogate = bool(surrogate)
+        if self.surrogate and (self._act.derivative is None or alpha != 1.0 or self.trainable_alpha):
+            raise ValueError("A surrogate layer needs a registered activation (its closed-form g' is the "
+                             f"gradient; got {activation!r}) and alpha 1 (its forward pass is ReLU).")
         # What this layer replaced, so `strip` can restore it exactly.
         self.origin = dict(origin) if origin else None
         self._phase = None
@@ -179,6 +203,8 @@ class _PEAMixin(metaclass=_PEAMeta):
                           "Add callbacks=[pea_keras.PEAScheduler()] to fit(), or call "
                           "pea_keras.set_alpha(model, alpha) in a custom training loop.", stacklevel=2)
         x, B, g = inputs, self._B, self._act.g
+        if self.surrogate:
+            return _surrogate(B, x, self.relu, self.max_value, self._act) if training else self.relu(x)
         alpha = B.to_tensor(self.alpha, x.dtype)
         if self.trainable_alpha:
             alpha = B.clip(alpha, 0.0, 1.0)
@@ -196,7 +222,7 @@ class _PEAMixin(metaclass=_PEAMeta):
         """True when a training-mode trace means alpha will not move: nothing (PEAScheduler,
         set_alpha, enter_phase) has ever driven it, alpha is not learned, and the trace is not
         tf_keras writing a SavedModel (which traces training=True without training)."""
-        return not (self._warned_unscheduled or self._alpha_driven or self.trainable_alpha
+        return not (self._warned_unscheduled or self._alpha_driven or self.trainable_alpha or self.surrogate
                     or flavor.in_saved_model_trace(self))
 
     def compute_output_shape(self, input_shape):
@@ -208,7 +234,7 @@ class _PEAMixin(metaclass=_PEAMeta):
             activation = flavor.keras_of(self).saving.serialize_keras_object(activation)
         return {**super().get_config(), "activation": activation, "max_value": self.max_value,
                 "threshold": self.threshold, "alpha": self.initial_alpha,
-                "trainable_alpha": self.trainable_alpha, "origin": self.origin}
+                "trainable_alpha": self.trainable_alpha, "surrogate": self.surrogate, "origin": self.origin}
 
     @classmethod
     def from_config(cls, config):

@@ -33,7 +33,8 @@ def _tf():
         cap=lambda x, high: tf.clip_by_value(x, tf.zeros((), x.dtype), tf.cast(high, x.dtype)),
         to_tensor=lambda v, dtype: tf.cast(tf.convert_to_tensor(v), dtype),
         sigmoid_grad=lambda s, dy: tf.raw_ops.SigmoidGrad(y=s, dy=dy),  # dy * s * (1 - s), one op.
-        relu_grad=relu_grad)
+        relu_grad=relu_grad, softmax=tf.nn.softmax, log_softmax=tf.nn.log_softmax, sum=tf.reduce_sum,
+        mean=tf.reduce_mean, stop_gradient=tf.stop_gradient)
 
 
 def _ops():
@@ -55,7 +56,8 @@ def _ops():
         to_tensor=lambda v, dtype: ops.cast(v, dtype),
         elu=lambda x: ops.where(x > 0, x, ops.exp(ops.minimum(x, 0.0)) - 1.0),
         selu=lambda x: _SELU_SCALE * ops.where(x > 0, x, _SELU_ALPHA * (ops.exp(ops.minimum(x, 0.0)) - 1.0)),
-        sigmoid_grad=lambda s, dy: dy * s * (1.0 - s), relu_grad=relu_grad)
+        sigmoid_grad=lambda s, dy: dy * s * (1.0 - s), relu_grad=relu_grad, softmax=ops.softmax,
+        log_softmax=ops.log_softmax, sum=ops.sum, mean=ops.mean, stop_gradient=ops.stop_gradient)
 
 
 class _Lazy:

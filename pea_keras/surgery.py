@@ -16,7 +16,7 @@ from pea_keras import activations, flavor
 from pea_keras.errors import UnfinishedScheduleError, first_line
 from pea_keras.layer import is_pea_layer, layer_class
 
-__all__ = ["wrap", "strip", "replace_relu", "pea_layers"]
+__all__ = ["wrap", "surrogate", "strip", "replace_relu", "pea_layers"]
 
 _RELU_ACTIVATIONS = {"relu": None, "relu6": 6.0}
 _LEAKY_ACTIVATIONS = {"leaky_relu"}
@@ -450,6 +450,10 @@ def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False, 
             cannot be rebuilt (a layer that cannot be copied is named), no ReLU to wrap, or a
             model already wrapped.
     """
+    return _wrap(model, activation, alpha, layers, include_gates, trainable_alpha, surrogate=False)
+
+
+def _wrap(model, activation, alpha, layers, include_gates, trainable_alpha, surrogate):
     _check_model(model)
     activations.get(activation)  # Fail early on an unknown name.
     _check_activation_saves(activation, flavor.keras_of(model))
@@ -463,7 +467,7 @@ def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False, 
 
     def make_pea(max_value, threshold, origin, name):
         return pea_class(activation, max_value=max_value, threshold=threshold, alpha=alpha,
-                         trainable_alpha=trainable_alpha, origin=origin, name=name)
+                         trainable_alpha=trainable_alpha, surrogate=surrogate, origin=origin, name=name)
 
     def swap(layer):
         match = find(layer)
@@ -486,6 +490,22 @@ def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False, 
     notes.report(found)
     _check_found(model, layers, names, found, notes)
     return wrapped
+
+
+def surrogate(model, activation="silu", layers=None, include_gates=False):
+    """A new model whose ReLUs compute ReLU forward and `activation`'s derivative backward.
+
+    Surrogate gradients (SUGAR, "The Resurrection of the ReLU", arXiv 2505.22074): the network
+    is the ReLU network at every step, only its gradient is g's, so there is no schedule and
+    nothing extra in the forward pass. The layers are PEALayers at alpha 1 with
+    `surrogate=True`: train without `PEAScheduler`, then `strip` gives the ReLU network (the
+    same function: strip only restores the original layers). Arguments and errors as for `wrap`;
+    `activation` must be a registered name (its closed-form derivative is the gradient).
+    """
+    if not isinstance(activation, str) and activations.name_of(activation) is None:
+        raise ValueError("surrogate needs a registered activation, whose closed-form derivative is the gradient: "
+                         f"{', '.join(activations.names())}.")
+    return _wrap(model, activation, 1.0, layers, include_gates, trainable_alpha=False, surrogate=True)
 
 
 def _check_found(model, layers, names, found, notes):

@@ -224,7 +224,7 @@ def test_set_alpha_phase_rule_and_refusals(k):
         pea_keras.set_alpha(model, 0.5, phase="relu")
     with pytest.raises(ValueError, match=r"^set_alpha: alpha must be in \[0, 1\], got 1.5\.$"):
         pea_keras.set_alpha(model, 1.5)
-    with pytest.raises(ValueError, match=r"^set_alpha: model 'small_cnn' has no PEALayer; wrap it"):
+    with pytest.raises(ValueError, match=r"^set_alpha: model 'small_cnn' has no scheduled PEALayer; wrap it"):
         pea_keras.set_alpha(small_cnn(k), 1.0)
     assert "set_alpha" in pea_keras.__all__ and "retrace" in pea_keras.set_alpha.__doc__
 

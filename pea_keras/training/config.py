@@ -37,6 +37,11 @@ def _augment_spec(v):
     return True, ""
 
 
+def _distill_spec(v):
+    ok = v in ("none", "self") or (v.startswith("teacher:") and len(v) > len("teacher:"))
+    return ok, "must be none, self or teacher:PATH"
+
+
 # Spellings of earlier versions, rewritten before flags are parsed so existing commands keep working.
 FLAG_SPELLINGS = {"--noaugment": "--augment=none", "-noaugment": "--augment=none",
                   "--augment=false": "--augment=none", "--augment=true": "--augment=auto"}
@@ -74,8 +79,9 @@ class RunConfig:
     bn_momentum: float = setting(0.9, "BatchNormalization momentum for every BN layer (keras.applications' "
                                  "0.999 leaves short runs at chance on evaluation).", check=_fraction)
     mode: str = setting("pea", "pea: ReLU and g blended by a schedule, then stripped to ReLU; relu: plain "
-                        "ReLU baseline; novel: g everywhere (alpha = 0, an upper bound that cannot be "
-                        "deployed ReLU-only).", ("pea", "relu", "novel"))
+                        "ReLU baseline; surrogate: ReLU forward and g's derivative backward (SUGAR, no "
+                        "schedule; deploys as ReLU); novel: g everywhere (alpha = 0, an upper bound that "
+                        "cannot be deployed ReLU-only).", ("pea", "relu", "surrogate", "novel"))
     activation: str = setting("silu", "The novel activation g: a name from pea_keras.activations.names() "
                               "(silu, gelu, mish, hard_swish, elu, ...).")
     schedule: str = setting("cosine", "How alpha moves from 0 to 1 between --pea_start and --pea_end "
@@ -84,6 +90,14 @@ class RunConfig:
     pea_start: float = setting(0.0, "Fraction of training where alpha starts rising from 0.")
     pea_end: float = setting(0.75, "Fraction of training where alpha reaches 1 (must be < 1 so that the "
                              "last steps train the pure ReLU network).")
+    distill: str = setting("none", "Knowledge distillation: none; self (the teacher is an exponential moving "
+                           "average of the model evaluated with g, alpha 0; --mode pea, not on JAX); "
+                           "teacher:PATH (a saved model with the same inputs and logits, e.g. a --mode novel "
+                           "run's pea_model.keras). Costs a teacher forward pass per step.", check=_distill_spec)
+    distill_temperature: float = setting(4.0, "Distillation temperature T (soft targets softmax(logits / T)).",
+                                         check=_positive)
+    distill_weight: float = setting(0.5, "Share of the distillation term in the loss; the labels' loss "
+                                    "keeps the rest.", check=lambda v: (0 <= v <= 1, "must be in [0, 1]"))
 
     # Data.
     dataset: str = setting("", "Data SOURCE. Classification (default digits): digits (scikit-learn's "
@@ -243,6 +257,12 @@ def validate(config):
         # Measured with TF 2.21 / Keras 3.15: fit fails on PerReplica inputs under this strategy.
         raise UsageError("--strategy multiworker needs --keras 2: Keras 3's fit does not run under "
                          "tf.distribute.MultiWorkerMirroredStrategy")
+    if config.distill == "self" and (config.mode != "pea" or not config.trains_on_tensorflow()
+                                     and config.backend == "jax"):
+        raise UsageError("--distill self needs --mode pea (its teacher is the model evaluated with g) and "
+                         "TensorFlow or PyTorch (under JAX fit's compiled step keeps the teacher fixed)")
+    if config.distill.startswith("teacher:") and not os.path.exists(config.distill[len("teacher:"):]):
+        raise UsageError(f"--distill {config.distill}: no such file or directory")
     if config.dataset:
         from pea_keras.data import sources
 

@@ -27,8 +27,8 @@ import numpy as np
 import tensorflow as tf
 
 import pea_keras
-from pea_keras import console, files, schedules
-from pea_keras.errors import UsageError
+from pea_keras import console, files, flavor, schedules
+from pea_keras.errors import UsageError, UserError
 from pea_keras.training import callbacks as run_callbacks
 from pea_keras.training import config as config_lib
 from pea_keras.training import distribute, export, reporting, rundir, storage, tasks
@@ -64,6 +64,7 @@ class _Run:
     total_steps: int = 0
     schedule: object = None
     model: object = None
+    trainer: object = None  # What fit trains: the model, or a distiller training it.
     optimizer: object = None
     lr_schedule: object = None
     checkpoint: object = None
@@ -146,8 +147,8 @@ def prepare(config, ablation=None):
                          f"({n_train} examples)")
     r.steps_per_epoch = config.steps_per_epoch or n_train // config.batch_size
     r.total_steps = config.epochs * r.steps_per_epoch
-    r.schedule = make_schedule(config, r.total_steps) if config.mode != "relu" else None
-    if ablation is not None and config.mode != "relu":
+    r.schedule = make_schedule(config, r.total_steps) if config.mode not in ("relu", "surrogate") else None
+    if ablation is not None and config.mode not in ("relu", "surrogate"):
         r.schedule = None if ablation.trainable_alpha else ablation.schedule
     elif config.mode == "pea" and r.schedule(r.total_steps - 1) < 1.0:
         how = ("lower --pea_end below 1: at 1, alpha reaches 1 only after the last step" if config.pea_end >= 1
@@ -163,17 +164,21 @@ def build(r):
     r.K.utils.set_random_seed(config.seed)  # The same initial weights for every mode.
     with r.strategy.scope():
         model = r.task.build_model(r.K, config, r.data)
-        if config.mode != "relu":
+        if config.mode == "surrogate":
+            model = pea_keras.surrogate(model, activation=config.activation)
+        elif config.mode != "relu":
             model = pea_keras.wrap(model, activation=config.activation, alpha=0.0,
                                    trainable_alpha=bool(r.ablation and r.ablation.trainable_alpha))
+        r.trainer = _trainer(config, model)
         r.optimizer, r.lr_schedule = make_optimizer(r.K, config, r.total_steps, r.steps_per_epoch)
-        model.compile(optimizer=r.optimizer, loss=r.task.loss(r.K, config), metrics=r.task.metrics(r.K))
+        r.trainer.compile(optimizer=r.optimizer, loss=r.task.loss(r.K, config), metrics=r.task.metrics(r.K))
     r.model = model
     if not config.trains_on_tensorflow():  # tf.train.Checkpoint tracks TensorFlow variables only.
         return
     with r.strategy.scope():
         r.epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        r.checkpoint = tf.train.Checkpoint(model=model, optimizer=r.optimizer, epoch=r.epoch_var)
+        teacher = {"teacher": r.trainer.teacher} if config.distill == "self" else {}  # The average moves.
+        r.checkpoint = tf.train.Checkpoint(model=model, optimizer=r.optimizer, epoch=r.epoch_var, **teacher)
     r.manager = tf.train.CheckpointManager(r.checkpoint, os.path.join(r.run_dir, rundir.CHECKPOINTS),
                                            max_to_keep=2)
     if config.resume:
@@ -185,6 +190,29 @@ def build(r):
         r.trace = reporting.load_alpha_trace(r.run_dir, before_step=step)
         reporting.truncate_history(r.run_dir, r.initial_epoch)
         _log(config, f"Resuming {r.run_dir} at epoch {r.initial_epoch} (step {step})")
+
+
+def _trainer(config, model):
+    """`model`, or with --distill a distiller that trains it against the teacher."""
+    if config.distill == "none":
+        return model
+    from pea_keras import distillation
+
+    teacher = "self"
+    if config.distill.startswith("teacher:"):
+        path = config.distill[len("teacher:"):]
+        try:
+            teacher = pea_keras.load_model(path)
+        except UserError as e:
+            raise UsageError(f"--distill teacher:{path}: {e}") from None
+        names = {True: "tf_keras (--keras 2)", False: "Keras 3 (--keras 3)"}
+        if flavor.is_tf_keras(teacher) != flavor.is_tf_keras(model):
+            raise UsageError(f"--distill teacher:{path} is a {names[flavor.is_tf_keras(teacher)]} model; this "
+                             f"run trains {names[flavor.is_tf_keras(model)]}")
+    try:
+        return distillation.distiller(model, teacher, config.distill_temperature, config.distill_weight)
+    except ValueError as e:
+        raise UsageError(f"--distill {config.distill}: {e}") from None
 
 
 def _fit_callbacks(r, extra):
@@ -202,7 +230,7 @@ def _fit_callbacks(r, extra):
                      "(pip install tensorboard)")
     if r.manager is not None:  # Last of the epoch: committing the checkpoint commits what the above wrote.
         found.append(run_callbacks.EpochCheckpoint(r.manager, r.epoch_var))
-    return found + list(extra)
+    return found + list(getattr(r.trainer, "teacher_updates", ())) + list(extra)
 
 
 def train(r, extra_callbacks=()):
@@ -222,7 +250,7 @@ def train(r, extra_callbacks=()):
         with warnings.catch_warnings():
             if config.mode == "novel" or r.ablation:  # Ends below 1 on purpose: no "cannot strip" warning.
                 warnings.filterwarnings("ignore", message="Training ended with pea_alpha")
-            r.model.fit(train_ds, epochs=config.epochs, steps_per_epoch=r.steps_per_epoch,
+            r.trainer.fit(train_ds, epochs=config.epochs, steps_per_epoch=r.steps_per_epoch,
                         validation_data=val_ds, initial_epoch=r.initial_epoch, callbacks=callbacks,
                         verbose=_fit_verbosity(config.verbose),
                         shuffle=False)  # The pipeline shuffles (with --seed).
