@@ -7,12 +7,15 @@
 
 The loss is `(1 - weight) * loss(y, student) + weight * T^2 * KL(softmax(teacher / T) ||
 softmax(student / T))` over the last axis (classes; every pixel of a segmentation map), Hinton et
-al.'s form. The teacher is a model with the student's inputs and logits (for PEA, the network
-trained with g everywhere: `replace_relu`), frozen; or `"self"`: an exponential moving average of
-the student's own weights evaluated as the g network (its PEA layers at alpha 0), updated after
-every step by `trainer.teacher_updates`, so no teacher is trained beforehand. It costs one forward pass
-of the teacher per step (and for "self" the average's update). Both Keras flavours; "self" on
-TensorFlow and PyTorch (under JAX, fit's compiled step keeps the teacher's weights fixed).
+al.'s form. fit minimizes this total; Keras 3 logs it as `loss`, tf_keras logs the labels' part
+(its compiled loss).
+
+The teacher is a model with the student's inputs and logits (for PEA, the network trained with g
+everywhere: `replace_relu`), frozen; or "self": an exponential moving average of the student's
+weights evaluated as the g network (its PEA layers at alpha 0), updated after every step by
+`trainer.teacher_updates`, so no teacher is trained beforehand. Either costs a teacher forward
+pass per step ("self" also the average's update). Both Keras flavours; "self" on TensorFlow and
+PyTorch (under JAX, fit's compiled step keeps the teacher's weights fixed).
 """
 from pea_keras import flavor, numerics
 from pea_keras.callbacks import BothFlavoursCallback

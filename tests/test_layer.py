@@ -148,3 +148,26 @@ def test_enter_phase_is_the_documented_protocol(k):
         layer.enter_phase("gelu")
     layer.enter_phase(None)
     assert layer.phase is None
+
+
+@pytest.mark.parametrize("max_value", [None, 6.0])
+@pytest.mark.parametrize("activation", ["silu", "gelu", "mish"])
+def test_surrogate_is_relu_forward_and_g_prime_backward(k, activation, max_value):
+    layer = layer_class(k)(activation, max_value=max_value, alpha=1.0, surrogate=True)
+    layer.build(X.shape)
+    weight = tf.constant(np.random.default_rng(4).normal(size=X.shape).astype("float32"))
+    for training in (True, False):
+        np.testing.assert_array_equal(layer(X, training=training).numpy(), relu(X, max_value).numpy())
+    g_prime = activations.get(activation).g_prime(X).numpy()
+    if max_value is not None:
+        g_prime = g_prime * (X.numpy() < max_value)  # Above the cap, the cap's gradient: 0.
+    np.testing.assert_allclose(grads(lambda x: layer(x, training=True), X, weight), g_prime * weight.numpy(),
+                               rtol=1e-6, atol=1e-6)
+    assert layer_class(k).from_config(layer.get_config()).surrogate
+
+
+def test_surrogate_needs_a_closed_form_derivative_and_alpha_1(k):
+    with pytest.raises(ValueError, match="needs a registered activation"):
+        layer_class(k)(lambda x: x * x, alpha=1.0, surrogate=True)
+    with pytest.raises(ValueError, match="and alpha 1"):
+        layer_class(k)("silu", alpha=0.5, surrogate=True)

@@ -340,3 +340,23 @@ def test_strip_refusal_names_force_true_only(k):
         pea_keras.strip(wrapped)
     assert "force=True" in str(refused.value) and "--force_strip" not in str(refused.value)
     assert isinstance(refused.value, ValueError) and len(refused.value.unfinished) == 2
+
+
+def test_surrogate_model_is_the_relu_network_with_g_gradients_and_strips_back(k):
+    model, count = every_relu_model(k)
+    with pytest.warns(UserWarning):
+        sur = pea_keras.surrogate(model, activation="silu")
+    layers = pea_keras.pea_layers(sur)
+    assert len(layers) == count and all(layer.surrogate and layer.alpha_value == 1.0 for layer in layers)
+    x = every_relu_inputs()
+    assert max_diff(outputs(model, x), outputs(sur, x)) <= 1e-6
+    stripped = pea_keras.strip(sur)  # Alpha is 1: no force needed.
+    assert [layer.get_config() for layer in stripped.layers] == [layer.get_config() for layer in model.layers]
+    callback = pea_keras.PEAScheduler(lambda step: 0.5)
+    callback.set_model(sur)
+    with pytest.raises(ValueError, match="surrogate layers .* train it without PEAScheduler"):
+        callback.on_train_begin()
+    with pytest.raises(ValueError, match="has no scheduled PEALayer"):
+        pea_keras.set_alpha(sur, 0.5)
+    with pytest.raises(ValueError, match="surrogate needs a registered activation"):
+        pea_keras.surrogate(small_cnn(k), activation=lambda t: t)

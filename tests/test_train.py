@@ -203,6 +203,10 @@ def test_missing_dataset_exits_with_one_line(tmp_path):
     (["--augment=flips"], "--augment must be auto, none, or a comma list of flip and crop"),
     (["--arch=tiny", "--augment=crop"], "--augment crop: the built-in digits are not augmented"),
     (["--backend=jax", "--keras=2"], "--backend jax needs --keras 3: tf_keras runs on TensorFlow only"),
+    (["--distill=self", "--mode=relu"], "--distill self needs --mode pea"),
+    (["--distill=teacher:/no/such.keras"], "--distill teacher:/no/such.keras: no such file or directory"),
+    (["--distill=bogus"], "--distill must be none, self or teacher:PATH, got bogus"),
+    (["--distill_weight=2"], "--distill_weight must be in [0, 1], got 2.0"),
 ])
 def test_user_mistakes_are_one_line(tmp_path, capsys, args, reason):
     rc = call_main(*args, f"--output_dir={tmp_path / 'run'}", f"--tflite_dir={tmp_path}",
@@ -238,6 +242,31 @@ def test_a_jax_or_torch_run_ends_with_the_int8_file_and_its_kit(tmp_path, backen
     assert (tfl / "run_int8.tflite").read_bytes() == (out / "model_int8.tflite").read_bytes()
     assert m["tflite"]["relu_only"] and m["tflite"]["micro_arena_bytes"] > 0
     assert m["sizes"]["tflite_int8_bytes"] == (tfl / "run_int8.tflite").stat().st_size
+
+
+@pytest.mark.slow
+def test_surrogate_and_distilled_runs_deploy_relu_only_int8_files(tmp_path):
+    """--mode novel trains a teacher; --mode surrogate learns from it (--distill teacher:PATH) and
+    --distill self from its own average; each ends with a ReLU-only int8 file. A teacher of the
+    other flavour is one line."""
+    short = ["--arch=tiny", "--epochs=1", "--steps_per_epoch=4", "--batch_size=16", "--calibration_examples=16",
+             "--tflite_eval_examples=16", "--verbose=0", f"--tflite_dir={tmp_path / 'tflite'}"]
+    teacher = tmp_path / "teacher"
+    assert run_script("train.py", *short, "--mode=novel", "--noexport", f"--output_dir={teacher}").returncode == 0
+    for name, args in [("sugar_kd", ["--mode=surrogate", f"--distill=teacher:{teacher / 'pea_model.keras'}",
+                                     "--distill_weight=0.7", "--distill_temperature=2"]),
+                       ("self_kd", ["--distill=self"])]:
+        result = run_script("train.py", *short, *args, f"--output_dir={tmp_path / name}")
+        assert (result.returncode, result.stderr) == (0, ""), result.stderr[-3000:]
+        m = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert m["top1"]["stripped"] == m["top1"]["pea"] and m["alpha_final"] == 1.0
+        assert m["tflite"]["relu_only"] and (tmp_path / "tflite" / f"{name}_int8.tflite").exists()
+    assert m["flags"]["distill"] == "self"
+    result = run_script("train.py", *short, "--keras=2", "--mode=relu",
+                        f"--distill=teacher:{teacher / 'pea_model.keras'}", f"--output_dir={tmp_path / 'wrong'}")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"train.py: error: --distill teacher:{teacher / 'pea_model.keras'} is a Keras 3 (--keras 3) model; this run "
+        "trains tf_keras (--keras 2)"], result.stderr
 
 
 @pytest.mark.slow
