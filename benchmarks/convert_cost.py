@@ -3,7 +3,8 @@
 Both start a fresh Python, load a MobileNetV2 (width 0.35, random weights, 96x96x3 by default)
 and quantize it to full int8 (int8 input and output) on the same calibration images:
   bare     `tf.lite.TFLiteConverter.from_keras_model` on the ReLU model, file written
-  convert  `pea-tflite convert` on the PEA model (alpha 1): strip, quantize, prove the file
+  convert  `pea-tflite convert` (as `python -m pea_keras.tflite`, so PYTHONPATH picks the code) on
+           the PEA model (alpha 1): strip, quantize, prove the file
            ReLU-only, load-test it on TensorFlow Lite Micro, write the file and its kit
 Runs interleave (bare, convert, bare, ...), so load drift hits both alike; the ratio is taken
 per repeat and reported as the median with the range.
@@ -73,7 +74,7 @@ def main():
         paths = prepare(tmp, args.image_size, args.samples)
         bare = [sys.executable, "-c", BARE, paths["relu.keras"], paths["calib.npy"], os.path.join(tmp, "bare.tflite")]
         out = os.path.join(tmp, "pea.tflite")
-        convert = ["pea-tflite", "convert", paths["pea.keras"], "-o", out, "--calib", paths["calib.npy"],
+        convert = [sys.executable, "-m", "pea_keras.tflite", "convert", paths["pea.keras"], "-o", out, "--calib", paths["calib.npy"],
                    "--calib_samples", str(args.samples), "--overwrite"]
         seconds = {"bare": [], "convert": []}
         load = [os.getloadavg()[0]]

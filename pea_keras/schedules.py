@@ -7,7 +7,8 @@ Python callables evaluated once per training batch by `PEAScheduler`; `get_confi
 """
 import math
 
-__all__ = ["Schedule", "Linear", "Cosine", "Step", "Constant", "default", "serialize", "deserialize"]
+__all__ = ["Schedule", "Linear", "Cosine", "Step", "Constant", "default", "get", "names", "serialize",
+           "deserialize"]
 
 DEFAULT_START = 0.0
 DEFAULT_END = 0.75
@@ -137,6 +138,20 @@ class Constant(Schedule):
 
 
 _CLASSES = {c.__name__: c for c in (Linear, Cosine, Step, Constant)}
+
+
+def names():
+    """The schedules by name, as train.py's --schedule takes them."""
+    return tuple(name.lower() for name in _CLASSES)
+
+
+def get(name, total_steps, start=DEFAULT_START, end=DEFAULT_END):
+    """The schedule `name` over `total_steps`, from 0 at `start` to 1 at `end` (fractions of
+    training); "constant" is alpha = 1 throughout."""
+    cls = {n.lower(): c for n, c in _CLASSES.items()}.get(name)
+    if cls is None:
+        raise ValueError(f"Unknown schedule {name!r}; valid: {', '.join(names())}.")
+    return cls.over(total_steps) if cls is Constant else cls.over(total_steps, start, end)
 
 
 def default(total_steps):

@@ -11,6 +11,9 @@ import sys
 
 import pytest
 
+RATIOS = ["pea_blend / relu", "naive_blend / relu", "g_only / relu", "pea_relu / relu",
+          "pea_blend / g_only", "pea_blend / naive_blend"]
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(REPO, "benchmarks")
 
@@ -81,12 +84,39 @@ def test_accuracy_benchmark(tmp_path):
 
 @pytest.mark.slow
 def test_train_step_benchmark(tmp_path):
-    run_benchmark("train_step.py", "--arch", "tiny", "--steps", "2", "--repeats", "1", "--no_memory",
-                  "--json", str(tmp_path / "t.json"))
-    rows = json.loads((tmp_path / "t.json").read_text())
-    assert {(r["keras"], r["config"]) for r in rows} == {
-        (k, c) for k in ("keras", "tf_keras") for c in ("relu", "pea_blend", "naive_blend", "pea_relu", "g_only")}
-    assert all(r["ms"] > 0 for r in rows)
+    run_benchmark("train_step.py", "--arch", "mobilenet_v3_small", "--image_size", "32", "--rounds", "2",
+                  "--warmup", "1", "--batch", "8", "--memory_batch", "16", "--json", str(tmp_path / "t.json"))
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert [(r["keras"], r["image_size"]) for r in rows] == [("keras", 32), ("tf_keras", 32)]
+    for row in rows:
+        assert set(row["ratios"]) == set(RATIOS)
+        assert all(s["q1"] <= s["median"] <= s["q3"] for s in row["ratios"].values())
+        assert set(row["mb"]) == {"relu", "pea_blend", "naive_blend", "pea_relu", "g_only"}
+
+
+@pytest.mark.slow
+def test_train_step_check_fails_on_a_ratio_outside_its_limit(monkeypatch):
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import train_step
+
+    ratio = {"median": 1.10, "q1": 1.08, "q3": 1.12}
+    row = {"ratios": {name: dict(ratio) for name, *_ in train_step.RATIOS},
+           "mb": {"pea_blend": 100.0, "naive_blend": 90.0, "g_only": 100.0, "relu": 50.0, "pea_relu": 50.0}}
+    found = train_step.failures(row)
+    assert [f.split(" ")[0] for f in found] == ["pea_relu", "pea_blend", "pea_blend"]
+    assert "pea_blend memory 100 MB > naive_blend 90 MB" in found[2]
+    row["ratios"]["pea_blend / g_only"]["q1"] = 1.04  # The median is above, the noise reaches below.
+    row["ratios"]["pea_relu / relu"]["q1"] = 1.0
+    row["mb"]["naive_blend"] = 120.0
+    assert train_step.failures(row) == []
+
+
+@pytest.mark.slow
+def test_convert_cost_benchmark(tmp_path):
+    stdout = run_benchmark("convert_cost.py", "--image_size", "32", "--samples", "8", "--repeats", "1",
+                           "--json", str(tmp_path / "c.json"))
+    result = json.loads((tmp_path / "c.json").read_text())
+    assert len(result["ratios"]) == 1 and result["ratios"][0] > 0 and "convert / bare" in stdout
 
 
 @pytest.mark.slow

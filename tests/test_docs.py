@@ -216,6 +216,14 @@ def custom_loop(code, cwd):
     assert out.strip().splitlines()[-1] == "[1.0]"
 
 
+def distillation_snippet(code, cwd):
+    """Self-distillation on the snippets' data: the student ends at alpha 1 and strips to ReLU."""
+    out = snippet(code, cwd, before="keras_model = pea_keras.strip(model, force=True)\n",
+                  after="\nprint(len(pea_keras.pea_layers(relu_model)), "
+                        "pea_keras.pea_layers(trainer.student)[0].alpha_value)")
+    assert out.strip().splitlines()[-1] == "0 1.0"
+
+
 def keras_export(code, cwd):
     """Keras' own export with the full-int8 settings, on the snippets' model at alpha 1: the file
     passes `pea-tflite check --int8`."""
@@ -243,6 +251,7 @@ RUNNERS = {
     "python train.py --arch mobilenet_v2                       # PEA (SiLU) on digits, width 0.35, ~2.5 min on 2 "
     "CPU cores": training,
     "  schedule = pea_keras.schedules.default(total_steps)": custom_loop,
+    "  trainer = pea_keras.distillation.distiller(pea_keras.wrap(keras_model), \"self\")": distillation_snippet,
     "import tensorflow as tf": keras_export,
     "TF_CONFIG='{\"cluster\": {\"worker\": [\"127.0.0.1:20001\", \"127.0.0.1:20002\"]}, \"task\": {\"type\": "
     "\"worker\", \"index\": 0}}' \\": multiworker,

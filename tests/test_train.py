@@ -363,6 +363,25 @@ MULTIWORKER = textwrap.dedent("""
 """)
 
 
+JAX_MULTIWORKER = textwrap.dedent("""
+    import json, sys
+    import keras
+    from pea_keras.training.run import RunConfig, run
+
+    alphas = []
+
+    class Alphas(keras.callbacks.Callback):  # After PEAScheduler, which logs the alpha it set.
+        def on_train_batch_end(self, batch, logs=None):
+            alphas.append(float(logs["pea_alpha"]))
+
+    m = run(RunConfig(arch="tiny", image_size=16, epochs=1, steps_per_epoch=6, batch_size=16,
+                      verbose="0", strategy="multiworker", backend="jax", output_dir=sys.argv[1],
+                      tflite_dir=sys.argv[2], calibration_examples=32),
+            callbacks=[Alphas()])
+    print(json.dumps({"alphas": alphas, "replicas": m["replicas"], "run_dir": m["run_dir"], "top1": m["top1"]}))
+""")
+
+
 def _free_ports(n):
     import socket
 
@@ -376,19 +395,25 @@ def _free_ports(n):
 
 
 @pytest.mark.slow
-def test_two_multiworker_processes_train_in_step_and_only_the_chief_writes(tmp_path):
+@pytest.mark.parametrize("flavour", ["tf_keras", "keras 3 on jax"])
+def test_two_multiworker_processes_train_in_step_and_only_the_chief_writes(tmp_path, flavour):
+    """tf_keras under MultiWorkerMirroredStrategy, Keras 3 under keras.distribution on JAX: the
+    same TF_CONFIG, the same alpha at every step on both processes, one run directory."""
     import os
     import subprocess
     import sys
 
     from train_cli import REPO
 
+    if flavour != "tf_keras":
+        pytest.importorskip("jax")
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     procs = []
     for index in range(2):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, TF_CONFIG=json.dumps(
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, JAX_PLATFORMS="cpu", TF_CONFIG=json.dumps(
             {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
-        procs.append(subprocess.Popen([sys.executable, "-c", MULTIWORKER, str(tmp_path / "run"),
+        script = MULTIWORKER if flavour == "tf_keras" else JAX_MULTIWORKER
+        procs.append(subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "run"),
                                        str(tmp_path / "tflite")], cwd=tmp_path, env=env, text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     outs = [p.communicate(timeout=600) for p in procs]

@@ -165,7 +165,7 @@ def inspect(path_or_bytes):
     return ModelInfo(len(data), operators, tensors, inputs, outputs, subgraphs)
 
 
-def format_report(info, violations=None):
+def format_report(info):
     """Human-readable table: one line per operator, then totals."""
     lines = []
     for op in info.operators:

@@ -5,6 +5,7 @@ import dataclasses
 import os
 import re
 
+from pea_keras import schedules
 from pea_keras.errors import UsageError
 
 
@@ -86,7 +87,7 @@ class RunConfig:
                               "(silu, gelu, mish, hard_swish, elu, ...).")
     schedule: str = setting("cosine", "How alpha moves from 0 to 1 between --pea_start and --pea_end "
                             "(constant: alpha = 1, i.e. ReLU with PEA layers).",
-                            ("linear", "cosine", "step", "constant"))
+                            schedules.names())
     pea_start: float = setting(0.0, "Fraction of training where alpha starts rising from 0.")
     pea_end: float = setting(0.75, "Fraction of training where alpha reaches 1 (must be < 1 so that the "
                              "last steps train the pure ReLU network).")
@@ -141,10 +142,11 @@ class RunConfig:
                          "only).", ("3", "2"))
     backend: str = setting("tensorflow", "Keras 3 backend that trains (sets KERAS_BACKEND): tensorflow, jax "
                            "or torch. The int8 export runs under TensorFlow in a child process either way. "
-                           "JAX and PyTorch runs take --strategy default and keep no checkpoints "
-                           "(no --resume).", ("tensorflow", "jax", "torch"))
+                           "JAX and PyTorch runs keep no checkpoints (no --resume); JAX runs take "
+                           "--strategy default or multiworker, PyTorch runs default.", ("tensorflow", "jax", "torch"))
     strategy: str = setting("default", "tf.distribute strategy: mirrored = all local GPUs, multiworker = "
-                            "TF_CONFIG cluster, tpu = --tpu.", ("default", "mirrored", "multiworker", "tpu"))
+                            "TF_CONFIG cluster (--keras 2, or Keras 3 with --backend jax: keras.distribution "
+                            "over jax.distributed), tpu = --tpu.", ("default", "mirrored", "multiworker", "tpu"))
     tpu: str = setting("", "TPU name or address for --strategy tpu ('' = local).")
     output_dir: str = setting("", "Run directory; default runs/<arch>_<mode>_<dataset> "
                               "(runs/<arch>_compare_<dataset> with --compare).")
@@ -245,7 +247,7 @@ def validate(config):
     if config.keras == "2" and config.backend != "tensorflow":
         raise UsageError(f"--backend {config.backend} needs --keras 3: tf_keras runs on TensorFlow only")
     if not config.trains_on_tensorflow():
-        if config.strategy != "default":
+        if config.strategy != "default" and (config.backend, config.strategy) != ("jax", "multiworker"):
             raise UsageError(f"--strategy {config.strategy} needs --backend tensorflow: tf.distribute "
                              f"does not drive Keras 3 on {config.backend}")
         if config.resume:
@@ -253,10 +255,10 @@ def validate(config):
                              "checkpoints")
     if config.keras == "3":
         use_backend(config.backend)
-    if config.strategy == "multiworker" and config.keras == "3":
+    if config.strategy == "multiworker" and config.keras == "3" and config.backend != "jax":
         # Measured with TF 2.21 / Keras 3.15: fit fails on PerReplica inputs under this strategy.
-        raise UsageError("--strategy multiworker needs --keras 2: Keras 3's fit does not run under "
-                         "tf.distribute.MultiWorkerMirroredStrategy")
+        raise UsageError("--strategy multiworker needs --keras 2 or --backend jax: Keras 3's fit does not run "
+                         "under tf.distribute.MultiWorkerMirroredStrategy (Keras 3 scales out on JAX)")
     if config.distill == "self" and (config.mode != "pea" or not config.trains_on_tensorflow()
                                      and config.backend == "jax"):
         raise UsageError("--distill self needs --mode pea (its teacher is the model evaluated with g) and "

@@ -1,13 +1,59 @@
-"""tf.distribute strategies for --strategy; batch sizes are global (split over replicas)."""
+"""The --strategy of a run: tf.distribute strategies, and for Keras 3 on JAX multi-process data
+parallelism with `keras.distribution`. Batch sizes are global (split over replicas)."""
+import contextlib
+import json
+import os
 
 import tensorflow as tf
 
 from pea_keras.errors import UsageError
 
 
-def make_strategy(name, tpu=""):
+def cluster_from_tf_config():
+    """(coordinator "host:port", number of processes, this process's index) from TF_CONFIG: the
+    chief (if any) then the workers, in order; process 0 coordinates."""
+    try:
+        spec = json.loads(os.environ["TF_CONFIG"])
+        members = spec["cluster"].get("chief", []) + spec["cluster"].get("worker", [])
+        task = spec["task"]
+        index = int(task["index"]) + (len(spec["cluster"].get("chief", [])) if task["type"] == "worker" else 0)
+    except KeyError:
+        raise UsageError("--strategy multiworker needs TF_CONFIG with the cluster's workers and this task "
+                         '(e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": '
+                         '"worker", "index": 0}})') from None
+    except (ValueError, TypeError, AttributeError) as e:
+        raise UsageError(f"TF_CONFIG is not a cluster description: {e}") from None
+    if not members or not 0 <= index < len(members):
+        raise UsageError(f"TF_CONFIG: task index {index} is not in a cluster of {len(members)}")
+    return members[0], len(members), index
+
+
+class JaxDataParallel:
+    """Keras 3 on JAX over several processes: `jax.distributed` joins them (the cluster of TF_CONFIG,
+    as for tf_keras' MultiWorkerMirroredStrategy) and `keras.distribution.DataParallel` splits each
+    global batch over every process's devices, keeping the weights replicated. On CPU the
+    processes exchange gradients through gloo."""
+
+    def __init__(self):
+        import jax
+        import keras
+
+        coordinator, processes, index = cluster_from_tf_config()
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=processes, process_id=index)
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
+        self.num_replicas_in_sync = jax.device_count()
+        self.process_index = jax.process_index()
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+
+def make_strategy(name, tpu="", backend="tensorflow"):
     """The strategy for `name`: default, mirrored (every local GPU, else every logical CPU),
-    multiworker (cluster from TF_CONFIG) or tpu."""
+    multiworker (cluster from TF_CONFIG; on JAX a `JaxDataParallel`) or tpu."""
+    if name == "multiworker" and backend == "jax":
+        return JaxDataParallel()
     if name == "mirrored":
         if tf.config.list_logical_devices("GPU"):
             return tf.distribute.MirroredStrategy()
@@ -28,6 +74,8 @@ def make_strategy(name, tpu=""):
 
 def is_chief(strategy):
     """Whether this process writes the run directory and the int8 file (worker 0 or the chief)."""
+    if isinstance(strategy, JaxDataParallel):
+        return strategy.process_index == 0
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not getattr(resolver, "task_type", None):
         return True

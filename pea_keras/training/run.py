@@ -81,10 +81,7 @@ def make_schedule(config, total_steps):
     """The alpha schedule over `total_steps` (mode novel: alpha = 0 throughout)."""
     if config.mode == "novel":
         return schedules.Constant(0.0)
-    if config.schedule == "constant":
-        return schedules.Constant(1.0)
-    cls = {"linear": schedules.Linear, "cosine": schedules.Cosine, "step": schedules.Step}[config.schedule]
-    return cls.over(total_steps, config.pea_start, config.pea_end)
+    return schedules.get(config.schedule, total_steps, config.pea_start, config.pea_end)
 
 
 def make_optimizer(K, config, total_steps, steps_per_epoch):
@@ -130,7 +127,8 @@ def prepare(config, ablation=None):
     config = tasks.with_defaults(config)
     rundir.check(config)
     task = tasks.get(config.task)
-    strategy = distribute.make_strategy(config.strategy, config.tpu)
+    strategy = distribute.make_strategy(config.strategy, config.tpu,
+                                        config.backend if config.keras == "3" else "tensorflow")
     chief = distribute.is_chief(strategy)
     # Other workers train alongside and write only to a scratch folder, removed at the end.
     run_dir = config.run_dir() if chief else tempfile.mkdtemp(prefix="pea-keras-worker-")
