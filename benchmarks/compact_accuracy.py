@@ -55,7 +55,7 @@ import time
 import traceback
 import warnings
 
-from paired_stats import markdown, paired_rows
+from paired_stats import gap_fraction, markdown, paired_rows
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -395,11 +395,42 @@ def _n(summary, config):
     return next(r["n"] for r in summary["rows"] if r["config"] == config and r["measure"] == "int8")
 
 
+def methods_table(store, arch):
+    """Per method: stripped and int8 top-1, the fraction of the ReLU -> g_silu gap its stripped ReLU
+    network recovers (against g_silu's float, which cannot deploy ReLU-only) and its training CPU
+    cost relative to ReLU, a teacher's training included."""
+    by = {}
+    for r in store["runs"].values():
+        if r["arch"] == arch:
+            by.setdefault(r["config"], {})[r["seed"]] = r
+    seeds = sorted(by.get("relu", {}))
+    relu = [by["relu"][s]["stripped"] for s in seeds]
+    g = [by.get("g_silu", {}).get(s, {}).get("float") for s in seeds]
+    lines = ["| method | n | stripped top-1 % | int8 top-1 % | recovered of the ReLU -> g gap [95 % CI] | "
+             "training cost x ReLU |", "|---|---|---|---|---|---|"]
+    for config in ALL_METHODS:
+        runs = by.get(config, {})
+        if config == "g_silu" or not runs:
+            continue
+        stripped = [runs.get(s, {}).get("stripped") for s in seeds]
+        gap = gap_fraction(stripped, relu, g)
+        costs = [(runs[s]["train_cpu_s"] + (runs[s].get("teacher_cpu_s") or 0)) / by["relu"][s]["train_cpu_s"]
+                 for s in seeds if s in runs]
+        mean = {m: 100 * statistics.fmean(r[m] for r in runs.values()) for m in ("stripped", "int8")}
+        shown = "-" if gap is None else f"{100 * gap['fraction']:.0f} % [{100 * gap['ci95'][0]:.0f}, " \
+                                        f"{100 * gap['ci95'][1]:.0f}]"
+        lines.append(f"| {config} | {len(runs)} | {mean['stripped']:.2f} | {mean['int8']:.2f} | {shown} | "
+                     f"{statistics.median(costs):.2f} |")
+    return "\n".join(lines)
+
+
 def report(args):
     store = update_store(args.json, lambda store: None)
     texts = []
     for name, _, _, references in GROUPS:
         texts.append(f"### {name}\n\n" + markdown(store["summary"][name], references, MEASURES))
+    for arch in (V3, V2):
+        texts.append(f"### methods on {arch}: deployed top-1, gap recovered, cost\n\n" + methods_table(store, arch))
     cost = store["equal_cost"]
     if cost:
         texts.append("equal cost: " + json.dumps(

@@ -74,8 +74,8 @@ def main():
         paths = prepare(tmp, args.image_size, args.samples)
         bare = [sys.executable, "-c", BARE, paths["relu.keras"], paths["calib.npy"], os.path.join(tmp, "bare.tflite")]
         out = os.path.join(tmp, "pea.tflite")
-        convert = [sys.executable, "-m", "pea_keras.tflite", "convert", paths["pea.keras"], "-o", out, "--calib", paths["calib.npy"],
-                   "--calib_samples", str(args.samples), "--overwrite"]
+        convert = [sys.executable, "-m", "pea_keras.tflite", "convert", paths["pea.keras"], "-o", out,
+                   "--calib", paths["calib.npy"], "--calib_samples", str(args.samples), "--overwrite"]
         seconds = {"bare": [], "convert": []}
         load = [os.getloadavg()[0]]
         for _ in range(args.repeats):

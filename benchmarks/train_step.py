@@ -6,7 +6,11 @@ For each Keras flavour, network and resolution it builds, on one random batch:
   naive_blend  the same ensemble written as a*relu(x) + (1-a)*g(x) with autodiff
   pea_relu     PEA at alpha = 1 (the ReLU phase: the ReLU network's own graph)
   g_only       g in place of every ReLU (the floor for blending: it needs g(x) too)
-and times single training steps round-robin: every round runs one step of each configuration of a
+and, with --configs, the other ways to a better ReLU network:
+  surrogate    pea_keras.surrogate: ReLU forward, g' backward
+  pea_kd       pea_blend distilled from a g-only teacher (pea_keras.distillation, its forward pass)
+  pea_selfkd   pea_blend distilled from its own moving average (teacher forward and the average's update)
+It times single training steps round-robin: every round runs one step of each configuration of a
 group, starting from a different one each round, so load drift hits them alike. Each ratio
 (against relu, and pea_blend against g_only and naive_blend) is taken within a round and reported
 as the median with its interquartile range over rounds; the load average is recorded.
@@ -35,6 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 CONFIGS = ["relu", "pea_blend", "naive_blend", "pea_relu", "g_only"]
+METHODS = ["surrogate", "pea_kd", "pea_selfkd"]
 FLAVORS = {"3": "keras", "2": "tf_keras"}
 WIDTHS = {"mobilenet_v2": 0.35, "mobilenet_v3_small": 1.0}
 # (name, numerator, denominator, limit): the ratios --check holds to their limits.
@@ -42,6 +47,8 @@ RATIOS = [("pea_blend / relu", "pea_blend", "relu", None), ("naive_blend / relu"
           ("g_only / relu", "g_only", "relu", None), ("pea_relu / relu", "pea_relu", "relu", 1.03),
           ("pea_blend / g_only", "pea_blend", "g_only", 1.05),
           ("pea_blend / naive_blend", "pea_blend", "naive_blend", None)]
+METHOD_RATIOS = [("surrogate / relu", "surrogate", "relu", None), ("pea_kd / pea_blend", "pea_kd", "pea_blend", None),
+                 ("pea_selfkd / pea_blend", "pea_selfkd", "pea_blend", None)]
 
 
 def naive_g(k, name):
@@ -62,26 +69,36 @@ def build(config, arch, size, k, activation, batch):
     import tensorflow as tf
 
     import pea_keras
+    from pea_keras import distillation
     from pea_keras.training import archs
 
     model = archs.build(arch, k, (size, size, 3), 10, width=WIDTHS.get(arch, 1.0))
+    trainer, updates = model, []
     if config == "g_only":
-        model = pea_keras.replace_relu(model, activation)
+        trainer = model = pea_keras.replace_relu(model, activation)
+    elif config == "surrogate":
+        trainer = model = pea_keras.surrogate(model, activation)
     elif config != "relu":
         g = naive_g(k, activation) if config == "naive_blend" else activation
-        model = pea_keras.wrap(model, activation=g, alpha=1.0 if config == "pea_relu" else 0.5)
+        teacher = pea_keras.replace_relu(model, activation) if config == "pea_kd" else "self"
+        trainer = model = pea_keras.wrap(model, activation=g, alpha=1.0 if config == "pea_relu" else 0.5)
         for layer in pea_keras.pea_layers(model):
             layer.enter_phase("relu" if config == "pea_relu" else "blend")  # As PEAScheduler does.
-    model.compile(k.optimizers.SGD(0.01, momentum=0.9), k.losses.SparseCategoricalCrossentropy(from_logits=True))
+        if config in ("pea_kd", "pea_selfkd"):
+            trainer = distillation.distiller(model, teacher)
+            updates = [u._update for u in trainer.teacher_updates]  # What the callback runs after each step.
+    trainer.compile(k.optimizers.SGD(0.01, momentum=0.9), k.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(0)
     x = rng.random((batch, size, size, 3), dtype=np.float32)
     y = rng.integers(0, 10, batch).astype("int32")
     batches = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
-    model.make_train_function()
-    train = model.train_function
+    trainer.make_train_function()
+    train = trainer.train_function
 
     def one_step():
         logs = train(batches)
+        for update in updates:
+            update()
         return float(np.asarray(logs["loss"]))  # Waits for the step to finish.
 
     return model, one_step
@@ -125,13 +142,14 @@ def time_group(group, args):
     """{config: [seconds per round]}: one step of every configuration per round, rotated."""
     flavor, arch, size = group
     k = importlib.import_module(FLAVORS[flavor])
-    steps = {c: build(c, arch, size, k, args.activation, args.batch)[1] for c in CONFIGS}
+    configs = CONFIGS + args.configs
+    steps = {c: build(c, arch, size, k, args.activation, args.batch)[1] for c in configs}
     for one_step in steps.values():
         for _ in range(args.warmup):  # Trace, then warm the caches and thread pools.
             one_step()
-    times = {c: [] for c in CONFIGS}
+    times = {c: [] for c in configs}
     for r in range(args.rounds):
-        for c in CONFIGS[r % len(CONFIGS):] + CONFIGS[:r % len(CONFIGS)]:
+        for c in configs[r % len(configs):] + configs[:r % len(configs)]:
             start = time.perf_counter()
             steps[c]()
             times[c].append(time.perf_counter() - start)
@@ -146,7 +164,7 @@ def measure(group, args):
         times = time_group(group, args)
         row.update(load_after=os.getloadavg()[0], ms={c: 1000 * statistics.median(t) for c, t in times.items()},
                    ratios={name: spread([a / b for a, b in zip(times[num], times[den])])
-                           for name, num, den, _ in RATIOS})
+                           for name, num, den, _ in RATIOS + METHOD_RATIOS if num in times})
     if args.memory:
         row["mb"] = {c: memory_mb(group, c, args) for c in CONFIGS}
     return row
@@ -166,9 +184,10 @@ def failures(row):
 
 
 def table(rows):
-    lines = [f"{'keras':9s} {'arch':19s} {'px':>3s} {'load':>9s}  " + "  ".join(f"{n:>23s}" for n, *_ in RATIOS)]
+    names = [n for n, *_ in RATIOS + METHOD_RATIOS if any(n in r.get("ratios", {}) for r in rows)]
+    lines = [f"{'keras':9s} {'arch':19s} {'px':>3s} {'load':>9s}  " + "  ".join(f"{n:>23s}" for n in names)]
     for row in (r for r in rows if "ratios" in r):
-        cells = [f"{s['median']:.3f} [{s['q1']:.3f}, {s['q3']:.3f}]" for s in row["ratios"].values()]
+        cells = [f"{s['median']:.3f} [{s['q1']:.3f}, {s['q3']:.3f}]" for s in map(row["ratios"].get, names)]
         lines.append(f"{row['keras']:9s} {row['arch']:19s} {row['image_size']:3d} "
                      f"{row['load_before']:4.1f}-{row['load_after']:<4.1f}  " + "  ".join(f"{c:>23s}" for c in cells))
     if any("mb" in row for row in rows):
@@ -186,6 +205,7 @@ def main():
     parser.add_argument("--image_size", nargs="+", type=int, default=[32, 96])
     parser.add_argument("--flavor", nargs="+", default=["3", "2"], choices=sorted(FLAVORS))
     parser.add_argument("--activation", default="silu")
+    parser.add_argument("--configs", nargs="*", default=[], choices=METHODS, help="also time these")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=40,
                         help="timed steps of each configuration (0: memory only, which load does not change)")

@@ -30,7 +30,7 @@ _EXPORTS = {
     "PEAScheduler": "callbacks", "set_alpha": "callbacks",
     "load_model": "saving",
 }
-_MODULES = ("activations", "schedules", "flavor")
+_MODULES = ("activations", "schedules", "flavor", "distillation")
 __all__ = sorted(_EXPORTS) + list(_MODULES)
 
 

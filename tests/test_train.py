@@ -412,6 +412,8 @@ def test_two_multiworker_processes_train_in_step_and_only_the_chief_writes(tmp_p
     for index in range(2):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, JAX_PLATFORMS="cpu", TF_CONFIG=json.dumps(
             {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
+        if flavour != "tf_keras":
+            env["KERAS_BACKEND"] = "jax"
         script = MULTIWORKER if flavour == "tf_keras" else JAX_MULTIWORKER
         procs.append(subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "run"),
                                        str(tmp_path / "tflite")], cwd=tmp_path, env=env, text=True,

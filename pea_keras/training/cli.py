@@ -63,8 +63,10 @@ def main(argv):
         return 0
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (a scheduler or a preempted machine).
         terminated = isinstance(e, _Terminated)
-        print(f"{_prog()}: {'terminated' if terminated else 'interrupted'}; continue from the last epoch's "
-              "checkpoint with the same flags plus --resume", file=sys.stderr)
+        then = ("continue from the last epoch's checkpoint with the same flags plus --resume"
+                if config.trains_on_tensorflow() else
+                f"runs on {config.backend} keep no checkpoints: run it again with --overwrite to start over")
+        print(f"{_prog()}: {'terminated' if terminated else 'interrupted'}; {then}", file=sys.stderr)
         return 143 if terminated else 130
     return 0
 

@@ -45,8 +45,31 @@ class JaxDataParallel:
         self.num_replicas_in_sync = jax.device_count()
         self.process_index = jax.process_index()
 
+    # fit's validation would split the validation split over processes in uneven batches; the
+    # split is scored after training instead, on every process alone.
+    validates_in_fit = False
+
     def scope(self):
         return contextlib.nullcontext()
+
+    def after_training(self, model):
+        """Every process keeps a local copy of the replicated weights, so that scoring, saving and
+        the chief's export run on one process each, without the others."""
+        import keras
+        import numpy as np
+
+        keras.distribution.set_distribution(None)
+        for variable in model.variables:
+            value = np.asarray(variable.value)  # Replicated: every process holds all of it.
+            variable._layout = None  # Else assign puts it back on every process's devices.
+            variable.assign(value)
+
+    def wait_for_all(self):
+        """Until every process is here: the others wait for the chief's export before exiting
+        (jax.distributed fails the whole job if a process leaves long before the rest)."""
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("pea_keras run finished")
 
 
 def make_strategy(name, tpu="", backend="tensorflow"):

@@ -249,10 +249,13 @@ def train(r, extra_callbacks=()):
             if config.mode == "novel" or r.ablation:  # Ends below 1 on purpose: no "cannot strip" warning.
                 warnings.filterwarnings("ignore", message="Training ended with pea_alpha")
             r.trainer.fit(train_ds, epochs=config.epochs, steps_per_epoch=r.steps_per_epoch,
-                        validation_data=val_ds, initial_epoch=r.initial_epoch, callbacks=callbacks,
+                        validation_data=val_ds if getattr(r.strategy, "validates_in_fit", True) else None,
+                        initial_epoch=r.initial_epoch, callbacks=callbacks,
                         verbose=_fit_verbosity(config.verbose),
                         shuffle=False)  # The pipeline shuffles (with --seed).
     r.train_seconds = time.time() - start
+    if hasattr(r.strategy, "after_training"):
+        r.strategy.after_training(r.model)
     if r.schedule is not None:
         reporting.save_alpha_trace(r.run_dir, *r.trace)
 
@@ -371,6 +374,8 @@ def run(config, callbacks=(), ablation=None):
         t_export = time.time()
         tflite_info = deploy(r, deployable, scores, sizes)
         metrics = report(r, scores, sizes, tflite_info, t_start, time.time() - t_export)
+    if hasattr(r.strategy, "wait_for_all"):
+        r.strategy.wait_for_all()
     if not r.chief:
         shutil.rmtree(r.run_dir, ignore_errors=True)
     return metrics
