@@ -159,7 +159,7 @@ def self_test_log(log, cwd):
 
 
 def needs_tflm(script, cwd):
-    pytest.skip("builds TensorFlow Lite Micro: needs its checkout; the run as written is in docs/RESULTS.md")
+    pytest.skip("builds TensorFlow Lite Micro: needs its checkout; the run as written is in docs/results/LOG.md")
 
 
 def training(script, cwd):
