@@ -92,7 +92,7 @@ def train_one(config, variant, seed, data, k, args):
 
     import pea_keras
     from pea_keras.tflite import predict, quantize
-    from pea_keras.training import archs
+    from pea_keras.training.tasks.classification import archs
 
     x_train, y_train, x_test, y_test = data
     spec = VARIANTS[variant]

@@ -48,7 +48,7 @@ def measure(args):
     x = rng.uniform(0.0, 1.0, size=(n, args.image_size, args.image_size, 3)).astype("float32")
     y = rng.integers(0, 10, size=n).astype("int32")
     k.utils.set_random_seed(0)
-    from pea_keras.training import archs
+    from pea_keras.training.tasks.classification import archs
 
     base = archs.build(args.arch, k, (args.image_size, args.image_size, 3), 10, width=args.width)
 

@@ -45,7 +45,7 @@ def prepare(tmp, image_size, samples):
     import numpy as np
 
     import pea_keras
-    from pea_keras.training import archs
+    from pea_keras.training.tasks.classification import archs
 
     model = archs.build("mobilenet_v2", keras, (image_size, image_size, 3), 10, width=0.35)
     pea = pea_keras.wrap(model, alpha=1.0)

@@ -65,7 +65,7 @@ def build_files(args, k, data):
     """{config: tflite bytes} (or an error string) for every config."""
     import pea_keras
     from pea_keras.tflite import convert, quantize
-    from pea_keras.training import archs
+    from pea_keras.training.tasks.classification import archs
 
     x, y = data
     calibration = x[:args.calibration]

@@ -70,7 +70,7 @@ def build(config, arch, size, k, activation, batch):
 
     import pea_keras
     from pea_keras import distillation
-    from pea_keras.training import archs
+    from pea_keras.training.tasks.classification import archs
 
     model = archs.build(arch, k, (size, size, 3), 10, width=WIDTHS.get(arch, 1.0))
     trainer, updates = model, []

@@ -26,6 +26,15 @@ class UsageError(UserError):
     """A flag value or combination that cannot work (the message says which and why)."""
 
 
+class SettingError(UsageError, ValueError):
+    """A setting outside what can work. `setting` is its name as a keyword argument and RunConfig
+    field ("width"), `problem` the rest ("must be > 0, got 0"), so train.py can say its own flag."""
+
+    def __init__(self, setting, problem):
+        self.setting, self.problem = setting, problem
+        super().__init__(f"{setting} {problem}")
+
+
 class DataError(UsageError, ValueError):
     """Data that cannot be read or used here (the message says how to prepare it)."""
 
@@ -50,3 +59,7 @@ class UnfinishedScheduleError(UserError, ValueError):
         self.fact = ("these PEALayers still use the novel activation (alpha != 1): "
                      f"{', '.join(self.unfinished)}")
         super().__init__(f"Cannot strip: {self.fact}. {advice}")
+
+
+class TFLiteError(UserError, ValueError):
+    """A bad input of the deploy kit (file, flag) or a model that breaks a deploy promise."""

@@ -3,7 +3,7 @@ import keras
 import tf_keras
 
 from pea_keras import flavor
-from pea_keras.training.segmentation import losses as seg_losses
+from pea_keras.training.tasks.segmentation import losses as seg_losses
 
 
 class _Scaled:

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tf_keras
 
 import pea_keras
-from pea_keras.training.segmentation import ARCHS, build_segmentation_model
+from pea_keras.training.tasks.segmentation import ARCHS, build_segmentation_model
 
 INT8_SEGMENTATION_OPS = {
     "ADD", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "MUL", "PAD",
@@ -72,9 +72,9 @@ def test_wrap_finds_every_relu_and_strip_restores_the_network(k):
 
 
 def test_rejects_sizes_the_logits_cannot_land_on():
-    with pytest.raises(ValueError, match="multiple of 16"):
+    with pytest.raises(ValueError, match="image_size must give sides that are multiples of 16"):
         build_segmentation_model("lraspp_mobilenet_v2", 3, 40, width=0.35)
-    with pytest.raises(ValueError, match="valid: lraspp_mobilenet_v2"):
+    with pytest.raises(ValueError, match="arch must be one of lraspp_mobilenet_v2"):
         build_segmentation_model("unet", 3, 32)
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pea_keras.training.segmentation import (
+from pea_keras.training.tasks.segmentation import (
     ConfusionMatrix,
     confusion_matrix,
     evaluate_segmentation,

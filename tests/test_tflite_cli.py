@@ -84,7 +84,7 @@ def test_mobilenet_v3_small_runs_on_tflite_micro(tmp_path):
     fresh_python("""
         import sys
         import keras, numpy as np
-        from pea_keras.training import archs
+        from pea_keras.training.tasks.classification import archs
         archs.build("mobilenet_v3_small", keras, (32, 32, 1), 10).save(sys.argv[1] + "/v3.keras")
         np.save(sys.argv[1] + "/c.npy", np.random.default_rng(0).uniform(0, 1, (128, 32, 32, 1)).astype("float32"))
     """, tmp_path)

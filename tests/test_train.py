@@ -191,14 +191,14 @@ def test_missing_dataset_exits_with_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("args,reason", [
-    (["--arch=vgg"], "unknown --arch 'vgg'"),
+    (["--arch=vgg"], "--arch must be one of mobilenet_v1, mobilenet_v2,"),
     (["--activation=nope"], "Unknown activation 'nope'"),
     (["--pea_start=0.8", "--pea_end=0.5"], "--pea_start < --pea_end"),
     (["--arch=tiny", "--pea_end=1.0", "--epochs=1", "--steps_per_epoch=4"],
      "lower --pea_end below 1: at 1, alpha reaches 1 only after the last step"),
     (["--arch=tiny", "--batch_size=5000"], "larger than the training split"),
     (["--resume"], "--resume: no checkpoint"),
-    (["--arch=mobilenet_v2", "--image_size=16"], "--image_size >= 32"),
+    (["--arch=mobilenet_v2", "--image_size=16"], "--image_size must be >= 32 for mobilenet_v2, got 16"),
     (["--strategy=multiworker", "--keras=3"], "--strategy multiworker needs --keras 2"),
     (["--augment=flips"], "--augment must be auto, none, or a comma list of flip and crop"),
     (["--arch=tiny", "--augment=crop"], "--augment crop: the built-in digits are not augmented"),

@@ -16,7 +16,7 @@ _EXPORTS = {
     "Violation": "check", "relu_only_violations": "check",
     "Conversion": "conversion", "convert": "conversion",
     "quantize": "converter",
-    "TFLiteError": "errors",
+    "TFLiteError": "pea_keras.errors",
     "ModelInfo": "model_info", "inspect": "model_info",
     "evaluate": "runtimes", "micro_arena_bytes": "runtimes", "predict": "runtimes",
     "write_micro_kit": "micro_kit",
@@ -27,7 +27,7 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name):
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+    module = importlib.import_module(_EXPORTS[name] if "." in _EXPORTS[name] else f"{__name__}.{_EXPORTS[name]}")
     value = getattr(module, name)
     globals()[name] = value
     return value

@@ -183,7 +183,7 @@ def _micro_main(args):
 
 
 def _bench(args):
-    from pea_keras.tflite.errors import TFLiteError
+    from pea_keras.errors import TFLiteError
     from pea_keras.tflite.model_info import inspect
     from pea_keras.tflite.runtimes import latency_ms, micro_arena_bytes
     from pea_keras.tflite.vela import refuse_host_run
@@ -203,7 +203,7 @@ def _bench(args):
 
 def _ethos_u_target(args):
     """The Ethos-U target the flags ask for, checked (Vela installed, settings readable), or None."""
-    from pea_keras.tflite.errors import TFLiteError
+    from pea_keras.errors import TFLiteError
     from pea_keras.tflite.vela import Target
 
     if args.target not in ACCELERATORS:
@@ -219,11 +219,11 @@ def _ethos_u_target(args):
 def _convert(args):
     ethos_u = _ethos_u_target(args)  # Before TensorFlow is imported: these mistakes answer at once.
     from pea_keras.data import DataError, calibration_samples, load_arrays
+    from pea_keras.errors import TFLiteError
     from pea_keras.files import StorageError, write_error_message
     from pea_keras.saving import load_model
     from pea_keras.tflite.conversion import check_outputs, check_target, convert
     from pea_keras.tflite.converter import model_inputs
-    from pea_keras.tflite.errors import TFLiteError
 
     io, c_array_next_to_file, required = TARGETS[args.target]
     io = args.io or io
@@ -303,7 +303,7 @@ def _check(args):
 
 def _run(args):
     from pea_keras.data import class_names, load_arrays
-    from pea_keras.tflite.errors import TFLiteError
+    from pea_keras.errors import TFLiteError
     from pea_keras.tflite.model_info import inspect
     from pea_keras.tflite.runtimes import RUNTIMES, RuntimeFailure, class_count, evaluate
     from pea_keras.tflite.vela import refuse_host_run

@@ -11,13 +11,12 @@ import os
 import tempfile
 import warnings
 
-from pea_keras.errors import UnfinishedScheduleError, first_line
+from pea_keras.errors import TFLiteError, UnfinishedScheduleError, first_line
 from pea_keras.files import atomic_write_many, write_error_message
 from pea_keras.saving import load_model
 from pea_keras.tflite import converter
 from pea_keras.tflite.check import relu_only_violations
 from pea_keras.tflite.converter import quantize
-from pea_keras.tflite.errors import TFLiteError
 from pea_keras.tflite.model_info import inspect, totals_lines
 
 

@@ -17,8 +17,7 @@ import numpy as np
 
 from pea_keras import flavor
 from pea_keras.data import arrays
-from pea_keras.errors import first_line, signal_name
-from pea_keras.tflite.errors import TFLiteError
+from pea_keras.errors import TFLiteError, first_line, signal_name
 
 IO_TYPES = ("int8", "uint8", "float")
 _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_convert_worker.py")

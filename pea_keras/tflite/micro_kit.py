@@ -22,9 +22,9 @@ import os
 
 import numpy as np
 
+from pea_keras.errors import TFLiteError
 from pea_keras.files import atomic_write_many
 from pea_keras.tflite import c_array, tflm_api
-from pea_keras.tflite.errors import TFLiteError
 from pea_keras.tflite.model_info import inspect, read_bytes
 
 # Margin on the measured arena: the measurement is on a 64-bit host with the reference kernels;

@@ -9,7 +9,7 @@ import dataclasses
 import os
 from collections import Counter
 
-from pea_keras.tflite.errors import TFLiteError
+from pea_keras.errors import TFLiteError
 
 _TFLITE_MAGIC = b"TFL3"
 

@@ -16,8 +16,8 @@ import tempfile
 
 import numpy as np
 
+from pea_keras.errors import TFLiteError
 from pea_keras.tflite import converter
-from pea_keras.tflite.errors import TFLiteError
 
 # Keras 3 config keys tf_keras does not know, per class ("*" = any layer).
 _KERAS3_ONLY = {"*": {"quantization_config", "lora_rank", "lora_alpha"},

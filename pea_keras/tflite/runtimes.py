@@ -25,9 +25,8 @@ import tempfile
 
 import numpy as np
 
-from pea_keras.errors import signal_name
+from pea_keras.errors import TFLiteError, signal_name
 from pea_keras.tflite import tflm_api
-from pea_keras.tflite.errors import TFLiteError
 from pea_keras.tflite.model_info import inspect, read_bytes
 
 _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_runtime_worker.py")

@@ -27,8 +27,7 @@ import tempfile
 
 import numpy as np
 
-from pea_keras.errors import signal_name
-from pea_keras.tflite.errors import TFLiteError
+from pea_keras.errors import TFLiteError, signal_name
 from pea_keras.tflite.model_info import inspect, read_bytes
 
 # Vela 5.2's --accelerator-config choices (``ethosu.vela.architecture_features.Accelerator``;

@@ -6,7 +6,7 @@ import os
 import re
 
 from pea_keras import schedules
-from pea_keras.errors import UsageError
+from pea_keras.errors import SettingError, UsageError
 
 
 def setting(default, help, choices=None, check=None):
@@ -276,7 +276,7 @@ def validate(config):
         activations.get(config.activation)
     except ValueError as e:
         raise UsageError(f"--activation: {e}") from None
-    task = tasks.get(config.task)
-    if config.arch and config.arch not in task.arch_names():
-        raise UsageError(f"unknown --arch {config.arch!r}; choose one of {', '.join(task.arch_names())}"
-                         f" (--task {task.name})")
+    try:
+        tasks.get(config.task).check(tasks.with_defaults(config))
+    except SettingError as e:
+        raise UsageError(f"--{e.setting} {e.problem}") from None

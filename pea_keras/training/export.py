@@ -68,4 +68,4 @@ def export_int8(config, task, data, model, test_ds, run_dir, warn):
             "violations": [str(v) for v in violations], "qat_epochs": config.qat_epochs,
             "micro_arena_bytes": arena_bytes, "micro_kit": list(kit),
             "device": devices.needs(size_bytes, arena_bytes),
-            "evaluation": task.evaluate_tflite(path, test_ds, config.tflite_eval_examples)}
+            "evaluation": task.evaluate_tflite(path, test_ds, data, config.tflite_eval_examples)}

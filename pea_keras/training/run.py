@@ -169,7 +169,8 @@ def build(r):
                                    trainable_alpha=bool(r.ablation and r.ablation.trainable_alpha))
         r.trainer = _trainer(config, model)
         r.optimizer, r.lr_schedule = make_optimizer(r.K, config, r.total_steps, r.steps_per_epoch)
-        r.trainer.compile(optimizer=r.optimizer, loss=r.task.loss(r.K, config), metrics=r.task.metrics(r.K))
+        r.trainer.compile(optimizer=r.optimizer, loss=r.task.loss(r.K, config, r.data),
+                          metrics=r.task.metrics(r.K, r.data))
     r.model = model
     if not config.trains_on_tensorflow():  # tf.train.Checkpoint tracks TensorFlow variables only.
         return
@@ -278,8 +279,8 @@ def score(r):
     ablation) and scores that. Returns (scores, sizes, the deployable model or None)."""
     scores, sizes = _Scores(), {"params": int(r.model.count_params())}
     _, val_ds, test_ds = r.splits
-    predicted = scores.add("pea", r.task.evaluate(r.model, test_ds))
-    scores.add("validation", r.task.evaluate(r.model, val_ds))
+    predicted = scores.add("pea", r.task.evaluate(r.model, test_ds, r.data))
+    scores.add("validation", r.task.evaluate(r.model, val_ds, r.data))
     pea_path = os.path.join(r.run_dir, "pea_model.keras")
     storage.save_model(r.model, pea_path)
     sizes["pea_model_bytes"] = rundir.size_bytes(pea_path)
@@ -287,7 +288,7 @@ def score(r):
         _log(r.config, "Mode novel: g everywhere cannot be deployed ReLU-only; skipping strip and export")
         return scores, sizes, None
     deployable = pea_keras.strip(r.model, force=r.ablation is not None)  # Else raises if any alpha != 1.
-    predicted_relu = scores.add("stripped", r.task.evaluate(deployable, test_ds))
+    predicted_relu = scores.add("stripped", r.task.evaluate(deployable, test_ds, r.data))
     relu_path = os.path.join(r.run_dir, "relu_model.keras")
     storage.save_model(deployable, relu_path)
     sizes["relu_model_bytes"] = rundir.size_bytes(relu_path)

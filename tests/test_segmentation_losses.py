@@ -1,11 +1,11 @@
-"""The segmentation blocks chained as train.py will: data -> model -> wrap -> fit -> strip."""
+"""The segmentation loss and metric in a PEA training: data -> model -> wrap -> fit -> strip."""
 
 import numpy as np
 import pytest
 
 import pea_keras
 from pea_keras.data import segmentation as data
-from pea_keras.training.segmentation import (
+from pea_keras.training.tasks.segmentation import (
     build_segmentation_model,
     evaluate_segmentation,
     mean_iou_metric,

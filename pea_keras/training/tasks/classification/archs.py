@@ -10,7 +10,7 @@ variants are the `minimalistic` ones (no hard-swish, no squeeze-excite) so that 
 is ReLU-only.
 """
 
-from pea_keras.errors import UsageError
+from pea_keras.errors import SettingError
 
 MOBILENET_MIN_SIZE = 32
 
@@ -33,12 +33,6 @@ def _application(fn, kwargs):
             classes=num_classes, classifier_activation=None, **kwargs(width))
         return K.Model(inputs, model.output, name=model.name)
     return build
-
-
-def _check_min_size(name, input_shape):
-    if min(input_shape[:2]) < MOBILENET_MIN_SIZE:
-        raise UsageError(f"--arch {name} needs --image_size >= {MOBILENET_MIN_SIZE}, "
-                         f"got {input_shape[0]}")
 
 
 def _conv_bn_relu(K, x, filters, kernel, strides, name):
@@ -139,6 +133,17 @@ def names():
     return sorted(ARCHS)
 
 
+def check(name, input_shape, width=1.0):
+    """Raises `SettingError` for settings `build` cannot use (the image side is input_shape[0])."""
+    if name not in ARCHS:
+        raise SettingError("arch", f"must be one of {', '.join(names())}, got {name!r}")
+    allowed = _ALLOWED_WIDTHS.get(name)
+    if allowed and width not in allowed:
+        raise SettingError("width", f"must be one of {allowed} for {name}, got {width}")
+    if (name in _MOBILENETS or name == "resnet50") and min(input_shape[:2]) < MOBILENET_MIN_SIZE:
+        raise SettingError("image_size", f"must be >= {MOBILENET_MIN_SIZE} for {name}, got {input_shape[0]}")
+
+
 def build(name, K, input_shape, num_classes, width=1.0, bn_momentum=0.9):
     """Builds `name` with random weights: float [0, 1] images in, `num_classes` logits out.
 
@@ -146,17 +151,7 @@ def build(name, K, input_shape, num_classes, width=1.0, bn_momentum=0.9):
     moving statistics need thousands of steps to forget their initial values: after a short run
     (digits, 20 epochs) evaluation stays at chance while training accuracy is high.
     """
-    if name not in ARCHS:
-        raise UsageError(f"unknown --arch {name!r}; choose one of {', '.join(names())}")
-    if width <= 0:
-        raise UsageError(f"--width must be > 0, got {width}")
-    allowed = _ALLOWED_WIDTHS.get(name)
-    if allowed and width not in allowed:
-        raise UsageError(f"--arch {name} supports --width in {allowed}, got {width}")
-    if not 0.0 <= bn_momentum < 1.0:
-        raise UsageError(f"--bn_momentum must be in [0, 1), got {bn_momentum}")
-    if name in _MOBILENETS or name == "resnet50":
-        _check_min_size(name, input_shape)
+    check(name, input_shape, width)
     model = ARCHS[name](K, tuple(input_shape), num_classes, width)
     for layer in model.layers:
         if isinstance(layer, K.layers.BatchNormalization):

@@ -1,10 +1,10 @@
-"""pea_keras.training.archs: every --arch builds flat, random, ReLU-only, in both flavours."""
+"""pea_keras.training.tasks.classification.archs: every --arch builds flat, random, ReLU-only, in both flavours."""
 import numpy as np
 import pytest
 
 import pea_keras
-from pea_keras.errors import UsageError
-from pea_keras.training import archs
+from pea_keras.errors import SettingError
+from pea_keras.training.tasks.classification import archs
 
 SMALL = {"mobilenet_v1": 0.25, "mobilenet_v2": 0.35, "mobilenet_v3_small": 0.5, "tiny": 1.0}
 
@@ -42,9 +42,9 @@ def test_resnet18_small_input():
 def test_bad_arch_arguments():
     import keras
 
-    with pytest.raises(UsageError, match="unknown --arch 'vgg'"):
+    with pytest.raises(SettingError, match="arch must be one of .*, got 'vgg'"):
         archs.build("vgg", keras, (32, 32, 1), 10)
-    with pytest.raises(UsageError, match="--image_size >= 32"):
+    with pytest.raises(SettingError, match="image_size must be >= 32 for mobilenet_v2, got 16"):
         archs.build("mobilenet_v2", keras, (16, 16, 1), 10)
-    with pytest.raises(UsageError, match="--width"):
+    with pytest.raises(SettingError, match=r"width must be one of \(0.35, .*\) for mobilenet_v2, got 0.3"):
         archs.build("mobilenet_v2", keras, (32, 32, 1), 10, width=0.3)

@@ -7,8 +7,7 @@ Building blocks for ``train.py --task segmentation``:
   * ``losses.segmentation_loss`` / ``losses.mean_iou_metric``: ignore-label loss and metric.
   * ``metrics``: confusion-matrix mIoU, per-class IoU, pixel accuracy (numpy, streaming).
   * ``metrics.evaluate_segmentation``: those scores of a model (or any callable) on a data set.
-  * ``task.Segmentation``: the ``--task segmentation`` entry of ``pea_keras.training.tasks``
-    (imported on demand by the registry, not here).
+  * ``task.Segmentation``: the ``--task segmentation`` entry of ``pea_keras.training.tasks``.
 """
 
 from pea_keras.data.scenes import digit_scene_splits, make_digit_scenes

@@ -14,10 +14,11 @@ import numpy as np
 
 from pea_keras.data import segmentation as data_lib
 from pea_keras.data import sources
-from pea_keras.errors import UsageError
-from pea_keras.training.tasks import Evaluation, Task
+from pea_keras.errors import SettingError
 
+from ..base import Evaluation, Task
 from . import archs
+from .losses import mean_iou_metric, segmentation_loss
 from .metrics import ConfusionMatrix
 
 # Model side in pixels when --image_size is 0. Cityscapes is 1:2, so its --image_size is the
@@ -35,9 +36,6 @@ class Segmentation(Task):
     default_arch = archs.ARCHS[0]
     default_dataset = data_lib.DIGIT_SCENES
 
-    def __init__(self):
-        self._data = None  # Set by load_data: metrics() and the scores need its classes.
-
     def arch_names(self):
         return archs.ARCHS
 
@@ -46,16 +44,18 @@ class Segmentation(Task):
         name = source.kind if source.kind != "tfds" else source.location.split("/")[0]
         return DEFAULT_IMAGE_SIZES.get(name, FOLDER_IMAGE_SIZE)
 
-    def load_data(self, config):
+    def check(self, config):
         if config.label_smoothing:
-            raise UsageError("--label_smoothing applies to classification only")
+            raise SettingError("label_smoothing", "applies to classification only")
         if config.qat_epochs:
-            raise UsageError("--qat_epochs is not available for --task segmentation "
-                             "(quantization-aware fine-tuning uses a classification loss); "
-                             "post-training int8 quantization is used without it")
-        self._data = data_lib.load(config.dataset, image_size=self.image_shape(config),
-                                   seed=config.seed, data_dir=config.data_dir)
-        return self._data
+            raise SettingError("qat_epochs", "is not available for the segmentation task "
+                               "(quantization-aware fine-tuning uses a classification loss); "
+                               "post-training int8 quantization is used without it")
+        archs.check(config.arch, self.image_shape(config), config.width)
+
+    def load_data(self, config):
+        return data_lib.load(config.dataset, image_size=self.image_shape(config),
+                             seed=config.seed, data_dir=config.data_dir)
 
     def image_shape(self, config):
         """(height, width): square, except Cityscapes at its 1:2 aspect."""
@@ -78,59 +78,46 @@ class Segmentation(Task):
                 data_lib.pipeline(data, "test", **kw))
 
     def build_model(self, K, config, data):
-        if config.width <= 0:
-            raise UsageError(f"--width must be > 0, got {config.width}")
-        if not 0.0 <= config.bn_momentum < 1.0:
-            raise UsageError(f"--bn_momentum must be in [0, 1), got {config.bn_momentum}")
-        try:
-            return archs.build_segmentation_model(
-                config.arch, data.num_classes, self.image_shape(config), width=config.width,
-                keras_module=K, bn_momentum=config.bn_momentum, channels=data.channels)
-        except ValueError as e:  # Sizes the logits cannot land on, unknown arch.
-            raise UsageError(f"--arch {config.arch}: {e}".replace("image_size", "--image_size")) \
-                from None
+        return archs.build_segmentation_model(
+            config.arch, data.num_classes, self.image_shape(config), width=config.width,
+            keras_module=K, bn_momentum=config.bn_momentum, channels=data.channels)
 
-    def loss(self, K, config):
-        from .losses import segmentation_loss
+    def loss(self, K, config, data):
+        return segmentation_loss(ignore_label=data.ignore_label, keras_module=K)
 
-        return segmentation_loss(ignore_label=self._loaded().ignore_label, keras_module=K)
-
-    def metrics(self, K):
-        from .losses import mean_iou_metric
-
-        data = self._loaded()
+    def metrics(self, K, data):
         return [mean_iou_metric(data.num_classes, data.ignore_label, keras_module=K,
                                 name=self.keras_metric)]
 
-    def evaluate(self, model, ds):
+    def evaluate(self, model, ds, data):
         """mIoU, predicted label maps uint8 (N, H, W) and {pixel_accuracy, per_class_iou} of a
         Keras model on a batched (image, mask) dataset."""
         # predict_on_batch reuses the model's own compiled predict function (one trace per
         # model, the short last batch included) and keeps only one batch of logits in memory.
-        matrix, predicted = self._matrix(), []
+        matrix, predicted = ConfusionMatrix(data.num_classes, data.ignore_label), []
         for x, y in ds:
             labels = np.argmax(np.asarray(model.predict_on_batch(x)), axis=-1)
             matrix.update(y.numpy(), labels)
             predicted.append(labels.astype(np.uint8))
-        return self._scores(matrix, predicted)
+        return _scores(matrix, predicted, data)
 
-    def evaluate_tflite(self, path, ds, limit=0):
+    def evaluate_tflite(self, path, ds, data, limit=0):
         """The same scores for a .tflite file on LiteRT, on at most ``limit`` images (0 = all)."""
         from pea_keras import tflite
 
-        matrix, predicted, n = self._matrix(), [], 0
+        matrix, predicted, n = ConfusionMatrix(data.num_classes, data.ignore_label), [], 0
         for x, y in ds.as_numpy_iterator():
             if limit:
                 x, y = x[:limit - n], y[:limit - n]
             logits = tflite.predict(path, x, runtime="litert").reshape(
-                *y.shape, self._loaded().num_classes)
+                *y.shape, data.num_classes)
             labels = np.argmax(logits, axis=-1)
             matrix.update(y, labels)
             predicted.append(labels.astype(np.uint8))
             n += len(y)
             if limit and n >= limit:
                 break
-        return self._scores(matrix, predicted)
+        return _scores(matrix, predicted, data)
 
     def calibration(self, data, config, n):
         """``n`` un-augmented training images (float32, model input shape) for int8 calibration."""
@@ -138,21 +125,12 @@ class Segmentation(Task):
                                batch_size=min(n, 64), seed=config.seed)
         return data_lib.to_numpy(ds, limit=n)[0]
 
-    def _loaded(self):
-        if self._data is None:
-            raise RuntimeError("Segmentation.load_data must run first")
-        return self._data
 
-    def _matrix(self):
-        data = self._loaded()
-        return ConfusionMatrix(data.num_classes, data.ignore_label)
-
-    def _scores(self, matrix, predicted):
-        scores = matrix.result()
-        names = self._loaded().class_names or tuple(
-            f"class_{c}" for c in range(len(scores["per_class_iou"])))
-        per_class = {name: (None if np.isnan(iou) else float(iou))
-                     for name, iou in zip(names, scores["per_class_iou"])}
-        extra = {"pixel_accuracy": scores["pixel_accuracy"], "per_class_iou": per_class}
-        predicted = np.concatenate(predicted) if predicted else np.zeros((0,), np.uint8)
-        return Evaluation(scores["mean_iou"], predicted, extra)
+def _scores(matrix, predicted, data):
+    scores = matrix.result()
+    names = data.class_names or tuple(f"class_{c}" for c in range(len(scores["per_class_iou"])))
+    per_class = {name: (None if np.isnan(iou) else float(iou))
+                 for name, iou in zip(names, scores["per_class_iou"])}
+    extra = {"pixel_accuracy": scores["pixel_accuracy"], "per_class_iou": per_class}
+    predicted = np.concatenate(predicted) if predicted else np.zeros((0,), np.uint8)
+    return Evaluation(scores["mean_iou"], predicted, extra)

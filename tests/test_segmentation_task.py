@@ -1,4 +1,4 @@
-"""train.py --task segmentation: task defaults, mIoU scores, artefacts, --compare, user mistakes.
+"""pea_keras.training.tasks.segmentation.task: defaults, mIoU scores, artefacts, --compare, mistakes.
 
 End-to-end runs use Lite R-ASPP at width 0.35 on 32 px digit scenes for a couple of steps: they
 prove the chain (wrap, schedule, strip, int8 export, LiteRT scoring), not that it learns.
@@ -52,7 +52,7 @@ def test_evaluate_scores_miou_pixel_accuracy_and_named_per_class_iou():
     logits = keras.layers.Conv2D(data.num_classes, 1, kernel_initializer="zeros",
                                  bias_initializer=keras.initializers.Constant(
                                      [1.0] + [0.0] * (data.num_classes - 1)))(inputs)
-    evaluation = task.evaluate(keras.Model(inputs, logits), ds)
+    evaluation = task.evaluate(keras.Model(inputs, logits), ds, data)
     miou, predicted, extra = evaluation.score, evaluation.predictions, evaluation.extra
     assert predicted.shape == (4, 32, 32) and predicted.dtype == np.uint8 and not predicted.any()
     background = 20 / 28                   # Labelled rows: 8 of digit_2, 20 of background.
@@ -107,8 +107,8 @@ def test_compare_segmentation_relu_vs_pea_in_keras_3(tmp_path):
 
 
 @pytest.mark.parametrize("args,reason", [
-    (["--task=segmentation", "--arch=mobilenet_v2"], "unknown --arch 'mobilenet_v2'"),
-    (["--task=segmentation", "--image_size=40"], "multiple of 16"),
+    (["--task=segmentation", "--arch=mobilenet_v2"], "--arch must be one of lraspp_mobilenet_v2, deeplabv3"),
+    (["--task=segmentation", "--image_size=40"], "--image_size must give sides that are multiples of 16"),
     (["--task=segmentation", "--qat_epochs=1"], "--qat_epochs is not available"),
     (["--task=segmentation", "--dataset=nope"], "unknown segmentation dataset 'nope'"),
     (["--task=segmentation", "--dataset=folder:/no/such/dir"], "no such directory"),

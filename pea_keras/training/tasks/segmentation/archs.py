@@ -20,6 +20,8 @@ stand in the way of quantization-aware training (tfmot does not quantize it).
 
 import keras
 
+from pea_keras.errors import SettingError
+
 ARCHS = ("lraspp_mobilenet_v2", "deeplabv3_mobilenet_v2")
 
 # MobileNetV2 taps (same names in keras and tf_keras). "block_5_add" is the last bottleneck
@@ -29,6 +31,16 @@ ARCHS = ("lraspp_mobilenet_v2", "deeplabv3_mobilenet_v2")
 _LOW_TAP = "block_5_add"
 _HIGH_TAP = "block_13_expand_relu"
 _OUTPUT_STRIDE = 16
+
+
+def check(arch, image_size, width=1.0):
+    """Raises `SettingError` for settings ``build_segmentation_model`` cannot use."""
+    if arch not in ARCHS:
+        raise SettingError("arch", f"must be one of {', '.join(ARCHS)}, got {arch!r}")
+    if any(side % _OUTPUT_STRIDE or side < 32 for side in _pair(image_size)):
+        raise SettingError("image_size", f"must give sides that are multiples of {_OUTPUT_STRIDE} and at "
+                           f"least 32, so that the upsampled logits land exactly on the input grid; got "
+                           f"{image_size!r}")
 
 
 def build_segmentation_model(
@@ -72,15 +84,8 @@ def build_segmentation_model(
     broadcast ADD with the ReLU fused.
     """
     layers = keras_module.layers
-    if arch not in ARCHS:
-        raise ValueError(f"Unknown segmentation arch {arch!r}; valid: {', '.join(ARCHS)}")
+    check(arch, image_size, width)
     height, width_px = _pair(image_size)
-    for side in (height, width_px):
-        if side % _OUTPUT_STRIDE or side < 32:
-            raise ValueError(
-                f"image_size {image_size!r}: each side must be a multiple of {_OUTPUT_STRIDE} "
-                "and at least 32, so that the upsampled logits land exactly on the input grid"
-            )
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
 
