@@ -37,8 +37,6 @@ def test_one_run_writes_every_artefact(tmp_path):
     assert m["alpha_final"] == 1.0 and m["alpha_trace"]["alpha"][-1] == 1.0
     assert m["alpha_trace"]["step"] == list(range(8)) and m["alpha_trace"]["alpha"][0] == 0.0
     assert m["top1"]["stripped"] == m["top1"]["pea"] and m["stripped_equals_pea"]
-    assert 0.0 <= m["top1"]["int8"] <= 1.0
-    assert m["tflite"]["relu_only"] and m["tflite"]["violations"] == []
     from pea_keras.tflite import relu_only_violations
     assert relu_only_violations(str(tflite_file), int8=True) == []
     assert m["sizes"]["tflite_int8_bytes"] == tflite_file.stat().st_size

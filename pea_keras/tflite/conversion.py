@@ -120,7 +120,7 @@ class Conversion:
 
 def convert(model, output_path, calibration, *, io="int8", overwrite=False, force_strip=False,
             qat_epochs=0, qat_data=None, c_array_dir=None, require_runtimes=("litert", "micro"),
-            golden_samples=3, ethos_u=None, require_npu=False, verbose=False):
+            golden_samples=3, class_names=(), ethos_u=None, require_npu=False, verbose=False):
     """Strip, (optionally QAT-fine-tune,) quantize, prove ReLU-only, load-test, write.
 
     Args:
@@ -134,7 +134,8 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
             the trained one).
         qat_epochs, qat_data: quantization-aware fine-tuning on labelled ``(x, y)`` first.
         c_array_dir: also write the TFLite Micro kit (``micro_kit``) there, named after the
-            output's stem, with ``golden_samples`` calibration samples as its golden inputs.
+            output's stem, with ``golden_samples`` calibration samples as its golden inputs and
+            ``class_names`` (the label of each output index) as its ``kClassNames``.
         require_runtimes: runtimes that must load and run the file; the TFLite Micro arena is
             always measured.
         ethos_u: a ``vela.Target``: also compile the proven file with Vela into
@@ -208,10 +209,10 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
     if c_array_dir is not None:
         if npu is not None:
             kit = vela.kit_files(npu, c_array_dir, _stem(vela_path(output_path)), *golden,
-                                 os.path.basename(vela_path(output_path)))
+                                 os.path.basename(vela_path(output_path)), class_names)
         else:
             kit = micro_kit.kit_files(data, c_array_dir, _stem(output_path), *golden, arena,
-                                      os.path.basename(output_path))
+                                      os.path.basename(output_path), class_names=class_names)
         os.makedirs(c_array_dir, exist_ok=True)
         outputs.update(kit)
         c_files = tuple(kit)

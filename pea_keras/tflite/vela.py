@@ -202,7 +202,7 @@ class Compiled:
         ]
 
 
-def kit_files(compiled, directory, stem, q, outputs, source_name):
+def kit_files(compiled, directory, stem, q, outputs, source_name, class_names=()):
     """{path: bytes} of the TensorFlow Lite Micro kit of a Vela file (``micro_kit``'s files): the
     Vela file's bytes, a resolver with ``AddEthosU()`` and its CPU operators, the arena Vela
     placed, and the golden inputs ``q`` with ``outputs``, TFLite Micro's reference kernels' on the
@@ -220,7 +220,8 @@ def kit_files(compiled, directory, stem, q, outputs, source_name):
         golden_comment=[
             "// Real samples, quantized, and the outputs TensorFlow Lite Micro's reference kernels compute",
             "// for them on the int8 file Vela compiled: an NPU build that reproduces them bit for bit",
-            "// computes what that proven file computes (not checked here: the host has no NPU)."])
+            "// computes what that proven file computes (not checked here: the host has no NPU)."],
+        class_names=class_names)
 
 
 def _duration(seconds):

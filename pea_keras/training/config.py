@@ -9,11 +9,12 @@ from pea_keras import schedules
 from pea_keras.errors import SettingError, UsageError
 
 
-def setting(default, help, choices=None, check=None):
+def setting(default, help, choices=None, check=None, resumable=False):
     """A RunConfig field: `help` for --help, `choices` for the flag, `check` (value -> bool,
-    message) validated before anything slow happens."""
+    message) validated before anything slow happens; `resumable` if --resume may change it (it
+    does not change what is trained)."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices,
-                                                        "check": check})
+                                                        "check": check, "resumable": resumable})
 
 
 def _at_least(minimum):
@@ -108,9 +109,9 @@ class RunConfig:
                            "scikit-learn digits, 11 classes, generated offline from --seed), cityscapes "
                            "(TFDS, manual download, 19 classes) or folder:PATH (PATH/images/ and "
                            "PATH/masks/, masks of class indices, 255 = ignore).")
-    data_dir: str | None = setting(None, "TFDS data directory (default: ~/tensorflow_datasets).")
+    data_dir: str | None = setting(None, "TFDS data directory (default: ~/tensorflow_datasets).", resumable=True)
     download: str = setting("auto", "TFDS download: auto = only when the download host is reachable.",
-                            ("auto", "always", "never"))
+                            ("auto", "always", "never"), resumable=True)
     augment: str = setting("auto", "Training augmentation of image datasets: auto, none (also "
                            "--noaugment), or a comma list of flip and crop. auto: the crop follows the "
                            "image size (for images stored at less than twice --image_size, reflect-pad "
@@ -146,27 +147,30 @@ class RunConfig:
                            "--strategy default or multiworker, PyTorch runs default.", ("tensorflow", "jax", "torch"))
     strategy: str = setting("default", "tf.distribute strategy: mirrored = all local GPUs, multiworker = "
                             "TF_CONFIG cluster (--keras 2, or Keras 3 with --backend jax: keras.distribution "
-                            "over jax.distributed), tpu = --tpu.", ("default", "mirrored", "multiworker", "tpu"))
-    tpu: str = setting("", "TPU name or address for --strategy tpu ('' = local).")
+                            "over jax.distributed), tpu = --tpu.", ("default", "mirrored", "multiworker", "tpu"),
+                            resumable=True)
+    tpu: str = setting("", "TPU name or address for --strategy tpu ('' = local).", resumable=True)
     output_dir: str = setting("", "Run directory; default runs/<arch>_<mode>_<dataset> "
-                              "(runs/<arch>_compare_<dataset> with --compare).")
+                              "(runs/<arch>_compare_<dataset> with --compare).", resumable=True)
     overwrite: bool = setting(False, "Replace an earlier run in --output_dir and its int8 file in "
-                              "--tflite_dir (without it, train.py refuses to touch them).")
+                              "--tflite_dir (without it, train.py refuses to touch them).", resumable=True)
     resume: bool = setting(False, "Continue the run in --output_dir from its last checkpoint (same "
-                           "alpha and learning rate as if never interrupted).")
+                           "alpha and learning rate as if never interrupted).", resumable=True)
     verbose: str = setting("auto", "Keras fit verbosity: 0, 1 (progress bar), 2 (one line per epoch), "
-                           "auto (1 on a terminal, else 2).", ("auto", "0", "1", "2"))
+                           "auto (1 on a terminal, else 2).", ("auto", "0", "1", "2"), resumable=True)
 
     # Deployment.
-    export: bool = setting(True, "Write the int8 TFLite file (--noexport to skip).")
+    export: bool = setting(True, "Write the int8 TFLite file (--noexport to skip).", resumable=True)
     qat_epochs: int = setting(0, "Quantization-aware fine-tuning epochs before int8 export.",
-                              check=_at_least(0))
+                              check=_at_least(0), resumable=True)
     tflite_dir: str = setting("tflite", "Folder for the int8 .tflite file, named after the run "
-                              "directory.")
+                              "directory.", resumable=True)
     tflite_name: str = setting("", "Stem of the int8 file and its kit in --tflite_dir; default: the run "
                                "directory's name (with --compare: it and the output folder's name + _relu / _pea).")
-    calibration_examples: int = setting(256, "Training images used to calibrate int8.", check=_at_least(1))
-    tflite_eval_examples: int = setting(0, "Test examples scored on LiteRT; 0 = all.", check=_at_least(0))
+    calibration_examples: int = setting(256, "Training images used to calibrate int8.", check=_at_least(1),
+                                        resumable=True)
+    tflite_eval_examples: int = setting(0, "Test examples scored on LiteRT; 0 = all.", check=_at_least(0),
+                                        resumable=True)
 
     def trains_on_tensorflow(self):
         """Whether the training process computes with TensorFlow (tf_keras, or Keras 3 on it)."""
@@ -183,6 +187,8 @@ class RunConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+# Flags that may change between an interrupted run and its --resume.
+RESUMABLE = tuple(name for name, f in FIELDS.items() if f.metadata["resumable"])
 
 
 def define_flags(flags):

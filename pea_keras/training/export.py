@@ -2,6 +2,7 @@
 scored on LiteRT. A model trained on JAX or PyTorch converts under TensorFlow in a child process
 (`_tensorflow_export.py`); the file, its kit and its facts are the same as on TensorFlow."""
 
+import functools
 import json
 import os
 import subprocess
@@ -18,13 +19,16 @@ from pea_keras.training import rundir
 _WORKER = "pea_keras.training._tensorflow_export"
 
 
-def _convert(model, path, calibration, qat_epochs, qat_data):
-    """(size in bytes, TFLite Micro arena bytes) of `tflite.convert`, run in this process when the
-    model is on TensorFlow, else in a TensorFlow child process on the model saved as .keras."""
+def _convert(model, path, calibration, qat_epochs, qat_data, kit_dir, class_names):
+    """The facts of `tflite.convert` with the kit in `kit_dir` (None: no kit): {size_bytes,
+    arena_bytes, kit}; run in this process when the model is on TensorFlow, else in a TensorFlow
+    child process on the model saved as .keras."""
+    settings = dict(overwrite=True, qat_epochs=qat_epochs, require_runtimes=("litert",),
+                    c_array_dir=kit_dir, class_names=tuple(class_names))
     if flavor.runs_on_tensorflow(model):
-        conversion = tflite.convert(model, path, calibration, overwrite=True, qat_epochs=qat_epochs,
-                                    qat_data=qat_data, require_runtimes=("litert",))
-        return conversion.size_bytes, conversion.arena_bytes
+        conversion = tflite.convert(model, path, calibration, qat_data=qat_data, **settings)
+        return {"size_bytes": conversion.size_bytes, "arena_bytes": conversion.arena_bytes,
+                "kit": list(conversion.c_array)}
     with tempfile.TemporaryDirectory(prefix="pea-export-") as tmp:
         keras_path, arrays = os.path.join(tmp, "relu_model.keras"), os.path.join(tmp, "arrays.npz")
         model.save(keras_path)
@@ -34,38 +38,37 @@ def _convert(model, path, calibration, qat_epochs, qat_data):
         root = os.path.dirname(os.path.dirname(os.path.abspath(pea_keras.__file__)))
         env = {**os.environ, "KERAS_BACKEND": "tensorflow",
                "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-        proc = subprocess.run([sys.executable, "-P", "-m", _WORKER, keras_path, path, arrays, str(qat_epochs)],
-                              env=env, capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-P", "-m", _WORKER, keras_path, path, arrays,
+                               json.dumps(settings)], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
         raise tflite.TFLiteError(lines[-1] if lines else f"the TensorFlow export process exited with "
                                  f"status {proc.returncode}")
-    facts = json.loads(proc.stdout.strip().splitlines()[-1])
-    return facts["size_bytes"], facts["arena_bytes"]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def export_int8(config, task, data, model, test_ds, run_dir, warn):
     """Writes <tflite_dir>/<run>_int8.tflite (a copy in the run directory) and its TFLite Micro kit
     (<run>_int8_model_data.cc, ...) next to it; returns its facts (under "device": the flash and RAM
     it needs on a microcontroller, `devices.needs`), with the task's `Evaluation` of it under
-    "evaluation". `warn(message)` reports what the run loses without stopping it."""
+    "evaluation". `convert` proves the file ReLU-only (or refuses it) and runs TFLite Micro once for
+    the arena and the kit's golden outputs. `warn(message)` reports what the run loses without
+    stopping it."""
     os.makedirs(config.tflite_dir, exist_ok=True)
     path = rundir.tflite_path(config)
     calibration = task.calibration(data, config, config.calibration_examples)
     qat_data = task.qat_data(data, config, max(config.calibration_examples, 1024)) if config.qat_epochs else None
     # Replacing an existing file was allowed by rundir.check (--overwrite or --resume).
-    size_bytes, arena_bytes = _convert(model, path, calibration, config.qat_epochs, qat_data)
-    stem = os.path.splitext(os.path.basename(path))[0]
+    convert = functools.partial(_convert, model, path, calibration, config.qat_epochs, qat_data)
+    class_names = getattr(data, "class_names", ())
     try:
-        kit = tflite.write_micro_kit(path, config.tflite_dir, stem, calibration[:3],
-                                     class_names=getattr(data, "class_names", ()))
-    except tflite.TFLiteError as e:  # The file still serves phones; say why microcontrollers lose out.
+        facts = convert(config.tflite_dir, class_names)
+    except tflite.TFLiteError as e:  # The file may still serve phones: convert without the kit.
+        facts = convert(None, ())
         warn(f"no TFLite Micro kit for {path}: {e}")
-        kit = []
-    violations = tflite.relu_only_violations(path, int8=True)
     files.atomic_copy(path, os.path.join(run_dir, "model_int8.tflite"))
-    return {"path": path, "size_bytes": size_bytes, "relu_only": not violations,
-            "violations": [str(v) for v in violations], "qat_epochs": config.qat_epochs,
-            "micro_arena_bytes": arena_bytes, "micro_kit": list(kit),
+    size_bytes, arena_bytes = facts["size_bytes"], facts["arena_bytes"]
+    return {"path": path, "size_bytes": size_bytes, "relu_only": True, "violations": [],
+            "qat_epochs": config.qat_epochs, "micro_arena_bytes": arena_bytes, "micro_kit": facts["kit"],
             "device": devices.needs(size_bytes, arena_bytes),
             "evaluation": task.evaluate_tflite(path, test_ds, data, config.tflite_eval_examples)}

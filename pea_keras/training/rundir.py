@@ -13,14 +13,11 @@ import shutil
 
 from pea_keras import files
 from pea_keras.errors import UsageError, UserError
+from pea_keras.training import config as config_lib
 from pea_keras.training import reporting, storage
 
 CHECKPOINTS = "checkpoints"
 RUN_FLAGS = "run_flags.json"
-# Flags that may change between an interrupted run and its --resume.
-RESUMABLE_CHANGES = ("resume", "verbose", "export", "tflite_dir", "calibration_examples",
-                     "tflite_eval_examples", "qat_epochs", "data_dir", "download", "strategy", "tpu",
-                     "output_dir", "overwrite")
 
 
 class RunFinished(UserError):
@@ -71,7 +68,7 @@ def check_resume_flags(config, run_dir):
     with open(path) as f:
         saved = json.load(f)
     current = dataclasses.asdict(config)
-    changed = sorted(k for k, v in saved.items() if k not in RESUMABLE_CHANGES and current.get(k, v) != v)
+    changed = sorted(k for k, v in saved.items() if k not in config_lib.RESUMABLE and current.get(k, v) != v)
     if changed:
         raise UsageError("--resume with different flags than the interrupted run: " + ", ".join(
             f"--{k} {saved[k]} -> {current[k]}" for k in changed))
