@@ -55,6 +55,17 @@ def test_plain_models_of_every_kind_convert(models, tmp_path, model, calib, targ
     assert stdout.startswith(f"wrote {out}: ") and "ReLU-only check: passed" in stdout
 
 
+@pytest.mark.slow
+def test_convert_of_a_model_file_imports_tensorflow_only_in_its_converter_child(models, tmp_path):
+    # Python's import log of the pea-tflite process itself: its children's logs go to their own stderr.
+    code, stdout, stderr = pea_tflite("convert", models / "plain.keras", "-o", tmp_path / "m.tflite",
+                                      "--calib", models / "calib.npy", PYTHONPROFILEIMPORTTIME="1")
+    assert code == 0 and "ReLU-only check: passed" in stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+    assert "pea_keras.tflite.conversion" in imported
+    assert not imported & {"tensorflow", "keras", "tf_keras"}, sorted(imported & {"tensorflow", "keras", "tf_keras"})
+
+
 @pytest.mark.parametrize("args, first_line", [
     (["two_inputs.keras", "-o", "{tmp}/m.tflite", "--calib", "two.npz"],
      "the TensorFlow Lite Micro kit needs a model with one input and one output, this one has 2 and 1: "

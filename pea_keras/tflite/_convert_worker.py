@@ -1,31 +1,39 @@
-"""Run the TFLite converter in its own process: SAVED_MODEL CALIBRATION.npz IO OUT.tflite.
+"""Run the TFLite converter in its own process.
+
+    _convert_worker.py SAVED_MODEL CALIBRATION.npz IO OUT.tflite
+    python -m pea_keras.tflite._convert_worker --file MODEL IO OUT.tflite SETTINGS_JSON
 
 The converter can crash the whole process (a segmentation fault on calibration ranges it
 cannot represent), so `converter.py` runs this file and turns a crash into one error line.
 The calibration .npz holds one array per model input, keyed by the input's name (the
 SavedModel signature's argument name), so several inputs can never be swapped.
+
+With ``--file`` the child does everything TensorFlow is needed for, so that `pea-tflite convert`
+imports it once: it loads MODEL (``pea_keras.load_model``), strips it, prints the stripped
+model's inputs and PEA layer count as one JSON line, exports it while the parent loads the
+calibration data, reads the calibration .npz path from stdin and converts. A user mistake is one
+JSON line {"error": class name, "message": text} on stderr and exit status 3.
 """
 
+import json
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def main(saved_model, calibration, io, out):
-    import numpy as np
+def tflite_bytes(saved_model, xs, io):
+    """Full-integer TFLite bytes of a SavedModel calibrated on `xs` {input name: array}."""
     import tensorflow as tf
 
-    with np.load(calibration) as loaded:
-        xs = {name: loaded[name] for name in loaded.files}
+    from pea_keras.errors import TFLiteError
+
     signature = tf.saved_model.load(saved_model).signatures["serving_default"]
     names = sorted(signature.structured_input_signature[1])
     if len(names) == 1 and len(xs) == 1:  # Exporters name a single input freely.
         xs = {names[0]: next(iter(xs.values()))}
     elif sorted(xs) != names:
-        print(f"calibration inputs {', '.join(sorted(xs))} do not match the model's {', '.join(names)}",
-              file=sys.stderr)
-        return 3
+        raise TFLiteError(f"calibration inputs {', '.join(sorted(xs))} do not match the model's {', '.join(names)}")
     n = len(next(iter(xs.values())))
 
     def representative_dataset():
@@ -39,17 +47,64 @@ def main(saved_model, calibration, io, out):
     if io != "float":
         converter.inference_input_type = converter.inference_output_type = getattr(tf, io)
     try:
-        data = converter.convert()
+        return converter.convert()
     except Exception as e:  # noqa: BLE001 (the converter raises many types)
         text = str(e).strip()
         errors = [line for line in text.splitlines() if "error" in line.lower()]
-        print((errors[0] if errors else text.splitlines()[0] if text else type(e).__name__).strip(),
-              file=sys.stderr)
-        return 3
+        raise TFLiteError("TFLite conversion failed: " + (
+            errors[0] if errors else text.splitlines()[0] if text else type(e).__name__).strip()) from None
+
+
+def _load(path):
+    import numpy as np
+
+    with np.load(path) as loaded:
+        return {name: loaded[name] for name in loaded.files}
+
+
+def convert_saved_model(saved_model, calibration, io, out):
+    with open(out, "wb") as f:
+        f.write(tflite_bytes(saved_model, _load(calibration), io))
+
+
+def convert_file(model_path, io, out, settings):
+    import tempfile
+
+    from pea_keras.saving import load_model
+    from pea_keras.tflite import conversion, converter
+
+    settings = json.loads(settings)
+    model = load_model(model_path, trust_code=settings["trust_code"])
+    conversion.check_target(model, settings["c_array_dir"])
+    import pea_keras
+
+    n_pea = len(pea_keras.pea_layers(model))
+    plain = conversion.strip_for_deploy(model, force_strip=settings["force_strip"])
+    inputs = converter.model_inputs(plain)
+    print(json.dumps({"inputs": inputs, "pea_layers": n_pea}), flush=True)
+    with tempfile.TemporaryDirectory(prefix="pea-export-") as tmp:
+        converter.export_saved_model(plain, tmp)  # While the parent loads the calibration data.
+        calibration = sys.stdin.readline().strip()
+        if not calibration:  # The parent gave up (its calibration data was wrong).
+            return
+        data = tflite_bytes(tmp, converter.check_calibration(inputs, _load(calibration)), io)
     with open(out, "wb") as f:
         f.write(data)
+
+
+def main(argv):
+    from pea_keras.errors import UserError
+
+    try:
+        if argv[0] == "--file":
+            convert_file(*argv[1:])
+        else:
+            convert_saved_model(*argv)
+    except UserError as e:
+        print(json.dumps({"error": type(e).__name__, "message": str(e)}), file=sys.stderr)
+        return 3
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

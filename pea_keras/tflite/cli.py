@@ -221,9 +221,7 @@ def _convert(args):
     from pea_keras.data import DataError, calibration_samples, load_arrays
     from pea_keras.errors import TFLiteError
     from pea_keras.files import StorageError, write_error_message
-    from pea_keras.saving import load_model
-    from pea_keras.tflite.conversion import check_outputs, check_target, convert
-    from pea_keras.tflite.converter import model_inputs
+    from pea_keras.tflite.conversion import check_outputs, convert
 
     io, c_array_next_to_file, required = TARGETS[args.target]
     io = args.io or io
@@ -231,26 +229,30 @@ def _convert(args):
                              if c_array_next_to_file else None)
     # Checks first, in the order they cost.
     check_outputs(args.output, args.overwrite, c_dir, ethos_u=ethos_u is not None)
-    model = load_model(args.model, trust_code=args.trust_model_code)
-    check_target(model, c_dir)
-    inputs = model_inputs(model)
-    inputs = inputs[0][1] if len(inputs) == 1 else inputs
-    try:
-        calibration = calibration_samples(args.calib, inputs, limit=args.calib_samples,
-                                          scale=args.calib_scale)
-    except (DataError, ValueError) as e:
-        raise TFLiteError(f"--calib: {e}") from None
-    qat_data = None
-    if args.qat_epochs:
+
+    def shape_of(inputs):  # One input: its shape; several: [(name, shape)].
+        return inputs[0][1] if len(inputs) == 1 else inputs
+
+    def calibration(inputs):  # Loaded while the converter child exports the model.
         try:
-            qat_data = load_arrays(args.train_data, inputs, labelled=True, split="train", scale=args.calib_scale)
+            return calibration_samples(args.calib, shape_of(inputs), limit=args.calib_samples,
+                                       scale=args.calib_scale)
+        except (DataError, ValueError) as e:
+            raise TFLiteError(f"--calib: {e}") from None
+
+    def qat_data(inputs):
+        try:
+            return load_arrays(args.train_data, shape_of(inputs), labelled=True, split="train",
+                               scale=args.calib_scale)
         except (DataError, ValueError) as e:
             raise TFLiteError(f"--train_data: {e}") from None
+
     try:
-        conv = convert(model, args.output, calibration, io=io, overwrite=args.overwrite,
-                       force_strip=args.force_strip, qat_epochs=args.qat_epochs, qat_data=qat_data,
-                       c_array_dir=c_dir, require_runtimes=required, golden_samples=args.golden_samples,
-                       ethos_u=ethos_u, require_npu=args.require_npu, verbose=args.verbose)
+        conv = convert(args.model, args.output, calibration, io=io, overwrite=args.overwrite,
+                       force_strip=args.force_strip, qat_epochs=args.qat_epochs,
+                       qat_data=qat_data if args.qat_epochs else None, c_array_dir=c_dir,
+                       require_runtimes=required, golden_samples=args.golden_samples, ethos_u=ethos_u,
+                       require_npu=args.require_npu, trust_code=args.trust_model_code, verbose=args.verbose)
     except OSError as e:  # A full or read-only disk: the outputs are written all or nothing.
         message = write_error_message(e, safe="no file was changed")
         if message is None:

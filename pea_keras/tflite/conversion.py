@@ -120,19 +120,25 @@ class Conversion:
 
 def convert(model, output_path, calibration, *, io="int8", overwrite=False, force_strip=False,
             qat_epochs=0, qat_data=None, c_array_dir=None, require_runtimes=("litert", "micro"),
-            golden_samples=3, class_names=(), ethos_u=None, require_npu=False, verbose=False):
+            golden_samples=3, class_names=(), ethos_u=None, require_npu=False, trust_code=False,
+            verbose=False):
     """Strip, (optionally QAT-fine-tune,) quantize, prove ReLU-only, load-test, write.
 
     Args:
-        model: a Keras model or a path for ``load_model``.
+        model: a Keras model, or a model file: without QAT, a file loads, strips and converts in
+            one TensorFlow child process (``converter.quantize_file``) and this process never
+            imports TensorFlow. ``trust_code`` is ``load_model``'s.
         output_path: the .tflite file; nothing is written unless every step passes, and the
             file appears atomically.
-        calibration: inputs (one array, or one per model input) for the int8 ranges.
+        calibration: inputs (one array, or one per model input) for the int8 ranges, or a
+            function of the model's inputs [(name, shape)] that returns them (so a caller with a
+            model file can size its images without loading the model).
         io: int8 | uint8 | float input/output tensors (compute is int8 in every case).
         overwrite: replace an existing output file (and C array).
         force_strip: strip PEA layers whose alpha < 1 (the deployed network then differs from
             the trained one).
-        qat_epochs, qat_data: quantization-aware fine-tuning on labelled ``(x, y)`` first.
+        qat_epochs, qat_data: quantization-aware fine-tuning on labelled ``(x, y)`` first
+            (``qat_data`` may be a function of the inputs too).
         c_array_dir: also write the TFLite Micro kit (``micro_kit``) there, named after the
             output's stem, with ``golden_samples`` calibration samples as its golden inputs and
             ``class_names`` (the label of each output index) as its ``kClassNames``.
@@ -155,24 +161,32 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
     check_outputs(output_path, overwrite, c_array_dir, ethos_u=ethos_u is not None)
     if ethos_u is not None:
         ethos_u.check()
-    if isinstance(model, (str, os.PathLike)):
-        model = load_model(model)
-    check_target(model, c_array_dir)
     output_path = os.fspath(output_path)
-    import pea_keras
-
-    n_pea = len(pea_keras.pea_layers(model))
-    plain = strip_for_deploy(model, force_strip=force_strip)
-    calibration = converter.check_calibration(plain, calibration)
-    if qat_epochs:
-        if qat_data is None:
-            raise TFLiteError("QAT needs labelled training data (--train_data)")
-        from pea_keras.tflite.qat import qat_tflite_bytes
-
-        data = qat_tflite_bytes(plain, qat_data[0], qat_data[1], qat_epochs, calibration, io=io,
-                                verbose=verbose)
+    if isinstance(model, (str, os.PathLike)) and not qat_epochs:
+        data, calibration, n_pea = converter.quantize_file(
+            model, calibration if callable(calibration) else lambda inputs: calibration, io=io,
+            force_strip=force_strip, trust_code=trust_code, c_array_dir=c_array_dir, verbose=verbose)
     else:
-        data = quantize(plain, calibration, io=io, verbose=verbose)
+        if isinstance(model, (str, os.PathLike)):
+            model = load_model(model, trust_code=trust_code)
+        check_target(model, c_array_dir)
+        import pea_keras
+
+        n_pea = len(pea_keras.pea_layers(model))
+        plain = strip_for_deploy(model, force_strip=force_strip)
+        inputs = converter.model_inputs(plain)
+        calibration = converter.check_calibration(inputs, calibration(inputs) if callable(calibration)
+                                                  else calibration)
+        if qat_epochs:
+            if qat_data is None:
+                raise TFLiteError("QAT needs labelled training data (--train_data)")
+            from pea_keras.tflite.qat import qat_tflite_bytes
+
+            qat_data = qat_data(inputs) if callable(qat_data) else qat_data
+            data = qat_tflite_bytes(plain, qat_data[0], qat_data[1], qat_epochs, calibration, io=io,
+                                    verbose=verbose)
+        else:
+            data = quantize(plain, calibration, io=io, verbose=verbose)
     info = inspect(data)
     bad = relu_only_violations(info, int8=True)
     if bad:

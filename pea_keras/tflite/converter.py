@@ -4,10 +4,13 @@ Both flavours go through a SavedModel (Keras 3: ``model.export``; tf_keras:
 ``tf.saved_model.save``) and ``TFLiteConverter.from_saved_model``, with
 ``Optimize.DEFAULT``, ``TFLITE_BUILTINS_INT8`` only (so any op without an int8 kernel fails
 loudly instead of staying float) and per-channel weights (the converter default). The
-converter runs in a child process: a crash (it segfaults on some calibration data) becomes
-one error line, and its log lines stay out of the user's terminal unless `verbose`.
+converter runs in a child process (`_convert_worker.py`): a crash (it segfaults on some
+calibration data) becomes one error line, and its log lines stay out of the user's terminal
+unless `verbose`. A model file converts entirely in that child (`quantize_file`), so the caller
+never imports TensorFlow.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -15,13 +18,26 @@ import tempfile
 
 import numpy as np
 
-from pea_keras import flavor
+from pea_keras import errors
 from pea_keras.data import arrays
 from pea_keras.errors import TFLiteError, first_line, signal_name
 
 IO_TYPES = ("int8", "uint8", "float")
-_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_convert_worker.py")
+_WORKER = "pea_keras.tflite._convert_worker"
 CONVERT_TIMEOUT_S = 1800
+# The user mistakes a child reports (by class name), raised again here as the same class.
+_CHILD_ERRORS = {cls.__name__: cls for cls in (errors.TFLiteError, errors.DataError, errors.ModelFileError,
+                                               errors.UntrustedCodeError)}
+
+
+def child_env(**extra):
+    """The environment of a child process that imports this very package, whichever sys.path
+    found it here."""
+    import pea_keras
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(pea_keras.__file__)))
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 def model_inputs(model):
@@ -30,10 +46,9 @@ def model_inputs(model):
             for x in model.inputs]
 
 
-def check_calibration(model, calibration):
+def check_calibration(inputs, calibration):
     """{input name: float32 array} of the calibration inputs (one array, or a list in model input
-    order, or a dict by input name), each checked against its input."""
-    inputs = model_inputs(model)
+    order, or a dict by input name), each checked against its input in `inputs` (`model_inputs`)."""
     if isinstance(calibration, dict):
         missing = [name for name, _ in inputs if name not in calibration]
         if missing:
@@ -55,6 +70,8 @@ def export_saved_model(model, directory):
     """
     import tensorflow as tf
 
+    from pea_keras import flavor
+
     specs = [tf.TensorSpec((1, *shape[1:]), tf.float32, name=name) for name, shape in model_inputs(model)]
     try:
         if flavor.is_tf_keras(model):
@@ -67,34 +84,98 @@ def export_saved_model(model, directory):
         raise TFLiteError(f"SavedModel export failed: {first_line(e)}") from None
 
 
+def _check_io(io):
+    if io not in IO_TYPES:
+        raise TFLiteError(f"unknown io type '{io}', choose from {', '.join(IO_TYPES)}")
+
+
+def _child_failed(returncode, stderr):
+    """The error of a converter child that exited with `returncode` (stderr: its text)."""
+    if returncode < 0:
+        return TFLiteError(f"the TFLite converter crashed ({signal_name(returncode)}); this happens with "
+                           "calibration values it cannot represent: check the calibration data (rerun "
+                           "with --verbose for the converter's log)")
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    try:
+        reported = json.loads(lines[-1])
+        return _CHILD_ERRORS.get(reported["error"], TFLiteError)(reported["message"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return TFLiteError(f"the TFLite converter failed: {lines[-1].strip() if lines else 'no message'}")
+
+
+def _run_child(args, tmp, verbose, between=None):
+    """Runs the converter child with `args`; `between(proc)` talks to it while it runs (stdin,
+    stdout). Raises the child's error; stderr passes through with `verbose`."""
+    env = child_env(TF_CPP_MIN_LOG_LEVEL="0" if verbose else "3")
+    with open(os.path.join(tmp, "stderr.txt"), "w+") as err:
+        with subprocess.Popen([sys.executable, "-P", "-m", _WORKER, *args], env=env, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err) as proc:
+            try:
+                if between is not None:
+                    between(proc)
+                proc.communicate(timeout=CONVERT_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                raise TFLiteError(f"the TFLite converter did not finish in {CONVERT_TIMEOUT_S} s") from None
+            finally:
+                if proc.poll() is None:  # Leaving early (timeout, a mistake in the caller's data).
+                    proc.kill()
+        err.seek(0)
+        text = err.read()
+    if verbose:
+        sys.stderr.write(text)
+    if proc.returncode != 0:
+        raise _child_failed(proc.returncode, text)
+
+
 def convert_saved_model(directory, calibration, io="int8", verbose=False):
     """Full-integer TFLite bytes of a SavedModel, converted in a child process.
 
     `calibration`: {signature input name: float32 array}.
     """
-    if io not in IO_TYPES:
-        raise TFLiteError(f"unknown io type '{io}', choose from {', '.join(IO_TYPES)}")
+    _check_io(io)
     with tempfile.TemporaryDirectory(prefix="pea-convert-") as tmp:
         calib, out = os.path.join(tmp, "calibration.npz"), os.path.join(tmp, "model.tflite")
         np.savez(calib, **calibration)
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0" if verbose else "3")
-        try:
-            proc = subprocess.run([sys.executable, "-P", _WORKER, directory, calib, io, out], env=env,
-                                  capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise TFLiteError(f"the TFLite converter did not finish in {CONVERT_TIMEOUT_S} s") from None
-        if verbose:
-            sys.stderr.write(proc.stderr)
-        if proc.returncode < 0:
-            name = signal_name(proc.returncode)
-            raise TFLiteError(f"the TFLite converter crashed ({name}); this happens with calibration "
-                              "values it cannot represent: check the calibration data (rerun with "
-                              "--verbose for the converter's log)")
-        if proc.returncode != 0:
-            lines = [line for line in proc.stderr.splitlines() if line.strip()]
-            raise TFLiteError(f"TFLite conversion failed: {lines[-1].strip() if lines else 'no message'}")
+        _run_child([directory, calib, io, out], tmp, verbose)
         with open(out, "rb") as f:
             return f.read()
+
+
+def quantize_file(path, calibration_for, *, io="int8", force_strip=False, trust_code=False,
+                  c_array_dir=None, verbose=False):
+    """(full-integer TFLite bytes, {input name: calibration array}, PEA layers stripped) of the
+    model file `path`, loaded, stripped (``conversion.strip_for_deploy``), exported and converted
+    in one child process: the caller never imports TensorFlow. `calibration_for(inputs)` gets the
+    stripped model's `model_inputs` and returns its calibration data (as `quantize` takes it);
+    it runs while the child exports. `c_array_dir`: refuse a model its kit cannot serve."""
+    _check_io(io)
+    settings = json.dumps({"trust_code": trust_code, "force_strip": force_strip, "c_array_dir": c_array_dir})
+    found = {}
+
+    def calibrate(proc):
+        line = "-"
+        while line and not line.startswith('{"inputs"'):  # Skip what libraries print on the way.
+            line = proc.stdout.readline()
+        if not line:  # The child failed before stripping; its error is on stderr.
+            return
+        facts = json.loads(line)
+        inputs = [(name, tuple(shape)) for name, shape in facts["inputs"]]
+        try:
+            found["calibration"] = check_calibration(inputs, calibration_for(inputs))
+        except BaseException:
+            proc.stdin.write("\n")  # Tell the child to stop, then report this error.
+            proc.stdin.flush()
+            raise
+        np.savez(calib, **found["calibration"])
+        found["pea_layers"] = facts["pea_layers"]
+        proc.stdin.write(calib + "\n")
+        proc.stdin.flush()
+
+    with tempfile.TemporaryDirectory(prefix="pea-convert-") as tmp:
+        calib, out = os.path.join(tmp, "calibration.npz"), os.path.join(tmp, "model.tflite")
+        _run_child(["--file", os.fspath(path), io, out, settings], tmp, verbose, calibrate)
+        with open(out, "rb") as f:
+            return f.read(), found["calibration"], found["pea_layers"]
 
 
 def quantize(model, calibration, *, io="int8", verbose=False):
@@ -114,7 +195,7 @@ def quantize(model, calibration, *, io="int8", verbose=False):
         DataError: calibration data that is not float, finite and shaped like the inputs.
         TFLiteError: the export or the conversion failed (a converter crash included).
     """
-    calibration = check_calibration(model, calibration)
+    calibration = check_calibration(model_inputs(model), calibration)
     with tempfile.TemporaryDirectory(prefix="pea-export-") as tmp:
         export_saved_model(model, tmp)
         return convert_saved_model(tmp, calibration, io, verbose)

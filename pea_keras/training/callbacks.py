@@ -2,7 +2,7 @@
 checkpoint and TensorBoard that survives its own storage errors.
 
 Like PEAScheduler they are `BothFlavoursCallback`s: one class serves both flavours' `fit`
-(TensorBoard: one subclass of each flavour's own).
+(TensorBoard: one that drives each flavour's own).
 """
 
 import contextlib
@@ -81,9 +81,56 @@ class HistoryCSV(BothFlavoursCallback):
             writer.writerows(self.rows)
 
 
-_TENSORBOARD_HOOKS = ("set_model", "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
-                      "on_test_begin", "on_test_end", "on_train_batch_begin", "on_train_batch_end")
-_TENSORBOARDS = {}
+class GuardedTensorBoard(BothFlavoursCallback):
+    """K's TensorBoard callback, driven through this one: a storage error in its event files
+    stops only the logging (see `tensorboard`)."""
+
+    def __init__(self, board, warnings):
+        super().__init__()
+        self.board, self.warnings, self.failure = board, warnings, None
+
+    def _forward(self, name, *args):
+        import tensorflow as tf
+
+        if self.failure:
+            return
+        try:
+            getattr(self.board, name)(*args)
+        except (tf.errors.OpError, OSError) as e:
+            what = files.what_failed(e, path=files.error_path(e) or self.board.log_dir)
+            if what is None:
+                raise
+            self._stop(what)
+
+    def _stop(self, what):
+        self.failure = (f"TensorBoard logging stopped: {what}; training goes on without "
+                        "TensorBoard logs (checkpoints, models and metrics are not affected)")
+        self.warnings.append(self.failure)
+        print(f"{console.prog('pea-train')}: warning: {self.failure}", file=sys.stderr, flush=True)
+        for writer in getattr(self.board, "_writers", {}).values():
+            with contextlib.suppress(Exception):  # Its buffered events cannot be written either.
+                writer.close()
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._forward("set_model", model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.board.set_params(params)
+
+
+def _forwarder(name):
+    def hook(self, *args, **kwargs):
+        self._forward(name, *args)
+
+    hook.__name__ = name
+    return hook
+
+
+for _hook in ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_test_begin",
+              "on_test_end", "on_train_batch_begin", "on_train_batch_end"):
+    setattr(GuardedTensorBoard, _hook, _forwarder(_hook))
 
 
 def tensorboard(K, log_dir, warnings):
@@ -97,38 +144,4 @@ def tensorboard(K, log_dir, warnings):
     checkpoint fails next and stops the run with the usual message). Event files are append-only
     logs, not replaced atomically: TensorBoard reads up to a cut last record.
     """
-    import tensorflow as tf
-
-    cls = _TENSORBOARDS.get(K.__name__)
-    if cls is None:
-        def guard(name):
-            def hook(self, *args, **kwargs):
-                if self.pea_failure:
-                    return None
-                try:
-                    return getattr(super(cls, self), name)(*args, **kwargs)
-                except (tf.errors.OpError, OSError) as e:
-                    what = files.what_failed(e, path=files.error_path(e) or self.log_dir)
-                    if what is None:
-                        raise
-                    self._pea_stop(what)
-                    return None
-
-            hook.__name__ = name
-            return hook
-
-        def stop(self, what):
-            self.pea_failure = (f"TensorBoard logging stopped: {what}; training goes on without "
-                                "TensorBoard logs (checkpoints, models and metrics are not affected)")
-            self.pea_warnings.append(self.pea_failure)
-            print(f"{self.pea_prog}: warning: {self.pea_failure}", file=sys.stderr, flush=True)
-            for writer in getattr(self, "_writers", {}).values():
-                with contextlib.suppress(Exception):  # Its buffered events cannot be written either.
-                    writer.close()
-
-        methods = {name: guard(name) for name in _TENSORBOARD_HOOKS if hasattr(K.callbacks.TensorBoard, name)}
-        cls = type("GuardedTensorBoard", (K.callbacks.TensorBoard,), {**methods, "_pea_stop": stop})
-        _TENSORBOARDS[K.__name__] = cls
-    callback = cls(log_dir, update_freq="epoch")
-    callback.pea_failure, callback.pea_warnings, callback.pea_prog = None, warnings, console.prog("pea-train")
-    return callback
+    return GuardedTensorBoard(K.callbacks.TensorBoard(log_dir, update_freq="epoch"), warnings)
