@@ -2,8 +2,7 @@
 for a custom training loop."""
 import warnings
 
-import numpy as np
-
+from pea_keras import flavor
 from pea_keras import schedules as schedules_lib
 from pea_keras.flavor import keras
 from pea_keras.layer import PHASES
@@ -110,7 +109,6 @@ class PEAScheduler(BothFlavoursCallback):
         if self.schedule is None:
             self.schedule = self._default_schedule()
         self.alpha = self.phase = None
-        self._iterations_index = None
         self._check_restored_alpha()
 
     def _check_restored_alpha(self):
@@ -132,25 +130,10 @@ class PEAScheduler(BothFlavoursCallback):
                 "model.optimizer.iterations.assign(<steps already trained>).", stacklevel=2)
 
     def _step(self):
-        """The optimizer's step. Under JAX, fit keeps the live values in the trainer's state while
-        the model's variables are emptied; read the step from there instead of syncing every
-        variable each batch."""
-        model = self.model
-        state = getattr(model, "_jax_state", None)
-        if state and not getattr(model, "_jax_state_synced", True) and state.get("optimizer_variables"):
-            if self._iterations_index is None:
-                variables = model.optimizer.variables
-                self._iterations_index = next(
-                    (i for i, v in enumerate(variables) if v is model.optimizer.iterations), -1)
-            if self._iterations_index >= 0:
-                return int(np.asarray(state["optimizer_variables"][self._iterations_index]))
-            model.jax_state_sync()
-        return int(model.optimizer.iterations.numpy())
+        return flavor.optimizer_step(self.model)
 
     def _assign_alpha(self, alpha):
-        if getattr(self.model, "_jax_state", None) is not None and hasattr(self.model, "jax_state_sync"):
-            # Put the trainer's state back into the variables; fit then reads it again, new alpha included.
-            self.model.jax_state_sync()
+        flavor.sync_trainer_state(self.model)  # fit then reads the variables again, new alpha included.
         for layer in self._layers:
             layer.set_alpha(alpha)
 

@@ -62,6 +62,27 @@ class Twins(tuple):
         return self[1] if is_tf_keras(obj) else self[0]
 
 
+def optimizer_step(model):
+    """The optimizer's step of a model in `fit`. Under JAX, fit keeps the live values in the
+    trainer's state while the model's variables are emptied: the step is read from there instead
+    of syncing every variable each batch."""
+    state = getattr(model, "_jax_state", None)
+    if state and not getattr(model, "_jax_state_synced", True) and state.get("optimizer_variables"):
+        iterations = model.optimizer.iterations
+        index = next((i for i, v in enumerate(model.optimizer.variables) if v is iterations), None)
+        if index is not None:
+            return int(np.asarray(state["optimizer_variables"][index]))
+        model.jax_state_sync()
+    return int(model.optimizer.iterations.numpy())
+
+
+def sync_trainer_state(model):
+    """Puts a JAX `fit`'s trainer state back into the model's variables (no-op elsewhere), so a
+    variable assigned now is what the next step reads."""
+    if getattr(model, "_jax_state", None) is not None and hasattr(model, "jax_state_sync"):
+        model.jax_state_sync()
+
+
 def twin_classes(mixin, base, name, package="pea_keras", register=True, doc=None):
     """Two classes named `name`, `mixin` on `keras.<base>` and on `tf_keras.<base>`.
 
@@ -209,6 +230,14 @@ def relu_op_function(obj, key, max_value=None, threshold=0.0):
     if key == "activations.relu":
         return lambda x: keras.activations.relu(x, max_value=max_value, threshold=threshold)
     return {"relu": keras.ops.relu, "relu6": keras.ops.relu6}[key]
+
+
+def is_add_op(op):
+    """Whether a node's operation is `x + y` written as an op, not an `Add` layer: tf_keras'
+    TFOpLambda `__operators__.add` / `math.add`, Keras 3's `ops.add` operation."""
+    if is_tf_keras(op):
+        return getattr(op, "symbol", None) in ("__operators__.add", "math.add")
+    return type(op).__name__ == "Add" and not isinstance(op, keras_of(op).layers.Layer)
 
 
 def node_arguments(layer, node):

@@ -290,10 +290,7 @@ def _is_add_of_3(producer):
     if producer is None:
         return False
     op, args, kwargs = producer
-    if flavor.is_tf_keras(op):
-        is_add = getattr(op, "symbol", None) in ("__operators__.add", "math.add")
-    else:
-        is_add = type(op).__name__ == "Add" and not isinstance(op, flavor.keras_of(op).layers.Layer)
+    is_add = flavor.is_add_op(op)
     constants = [a for a in (*args, *kwargs.values()) if isinstance(a, numbers.Real)]
     return is_add and any(not isinstance(c, bool) and float(c) == 3.0 for c in constants)
 
