@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from train_cli import call_main
+from train_cli import call_main, refusal
 
 from pea_keras.data import scenes  # noqa: E402
 from pea_keras.training import tasks  # noqa: E402
@@ -114,11 +114,7 @@ def test_compare_segmentation_relu_vs_pea_in_keras_3(tmp_path):
     (["--task=segmentation", "--dataset=folder:/no/such/dir"], "no such directory"),
 ])
 def test_user_mistakes_are_one_line(tmp_path, capsys, args, reason):
-    rc = call_main(*args, f"--output_dir={tmp_path / 'run'}", f"--tflite_dir={tmp_path}",
-                   "--verbose=0")
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2
-    assert len(err) == 1 and err[0].startswith("train.py: error:") and reason in err[0], err
+    assert reason in refusal(tmp_path, capsys, *args)
 
 
 def test_missing_cityscapes_says_how_to_prepare_it(tmp_path, capsys):

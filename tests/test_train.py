@@ -8,7 +8,7 @@ import json
 import textwrap
 
 import pytest
-from train_cli import call_main, run_script
+from train_cli import call_main, refusal, run_script
 
 from pea_keras.training import reporting  # noqa: E402
 from pea_keras.training.run import RunConfig, run  # noqa: E402
@@ -207,11 +207,7 @@ def test_missing_dataset_exits_with_one_line(tmp_path):
     (["--distill_weight=2"], "--distill_weight must be in [0, 1], got 2.0"),
 ])
 def test_user_mistakes_are_one_line(tmp_path, capsys, args, reason):
-    rc = call_main(*args, f"--output_dir={tmp_path / 'run'}", f"--tflite_dir={tmp_path}",
-                   "--verbose=0")
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2
-    assert len(err) == 1 and err[0].startswith("train.py: error:") and reason in err[0], err
+    assert reason in refusal(tmp_path, capsys, *args)
     assert not (tmp_path / "run").exists()  # A refused run leaves nothing behind.
 
 

@@ -22,3 +22,11 @@ def run_script(*args, timeout=120):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def refusal(tmp_path, capsys, *args):
+    """The one error line of train.py's main refusing `args` (exit status 2 asserted)."""
+    rc = call_main(*args, f"--output_dir={tmp_path / 'run'}", f"--tflite_dir={tmp_path}", "--verbose=0")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("train.py: error:"), err
+    return err[0]
