@@ -1,6 +1,6 @@
 """Run the TFLite converter in its own process.
 
-    _convert_worker.py SAVED_MODEL CALIBRATION.npz IO OUT.tflite
+    python -m pea_keras.tflite._convert_worker SAVED_MODEL CALIBRATION.npz IO OUT.tflite
     python -m pea_keras.tflite._convert_worker --file MODEL IO OUT.tflite SETTINGS_JSON
 
 The converter can crash the whole process (a segmentation fault on calibration ranges it
@@ -10,14 +10,15 @@ SavedModel signature's argument name), so several inputs can never be swapped.
 
 With ``--file`` the child does everything TensorFlow is needed for, so that `pea-tflite convert`
 imports it once: it loads MODEL (``pea_keras.load_model``), strips it, prints the stripped
-model's inputs and PEA layer count as one JSON line, exports it while the parent loads the
-calibration data, reads the calibration .npz path from stdin and converts. A user mistake is one
-JSON line {"error": class name, "message": text} on stderr and exit status 3.
+model's inputs, its PEA layer count and pea_keras' warnings as one JSON line, exports it while
+the parent loads the calibration data, reads the calibration .npz path from stdin and converts.
+A user mistake is one JSON line {"error": class name, "message": text} on stderr and exit status 3.
 """
 
 import json
 import os
 import sys
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -70,18 +71,21 @@ def convert_saved_model(saved_model, calibration, io, out):
 def convert_file(model_path, io, out, settings):
     import tempfile
 
+    import pea_keras
     from pea_keras.saving import load_model
     from pea_keras.tflite import conversion, converter
 
     settings = json.loads(settings)
-    model = load_model(model_path, trust_code=settings["trust_code"])
-    conversion.check_target(model, settings["c_array_dir"])
-    import pea_keras
-
-    n_pea = len(pea_keras.pea_layers(model))
-    plain = conversion.strip_for_deploy(model, force_strip=settings["force_strip"])
+    package = os.path.dirname(os.path.abspath(pea_keras.__file__))
+    with warnings.catch_warnings(record=True) as caught:  # The parent shows pea_keras' own.
+        warnings.simplefilter("always")
+        model = load_model(model_path, trust_code=settings["trust_code"])
+        conversion.check_target(model, settings["c_array_dir"])
+        n_pea = len(pea_keras.pea_layers(model))
+        plain = conversion.strip_for_deploy(model, force_strip=settings["force_strip"])
     inputs = converter.model_inputs(plain)
-    print(json.dumps({"inputs": inputs, "pea_layers": n_pea}), flush=True)
+    ours = [str(w.message) for w in caught if os.path.abspath(w.filename).startswith(package)]
+    print(json.dumps({"inputs": inputs, "pea_layers": n_pea, "warnings": ours}), flush=True)
     with tempfile.TemporaryDirectory(prefix="pea-export-") as tmp:
         converter.export_saved_model(plain, tmp)  # While the parent loads the calibration data.
         calibration = sys.stdin.readline().strip()

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -159,6 +160,8 @@ def quantize_file(path, calibration_for, *, io="int8", force_strip=False, trust_
         if not line:  # The child failed before stripping; its error is on stderr.
             return
         facts = json.loads(line)
+        for message in facts["warnings"]:  # Loading and stripping, said here as if done here.
+            warnings.warn(message, stacklevel=4)
         inputs = [(name, tuple(shape)) for name, shape in facts["inputs"]]
         try:
             found["calibration"] = check_calibration(inputs, calibration_for(inputs))
