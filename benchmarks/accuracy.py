@@ -28,7 +28,6 @@ same test set):
 import argparse
 import datetime
 import importlib
-import json
 import os
 import platform
 import statistics
@@ -41,6 +40,8 @@ from paired_stats import paired
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+from pea_keras import files
 
 FLAVORS = {"3": "keras", "2": "tf_keras"}
 ACTIVATIONS = ["silu", "gelu", "mish"]
@@ -279,17 +280,16 @@ def main():
     print_table(table)
 
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump({
-            "command": "python " + " ".join(sys.argv),
-            "started_utc": started.isoformat(timespec="seconds"),
-            "wall_s": (datetime.datetime.now(datetime.UTC) - started).total_seconds(),
-            "machine": platform.platform(), "tensorflow": tf.__version__, "keras_flavor": k.__name__,
-            "keras_version": k.__version__,
-            "args": vars(args), "variants": {v: VARIANTS[v] for v in args.variants},
-            "seeds": seeds_of,
-            "runs": [{"variant": v, "config": c, "seed": s, **r} for (v, c, s), r in runs.items()],
-            "summary": table}, f, indent=1)
+    files.atomic_write_json(args.json, {
+        "command": "python " + " ".join(sys.argv),
+        "started_utc": started.isoformat(timespec="seconds"),
+        "wall_s": (datetime.datetime.now(datetime.UTC) - started).total_seconds(),
+        "machine": platform.platform(), "tensorflow": tf.__version__, "keras_flavor": k.__name__,
+        "keras_version": k.__version__,
+        "args": vars(args), "variants": {v: VARIANTS[v] for v in args.variants},
+        "seeds": seeds_of,
+        "runs": [{"variant": v, "config": c, "seed": s, **r} for (v, c, s), r in runs.items()],
+        "summary": table})
     plot_seeds(runs, args.variants, args.configs, all_seeds, args.plot)
     plot_schedules(args.schedule_plot)
     print(f"\nwrote {args.json}, {args.plot}, {args.schedule_plot}")

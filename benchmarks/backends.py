@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 
+from pea_keras import files
+
 CONFIGS = ["relu", "pea_blend", "pea_relu", "g_only"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -148,9 +150,9 @@ def main():
         print(f"{backend:24}" + "".join(f"{row[c]:15.2f}" if row[c] is not None else f"{'-':>15}"
                                          for c in columns))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"setup": {k: v for k, v in vars(args).items() if k not in ("json", "child")},
-                       "ratio_to_relu": table}, f, indent=1)
+        files.atomic_write_json(args.json, {"setup": {k: v for k, v in vars(args).items()
+                                                      if k not in ("json", "child")},
+                                            "ratio_to_relu": table})
     if len(table) < len(backends):
         sys.exit(1)
 

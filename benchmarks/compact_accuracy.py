@@ -233,8 +233,9 @@ def teacher(teachers, arch, seed, epochs):
             shutil.rmtree(folder, ignore_errors=True)
             spec = dict(CONFIGS["g_silu"], output_dir=os.path.join(folder, "run"))
             result = train_one(arch, "g_silu", seed, epochs, spec=spec)
-            with open(record, "w") as f:
-                json.dump(result, f, indent=1)
+            from pea_keras import files
+
+            files.atomic_write_json(record, result)
         with open(record) as f:
             cpu = json.load(f)["train_cpu_s"]
     return os.path.join(folder, "run", "pea_model.keras"), cpu
@@ -439,11 +440,11 @@ def report(args):
     plot(store, args.plot)
     ablation_runs = {k: r for k, r in store["runs"].items()
                      if r["arch"] == V2 and r["config"] in ["relu", "pea_silu"] + ABLATIONS}
-    with open(args.ablations_json, "w") as f:
-        json.dump({"source": os.path.relpath(args.json, REPO), "meta": store.get("meta"),
-                   "summary": store["summary"]["ablations"], "runs": ablation_runs,
-                   "markdown": texts[1]}, f, indent=1)
-        f.write("\n")
+    from pea_keras import files
+
+    files.atomic_write_json(args.ablations_json, {
+        "source": os.path.relpath(args.json, REPO), "meta": store.get("meta"),
+        "summary": store["summary"]["ablations"], "runs": ablation_runs, "markdown": texts[1]})
     print(f"\nwrote {args.json}, {args.ablations_json}, {args.plot}")
 
 

@@ -13,13 +13,14 @@ per repeat and reported as the median with the range.
     python benchmarks/convert_cost.py --image_size 32 --repeats 1
 """
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from pea_keras import files
 
 BARE = """
 import sys
@@ -91,9 +92,7 @@ def main():
           f"{result['ratio_median']:.2f} (per repeat {', '.join(f'{r:.2f}' for r in ratios)}); "
           f"load {load[0]:.1f}-{load[1]:.1f}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
+        files.atomic_write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -20,15 +20,15 @@ not measurements; `--ethos_u` picks the accelerators, `--ethos_u` alone none).
 """
 import argparse
 import importlib
-import json
 import os
 import statistics
 import tempfile
 import time
 import warnings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from pea_keras.files import atomic_write_json
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 FLAVORS = {"3": "keras", "2": "tf_keras"}
 G_ACTIVATIONS = ["silu", "hard_swish", "gelu", "mish"]
@@ -263,8 +263,7 @@ def main():
     if args.ethos_u:
         print_ethos_u(rows, args.ethos_u)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "same_op_list_pea_vs_relu": same_ops, "rows": rows}, f, indent=1)
+        atomic_write_json(args.json, {"args": vars(args), "same_op_list_pea_vs_relu": same_ops, "rows": rows})
 
 
 def _litert_version():

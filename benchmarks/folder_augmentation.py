@@ -18,6 +18,8 @@ import tempfile
 
 import numpy as np
 
+from pea_keras import files
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -75,8 +77,7 @@ def main():
         int8 = f", int8 {100 * r['int8']:.2f} %" if "int8" in r else ""
         print(f"  {r['run']:<12} float {100 * r['stripped']:.2f} %{int8}  ({r['augmentation']})")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "rows": rows}, f, indent=1)
+        files.atomic_write_json(args.json, {"args": vars(args), "rows": rows})
 
 
 if __name__ == "__main__":

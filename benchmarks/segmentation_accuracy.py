@@ -176,19 +176,17 @@ def main():
         text = markdown(table)
         history[-1]["wall_s"] = (datetime.datetime.now(datetime.UTC) - started).total_seconds()
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({
-                "command": "python " + " ".join(sys.argv),
-                "started_utc": started.isoformat(timespec="seconds"),
-                "wall_s": history[-1]["wall_s"],
-                "machine": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
-                "args": vars(args), "run_config": dataclasses.asdict(config), "seeds": done,
-                "history": history,
-                "runs": [{"seed": s, "config": c, **r} for s in done for c, r in runs[s].items()],
-                "summary": table, "markdown": text}, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, args.json)
+        from pea_keras import files
+
+        files.atomic_write_json(args.json, {
+            "command": "python " + " ".join(sys.argv),
+            "started_utc": started.isoformat(timespec="seconds"),
+            "wall_s": history[-1]["wall_s"],
+            "machine": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
+            "args": vars(args), "run_config": dataclasses.asdict(config), "seeds": done,
+            "history": history,
+            "runs": [{"seed": s, "config": c, **r} for s in done for c, r in runs[s].items()],
+            "summary": table, "markdown": text})
         return text
 
     text = None

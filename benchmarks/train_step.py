@@ -38,6 +38,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from pea_keras import files
+
 CONFIGS = ["relu", "pea_blend", "naive_blend", "pea_relu", "g_only"]
 METHODS = ["surrogate", "pea_kd", "pea_selfkd"]
 FLAVORS = {"3": "keras", "2": "tf_keras"}
@@ -222,10 +224,8 @@ def main():
     rows = [measure((f, a, s), args) for f in args.flavor for a in args.arch for s in args.image_size]
     print(table(rows))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"command": " ".join(["python benchmarks/train_step.py", *sys.argv[1:]]),
-                       "cpus": os.cpu_count(), "rows": rows}, f, indent=1)
-            f.write("\n")
+        command = " ".join(["python benchmarks/train_step.py", *sys.argv[1:]])
+        files.atomic_write_json(args.json, {"command": command, "cpus": os.cpu_count(), "rows": rows})
     problems = [f"{r['keras']} {r['arch']} {r['image_size']} px: {p}" for r in rows for p in failures(r)]
     if args.check:
         print("\n".join(["", *problems]) if problems else "\ncheck passed")
