@@ -154,8 +154,9 @@ def quantize_file(path, calibration_for, *, io="int8", force_strip=False, trust_
     found = {}
 
     def calibrate(proc):
-        line = "-"
-        while line and not line.startswith('{"inputs"'):  # Skip what libraries print on the way.
+        line = proc.stdout.readline()
+        while line and not line.startswith('{"inputs"'):  # What loading printed (trusted code) is shown.
+            sys.stdout.write(line)
             line = proc.stdout.readline()
         if not line:  # The child failed before stripping; its error is on stderr.
             return
