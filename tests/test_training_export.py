@@ -27,6 +27,7 @@ def _export(tmp_path, digits, model):
     return config, facts, warnings
 
 
+@pytest.mark.slow
 def test_a_relu_network_gets_its_file_kit_and_arena_from_one_conversion(tmp_path, digits):
     import keras
 
@@ -42,6 +43,7 @@ def test_a_relu_network_gets_its_file_kit_and_arena_from_one_conversion(tmp_path
     assert (tmp_path / "model_int8.tflite").read_bytes() == pathlib.Path(facts["path"]).read_bytes()
 
 
+@pytest.mark.slow
 def test_a_network_with_a_sigmoid_is_refused_and_nothing_is_written(tmp_path, digits):
     import keras
 
