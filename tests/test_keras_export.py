@@ -67,6 +67,7 @@ def test_check_says_why_a_default_litert_export_is_no_microcontroller_model(tmp_
         "cannot load; float compute in 1 of 1 ops")
 
 
+@pytest.mark.slow
 def test_an_int8_file_has_no_microcontroller_blocker():
     relu_model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
                                    keras.layers.Flatten(), keras.layers.Dense(3)])

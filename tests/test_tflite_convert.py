@@ -89,6 +89,7 @@ def test_run_reports_both_runtimes(trained, tmp_path, capsys):
     assert code == 0 and re.search(r"median \d+\.\d+ ms over 3 runs; TFLite Micro arena \d+ bytes", text)
 
 
+@pytest.mark.slow
 def test_alpha_below_one_is_refused_unless_forced(tmp_path, capsys):
     import keras
 
