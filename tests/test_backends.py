@@ -211,6 +211,7 @@ def _trained_under(backend, tmp_path):
     return path, predictions
 
 
+@pytest.mark.slow
 def test_jax_trained_model_loads_and_strips_under_tensorflow(tmp_path):
     path, predictions = _trained_under("jax", tmp_path)
     deployed = run_under("tensorflow", LOAD_AND_STRIP, path, predictions)

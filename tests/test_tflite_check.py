@@ -65,6 +65,7 @@ def test_fused_activations_come_from_op_options(k, tmp_path, capsys):
     assert {"type": "CONV_2D", "activation": "RELU"}.items() <= ops[0].items()
 
 
+@pytest.mark.slow
 def test_final_softmax_allowed_unless_strict_and_hidden_softmax_rejected(tmp_path, capsys):
     final = write(tmp_path, quantize(conv_model(keras, "relu", keras.layers.Softmax()), X), "f.tflite")
     assert cli_run(capsys, "check", final, "--int8")[0] == 0
