@@ -11,9 +11,8 @@ import tempfile
 
 import numpy as np
 
-import pea_keras
 from pea_keras import files, flavor, tflite
-from pea_keras.tflite import devices
+from pea_keras.tflite import converter, devices
 from pea_keras.training import rundir
 
 _WORKER = "pea_keras.training._tensorflow_export"
@@ -34,10 +33,7 @@ def _convert(model, path, calibration, qat_epochs, qat_data, kit_dir, class_name
         model.save(keras_path)
         extra = {"x": qat_data[0], "y": qat_data[1]} if qat_epochs else {}
         np.savez(arrays, calibration=calibration, **extra)
-        # The child imports this very package, whichever sys.path found it here.
-        root = os.path.dirname(os.path.dirname(os.path.abspath(pea_keras.__file__)))
-        env = {**os.environ, "KERAS_BACKEND": "tensorflow",
-               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        env = converter.child_env(KERAS_BACKEND="tensorflow")
         proc = subprocess.run([sys.executable, "-P", "-m", _WORKER, keras_path, path, arrays,
                                json.dumps(settings)], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
