@@ -101,7 +101,7 @@ def convert_file(model_path, io, out, settings):
         calibration = sys.stdin.readline().strip()
         if not calibration:  # The parent gave up (its calibration data was wrong).
             return
-        data = tflite_bytes(tmp, converter.check_calibration(inputs, _load(calibration)), io)
+        data = tflite_bytes(tmp, _load(calibration), io)  # Checked by the parent (quantize_file).
     with open(out, "wb") as f:
         f.write(data)
 
