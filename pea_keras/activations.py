@@ -1,10 +1,8 @@
 """The novel activations `g` that PEA blends with ReLU during training.
 
-Each formula is written once, against a small backend namespace: `TF` (TensorFlow ops, for
-tf_keras and Keras 3 on TensorFlow) or `OPS` (`keras.ops`, every Keras 3 backend). A formula
-returns g(x) together with what its derivative reuses (SiLU's sigmoid, Mish's tanh), so
-`PEALayer` keeps that one tensor from the forward pass instead of computing it again in the
-backward pass. Any callable `x -> g(x)` is accepted as is (autodiff gives its gradient; for
+Each formula and its closed-form derivative is written once, against a small backend namespace:
+`TF` (TensorFlow ops, for tf_keras and Keras 3 on TensorFlow) or `OPS` (`keras.ops`, every
+Keras 3 backend). Any callable `x -> g(x)` is accepted as is (autodiff gives its gradient; for
 JAX or PyTorch it must use `keras.ops`).
 
     act = activations.get("silu", activations.TF)
@@ -18,78 +16,81 @@ from pea_keras.numerics import INV_SQRT_2PI, OPS, SELU, SQRT_2, TANH_C, TF
 __all__ = ["get", "names", "name_of", "Activation", "TF", "OPS"]
 
 
-# Each formula: forward(B, x) -> (g(x), kept) and derivative(B, x, kept) -> g'(x).
+# Each formula: g(B, x) and its derivative g'(B, x).
 
 def _silu(B, x):
+    return x * B.sigmoid(x)
+
+
+def _silu_grad(B, x):
     s = B.sigmoid(x)
-    return x * s, s
-
-
-def _silu_grad(B, x, s):
     return s + B.sigmoid_grad(s, x)  # s * (1 + x * (1 - s))
 
 
 def _gelu(B, x):
     """Exact GELU, x * Phi(x)."""
-    e = 1.0 + B.erf(x / SQRT_2)
-    return 0.5 * x * e, e
+    return 0.5 * x * (1.0 + B.erf(x / SQRT_2))
 
 
-def _gelu_grad(B, x, e):
-    return 0.5 * e + x * INV_SQRT_2PI * B.exp(-0.5 * (x * x))
+def _gelu_grad(B, x):
+    return 0.5 * (1.0 + B.erf(x / SQRT_2)) + x * INV_SQRT_2PI * B.exp(-0.5 * (x * x))
 
 
 def _gelu_tanh(B, x):
     """GELU with the tanh approximation used by BERT and many vision transformers."""
-    t = B.tanh(TANH_C * (x + 0.044715 * x * x * x))
-    return 0.5 * x * (1.0 + t), t
+    return 0.5 * x * (1.0 + _gelu_tanh_t(B, x))
 
 
-def _gelu_tanh_grad(B, x, t):
+def _gelu_tanh_t(B, x):
+    return B.tanh(TANH_C * (x + 0.044715 * x * x * x))
+
+
+def _gelu_tanh_grad(B, x):
+    t = _gelu_tanh_t(B, x)
     return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * TANH_C * (1.0 + 0.134145 * x * x)
 
 
 def _mish(B, x):
+    return x * B.tanh(B.softplus(x))
+
+
+def _mish_grad(B, x):
     t = B.tanh(B.softplus(x))
-    return x * t, t
-
-
-def _mish_grad(B, x, t):
     return t + x * B.sigmoid(x) * (1.0 - t * t)
 
 
 def _hard_swish(B, x):
     """x * ReLU6(x + 3) / 6, as in MobileNetV3 (Keras calls it hard_silu)."""
-    return x * B.relu6(x + 3.0) / 6.0, None
+    return x * B.relu6(x + 3.0) / 6.0
 
 
-def _hard_swish_grad(B, x, _):
+def _hard_swish_grad(B, x):
     inside = B.cast(B.logical_and(x > -3.0, x < 3.0), x.dtype)
     return inside * (2.0 * x + 3.0) / 6.0 + B.cast(x >= 3.0, x.dtype)
 
 
 def _elu(B, x):
-    return B.elu(x), None
+    return B.elu(x)
 
 
-def _elu_grad(B, x, _):
+def _elu_grad(B, x):
     return B.where(x > 0, B.ones_like(x), B.exp(B.minimum(x, 0.0)))
 
 
 def _selu(B, x):
-    return B.selu(x), None
+    return B.selu(x)
 
 
-def _selu_grad(B, x, _):
+def _selu_grad(B, x):
     alpha, scale = SELU
     return scale * B.where(x > 0, B.ones_like(x), alpha * B.exp(B.minimum(x, 0.0)))
 
 
 def _softplus(B, x):
-    return B.softplus(x), None
+    return B.softplus(x)
 
 
-def _softplus_grad(B, x, _):
+def _softplus_grad(B, x):
     return B.sigmoid(x)
 
 
@@ -108,15 +109,12 @@ _ALIASES = {"swish": "silu", "hard_silu": "hard_swish"}
 
 @dataclasses.dataclass(frozen=True)
 class Activation:
-    """One activation on one backend: `g` and `g_prime` the plain functions; `forward(x) ->
-    (g(x), kept)` and `derivative(x, kept) -> g'(x)` the pair PEA's gradient uses. `g_prime`
-    and `derivative` are None for a callable without a closed form (autodiff)."""
+    """One activation on one backend: `g` and its derivative `g_prime`, which is None for a
+    callable without a closed form (autodiff)."""
 
     name: str | None
     g: Callable
     g_prime: Callable | None
-    forward: Callable
-    derivative: Callable | None
 
 
 def names():
@@ -147,7 +145,7 @@ def get(activation, backend=TF):
         raise ValueError(f"activation must be a name or a callable, got {activation!r}.")
     key = name_of(activation)
     if key is None:
-        return Activation(None, activation, None, lambda x: (activation(x), None), None)
+        return Activation(None, activation, None)
     cache_key = (key, backend.name)
     if cache_key not in _CACHE:
         _CACHE[cache_key] = _registered(key, backend)
@@ -158,13 +156,13 @@ _CACHE = {}
 
 
 def _registered(key, backend):
-    forward, derivative = _FORMULAS[key]
+    formula, derivative = _FORMULAS[key]
 
     def g(x):
-        return forward(backend, x)[0]
+        return formula(backend, x)
 
     def g_prime(x):
-        return derivative(backend, x, forward(backend, x)[1])
+        return derivative(backend, x)
 
     g.__name__, g._pea_activation = key, key  # name_of(g) finds the name; Keras serialises by it.
-    return Activation(key, g, g_prime, lambda x: forward(backend, x), lambda x, kept: derivative(backend, x, kept))
+    return Activation(key, g, g_prime)

@@ -45,38 +45,45 @@ def _ensemble(B, x, alpha, relu_fn, max_value, act, phase=None):
     """The ensemble as one op whose gradient is dy * (alpha * relu'(x) + (1 - alpha) * g'(x)).
 
     Autodiff of the plain formula keeps both branch outputs, g's intermediates and the
-    products for the backward pass. This keeps x and, while blending, the one tensor g'
-    reuses from the forward pass (SiLU's sigmoid, Mish's tanh), so nothing is computed twice;
-    TensorFlow's fused ReLU gradient ops do the ReLU half. Alpha is an input (JAX must see
-    every traced value it closes over); its gradient is 0 because the scheduled alpha is not
-    trained.
+    products for the backward pass, and runs a dozen elementwise ops. This keeps only x, and
+    the blend's forward and backward are each one fused loop (`_blend`), which recomputes g's
+    intermediates instead of storing them. Alpha is an input (JAX must see every traced value
+    it closes over); its gradient is 0 because the scheduled alpha is not trained.
     """
+    forward, backward = _blend(B, act, max_value)
 
     @B.custom_gradient
     def ensemble(x, alpha):
-        if phase == "blend":
-            gx, kept = act.forward(x)
-            y = alpha * relu_fn(x) + (1.0 - alpha) * gx
-
-            def g_prime():
-                return act.derivative(x, kept)
-        else:  # A branch of a run-time conditional: its tensors cannot outlive it, recompute.
-            y = _select(B, alpha, lambda: relu_fn(x), lambda: act.g(x),
-                        lambda: alpha * relu_fn(x) + (1.0 - alpha) * act.g(x), phase)
-
-            def g_prime():
-                return act.g_prime(x)
+        y = _select(B, alpha, lambda: relu_fn(x), lambda: act.g(x), lambda: forward(x, alpha), phase)
 
         def grad(*args, upstream=None):
             dy = args[-1] if upstream is None else upstream
-            dx = _select(B, alpha, lambda: B.relu_grad(dy, x, max_value), lambda: dy * g_prime(),
-                         lambda: B.relu_grad(alpha * dy, x, max_value) + ((1.0 - alpha) * dy) * g_prime(),
-                         phase)
+            dx = _select(B, alpha, lambda: B.relu_grad(dy, x, max_value), lambda: dy * act.g_prime(x),
+                         lambda: backward(dy, x, alpha), phase)
             return dx, B.zeros_like(alpha)
 
         return y, grad
 
     return ensemble(x, alpha)
+
+
+def _blend(B, act, max_value):
+    """(forward(x, alpha), backward(dy, x, alpha)) of the blend, each compiled into one loop
+    (`numerics` `fused`): one pass over memory each way, as a ReLU makes, where op by op
+    SiLU's blend makes about a dozen. One pair per activation and cap, shared by every layer."""
+    key = (B.name, act.name, max_value)
+    if key not in _BLENDS:
+        def forward(x, alpha):
+            return alpha * relu(x, max_value, B=B) + (1.0 - alpha) * act.g(x)
+
+        def backward(dy, x, alpha):
+            return B.relu_grad(alpha * dy, x, max_value) + ((1.0 - alpha) * dy) * act.g_prime(x)
+
+        _BLENDS[key] = B.fused(forward), B.fused(backward)
+    return _BLENDS[key]
+
+
+_BLENDS = {}
 
 
 def _surrogate(B, x, relu_fn, max_value, act):
@@ -145,7 +152,7 @@ class _PEAMixin(metaclass=_PEAMeta):
         self.initial_alpha = alpha
         self.trainable_alpha = bool(trainable_alpha)
         self.surrogate = bool(surrogate)
-        if self.surrogate and (self._act.derivative is None or alpha != 1.0 or self.trainable_alpha):
+        if self.surrogate and (self._act.g_prime is None or alpha != 1.0 or self.trainable_alpha):
             raise ValueError("A surrogate layer needs a registered activation (its closed-form g' is the "
                              f"gradient; got {activation!r}) and alpha 1 (its forward pass is ReLU).")
         # What this layer replaced, so `strip` can restore it exactly.
@@ -213,7 +220,7 @@ class _PEAMixin(metaclass=_PEAMeta):
             return self.relu(x)  # Exactly the ReLU layer's graph, gradient included.
         if phase == "novel":
             return g(x)
-        if self._act.derivative is None or self.threshold != 0:  # No closed-form gradient: autodiff.
+        if self._act.g_prime is None or self.threshold != 0:  # No closed-form gradient: autodiff.
             return _select(B, alpha, lambda: self.relu(x), lambda: g(x),
                            lambda: alpha * self.relu(x) + (1.0 - alpha) * g(x), phase)
         return _ensemble(B, x, alpha, self.relu, self.max_value, self._act, phase)

@@ -4,6 +4,7 @@ Activations and the PEA layer are written once against these names; `TF` serves 
 Keras 3 on TensorFlow (and keeps TensorFlow's fused ReLU gradient ops), `OPS` every Keras 3
 backend. Each is built on first use, so importing this module loads no framework.
 """
+import functools
 import math
 import types
 
@@ -15,6 +16,12 @@ _SELU_SCALE = 1.0507009873554805
 
 def _tf():
     import tensorflow as tf
+
+    def fused(fn):
+        """`fn` compiled by XLA into one loop over its tensors. Op by op, TensorFlow makes a pass
+        over memory for every elementwise op, and memory is what an activation's time goes to.
+        XLA compiles each input shape once; where TensorFlow has no XLA, `fn` runs op by op."""
+        return tf.function(fn, jit_compile=True, reduce_retracing=True, autograph=False) if _xla(tf) else fn
 
     def relu_grad(dy, x, max_value):
         """dy * relu'(x) in the one fused op ReLU and ReLU6 use for their own gradient."""
@@ -33,7 +40,7 @@ def _tf():
         cap=lambda x, high: tf.clip_by_value(x, tf.zeros((), x.dtype), tf.cast(high, x.dtype)),
         to_tensor=lambda v, dtype: tf.cast(tf.convert_to_tensor(v), dtype),
         sigmoid_grad=lambda s, dy: tf.raw_ops.SigmoidGrad(y=s, dy=dy),  # dy * s * (1 - s), one op.
-        relu_grad=relu_grad, softmax=tf.nn.softmax, log_softmax=tf.nn.log_softmax, sum=tf.reduce_sum,
+        relu_grad=relu_grad, fused=fused, softmax=tf.nn.softmax, log_softmax=tf.nn.log_softmax, sum=tf.reduce_sum,
         mean=tf.reduce_mean, stop_gradient=tf.stop_gradient)
 
 
@@ -57,7 +64,19 @@ def _ops():
         elu=lambda x: ops.where(x > 0, x, ops.exp(ops.minimum(x, 0.0)) - 1.0),
         selu=lambda x: _SELU_SCALE * ops.where(x > 0, x, _SELU_ALPHA * (ops.exp(ops.minimum(x, 0.0)) - 1.0)),
         sigmoid_grad=lambda s, dy: dy * s * (1.0 - s), relu_grad=relu_grad, softmax=ops.softmax,
+        fused=lambda fn: fn,  # JAX compiles the whole step with XLA already; PyTorch runs op by op.
         log_softmax=ops.log_softmax, sum=ops.sum, mean=ops.mean, stop_gradient=ops.stop_gradient)
+
+
+@functools.cache
+def _xla(tf):
+    """Whether this TensorFlow compiles with XLA (every official build does; checked once)."""
+    with tf.init_scope():
+        try:
+            tf.function(lambda v: v + 1.0, jit_compile=True, autograph=False)(tf.zeros(()))
+        except (tf.errors.OpError, NotImplementedError, ValueError):
+            return False
+    return True
 
 
 class _Lazy:

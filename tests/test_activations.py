@@ -57,7 +57,7 @@ def test_callables_pass_through():
 
     act = activations.get(square)
     assert act.g is square and act.name is None
-    assert act.g_prime is None and act.derivative is None
+    assert act.g_prime is None
     assert activations.name_of(square) is None
 
 
