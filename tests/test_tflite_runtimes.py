@@ -92,6 +92,29 @@ def test_run_scores_a_classifier_on_both_runtimes(files):
     assert scores["litert_accuracy"] == scores["micro_accuracy"] == pytest.approx(expected, abs=1 / 6)
 
 
+@pytest.mark.parametrize("head, gain", [(tf.nn.softmax, 0.5), (tf.sigmoid, 0.25), (tf.identity, None)])
+def test_behind_a_final_softmax_one_step_of_its_input_is_allowed(head, gain):
+    """Near a tie a softmax turns one rounding step of its logits into many output steps, so the
+    runtimes may differ by one step of its input carried through it: at most half its scale for
+    a softmax, a quarter for a logistic; one output step for anything else. The scales are read
+    here with LiteRT's own flatbuffer schema."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = convert(lambda x: head(10.0 * tf.matmul(x, W) + B), (16,))
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    graph = model.subgraphs[0]
+    last = graph.operators[-1]
+    code = model.operatorCodes[last.opcodeIndex]
+    expected = 1.0
+    if gain is not None:
+        assert max(code.builtinCode, code.deprecatedBuiltinCode) in (
+            schema.BuiltinOperator.SOFTMAX, schema.BuiltinOperator.LOGISTIC)
+        x, y = (graph.tensors[i].quantization.scale[0] for i in (last.inputs[0], last.outputs[0]))
+        expected = 1.0 + gain * x / y
+        assert expected > 10  # Logits spread over tens of units: far more than one output step.
+    assert runtimes.allowed_difference(data) == pytest.approx(expected)
+
+
 @pytest.mark.parametrize("name, data, message", [
     ("regression", "data", "output 'Identity' is INT8 [1, 1], not class scores [1, C] "
                            "with C >= 2: top-1 accuracy does not apply to it"),

@@ -148,7 +148,8 @@ def build_parser():
                        description="Top-1 accuracy of a classifier file (one input, one output of "
                                    "class scores [1, C]) on labelled data; with both runtimes TFLite "
                                    "Micro is also checked against LiteRT's reference kernels (within one "
-                                   "quantization step, else exit 1) and compared with LiteRT's optimized "
+                                   "quantization step, behind a final softmax one step of its input; "
+                                   "else exit 1) and compared with LiteRT's optimized "
                                    "kernels (reported). Each runtime runs in a child process; --runtime "
                                    "micro never loads LiteRT.")
     r.add_argument("file", metavar="FILE.tflite")
@@ -337,13 +338,15 @@ def _run(args):
                         result["class_names"], result[f"{rt}_per_class"]) if acc is not None))
         if "agreement" in result:
             print(f"  TFLite Micro vs LiteRT reference kernels: top-1 agreement {100 * result['agreement']:.2f}%, "
-                  f"max output difference {result['max_diff_steps']:.2f} quantization steps")
+                  f"max output difference {result['max_diff_steps']:.2f} quantization steps "
+                  f"(allowed {result['max_diff_allowed']:.2f})")
             print(f"  TFLite Micro vs LiteRT optimized kernels: top-1 agreement "
                   f"{100 * result['optimized_agreement']:.2f}%, max output difference "
                   f"{result['optimized_max_diff_steps']:.2f} steps (they round int8 differently)")
     if "max_diff_ok" in result and not result["max_diff_ok"]:
         return _fail(f"TFLite Micro and LiteRT's reference kernels differ by {result['max_diff_steps']:.2f} "
-                     f"quantization steps (more than 1): the file computes differently on the device")
+                     f"quantization steps (more than {result['max_diff_allowed']:.2f}): the file computes "
+                     "differently on the device")
     return 0
 
 
