@@ -39,6 +39,25 @@ def test_values_and_gradients_equal_plain_formula(k, activation, max_value):
                                        rtol=1e-5, atol=1e-5)
 
 
+def test_without_xla_the_blend_runs_op_by_op_with_the_same_values(k, monkeypatch):
+    """Where TensorFlow has no XLA, the blend's fused loops are the same formulas run op by op."""
+    from pea_keras import layer as layer_module
+    from pea_keras import numerics
+
+    monkeypatch.setattr(numerics, "_xla", lambda tf: False)
+    monkeypatch.setattr(layer_module, "_BLENDS", {})
+    weight = tf.constant(np.random.default_rng(2).normal(size=X.shape).astype("float32"))
+    layer = layer_class(k)("silu", max_value=6.0, alpha=0.3)
+    layer.enter_phase("blend")
+    expected_grads = grads(lambda x: plain_formula(x, 0.3, "silu", 6.0), X, weight)
+    np.testing.assert_allclose(layer(X, training=True).numpy(), plain_formula(X, 0.3, "silu", 6.0).numpy(),
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(grads(lambda x: layer(x, training=True), X, weight), expected_grads,
+                               rtol=1e-5, atol=1e-5)
+    forward, backward = layer_module._BLENDS[("tensorflow", "silu", 6.0)]
+    assert not hasattr(forward, "get_concrete_function")  # Plain Python functions, no tf.function.
+
+
 def test_custom_callable_and_threshold_use_autodiff(k):
     layer = layer_class(k)(lambda x: x * x, threshold=0.5, alpha=0.25)
     weight = tf.ones_like(X)
