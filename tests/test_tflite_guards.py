@@ -66,6 +66,25 @@ def test_a_converter_crash_is_one_error_not_a_segfault(tmp_path):
         converter.convert_saved_model(str(tmp_path / "sm"), {name: x})
 
 
+def test_a_crash_while_loading_the_model_blames_the_file_not_the_calibration(tmp_path, monkeypatch):
+    """Code a trusted file runs while loading can crash the child: the one line says so."""
+    import keras
+
+    crash = lambda x: [__import__("os").environ.get("CRASH_ON_LOAD") and  # noqa: E731
+                       __import__("os").kill(__import__("os").getpid(), 11), x][1]
+    x = keras.Input(SHAPE)
+    y = keras.layers.Dense(3)(keras.layers.Flatten()(keras.layers.Lambda(crash, name="payload")(x)))
+    keras.Model(x, y).save(tmp_path / "crash.keras")
+    monkeypatch.setenv("CRASH_ON_LOAD", "1")
+    result = tflite_cli.pea_tflite("convert", tmp_path / "crash.keras", "-o", tmp_path / "m.tflite",
+                                   "--trust_model_code", "--target", "phone")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "pea-tflite: error: loading the model file crashed (SIGSEGV), before any conversion: code the "
+        "file runs while loading (--trust_model_code) or a damaged file (rerun with --verbose for the log)")
+    assert not (tmp_path / "m.tflite").exists()
+
+
 def test_integer_calibration_is_scaled_when_asked(model_file, tmp_path, capsys):
     np.save(tmp_path / "u8.npy", (calibration() * 255).astype(np.uint8))
     code, _, err = cli_run(capsys, "convert", model_file, "-o", tmp_path / "m.tflite", "--calib",

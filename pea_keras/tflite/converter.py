@@ -90,8 +90,13 @@ def _check_io(io):
         raise TFLiteError(f"unknown io type '{io}', choose from {', '.join(IO_TYPES)}")
 
 
-def _child_failed(returncode, stderr):
-    """The error of a converter child that exited with `returncode` (stderr: its text)."""
+def _child_failed(returncode, stderr, loading=False):
+    """The error of a converter child that exited with `returncode` (stderr: its text);
+    `loading`: it had not finished loading and stripping the model file."""
+    if returncode < 0 and loading:
+        return errors.ModelFileError(f"loading the model file crashed ({signal_name(returncode)}), before "
+                                     "any conversion: code the file runs while loading (--trust_model_code) "
+                                     "or a damaged file (rerun with --verbose for the log)")
     if returncode < 0:
         return TFLiteError(f"the TFLite converter crashed ({signal_name(returncode)}); this happens with "
                            "calibration values it cannot represent: check the calibration data (rerun "
@@ -104,9 +109,10 @@ def _child_failed(returncode, stderr):
         return TFLiteError(f"the TFLite converter failed: {lines[-1].strip() if lines else 'no message'}")
 
 
-def _run_child(args, tmp, verbose, between=None):
+def _run_child(args, tmp, verbose, between=None, loading=lambda: False):
     """Runs the converter child with `args`; `between(proc)` talks to it while it runs (stdin,
-    stdout). Raises the child's error; stderr passes through with `verbose`."""
+    stdout), `loading()` says whether it was still loading the model. Raises the child's error;
+    stderr passes through with `verbose`."""
     env = child_env(TF_CPP_MIN_LOG_LEVEL="0" if verbose else "3")
     with open(os.path.join(tmp, "stderr.txt"), "w+") as err:
         with subprocess.Popen([sys.executable, "-P", "-m", _WORKER, *args], env=env, text=True,
@@ -125,7 +131,7 @@ def _run_child(args, tmp, verbose, between=None):
     if verbose:
         sys.stderr.write(text)
     if proc.returncode != 0:
-        raise _child_failed(proc.returncode, text)
+        raise _child_failed(proc.returncode, text, loading())
 
 
 def convert_saved_model(directory, calibration, io="int8", verbose=False):
@@ -160,7 +166,7 @@ def quantize_file(path, calibration_for, *, io="int8", force_strip=False, trust_
             line = proc.stdout.readline()
         if not line:  # The child failed before stripping; its error is on stderr.
             return
-        facts = json.loads(line)
+        facts = found["facts"] = json.loads(line)
         for message in facts["warnings"]:  # Loading and stripping, said here as if done here.
             warnings.warn(message, stacklevel=4)
         inputs = [(name, tuple(shape)) for name, shape in facts["inputs"]]
@@ -177,7 +183,8 @@ def quantize_file(path, calibration_for, *, io="int8", force_strip=False, trust_
 
     with tempfile.TemporaryDirectory(prefix="pea-convert-") as tmp:
         calib, out = os.path.join(tmp, "calibration.npz"), os.path.join(tmp, "model.tflite")
-        _run_child(["--file", os.fspath(path), io, out, settings], tmp, verbose, calibrate)
+        _run_child(["--file", os.fspath(path), io, out, settings], tmp, verbose, calibrate,
+                   loading=lambda: "facts" not in found)
         with open(out, "rb") as f:
             return f.read(), found["calibration"], found["pea_layers"]
 
