@@ -41,7 +41,7 @@ def _select(B, alpha, relu_branch, g_branch, blend, phase=None):
     return B.cond(alpha >= 1.0, relu_branch, lambda: B.cond(alpha <= 0.0, g_branch, blend))
 
 
-def _ensemble(B, x, alpha, relu_fn, max_value, act, phase=None):
+def _ensemble(B, x, alpha, max_value, act, phase=None):
     """The ensemble as one op whose gradient is dy * (alpha * relu'(x) + (1 - alpha) * g'(x)).
 
     Autodiff of the plain formula keeps both branch outputs, g's intermediates and the
@@ -54,7 +54,7 @@ def _ensemble(B, x, alpha, relu_fn, max_value, act, phase=None):
 
     @B.custom_gradient
     def ensemble(x, alpha):
-        y = _select(B, alpha, lambda: relu_fn(x), lambda: act.g(x), lambda: forward(x, alpha), phase)
+        y = _select(B, alpha, lambda: relu(x, max_value, B=B), lambda: act.g(x), lambda: forward(x, alpha), phase)
 
         def grad(*args, upstream=None):
             dy = args[-1] if upstream is None else upstream
@@ -223,7 +223,7 @@ class _PEAMixin(metaclass=_PEAMeta):
         if self._act.g_prime is None or self.threshold != 0:  # No closed-form gradient: autodiff.
             return _select(B, alpha, lambda: self.relu(x), lambda: g(x),
                            lambda: alpha * self.relu(x) + (1.0 - alpha) * g(x), phase)
-        return _ensemble(B, x, alpha, self.relu, self.max_value, self._act, phase)
+        return _ensemble(B, x, alpha, self.max_value, self._act, phase)  # threshold 0: relu(x, max_value).
 
     def _alpha_stays_put(self):
         """True when a training-mode trace means alpha will not move: nothing (PEAScheduler,

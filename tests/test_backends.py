@@ -128,8 +128,7 @@ def test_keras_ops_path_equals_tensorflow_path(activation):
         for max_value in (None, 6.0):
             with tf.GradientTape(persistent=True) as tape:
                 tape.watch(x)
-                ops_y = _ensemble(numerics.OPS, x, tf.constant(alpha),
-                                  lambda t, m=max_value: relu(t, m, B=numerics.OPS), max_value, ops_act, "blend")
+                ops_y = _ensemble(numerics.OPS, x, tf.constant(alpha), max_value, ops_act, "blend")
                 plain_y = alpha * relu(x, max_value) + (1.0 - alpha) * g(x)
             np.testing.assert_allclose(np.asarray(ops_y), plain_y.numpy(), rtol=1e-6, atol=1e-6)
             np.testing.assert_allclose(tape.gradient(ops_y, x).numpy(), tape.gradient(plain_y, x).numpy(),
