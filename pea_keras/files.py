@@ -7,7 +7,10 @@ get the permissions the user's umask allows (as `open` would give them).
 A write writes a hidden temporary next to its target (`.NAME.pea-tmp-XXXX.EXT`, same folder,
 hence same file system), fsyncs it and renames it over the target; on failure the temporary
 is removed. A process killed between the two leaves only the temporary, which
-`remove_stale_temporaries` sweeps on the next run. Errors name the target, never the temporary.
+`remove_stale_temporaries` sweeps on the next run. Errors name the target, not the temporary.
+
+Only regular files are replaced (through a symlink: its target, the link stays); a device, FIFO,
+socket or folder is refused (`write_target`). `lock`: one process at a time owns an output.
 
 `storage_problem` and `write_error_message` turn what a full, read-only or forbidden disk
 raises (an OSError, or a TensorFlow OpError whose text carries the OS message) into one line
@@ -23,18 +26,23 @@ Writers call `fault_point(kind, value)`; it does nothing unless the variable nam
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
 import shutil
 import signal
+import stat
 import tempfile
 
-from pea_keras.errors import UserError
+from pea_keras.errors import UsageError, UserError, first_line
 
 FAULT_ENV = "PEA_KERAS_FAULT"
 _TMP_MARK = ".pea-tmp-"
 _TMP_RE = re.compile(r"^\..+" + re.escape(_TMP_MARK) + r"[A-Za-z0-9_]+(\.[A-Za-z0-9]+)?$")
+_LOCK_MARK = ".pea-lock"  # Never a temporary's name: `remove_stale_temporaries` leaves locks alone.
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
 
 # What a user can do about each storage errno (the caller adds what to run afterwards).
 _FIXES = {
@@ -54,6 +62,83 @@ class StorageError(UserError):
     path, what is intact and what to do (`write_error_message`)."""
 
 
+class NotRegularFileError(StorageError):
+    """A device node, FIFO, socket or folder where a file is written: refused even with --overwrite."""
+
+
+class BusyError(UsageError):
+    """Another process owns the output (`lock`); the message names the way out."""
+
+
+def write_target(path, directory=False):
+    """Where a write to `path` lands: `path`, or the file its symlinks lead to (that file's content
+    is replaced, the link stays). Raises NotRegularFileError when something other than a regular
+    file is there (a directory is allowed with `directory`); a missing target is fine."""
+    real = os.path.realpath(path)
+    mode = os.stat(real).st_mode if os.path.exists(real) else stat.S_IFREG
+    if stat.S_ISREG(mode) or (directory and stat.S_ISDIR(mode)):
+        return real
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    where = f"{shown(real)} (where the link {shown(path)} leads)" if os.path.islink(path) else shown(path)
+    raise NotRegularFileError(f"{where} is {kind}, not a regular file: refusing to replace it, even with "
+                              "--overwrite; choose another path")
+
+
+@contextlib.contextmanager
+def lock(path, fix):
+    """`with lock(path, "choose another -o"):` this process owns `path` (a run directory or an
+    output file, existing or not) until the block ends; while another process owns it, BusyError
+    at once: "PATH is in use by another process (pid N): wait for it to finish, or FIX".
+
+    fcntl.flock on `.NAME.pea-lock` beside `path` (removed on release, as are folders it created if
+    empty); the kernel drops a killed process's lock. A file system without locks runs unlocked."""
+    real = os.path.realpath(path)
+    lock_path = os.path.join(os.path.dirname(real), "." + os.path.basename(real) + _LOCK_MARK)
+    folder, created = os.path.dirname(real), []  # Missing folders, deepest first.
+    while not os.path.isdir(folder):
+        created, folder = [*created, folder], os.path.dirname(folder)
+    try:
+        os.makedirs(os.path.dirname(real), exist_ok=True)
+        fd = _acquire(lock_path, path, fix)
+    except OSError as e:  # A read-only or forbidden folder: one line, as for any write.
+        raise StorageError(write_error_message(e, lock_path, safe="nothing was written") or first_line(e)) from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)  # Before closing: whoever opened it meanwhile then retries.
+        if fd is not None:
+            os.close(fd)
+        for folder in created:  # Kept unless empty.
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+
+
+def _acquire(lock_path, path, fix):
+    """The descriptor holding the lock at `lock_path` (None where locks are not supported)."""
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise BusyError(f"{shown(path)} is in use by another process{f' (pid {owner})' if owner.isdigit() else ''}"
+                            f": wait for it to finish, or {fix}") from None
+        except OSError as e:
+            os.close(fd)
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP):  # Else a file system that cannot lock.
+                raise
+            return None
+        with contextlib.suppress(FileNotFoundError):  # Its last owner may have removed it meanwhile.
+            if os.path.samestat(os.fstat(fd), os.stat(lock_path)):
+                break
+        os.close(fd)
+    with contextlib.suppress(OSError):  # The pid, for a refused process's message (not on a full disk).
+        os.write(fd, f"{os.getpid():<16}".encode())  # Fixed width: covers an earlier owner's.
+    return fd
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)
@@ -62,11 +147,9 @@ def _umask():
 
 def _temporary(path):
     """A new empty temporary file next to `path`, with its extension (some writers check it)."""
-    directory = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + name + _TMP_MARK, suffix=os.path.splitext(name)[1],
-                               dir=directory)
-    return fd, tmp
+    return tempfile.mkstemp(prefix="." + name + _TMP_MARK, suffix=os.path.splitext(name)[1],
+                            dir=os.path.dirname(os.path.abspath(path)))
 
 
 def _naming(path, error):
@@ -119,11 +202,12 @@ def atomic_write_many(contents, exclusive=False):
 
     `exclusive`: none of the paths may exist; if another writer creates one meanwhile, the files
     this call already committed are removed again and FileExistsError names the path."""
+    targets = {path: write_target(path) for path in contents}  # Refuse a device or FIFO before writing.
     staged, committed = [], []
     try:
         for path, data in contents.items():
             try:
-                fd, tmp = _temporary(path)
+                fd, tmp = _temporary(targets[path])
                 staged.append((tmp, path))
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
@@ -134,8 +218,8 @@ def atomic_write_many(contents, exclusive=False):
         for tmp, path in staged:
             fault_point("kill_during_write", os.path.basename(path))
             try:
-                _commit(tmp, path, exclusive)
-                committed.append(path)
+                _commit(tmp, write_target(path), exclusive)
+                committed.append(targets[path])
             except OSError as e:
                 if exclusive and isinstance(e, FileExistsError):
                     for done in committed:
@@ -175,7 +259,7 @@ def atomic_path(path):
     an exception, what the writer left at `tmp` replaces `path`, else it is removed."""
     tmp = None
     try:
-        fd, tmp = _temporary(path)
+        fd, tmp = _temporary(write_target(path, directory=True))
         os.close(fd)
         os.unlink(tmp)  # The writer creates it (some refuse to overwrite).
         yield tmp
@@ -185,17 +269,16 @@ def atomic_path(path):
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
         fault_point("kill_during_write", os.path.basename(path))
-        if os.path.isdir(tmp) and os.path.isdir(path):
-            _replace_directory(tmp, path)
+        target = write_target(path, directory=os.path.isdir(tmp))  # A folder replaces only a folder.
+        if os.path.isdir(tmp) and os.path.isdir(target):
+            _replace_directory(tmp, target)
         else:
-            _commit(tmp, path)
-    except OSError as e:
+            _commit(tmp, target)
+    except BaseException as e:
         if tmp:
             _discard(tmp)
-        raise _naming(path, e) from e
-    except BaseException:
-        if tmp:
-            _discard(tmp)
+        if isinstance(e, OSError):
+            raise _naming(path, e) from e
         raise
 
 

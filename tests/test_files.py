@@ -47,7 +47,7 @@ def stream(path, data):
 
 def save_like_a_library(path, data):
     with files.atomic_path(path) as tmp:
-        assert os.path.dirname(tmp) == os.path.dirname(str(path))
+        assert os.path.dirname(tmp) == os.path.dirname(os.path.realpath(path))  # Beside the target.
         assert tmp.endswith(os.path.splitext(str(path))[1]) and files.is_temporary(tmp)
         with open(tmp, "wb") as f:
             f.write(data)
@@ -286,3 +286,98 @@ def test_only_our_temporaries_are_swept(tmp_path):
     assert files.remove_stale_temporaries(tmp_path) == [tmp]
     assert sorted(os.listdir(tmp_path)) == sorted(
         ["metrics.json", ".hidden", "a.tmp", ".metrics.json.tmp", "notes.pea-tmp-x"])
+
+
+def _specials(folder):
+    """{kind: path} of what a write must never replace: a device node (a copy of /dev/null), a FIFO,
+    a socket and a folder; each with what identifies it afterwards."""
+    import socket
+    import stat
+
+    os.mknod(folder / "node", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mkfifo(folder / "fifo")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "sock"))
+    sock.close()
+    (folder / "dir").mkdir()
+    (folder / "dir" / "inside").write_text("keep")
+    return {"a character device": "node", "a FIFO (named pipe)": "fifo", "a socket": "sock", "a directory": "dir"}
+
+
+def _identity(path):
+    st = os.lstat(path)
+    return st.st_ino, st.st_mode, st.st_rdev
+
+
+WRITE_ALL = {**WRITERS, "atomic_write_many": lambda path, data: files.atomic_write_many({path: data}),
+             "atomic_write_many exclusive": lambda path, data: files.atomic_write_many({path: data}, exclusive=True)}
+
+
+@pytest.mark.parametrize("writer", sorted(WRITE_ALL))
+def test_only_regular_files_are_replaced(tmp_path, writer):
+    """A device node, FIFO, socket or folder at the target is refused in one line and left as it
+    was; through a symlink, the same (the link is not replaced by a file either)."""
+    for kind, name in _specials(tmp_path).items():
+        os.symlink(name, tmp_path / f"link-to-{name}")
+        link = tmp_path / f"link-to-{name}"
+        for path, where in ((name, tmp_path / name), (link, f"{tmp_path / name} (where the link {link} leads)")):
+            before = _identity(tmp_path / name), _identity(tmp_path / path)
+            with pytest.raises(files.NotRegularFileError) as refused:
+                WRITE_ALL[writer](str(tmp_path / path), b"new")
+            assert str(refused.value) == (f"{where} is {kind}, not a regular file: refusing to replace it, "
+                                          "even with --overwrite; choose another path")
+            assert (_identity(tmp_path / name), _identity(tmp_path / path)) == before
+    assert (tmp_path / "dir" / "inside").read_text() == "keep"
+    assert not [n for n in os.listdir(tmp_path) if files.is_temporary(n)]
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_a_symlink_keeps_leading_to_the_new_content(tmp_path, writer):
+    """Writing through a symlink replaces its target's content atomically; the link stays."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "v3.tflite").write_bytes(b"old")
+    os.symlink("models/v3.tflite", tmp_path / "current.tflite")
+    WRITERS[writer](tmp_path / "current.tflite", b"new")
+    assert os.readlink(tmp_path / "current.tflite") == "models/v3.tflite"
+    assert (tmp_path / "models" / "v3.tflite").read_bytes() == b"new"
+    assert sorted(os.listdir(tmp_path)) == ["current.tflite", "models"]
+    assert os.listdir(tmp_path / "models") == ["v3.tflite"]
+
+
+HOLD_LOCK = """
+import sys, time
+from pea_keras import files
+with files.lock(sys.argv[1], "choose another -o"):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def _holder(path):
+    """A process holding files.lock(path) (started and locked when this returns)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], env=dict(os.environ, PYTHONPATH=REPO),
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "locked\n"
+    return proc
+
+
+def test_one_process_at_a_time_owns_an_output(tmp_path):
+    """A second owner is refused at once in one line naming the first's pid; a killed owner's lock
+    is free again (the kernel drops it), and nothing of the lock stays behind."""
+    out = tmp_path / "new" / "deeper" / "model.tflite"
+    holder = _holder(out)
+    try:
+        assert os.listdir(out.parent) == [".model.tflite.pea-lock"]
+        with pytest.raises(files.BusyError) as refused, files.lock(out, "choose another -o"):
+            pass
+        assert str(refused.value) == (f"{out} is in use by another process (pid {holder.pid}): wait for it "
+                                      "to finish, or choose another -o")
+    finally:
+        holder.kill()
+        holder.wait()
+    with files.lock(out, "choose another -o"):  # Free again after a SIGKILL.
+        files.atomic_write(out, b"mine")
+    assert os.listdir(out.parent) == ["model.tflite"]
+    with files.lock(tmp_path / "elsewhere" / "run", "choose another --output_dir"):
+        assert (tmp_path / "elsewhere").is_dir()
+    assert sorted(os.listdir(tmp_path)) == ["new"]  # Folders the lock created are removed when empty.
