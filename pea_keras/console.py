@@ -6,12 +6,18 @@ TF_CPP_MIN_LOG_LEVEL says. `quiet` routes descriptor 2 through a filter that dro
 info and warning lines (native errors and fatal messages pass), hides dependencies'
 Python warnings and absl log lines, and shows pea_keras' own warnings as one line:
 ``PROG: warning: ...``.
+
+`sigterm_stops` makes SIGTERM (a scheduler, a preempted machine) stop a CLI as Ctrl-C does:
+`Terminated`, a KeyboardInterrupt, raised where the program is, so every `finally` removes its
+temporaries and ends its child processes; the CLI prints one line (`stopped`).
 """
 
 import atexit
+import contextlib
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import warnings
@@ -75,3 +81,48 @@ def quiet(prog, verbose=False):
         thread.join(timeout=5)
 
     atexit.register(flush)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program was, so that it stops as on Ctrl-C."""
+
+
+_sigterm = {"received": False, "raised": False}
+
+
+def _in_finalizer(frame):
+    """Whether `frame` runs inside a `__del__`, where Python prints and drops any exception."""
+    while frame is not None and frame.f_code.co_name != "__del__":
+        frame = frame.f_back
+    return frame is not None
+
+
+def _on_sigterm(signum, frame):
+    _sigterm["received"] = True
+    if not _sigterm["raised"] and not _in_finalizer(frame):  # Once: a second one while stopping waits.
+        _sigterm["raised"] = True
+        raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_stops():
+    """`with sigterm_stops():` SIGTERM raises `Terminated` in the main thread. One raised where it
+    cannot stop the program (a finalizer) is raised again by `check_terminated`."""
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def check_terminated():
+    """Raises `Terminated` if a SIGTERM came (for the loops of long work: a lost one stops there)."""
+    if _sigterm["received"]:
+        _sigterm["raised"] = True
+        raise Terminated()
+
+
+def stopped(error):
+    """("terminated", 143) for a SIGTERM's `Terminated`, else ("interrupted", 130): Ctrl-C; each CLI
+    prints "PROG: WORD; what to do" and exits with the code (128 + the signal, as shells report)."""
+    return ("terminated", 143) if isinstance(error, Terminated) else ("interrupted", 130)

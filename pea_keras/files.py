@@ -85,20 +85,21 @@ def write_target(path, directory=False):
 
 
 @contextlib.contextmanager
-def lock(path, fix):
-    """`with lock(path, "choose another -o"):` this process owns `path` (a run directory or an
-    output file, existing or not) until the block ends; while another process owns it, BusyError
-    at once: "PATH is in use by another process (pid N): wait for it to finish, or FIX".
+def lock(path, fix, folder=False):
+    """`with lock(path, "choose another -o"):` this process owns `path` (an output file or, with
+    `folder`, a folder; existing or not) until the block ends; while another process owns it,
+    BusyError at once: "PATH is in use by another process (pid N): wait for it to finish, or FIX".
 
-    fcntl.flock on `.NAME.pea-lock` beside `path` (removed on release, as are folders it created if
-    empty); the kernel drops a killed process's lock. A file system without locks runs unlocked."""
+    fcntl.flock on `.NAME.pea-lock` beside a file, `.pea-lock` in a folder (removed on release, as are
+    folders it created if empty); the kernel drops a dead process's lock; no locks on a file system without."""
     real = os.path.realpath(path)
-    lock_path = os.path.join(os.path.dirname(real), "." + os.path.basename(real) + _LOCK_MARK)
-    folder, created = os.path.dirname(real), []  # Missing folders, deepest first.
-    while not os.path.isdir(folder):
-        created, folder = [*created, folder], os.path.dirname(folder)
+    lock_path = os.path.join(real, _LOCK_MARK) if folder else os.path.join(
+        os.path.dirname(real), "." + os.path.basename(real) + _LOCK_MARK)
+    missing, created = os.path.dirname(lock_path), []  # Deepest first.
+    while not os.path.isdir(missing):
+        created, missing = [*created, missing], os.path.dirname(missing)
     try:
-        os.makedirs(os.path.dirname(real), exist_ok=True)
+        os.makedirs(os.path.dirname(lock_path), exist_ok=True)
         fd = _acquire(lock_path, path, fix)
     except OSError as e:  # A read-only or forbidden folder: one line, as for any write.
         raise StorageError(write_error_message(e, lock_path, safe="nothing was written") or first_line(e)) from None
@@ -140,8 +141,7 @@ def _acquire(lock_path, path, fix):
 
 
 def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
+    os.umask(mask := os.umask(0))
     return mask
 
 

@@ -391,3 +391,247 @@ def test_sigterm_ends_like_ctrl_c_and_resume_of_a_finished_run_does_nothing(tmp_
         f"train.py: {out} has finished (its metrics.json is written): nothing to resume; to train it "
         "again, pass --overwrite instead of --resume")
     assert (out / "metrics.json").stat().st_mtime_ns == written
+
+
+# One owner per output, outputs that are not regular files, and SIGTERM at any moment.
+
+def start(*argv, fault=None, **extra_env):
+    """train.py (or any script of the repository) in a child process that keeps running."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, **extra_env)
+    env.pop(files.FAULT_ENV, None)
+    if fault:
+        env[files.FAULT_ENV] = fault
+    return subprocess.Popen([sys.executable, *map(str, argv)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def start_pea_tflite(*args, **extra_env):
+    """The installed `pea-tflite` console script in a child process that keeps running."""
+    from tflite_cli import command, env
+
+    return subprocess.Popen([*command(), *map(str, args)], env={**env(), **extra_env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc, timeout=300):
+    stdout, stderr = proc.communicate(timeout=timeout)
+    return Result(proc.returncode, stdout, stderr)
+
+
+def wait_for(condition, timeout=180, what="the condition"):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def children(pid):
+    """Process ids whose parent is `pid`, from /proc (no psutil)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if entry.isdigit() and int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def alive(pid):
+    """Whether `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def only_line(result, prog):
+    """The tool's single line on stderr (no traceback, nothing else of its own)."""
+    lines = messages(result, prog)
+    assert len(lines) == 1, result.stderr[-3000:]
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_two_trainings_into_one_output_dir_one_refuses_and_nothing_mixes(tmp_path, small_model_file):
+    """While one train.py owns runs/conc, a second (another seed) is refused at once in one line
+    (exit 2) and writes nothing; so is a pea-tflite convert onto the run's int8 file, even with
+    --overwrite. Every file of the run is the first run's."""
+    out, tflite = tmp_path / "conc", tmp_path / "tflite"
+    first = start("train.py", *FLAGS, "--seed=1", f"--output_dir={out}", f"--tflite_dir={tflite}")
+    wait_for(lambda: (out / ".pea-lock").exists() or first.poll() is not None, what="the first run's lock")
+    second = finish(start("train.py", *FLAGS, "--seed=2", f"--output_dir={out}", f"--tflite_dir={tflite}"))
+    assert second.returncode == 2 and second.stdout == "", second.stderr[-3000:]
+    assert only_line(second, "train.py") == (f"train.py: error: {out} is in use by another process (pid "
+                                             f"{first.pid}): wait for it to finish, or choose another --output_dir")
+    convert = finish(start_pea_tflite("convert", small_model_file, "-o", tflite / "conc_int8.tflite",
+                                      "--overwrite", "--calib_samples=16"))
+    assert convert.returncode == 1 and only_line(convert, "pea-tflite") == (
+        f"pea-tflite: error: {tflite / 'conc_int8.tflite'} is in use by another process (pid {first.pid}): wait "
+        "for it to finish, or choose another -o")
+    done = finish(first)
+    assert done.returncode == 0 and messages(done) == [], done.stderr[-3000:]
+    with open(out / "run_flags.json") as f:
+        assert json.load(f)["seed"] == 1
+    assert metrics(out)["flags"]["seed"] == 1
+    assert (tflite / "conc_int8.tflite").read_bytes() == (out / "model_int8.tflite").read_bytes()
+    assert not [n for n in os.listdir(out) + os.listdir(tflite) if n.endswith(".pea-lock")]
+
+
+@pytest.mark.slow
+def test_two_converts_to_one_output_one_refuses(tmp_path, small_model_file):
+    """Two `pea-tflite convert -o` to the same file: the second is refused in one line, even with
+    --overwrite, and the file and its kit are the first's, whole."""
+    out = tmp_path / "model.tflite"
+    first = start_pea_tflite("convert", small_model_file, "-o", out, "--calib_samples=16")
+    wait_for(lambda: (tmp_path / ".model.tflite.pea-lock").exists() or first.poll() is not None,
+             what="the first convert's lock")
+    second = finish(start_pea_tflite("convert", small_model_file, "-o", out, "--overwrite", "--calib_samples=16"))
+    assert second.returncode == 1 and second.stdout == ""
+    assert only_line(second, "pea-tflite") == (f"pea-tflite: error: {out} is in use by another process (pid "
+                                               f"{first.pid}): wait for it to finish, or choose another -o")
+    done = finish(first)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from pea_keras.tflite.micro_kit import kit_paths
+
+    kit = [os.path.basename(p) for p in kit_paths(tmp_path, "model")]
+    assert sorted(os.listdir(tmp_path)) == sorted(["model.tflite", *kit])
+    assert f"wrote {out}: {out.stat().st_size} bytes" in done.stdout
+
+
+def test_convert_never_replaces_a_device_node_or_a_fifo(tmp_path):
+    """`pea-tflite convert -o NODE --overwrite` on a copy of /dev/null, a FIFO, or a symlink to the
+    node: refused before any work, in one line; the node and the FIFO stay as they were."""
+    import stat
+
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"never read: the output is refused first")
+    os.mknod(tmp_path / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mkfifo(tmp_path / "fifo")
+    os.symlink("null", tmp_path / "link.tflite")
+    before = {name: os.lstat(tmp_path / name) for name in ("null", "fifo", "link.tflite")}
+    for output, kind in (("null", "a character device"), ("fifo", "a FIFO (named pipe)"),
+                         ("link.tflite", "a character device")):
+        from tflite_cli import pea_tflite
+
+        result = pea_tflite("convert", model, "-o", tmp_path / output, "--overwrite", "--target=phone")
+        where = f"{tmp_path / 'null'} (where the link {tmp_path / output} leads)" if output == "link.tflite" else (
+            tmp_path / output)
+        assert result.returncode == 1 and only_line(result, "pea-tflite") == (
+            f"pea-tflite: error: {where} is {kind}, not a regular file: refusing to replace it, even with "
+            "--overwrite; choose another path")
+    for name, st in before.items():
+        now = os.lstat(tmp_path / name)
+        assert (now.st_ino, now.st_mode, now.st_rdev) == (st.st_ino, st.st_mode, st.st_rdev), name
+    assert sorted(os.listdir(tmp_path)) == ["fifo", "link.tflite", "model.keras", "null"]
+
+
+@pytest.mark.slow
+def test_sigterm_during_convert_ends_the_converter_and_removes_its_temporaries(tmp_path, small_model_file):
+    """SIGTERM to `pea-tflite convert` while its converter child exports the SavedModel: one line,
+    exit 143, the child ended (no orphan), no temporary folder or lock left, no output written."""
+    temp, out = tmp_path / "tmp", tmp_path / "out"
+    temp.mkdir()
+    out.mkdir()
+    proc = start_pea_tflite("convert", small_model_file, "-o", out / "model.tflite", "--calib_samples=16",
+                            TMPDIR=str(temp))
+    wait_for(lambda: any(os.path.exists(os.path.join(temp, d, "saved_model")) for d in os.listdir(temp))
+             or proc.poll() is not None, what="the converter child's SavedModel export")
+    converters = children(proc.pid)
+    assert converters and proc.poll() is None
+    proc.send_signal(15)
+    result = finish(proc, timeout=60)
+    assert result.returncode == 143
+    assert only_line(result, "pea-tflite") == "pea-tflite: error: terminated"
+    assert result.stderr.rstrip().endswith("pea-tflite: error: terminated")
+    assert not [pid for pid in converters if alive(pid)]
+    assert os.listdir(temp) == [] and os.listdir(out) == []
+
+
+START_UP = [*FLAGS[:1], "--epochs=2", "--steps_per_epoch=400", *FLAGS[3:]]  # The first epoch lasts.
+AGAIN = re.compile(r"train\.py: terminated; (nothing|no checkpoint) was written yet: run the same command again")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seconds", [1.5, 3, 5, 8])
+def test_sigterm_at_start_up_is_one_line(tmp_path, seconds):
+    """SIGTERM while train.py imports TensorFlow, loads data or builds the model: the one line and
+    exit 143, never a traceback, never swallowed; before the run directory was written, none exists."""
+    import time
+
+    out = tmp_path / "run"
+    proc = start("train.py", *START_UP, f"--output_dir={out}", f"--tflite_dir={tmp_path / 'tflite'}")
+    time.sleep(seconds)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    proc.send_signal(15)
+    result = finish(proc, timeout=120)
+    assert result.returncode == 143, result.stderr[-3000:]
+    line = only_line(result, "train.py")
+    assert AGAIN.fullmatch(line), line
+    assert os.path.exists(out) == ("no checkpoint" in line)  # Its lock and the folder it needed are gone.
+    assert not os.path.exists(out / ".pea-lock") and not os.path.exists(tmp_path / "tflite")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["kill_during_write:history.csv@TERM", "kill_during_checkpoint:1@TERM"])
+def test_after_sigterm_before_the_first_checkpoint_the_same_command_works(tmp_path, fault):
+    """SIGTERM at the end of epoch 1, before (or while) its checkpoint is committed: the line says to
+    run the same command again (there is nothing to --resume), and that command finishes the run."""
+    out = tmp_path / "run"
+    stopped = train(out, fault=fault)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert only_line(stopped, "train.py") == ("train.py: terminated; no checkpoint was written yet: run the same "
+                                              "command again")
+    assert latest_epoch(out) is None
+    again = train(out)
+    assert again.returncode == 0 and messages(again) == [], again.stderr[-3000:]
+    assert metrics(out)["steps_done"] == 6 and leftovers(out) == []
+
+
+@pytest.mark.slow
+def test_sigterm_during_the_int8_export_resumes(tmp_path):
+    """SIGTERM while the int8 file is written: one line advising --resume, which exports it."""
+    out, tflite = tmp_path / "run", tmp_path / "tflite"
+    stopped = train(out, fault=f"kill_during_write:{INT8}@TERM", tflite_dir=tflite)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert only_line(stopped, "train.py") == ("train.py: terminated; continue from the last epoch's checkpoint "
+                                              "with the same flags plus --resume")
+    assert not os.path.exists(tflite / INT8) and leftovers(tflite) == []
+    resumed = train(out, "--resume", tflite_dir=tflite)
+    assert resumed.returncode == 0 and messages(resumed) == [], resumed.stderr[-3000:]
+    assert (tflite / INT8).read_bytes() == (out / "model_int8.tflite").read_bytes()
+
+
+@pytest.mark.slow
+def test_compare_stopped_in_its_second_half_resumes(tmp_path):
+    """--compare stopped (SIGTERM) in the PEA half's first epoch, with the ReLU half finished: the
+    advice is --resume, which reads the ReLU half back and trains the PEA half from its start."""
+    import pea_keras
+    from pea_keras import console
+    from pea_keras.callbacks import BothFlavoursCallback
+    from pea_keras.training.run import RunConfig, compare
+
+    class StopInThePEAHalf(BothFlavoursCallback):
+        def on_train_batch_end(self, batch, logs=None):
+            if pea_keras.pea_layers(self.model):
+                raise console.Terminated()
+
+    config = RunConfig(arch="tiny", epochs=2, steps_per_epoch=2, batch_size=16, image_size=16, verbose="0",
+                       calibration_examples=16, tflite_eval_examples=32, output_dir=str(tmp_path / "c"),
+                       tflite_dir=str(tmp_path / "tflite"))
+    with pytest.raises(console.Terminated) as stopped:
+        compare(config, callbacks=[StopInThePEAHalf()])
+    assert stopped.value.next_step == "continue from the last epoch's checkpoint with the same flags plus --resume"
+    assert metrics(tmp_path / "c" / "relu")["steps_done"] == 4 and latest_epoch(tmp_path / "c" / "pea") is None
+    relu_written = (tmp_path / "c" / "relu" / "metrics.json").stat().st_mtime_ns
+    import dataclasses
+
+    done = compare(dataclasses.replace(config, resume=True))
+    assert set(done["difference"]) >= {"pea", "stripped", "int8"}
+    assert (tmp_path / "c" / "relu" / "metrics.json").stat().st_mtime_ns == relu_written
+    assert metrics(tmp_path / "c" / "pea")["steps_done"] == 4

@@ -378,6 +378,9 @@ def test_one_process_at_a_time_owns_an_output(tmp_path):
     with files.lock(out, "choose another -o"):  # Free again after a SIGKILL.
         files.atomic_write(out, b"mine")
     assert os.listdir(out.parent) == ["model.tflite"]
-    with files.lock(tmp_path / "elsewhere" / "run", "choose another --output_dir"):
-        assert (tmp_path / "elsewhere").is_dir()
+    run = tmp_path / "elsewhere" / "run"
+    with files.lock(run, "choose another --output_dir", folder=True):  # A folder holds its own lock.
+        assert os.listdir(run) == [".pea-lock"]
+        with pytest.raises(files.BusyError), files.lock(run, "choose another --output_dir", folder=True):
+            pass
     assert sorted(os.listdir(tmp_path)) == ["new"]  # Folders the lock created are removed when empty.

@@ -10,8 +10,10 @@ SavedModel signature's argument name), so several inputs can never be swapped.
 
 With ``--file`` the child does everything TensorFlow is needed for, so that `pea-tflite convert`
 imports it once: it loads MODEL (``pea_keras.load_model``), strips it, prints the stripped
-model's inputs, its PEA layer count and pea_keras' warnings as one JSON line, exports it while
-the parent loads the calibration data, reads the calibration .npz path from stdin and converts.
+model's inputs, its PEA layer count and pea_keras' warnings as one JSON line, exports it (into
+the parent's temporary folder, SETTINGS' "saved_model") while the parent loads the calibration
+data, reads the calibration .npz path from stdin and converts. The child writes only into the
+parent's temporary folder, so a parent that is stopped kills it and leaves nothing behind.
 A user mistake is one JSON line {"error": class name, "message": text} on stderr and exit status 3.
 """
 
@@ -79,8 +81,6 @@ def convert_saved_model(saved_model, calibration, io, out):
 
 
 def convert_file(model_path, io, out, settings):
-    import tempfile
-
     import pea_keras
     from pea_keras.saving import load_model
     from pea_keras.tflite import conversion, converter
@@ -96,12 +96,12 @@ def convert_file(model_path, io, out, settings):
     inputs = converter.model_inputs(plain)
     ours = [str(w.message) for w in caught if os.path.abspath(w.filename).startswith(package)]
     print(json.dumps({"inputs": inputs, "pea_layers": n_pea, "warnings": ours}), flush=True)
-    with tempfile.TemporaryDirectory(prefix="pea-export-") as tmp:
-        converter.export_saved_model(plain, tmp)  # While the parent loads the calibration data.
-        calibration = sys.stdin.readline().strip()
-        if not calibration:  # The parent gave up (its calibration data was wrong).
-            return
-        data = tflite_bytes(tmp, _load(calibration), io)  # Checked by the parent (quantize_file).
+    # In the parent's temporary folder, which the parent removes even when it had to kill this process.
+    converter.export_saved_model(plain, settings["saved_model"])  # While the parent loads the calibration.
+    calibration = sys.stdin.readline().strip()
+    if not calibration:  # The parent gave up (its calibration data was wrong).
+        return
+    data = tflite_bytes(settings["saved_model"], _load(calibration), io)  # Checked by the parent.
     with open(out, "wb") as f:
         f.write(data)
 

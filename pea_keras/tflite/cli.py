@@ -221,7 +221,7 @@ def _convert(args):
     ethos_u = _ethos_u_target(args)  # Before TensorFlow is imported: these mistakes answer at once.
     from pea_keras.data import DataError, calibration_samples, load_arrays
     from pea_keras.errors import TFLiteError
-    from pea_keras.files import StorageError, write_error_message
+    from pea_keras.files import StorageError, lock, write_error_message
     from pea_keras.tflite.conversion import check_outputs, convert
 
     io, c_array_next_to_file, required = TARGETS[args.target]
@@ -248,12 +248,13 @@ def _convert(args):
         except (DataError, ValueError) as e:
             raise TFLiteError(f"--train_data: {e}") from None
 
-    try:
-        conv = convert(args.model, args.output, calibration, io=io, overwrite=args.overwrite,
-                       force_strip=args.force_strip, qat_epochs=args.qat_epochs,
-                       qat_data=qat_data if args.qat_epochs else None, c_array_dir=c_dir,
-                       require_runtimes=required, golden_samples=args.golden_samples, ethos_u=ethos_u,
-                       require_npu=args.require_npu, trust_code=args.trust_model_code, verbose=args.verbose)
+    try:  # One convert at a time writes OUT.tflite and the files named after it (checked again inside).
+        with lock(args.output, "choose another -o"):
+            conv = convert(args.model, args.output, calibration, io=io, overwrite=args.overwrite,
+                           force_strip=args.force_strip, qat_epochs=args.qat_epochs,
+                           qat_data=qat_data if args.qat_epochs else None, c_array_dir=c_dir,
+                           require_runtimes=required, golden_samples=args.golden_samples, ethos_u=ethos_u,
+                           require_npu=args.require_npu, trust_code=args.trust_model_code, verbose=args.verbose)
     except OSError as e:  # A full or read-only disk: the outputs are written all or nothing.
         message = write_error_message(e, safe="no file was changed")
         if message is None:
@@ -363,6 +364,15 @@ def _reader_left():
 
 
 def main(argv=None):
+    with console.sigterm_stops():  # SIGTERM stops as Ctrl-C: child processes ended, temporaries removed.
+        try:
+            code = _main(argv)
+        except KeyboardInterrupt as e:  # Argument parsing and imports included.
+            code = _fail(*console.stopped(e))
+    sys.exit(code)
+
+
+def _main(argv):
     args = build_parser().parse_args(argv)
     console.quiet(PROG, args.verbose)
     os.environ["KERAS_BACKEND"] = "tensorflow"  # The converter needs TensorFlow models.
@@ -378,9 +388,7 @@ def main(argv=None):
         code = _fail(str(e))
     except OSError as e:
         code = _fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
-    except KeyboardInterrupt:
-        code = _fail("interrupted", 130)
-    sys.exit(code)
+    return code
 
 
 if __name__ == "__main__":

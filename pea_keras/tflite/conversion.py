@@ -12,7 +12,7 @@ import tempfile
 import warnings
 
 from pea_keras.errors import TFLiteError, UnfinishedScheduleError, first_line
-from pea_keras.files import atomic_write_many, write_error_message
+from pea_keras.files import NotRegularFileError, atomic_write_many, write_error_message, write_target
 from pea_keras.saving import load_model
 from pea_keras.tflite import converter
 from pea_keras.tflite.check import relu_only_violations
@@ -45,25 +45,25 @@ def _stem(path):
 
 def check_outputs(output_path, overwrite=False, c_array_dir=None, ethos_u=False):
     """Refuse, before any work, outputs that cannot be written: an existing file without
-    `overwrite`, a missing or unwritable folder, a directory in the file's place. With
+    `overwrite`, a missing or unwritable folder, anything but a regular file in the file's place
+    (a directory, device node, FIFO or socket, even with `overwrite`). With
     ``ethos_u`` the Vela file and its kit are outputs too (and the kit is the Vela file's)."""
     output_path = os.fspath(output_path)
     files = [output_path, vela_path(output_path)] if ethos_u else [output_path]
-    for path in files:
-        if os.path.isdir(path):
-            raise TFLiteError(f"{path} is a directory")
-        if os.path.exists(path) and not overwrite:
-            raise TFLiteError(f"{path} exists (pass --overwrite to replace it)")
-    folders = [os.path.dirname(os.path.abspath(output_path))]
     if c_array_dir is not None:
         from pea_keras.tflite.micro_kit import kit_paths
 
-        if not overwrite:
-            for path in kit_paths(c_array_dir, _stem(files[-1])):
-                if os.path.exists(path):
-                    raise TFLiteError(f"{path} exists (pass --overwrite to replace it)")
-        if os.path.isdir(c_array_dir):  # Created at the end when missing.
-            folders.append(os.path.abspath(c_array_dir))
+        files += kit_paths(c_array_dir, _stem(files[-1]))
+    for path in files:
+        try:
+            write_target(path)  # A device node, FIFO, socket or directory is never replaced.
+        except NotRegularFileError as e:
+            raise TFLiteError(str(e)) from None
+        if os.path.exists(path) and not overwrite:
+            raise TFLiteError(f"{path} exists (pass --overwrite to replace it)")
+    folders = [os.path.dirname(os.path.abspath(output_path))]
+    if c_array_dir is not None and os.path.isdir(c_array_dir):  # Created at the end when missing.
+        folders.append(os.path.abspath(c_array_dir))
     for folder in folders:
         if not os.path.isdir(folder):
             raise TFLiteError(f"{folder}: output folder does not exist")

@@ -6,7 +6,8 @@ Both flavours go through a SavedModel (Keras 3: ``model.export``; tf_keras:
 loudly instead of staying float) and per-channel weights (the converter default). The
 converter runs in a child process (`_convert_worker.py`): a crash (it segfaults on some
 calibration data) becomes one error line, and its log lines stay out of the user's terminal
-unless `verbose`. A model file converts entirely in that child (`quantize_file`), so the caller
+unless `verbose`. The child writes only into this process's temporary folder: a stop (Ctrl-C,
+SIGTERM) kills it and removes the folder. A model file converts entirely in that child (`quantize_file`), so the caller
 never imports TensorFlow.
 """
 
@@ -124,8 +125,9 @@ def _run_child(args, tmp, verbose, between=None, loading=lambda: False):
             except subprocess.TimeoutExpired:
                 raise TFLiteError(f"the TFLite converter did not finish in {CONVERT_TIMEOUT_S} s") from None
             finally:
-                if proc.poll() is None:  # Leaving early (timeout, a mistake in the caller's data).
+                if proc.poll() is None:  # Leaving early (timeout, a mistake in the caller's data, a stop).
                     proc.kill()
+                    proc.wait()  # Gone before its temporary folder is removed.
         err.seek(0)
         text = err.read()
     if verbose:
@@ -156,7 +158,6 @@ def quantize_file(path, calibration_for, *, io="int8", force_strip=False, trust_
     stripped model's `model_inputs` and returns its calibration data (as `quantize` takes it);
     it runs while the child exports. `c_array_dir`: refuse a model its kit cannot serve."""
     _check_io(io)
-    settings = json.dumps({"trust_code": trust_code, "force_strip": force_strip, "c_array_dir": c_array_dir})
     found = {}
 
     def calibrate(proc):
@@ -183,6 +184,8 @@ def quantize_file(path, calibration_for, *, io="int8", force_strip=False, trust_
 
     with tempfile.TemporaryDirectory(prefix="pea-convert-") as tmp:
         calib, out = os.path.join(tmp, "calibration.npz"), os.path.join(tmp, "model.tflite")
+        settings = json.dumps({"trust_code": trust_code, "force_strip": force_strip, "c_array_dir": c_array_dir,
+                               "saved_model": os.path.join(tmp, "saved_model")})
         _run_child(["--file", os.fspath(path), io, out, settings], tmp, verbose, calibrate,
                    loading=lambda: "facts" not in found)
         with open(out, "rb") as f:

@@ -40,6 +40,14 @@ class AlphaTrace(BothFlavoursCallback):
             reporting.save_alpha_trace(self.run_dir, *self.trace)
 
 
+class StopWhenTerminated(BothFlavoursCallback):
+    """Stops training at the next batch after a SIGTERM whose exception was lost (raised inside a
+    finalizer, which Python ignores): `console.check_terminated`."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        console.check_terminated()
+
+
 class EpochCheckpoint(BothFlavoursCallback):
     """Saves model, optimizer and the finished-epoch counter after every epoch, so --resume
     continues with the same alpha and learning rate (the shuffled data stream restarts, so a

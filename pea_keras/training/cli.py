@@ -15,7 +15,6 @@ the int8 TFLite file into --tflite_dir. Mistakes in flags or data print one line
 """
 
 import os
-import signal
 import sys
 
 from absl import app, flags
@@ -61,22 +60,16 @@ def main(argv):
     except rundir.RunFinished as e:
         print(f"{_prog()}: {e}")
         return 0
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (a scheduler or a preempted machine).
-        terminated = isinstance(e, _Terminated)
-        then = ("continue from the last epoch's checkpoint with the same flags plus --resume"
-                if config.trains_on_tensorflow() else
-                f"runs on {config.backend} keep no checkpoints: run it again with --overwrite to start over")
-        print(f"{_prog()}: {'terminated' if terminated else 'interrupted'}; {then}", file=sys.stderr)
-        return 143 if terminated else 130
     return 0
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the run is, so it ends as Ctrl-C does: the checkpoint kept, one line."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated()
+def _stopped(e):
+    """Ctrl-C or SIGTERM (a scheduler, a preempted machine) at any moment: one line saying what to
+    run next (`rundir.next_step`, once the run had written), and 130 or 143."""
+    word, code = console.stopped(e)
+    then = getattr(e, "next_step", None) or "nothing was written yet: run the same command again"
+    print(f"{_prog()}: {word}; {then}", file=sys.stderr, flush=True)
+    return code
 
 
 _HELP = {"-h", "--help", "-?", "--helpshort", "--helpfull"}
@@ -110,9 +103,12 @@ def parse_flags(argv):
 def start(tflite_dir=None):
     """The program: quiet TensorFlow, parse flags, run. `tflite_dir`: default of --tflite_dir
     (else `tflite` under the working directory, beside `runs/`)."""
-    if tflite_dir is not None:
-        FLAGS.set_default("tflite_dir", tflite_dir)
-    # TensorFlow's own log lines show only when asked for with TF_CPP_MIN_LOG_LEVEL=0.
-    console.quiet(_prog(), verbose=os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0")
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    app.run(main, flags_parser=parse_flags)
+    with console.sigterm_stops():  # First: from here on a SIGTERM ends with one line.
+        try:
+            if tflite_dir is not None:
+                FLAGS.set_default("tflite_dir", tflite_dir)
+            # TensorFlow's own log lines show only when asked for with TF_CPP_MIN_LOG_LEVEL=0.
+            console.quiet(_prog(), verbose=os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0")
+            app.run(main, flags_parser=parse_flags)
+        except KeyboardInterrupt as e:  # Start-up and flag parsing included.
+            sys.exit(_stopped(e))

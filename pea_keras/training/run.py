@@ -120,11 +120,15 @@ def _fit_verbosity(verbose):
     return int(verbose)
 
 
+def settle(config):
+    """A copy of `config`, checked (UsageError) and with its task's defaults."""
+    config_lib.validate(config)
+    return tasks.with_defaults(config)
+
+
 def prepare(config, ablation=None):
     """Checks everything a user can get wrong, then loads the data; nothing is written yet."""
-    config = dataclasses.replace(config)
-    config_lib.validate(config)
-    config = tasks.with_defaults(config)
+    config = settle(config)
     rundir.check(config)
     task = tasks.get(config.task)
     strategy = distribute.make_strategy(config.strategy, config.tpu,
@@ -216,7 +220,7 @@ def _trainer(config, model):
 
 def _fit_callbacks(r, extra):
     config, K = r.config, r.K
-    found = []
+    found = [run_callbacks.StopWhenTerminated()]
     if r.schedule is not None:
         # Before history.csv and TensorBoard, so that they see logs["pea_alpha"].
         found.append(pea_keras.PEAScheduler(r.schedule))
@@ -363,18 +367,18 @@ def run(config, callbacks=(), ablation=None):
         UsageError: a setting or the data cannot work (before anything is written where possible).
         StorageError: the disk refused a write; the message says what is intact (see storage).
     """
-    t_start = time.time()
-    r = prepare(config, ablation)
-    progress = {}
-    with storage.storage_errors_stop_the_run(os.path.join(r.run_dir, rundir.CHECKPOINTS), progress):
-        build(r)  # Last place a setting can fail (an input too small for the arch): nothing written yet.
-        rundir.prepare(r.config, r.run_dir)
-        train(r, callbacks)
-        scores, sizes, deployable = score(r)
-        progress["models_dir"] = r.run_dir
-        t_export = time.time()
-        tflite_info = deploy(r, deployable, scores, sizes)
-        metrics = report(r, scores, sizes, tflite_info, t_start, time.time() - t_export)
+    t_start, config, progress = time.time(), settle(config), {}
+    with rundir.owned([config]):  # Until the end, another run into its folder or int8 file is refused.
+        r = prepare(config, ablation)
+        with storage.storage_errors_stop_the_run(os.path.join(r.run_dir, rundir.CHECKPOINTS), progress):
+            build(r)  # Last place a setting can fail (an input too small for the arch): nothing written yet.
+            rundir.prepare(r.config, r.run_dir)
+            train(r, callbacks)
+            scores, sizes, deployable = score(r)
+            progress["models_dir"] = r.run_dir
+            t_export = time.time()
+            tflite_info = deploy(r, deployable, scores, sizes)
+            metrics = report(r, scores, sizes, tflite_info, t_start, time.time() - t_export)
     if hasattr(r.strategy, "wait_for_all"):
         r.strategy.wait_for_all()
     if not r.chief:
@@ -385,12 +389,19 @@ def run(config, callbacks=(), ablation=None):
 def compare(config, callbacks=()):
     """Trains the ReLU baseline and PEA with the same seed and data order; returns both and
     PEA minus ReLU for each model form (also written to <output_dir>/compare.json)."""
-    config_lib.validate(config)
-    config = tasks.with_defaults(config)
+    config = settle(config)
     base = config.output_dir or os.path.join("runs", dataclasses.replace(config, mode="compare").run_name())
     stem = config.tflite_name or os.path.basename(os.path.realpath(base))  # Two sweeps never share a file.
     configs = {mode: dataclasses.replace(config, mode=mode, output_dir=os.path.join(base, mode),
                                          tflite_name=f"{stem}_{mode}") for mode in ("relu", "pea")}
+    started = {mode: rundir.has_progress(c.run_dir()) for mode, c in configs.items()}
+    if config.resume and any(started.values()):  # --resume: a half stopped before its first checkpoint starts over.
+        configs = {m: c if started[m] else dataclasses.replace(c, resume=False) for m, c in configs.items()}
+    with rundir.owned(list(configs.values()), folder=base):
+        return _compare(config, base, configs, callbacks)
+
+
+def _compare(config, base, configs, callbacks):
     finished = {}
     for mode, mode_config in configs.items():  # Refuse before training either model.
         try:

@@ -2,9 +2,11 @@
 
 A new run never replaces an earlier run or its int8 file unless --overwrite says so;
 --resume continues a run only with the flags it started with; the int8 file in --tflite_dir
-is named after the run directory, so runs with distinct --output_dir never collide.
+is named after the run directory, so runs with distinct --output_dir never collide; one process
+at a time owns a run directory and its int8 file (`owned`).
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -30,11 +32,64 @@ def tflite_path(config):
     return os.path.realpath(os.path.join(config.tflite_dir, f"{name}_int8.tflite"))
 
 
+@contextlib.contextmanager
+def owned(configs, folder=None):
+    """`with owned([config]):` this process owns the run's directory and int8 file until the block
+    ends; while another process writes either, files.BusyError at once, before anything is written.
+    --compare passes its two runs and their common `folder`, which it owns (each run owns its own
+    files while it trains). --strategy multiworker locks nothing: its workers share the folder.
+
+    A stop (Ctrl-C, SIGTERM) in the block, once this process began writing one of the runs (its
+    run_flags.json is new), carries `next_step(configs)` on its KeyboardInterrupt for the command's
+    one line; before that, the same command is the way on."""
+    config = configs[0]
+    locks = [(os.path.realpath(folder) if folder else config.run_dir(), "--output_dir", True)]
+    if config.export and folder is None:
+        locks.append((tflite_path(config), "--tflite_name", False))
+    with contextlib.ExitStack() as stack:
+        if config.strategy != "multiworker":
+            _refuse_a_file(locks[0][0])  # Its message, not the lock's.
+            for path, flag, is_folder in locks:
+                stack.enter_context(files.lock(path, f"choose another {flag}", folder=is_folder))
+        before = [_stamp(c) for c in configs]
+        try:
+            yield
+        except KeyboardInterrupt as e:
+            if [_stamp(c) for c in configs] != before:
+                e.next_step = next_step(configs)
+            raise
+
+
+def _stamp(config):
+    with contextlib.suppress(OSError):
+        written = os.stat(os.path.join(config.run_dir(), RUN_FLAGS))
+        return written.st_ino, written.st_mtime_ns
+    return None
+
+
+def next_step(configs):
+    """What to run after a stop of the runs `configs` (one, or --compare's two) that had begun
+    writing: --resume where a checkpoint or a finished half exists, else the same command."""
+    if not configs[0].trains_on_tensorflow():
+        return f"runs on {configs[0].backend} keep no checkpoints: run it again with --overwrite to start over"
+    if any(has_progress(c.run_dir()) for c in configs):
+        return "continue from the last epoch's checkpoint with the same flags plus --resume"
+    return "no checkpoint was written yet: run the same command again"
+
+
+def has_progress(run_dir):
+    """A committed checkpoint or metrics.json: what --resume continues (or reads back)."""
+    return (os.path.exists(os.path.join(run_dir, reporting.METRICS))
+            or storage.latest_epoch(os.path.join(run_dir, CHECKPOINTS)) is not None)
+
+
 def earlier_outputs(config):
-    """Files of an earlier run that this run would replace."""
+    """Files of an earlier run that this run would replace (a checkpoints folder without a
+    committed checkpoint holds nothing to keep: a run stopped before its first epoch ended)."""
     run_dir = config.run_dir()
-    found = [p for p in (os.path.join(run_dir, reporting.METRICS), os.path.join(run_dir, CHECKPOINTS))
-             if os.path.exists(p)]
+    found = [p for p in (os.path.join(run_dir, reporting.METRICS),) if os.path.exists(p)]
+    if storage.latest_epoch(os.path.join(run_dir, CHECKPOINTS)) is not None:
+        found.append(os.path.join(run_dir, CHECKPOINTS))
     if config.export and os.path.exists(tflite_path(config)):
         found.append(tflite_path(config))
     return found
@@ -44,8 +99,9 @@ def check(config):
     """Refuses, before anything is written: a file where the run directory should be, an earlier
     run without --overwrite or --resume, --resume without a checkpoint or with changed flags."""
     run_dir = config.run_dir()
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise UsageError(f"--output_dir {run_dir} is a file, not a directory")
+    _refuse_a_file(run_dir)
+    if config.export:
+        files.write_target(tflite_path(config))  # Refuses a device node or FIFO, even with --overwrite.
     if config.resume:
         import tensorflow as tf
 
@@ -58,6 +114,11 @@ def check(config):
     elif not config.overwrite and earlier_outputs(config):
         raise UsageError(f"{earlier_outputs(config)[0]} exists from an earlier run; pass --overwrite to "
                          "replace it, or --resume to continue that run")
+
+
+def _refuse_a_file(run_dir):
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise UsageError(f"--output_dir {run_dir} is a file, not a directory")
 
 
 def check_resume_flags(config, run_dir):
@@ -77,8 +138,8 @@ def check_resume_flags(config, run_dir):
 def prepare(config, run_dir):
     """Creates `run_dir` (clearing an earlier run's training state unless resuming), sweeps what
     killed writes left, and records the run's flags."""
-    if not config.resume and os.path.isdir(run_dir):
-        for name in (CHECKPOINTS, "logs", reporting.HISTORY, reporting.ALPHA_TRACE):
+    if not config.resume and os.path.isdir(run_dir):  # metrics.json too: the run is unfinished again.
+        for name in (CHECKPOINTS, "logs", reporting.HISTORY, reporting.ALPHA_TRACE, reporting.METRICS):
             path = os.path.join(run_dir, name)
             if name == "logs" and os.path.isdir(path):  # Emptied in place: it may be a link or a mount.
                 for entry in os.scandir(path):
