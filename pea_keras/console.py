@@ -9,7 +9,9 @@ Python warnings and absl log lines, and shows pea_keras' own warnings as one lin
 
 `sigterm_stops` makes SIGTERM (a scheduler, a preempted machine) stop a CLI as Ctrl-C does:
 `Terminated`, a KeyboardInterrupt, raised where the program is, so every `finally` removes its
-temporaries and ends its child processes; the CLI prints one line (`stopped`).
+temporaries and ends its child processes; the CLI prints one line (`stopped`). Where an exception
+would be lost or leave native code half set up (an import, a finalizer, C code that drops it), the
+signal is delivered again a moment later, so it is never lost and never shows a traceback.
 """
 
 import atexit
@@ -90,29 +92,63 @@ class Terminated(KeyboardInterrupt):
 _sigterm = {"received": False, "raised": False}
 
 
-def _in_finalizer(frame):
-    """Whether `frame` runs inside a `__del__`, where Python prints and drops any exception."""
-    while frame is not None and frame.f_code.co_name != "__del__":
+def _unsafe(frame):
+    """Whether `frame` runs where an exception would be lost or would leave native code half set up:
+    a finalizer (`__del__`, whose exceptions Python drops) or an import (TensorFlow's start-up, after
+    which the interpreter can crash on its way out)."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__" or frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
         frame = frame.f_back
-    return frame is not None
+    return False
 
 
 def _on_sigterm(signum, frame):
     _sigterm["received"] = True
-    if not _sigterm["raised"] and not _in_finalizer(frame):  # Once: a second one while stopping waits.
-        _sigterm["raised"] = True
-        raise Terminated()
+    if _sigterm["raised"]:  # Once: a second SIGTERM while stopping changes nothing.
+        return
+    if _unsafe(frame):  # Delivered again shortly, until the program is where an exception stops it.
+        _deliver_again()
+        return
+    _sigterm["raised"] = True
+    raise Terminated()
+
+
+def _deliver_again():
+    def deliver():
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    again = threading.Timer(0.05, deliver)
+    again.daemon = True
+    again.start()
+
+
+def _unraisable(hook):
+    """sys.unraisablehook, but a Terminated that C code or a finalizer dropped is not printed: it is
+    delivered again, to stop the program where it can."""
+    def report(unraisable):
+        if not isinstance(stop_of(unraisable.exc_value), Terminated):
+            return hook(unraisable)
+        _sigterm["raised"] = False
+        _deliver_again()
+    return report
 
 
 @contextlib.contextmanager
 def sigterm_stops():
-    """`with sigterm_stops():` SIGTERM raises `Terminated` in the main thread. One raised where it
-    cannot stop the program (a finalizer) is raised again by `check_terminated`."""
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    """`with sigterm_stops():` SIGTERM raises `Terminated` in the main thread, once; inside an import
+    or a finalizer, as soon as the program has left it (`check_terminated` raises it too)."""
+    if threading.current_thread() is not threading.main_thread():  # Signals reach the main thread only.
+        yield
+        return
+    previous, hook = signal.signal(signal.SIGTERM, _on_sigterm), sys.unraisablehook
+    sys.unraisablehook = _unraisable(hook)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = hook
 
 
 def check_terminated():
@@ -122,7 +158,19 @@ def check_terminated():
         raise Terminated()
 
 
+def stop_of(error):
+    """The KeyboardInterrupt (Ctrl-C, or SIGTERM's Terminated) that `error` is or came from (C code
+    that a signal interrupts may raise a SystemError over it), else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def stopped(error):
-    """("terminated", 143) for a SIGTERM's `Terminated`, else ("interrupted", 130): Ctrl-C; each CLI
-    prints "PROG: WORD; what to do" and exits with the code (128 + the signal, as shells report)."""
-    return ("terminated", 143) if isinstance(error, Terminated) else ("interrupted", 130)
+    """("terminated", 143) for an error that comes from SIGTERM, else ("interrupted", 130): Ctrl-C;
+    each CLI prints "PROG: WORD; what to do" and exits with the code (128 + the signal, as shells say)."""
+    return ("terminated", 143) if isinstance(stop_of(error), Terminated) else ("interrupted", 130)

@@ -1,5 +1,6 @@
-"""Faults from the user's side: full disks, a read-only folder, TensorBoard failing alone and a
-SIGKILL in the middle of a checkpoint, against the real `train.py` and `pea-tflite` processes.
+"""Faults from the user's side: full disks, a read-only folder, TensorBoard failing alone, a
+SIGKILL in the middle of a checkpoint, SIGTERM at any moment, two processes writing one output and
+an output that is a device node or a FIFO, against the real `train.py` and `pea-tflite` processes.
 
 Processes that get killed run as child processes; the others run train.py's and pea-tflite's
 main in this process (the same code, without paying for a TensorFlow import each time).
@@ -635,3 +636,43 @@ def test_compare_stopped_in_its_second_half_resumes(tmp_path):
     assert set(done["difference"]) >= {"pea", "stripped", "int8"}
     assert (tmp_path / "c" / "relu" / "metrics.json").stat().st_mtime_ns == relu_written
     assert metrics(tmp_path / "c" / "pea")["steps_done"] == 4
+
+
+DEFERRED = """
+import os, signal, sys, time
+sys.path.insert(0, sys.argv[1])
+from pea_keras import console
+
+class Finalized:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.3)  # The signal arrives here: an exception would be printed and dropped.
+        print("finalizer finished", flush=True)
+
+with console.sigterm_stops():
+    try:
+        if sys.argv[2] == "finalizer":
+            Finalized()
+        else:
+            import slow_to_import  # The signal arrives in the middle of the import.
+        print("after it", flush=True)
+        time.sleep(10)
+        print("not reached")
+    except console.Terminated:
+        print("terminated", flush=True)
+"""
+
+
+@pytest.mark.parametrize("where", ["finalizer", "import"])
+def test_sigterm_inside_a_finalizer_or_an_import_stops_right_after_it(tmp_path, where):
+    """A SIGTERM that lands where an exception would be dropped (a finalizer) or would leave a
+    module half imported (TensorFlow's native start-up) stops the program right after that code:
+    never lost, never a traceback."""
+    (tmp_path / "slow_to_import.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(0.3)\nprint('imported')\n")
+    env = dict(os.environ, PYTHONPATH=REPO)
+    result = subprocess.run([sys.executable, "-c", DEFERRED, str(tmp_path), where], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    done = "finalizer finished" if where == "finalizer" else "imported"
+    assert result.stdout.splitlines() == [done, "after it", "terminated"]

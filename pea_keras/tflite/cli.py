@@ -367,7 +367,9 @@ def main(argv=None):
     with console.sigterm_stops():  # SIGTERM stops as Ctrl-C: child processes ended, temporaries removed.
         try:
             code = _main(argv)
-        except KeyboardInterrupt as e:  # Argument parsing and imports included.
+        except BaseException as e:  # Argument parsing and imports included; C code may wrap the stop.
+            if console.stop_of(e) is None:
+                raise
             code = _fail(*console.stopped(e))
     sys.exit(code)
 

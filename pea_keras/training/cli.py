@@ -110,5 +110,7 @@ def start(tflite_dir=None):
             # TensorFlow's own log lines show only when asked for with TF_CPP_MIN_LOG_LEVEL=0.
             console.quiet(_prog(), verbose=os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0")
             app.run(main, flags_parser=parse_flags)
-        except KeyboardInterrupt as e:  # Start-up and flag parsing included.
+        except BaseException as e:  # Start-up and flag parsing included; C code may wrap the stop.
+            if console.stop_of(e) is None:
+                raise
             sys.exit(_stopped(e))

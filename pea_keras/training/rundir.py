@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 
-from pea_keras import files
+from pea_keras import console, files
 from pea_keras.errors import UsageError, UserError
 from pea_keras.training import config as config_lib
 from pea_keras.training import reporting, storage
@@ -54,8 +54,8 @@ def owned(configs, folder=None):
         before = [_stamp(c) for c in configs]
         try:
             yield
-        except KeyboardInterrupt as e:
-            if [_stamp(c) for c in configs] != before:
+        except BaseException as e:
+            if console.stop_of(e) is not None and [_stamp(c) for c in configs] != before:
                 e.next_step = next_step(configs)
             raise
 
