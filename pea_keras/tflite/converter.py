@@ -7,8 +7,8 @@ loudly instead of staying float) and per-channel weights (the converter default)
 converter runs in a child process (`_convert_worker.py`): a crash (it segfaults on some
 calibration data) becomes one error line, and its log lines stay out of the user's terminal
 unless `verbose`. The child writes only into this process's temporary folder: a stop (Ctrl-C,
-SIGTERM) kills it and removes the folder. A model file converts entirely in that child (`quantize_file`), so the caller
-never imports TensorFlow.
+SIGTERM) kills it and removes the folder. A model file converts entirely in that child
+(`quantize_file`), so the caller never imports TensorFlow.
 """
 
 import json
@@ -114,7 +114,8 @@ def _run_child(args, tmp, verbose, between=None, loading=lambda: False):
     """Runs the converter child with `args`; `between(proc)` talks to it while it runs (stdin,
     stdout), `loading()` says whether it was still loading the model. Raises the child's error;
     stderr passes through with `verbose`."""
-    env = child_env(TF_CPP_MIN_LOG_LEVEL="0" if verbose else "3")
+    # TMPDIR: TensorFlow's own temporaries (autograph's generated files) go where ours go, and go with them.
+    env = child_env(TF_CPP_MIN_LOG_LEVEL="0" if verbose else "3", TMPDIR=tmp)
     with open(os.path.join(tmp, "stderr.txt"), "w+") as err:
         with subprocess.Popen([sys.executable, "-P", "-m", _WORKER, *args], env=env, text=True,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err) as proc:

@@ -41,8 +41,8 @@ class AlphaTrace(BothFlavoursCallback):
 
 
 class StopWhenTerminated(BothFlavoursCallback):
-    """Stops training at the next batch after a SIGTERM whose exception was lost (raised inside a
-    finalizer, which Python ignores): `console.check_terminated`."""
+    """Stops training at the next batch after a SIGTERM whose exception native code dropped
+    (`console.check_terminated`)."""
 
     def on_train_batch_end(self, batch, logs=None):
         console.check_terminated()
