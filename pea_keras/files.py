@@ -88,7 +88,7 @@ def write_target(path, directory=False):
 def lock(path, fix, folder=False):
     """`with lock(path, "choose another -o"):` this process owns `path` (an output file or, with
     `folder`, a folder; existing or not) until the block ends; while another process owns it,
-    BusyError at once: "PATH is in use by another process (pid N): wait for it to finish, or FIX".
+    BusyError at once: "PATH is in use by another process: wait for it to finish, or FIX".
 
     fcntl.flock on `.NAME.pea-lock` beside a file, `.pea-lock` in a folder (removed on release, as are
     folders it created if empty); the kernel drops a dead process's lock; no locks on a file system without."""
@@ -122,10 +122,8 @@ def _acquire(lock_path, path, fix):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            owner = os.read(fd, 32).decode(errors="replace").strip()
             os.close(fd)
-            raise BusyError(f"{shown(path)} is in use by another process{f' (pid {owner})' if owner.isdigit() else ''}"
-                            f": wait for it to finish, or {fix}") from None
+            raise BusyError(f"{shown(path)} is in use by another process: wait for it to finish, or {fix}") from None
         except OSError as e:
             os.close(fd)
             if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP):  # Else a file system that cannot lock.
@@ -135,9 +133,7 @@ def _acquire(lock_path, path, fix):
             if os.path.samestat(os.fstat(fd), os.stat(lock_path)):
                 break
         os.close(fd)
-    with contextlib.suppress(OSError):  # The pid, for a refused process's message (not on a full disk).
-        os.write(fd, f"{os.getpid():<16}".encode())  # Fixed width: covers an earlier owner's.
-    return fd
+    return fd  # The file stays empty: it takes no room on a full disk.
 
 
 def _umask():

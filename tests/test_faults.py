@@ -468,13 +468,13 @@ def test_two_trainings_into_one_output_dir_one_refuses_and_nothing_mixes(tmp_pat
     wait_for(lambda: (out / ".pea-lock").exists() or first.poll() is not None, what="the first run's lock")
     second = finish(start("train.py", *FLAGS, "--seed=2", f"--output_dir={out}", f"--tflite_dir={tflite}"))
     assert second.returncode == 2 and second.stdout == "", second.stderr[-3000:]
-    assert only_line(second, "train.py") == (f"train.py: error: {out} is in use by another process (pid "
-                                             f"{first.pid}): wait for it to finish, or choose another --output_dir")
+    assert only_line(second, "train.py") == (f"train.py: error: {out} is in use by another process: wait for it "
+                                             "to finish, or choose another --output_dir")
     convert = finish(start_pea_tflite("convert", small_model_file, "-o", tflite / "conc_int8.tflite",
                                       "--overwrite", "--calib_samples=16"))
     assert convert.returncode == 1 and only_line(convert, "pea-tflite") == (
-        f"pea-tflite: error: {tflite / 'conc_int8.tflite'} is in use by another process (pid {first.pid}): wait "
-        "for it to finish, or choose another -o")
+        f"pea-tflite: error: {tflite / 'conc_int8.tflite'} is in use by another process: wait for it to finish, "
+        "or choose another -o")
     done = finish(first)
     assert done.returncode == 0 and messages(done) == [], done.stderr[-3000:]
     with open(out / "run_flags.json") as f:
@@ -494,8 +494,8 @@ def test_two_converts_to_one_output_one_refuses(tmp_path, small_model_file):
              what="the first convert's lock")
     second = finish(start_pea_tflite("convert", small_model_file, "-o", out, "--overwrite", "--calib_samples=16"))
     assert second.returncode == 1 and second.stdout == ""
-    assert only_line(second, "pea-tflite") == (f"pea-tflite: error: {out} is in use by another process (pid "
-                                               f"{first.pid}): wait for it to finish, or choose another -o")
+    assert only_line(second, "pea-tflite") == (f"pea-tflite: error: {out} is in use by another process: wait "
+                                               "for it to finish, or choose another -o")
     done = finish(first)
     assert done.returncode == 0, done.stderr[-3000:]
     from pea_keras.tflite.micro_kit import kit_paths

@@ -362,16 +362,16 @@ def _holder(path):
 
 
 def test_one_process_at_a_time_owns_an_output(tmp_path):
-    """A second owner is refused at once in one line naming the first's pid; a killed owner's lock
-    is free again (the kernel drops it), and nothing of the lock stays behind."""
+    """A second owner is refused at once in one line; a killed owner's lock is free again (the
+    kernel drops it), and nothing of the lock stays behind (its file is empty: no room taken)."""
     out = tmp_path / "new" / "deeper" / "model.tflite"
     holder = _holder(out)
     try:
         assert os.listdir(out.parent) == [".model.tflite.pea-lock"]
+        assert (out.parent / ".model.tflite.pea-lock").stat().st_size == 0
         with pytest.raises(files.BusyError) as refused, files.lock(out, "choose another -o"):
             pass
-        assert str(refused.value) == (f"{out} is in use by another process (pid {holder.pid}): wait for it "
-                                      "to finish, or choose another -o")
+        assert str(refused.value) == f"{out} is in use by another process: wait for it to finish, or choose another -o"
     finally:
         holder.kill()
         holder.wait()
