@@ -15,7 +15,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from fresh import pea_tflite
+from fresh import HANG_S, pea_tflite
 
 from pea_keras import activations, numerics, tflite
 from pea_keras.layer import _ensemble, relu
@@ -27,7 +27,7 @@ ACTIVATIONS = ["silu", "gelu", "gelu_tanh", "mish", "hard_swish", "elu", "selu",
 BACKEND_ACTIVATIONS = ["silu", "hard_swish"]
 
 
-def run_under(backend, script, *args, timeout=300):
+def run_under(backend, script, *args, timeout=HANG_S):
     """Runs `script` with KERAS_BACKEND=backend; returns the JSON its last stdout line prints."""
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS}",
            "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu"}
@@ -250,7 +250,7 @@ def test_missing_backend_package_names_the_extra(backend):
     hide = f"import sys; sys.modules[{backend!r}] = None; " if importlib.util.find_spec(backend) else ""
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", hide + "import pea_keras; pea_keras.wrap"], capture_output=True,
-                            text=True, env=env, timeout=120)
+                            text=True, env=env, timeout=HANG_S)
     assert result.returncode != 0
     name = {"torch": "PyTorch", "jax": "JAX"}[backend]
     assert (f"ImportError: KERAS_BACKEND={backend} needs {name}: pip install 'pea_keras[{backend}]'"

@@ -10,7 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from fresh import TESTS, env
+from fresh import HANG_S, TESTS, env
 
 from pea_keras.tflite.micro_kit import KIT_SUFFIXES
 
@@ -35,7 +35,7 @@ def blocks(doc):
             for m in re.finditer(r"```(\w*)\n(.*?)```", text, re.S)]
 
 
-def shell(script, cwd, timeout=900):
+def shell(script, cwd, timeout=HANG_S):
     """`script` in bash, as typed, with train.py commands shortened; fails on any non-zero exit."""
     lines = []
     for line in script.replace("\\\n", " ").splitlines():
@@ -82,7 +82,7 @@ def library(snippet, cwd):
     """)
     code = prelude + snippet.replace("epochs=20", "epochs=2")
     result = subprocess.run(["python", "-c", code], cwd=cwd, capture_output=True, text=True, env=env(),
-                            timeout=600)
+                            timeout=HANG_S)
     assert result.returncode == 0, result.stderr[-4000:]
 
 
@@ -205,7 +205,7 @@ SNIPPET_PRELUDE = """
 def snippet(code, cwd, before="", after=""):
     program = textwrap.dedent(SNIPPET_PRELUDE) + before + textwrap.dedent(code) + after
     result = subprocess.run(["python", "-c", program],
-                            cwd=cwd, capture_output=True, text=True, env=env(), timeout=600)
+                            cwd=cwd, capture_output=True, text=True, env=env(), timeout=HANG_S)
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout
 
@@ -229,7 +229,7 @@ def keras_export(code, cwd):
     passes `pea-tflite check --int8`."""
     snippet(code, cwd, before="pea_keras.set_alpha(model, 1.0)  # Trained to the end of its schedule.\n")
     result = subprocess.run(["pea-tflite", "check", "model_int8.tflite", "--int8"], cwd=cwd, capture_output=True,
-                            text=True, env=env(), timeout=120)
+                            text=True, env=env(), timeout=HANG_S)
     assert (result.returncode, result.stdout) == (0, "model_int8.tflite: ReLU-only int8\n"), result.stderr
 
 

@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 import pytest
-from fresh import FORMATS, fresh_python
+from fresh import FORMATS, HANG_S, fresh_python
 
 IMPORT_ORDERS = {
     "nothing": "",
@@ -123,11 +123,11 @@ def test_a_file_that_is_not_a_model_is_one_clear_error(tmp_path):
 def test_pea_tflite_convert_reads_every_saved_format(saved, fmt, tmp_path):
     out = tmp_path / "m.tflite"
     result = subprocess.run(["pea-tflite", "convert", str(saved / fmt), "-o", str(out),
-                             "--calib", str(saved / "calib.npy")], capture_output=True, text=True, timeout=600)
+                             "--calib", str(saved / "calib.npy")], capture_output=True, text=True, timeout=HANG_S)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.splitlines()[1] == "stripped 2 PEA layers to ReLU"
-    check = subprocess.run(["pea-tflite", "check", str(out), "--int8"], capture_output=True, text=True, timeout=120)
+    check = subprocess.run(["pea-tflite", "check", str(out), "--int8"], capture_output=True, text=True, timeout=HANG_S)
     assert (check.returncode, check.stdout.strip()) == (0, f"{out}: ReLU-only int8")
 
 
@@ -137,5 +137,5 @@ def test_import_pea_keras_alone_stays_light():
         import sys, pea_keras, pea_keras.tflite, pea_keras.tflite.cli
         print(sorted(m for m in ("tensorflow", "keras", "tf_keras") if m in sys.modules))
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_S)
     assert out.stdout.strip() == "[]", out.stderr

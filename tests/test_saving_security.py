@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from fresh import HANG_S
 
 from pea_keras.errors import UntrustedCodeError
 from pea_keras.saving import flavour_of_file, load_model
@@ -35,7 +36,7 @@ def _env(**extra):
 def payloads(tmp_path_factory):
     folder = tmp_path_factory.mktemp("payloads")
     result = subprocess.run([sys.executable, str(REPO / "tests" / "payload_models.py"), str(folder)],
-                            env=_env(), capture_output=True, text=True, timeout=300)
+                            env=_env(), capture_output=True, text=True, timeout=HANG_S)
     assert result.returncode == 0, result.stderr[-3000:]
     return folder
 
@@ -45,7 +46,7 @@ def convert(model, tmp_path, *flags):
     (tmp_path / "out").mkdir()
     return subprocess.run([shutil.which("pea-tflite"), "convert", str(model), "-o", "out/m.tflite", *flags],
                           cwd=tmp_path, env=_env(PEA_MARKER=str(tmp_path / "marker")),
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=HANG_S)
 
 
 def refusal(path):

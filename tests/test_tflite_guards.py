@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import tflite_cli
+from fresh import HANG_S
 
 from pea_keras.tflite import cli, converter, inspect
 
@@ -137,7 +138,7 @@ def _script(*args, cwd):
     env = dict(os.environ)
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=HANG_S)
 
 
 def test_help_answers_without_tensorflow(tmp_path):
@@ -179,7 +180,7 @@ def test_a_reader_that_leaves_ends_the_output_quietly(tflite_file, flags):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()
     err = proc.stderr.read().decode()
-    assert proc.wait(timeout=300) == 0 and err == ""
+    assert proc.wait(timeout=HANG_S) == 0 and err == ""
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +203,6 @@ def long_file(tmp_path_factory):
 def test_inspect_into_head_exits_0(long_file):
     pipeline = f"{' '.join(tflite_cli.command())} inspect {long_file} --json | head -n 2"
     result = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], env=tflite_cli.env(),
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=HANG_S)
     assert result.returncode == 0 and result.stderr == ""
     assert result.stdout.splitlines() == ["{", f' "size_bytes": {long_file.stat().st_size},']

@@ -10,6 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from fresh import HANG_S
 
 from pea_keras.tflite import TFLiteError, cli, convert, inspect, micro_kit, predict, quantize, runtimes
 
@@ -435,7 +436,7 @@ def test_main_logs_times_and_judges_on_every_kind_of_target(kit, tmp_path, hook,
                         "-DPEA_MODEL=tiny8", *defines, "-I", str(stand_ins), "-I", str(folder), "-c",
                         str(source), "-o", objects[-1]], check=True)
     subprocess.run([compiler, *objects, "-o", str(tmp_path / "selftest")], check=True)
-    result = subprocess.run([str(tmp_path / "selftest")], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([str(tmp_path / "selftest")], capture_output=True, text=True, timeout=HANG_S)
     lines = result.stdout.splitlines()
     sample = "sample {}: 1 of 10 outputs differ, by up to 1" if change else "sample {}: 10 outputs bit-exact"
     settings = read(folder, "tiny8_model_settings.h")

@@ -8,6 +8,7 @@ import json
 import textwrap
 
 import pytest
+from fresh import HANG_S
 from train_cli import call_main, refusal, run_script
 
 from pea_keras.tflite import relu_only_violations  # noqa: E402
@@ -156,7 +157,7 @@ MIRRORED = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.parametrize("flavour", ["2", "3"])
 def test_mirrored_strategy_keeps_alpha_identical_on_replicas(tmp_path, flavour):
-    result = run_script("-c", MIRRORED, str(tmp_path), flavour, timeout=300)
+    result = run_script("-c", MIRRORED, str(tmp_path), flavour)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["replicas"] == 2
@@ -221,7 +222,7 @@ def test_a_jax_or_torch_run_ends_with_the_int8_file_and_its_kit(tmp_path, backen
     out, tfl = tmp_path / "run", tmp_path / "tflite"
     result = run_script("train.py", "--arch=tiny", f"--backend={backend}", "--epochs=1", "--steps_per_epoch=4",
                         "--batch_size=16", "--calibration_examples=32", "--tflite_eval_examples=64",
-                        "--verbose=0", f"--output_dir={out}", f"--tflite_dir={tfl}", timeout=300)
+                        "--verbose=0", f"--output_dir={out}", f"--tflite_dir={tfl}")
     assert (result.returncode, result.stderr) == (0, ""), result.stderr[-3000:]  # No warning flood.
     m = json.loads((out / "metrics.json").read_text())
     assert m["backend"] == backend and m["flags"]["backend"] == backend and m["warnings"] == []
@@ -414,7 +415,7 @@ def test_two_multiworker_processes_train_in_step_and_only_the_chief_writes(tmp_p
         procs.append(subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "run"),
                                        str(tmp_path / "tflite")], cwd=tmp_path, env=env, text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    outs = [p.communicate(timeout=600) for p in procs]
+    outs = [p.communicate(timeout=HANG_S) for p in procs]
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     chief, other = (json.loads(out.strip().splitlines()[-1]) for out, _ in outs)
