@@ -266,6 +266,57 @@ def test_surrogate_and_distilled_runs_deploy_relu_only_int8_files(tmp_path):
         "trains tf_keras (--keras 2)"], result.stderr
 
 
+def save_teacher(k, path, input_shape=(32, 32, 1), classes=10, activation=None):
+    """A small saved classifier of flavour `k`, its last layer named `scores`."""
+    inputs = k.Input(input_shape)
+    hidden = k.layers.GlobalAveragePooling2D()(k.layers.Conv2D(4, 3, activation="relu")(inputs))
+    k.Model(inputs, k.layers.Dense(classes, activation=activation, name="scores")(hidden)).save(path)
+    return path
+
+
+@pytest.mark.slow
+def test_a_teacher_is_checked_against_the_run_before_training(tmp_path, k):
+    """Another input size or number of classes: one line naming both shapes, exit 2, no run folder
+    (not a traceback at the first step). Probabilities where distillation softens logits: a warning."""
+    short = ["--arch=tiny", f"--keras={2 if k.__name__ == 'tf_keras' else 3}", "--mode=relu", "--epochs=1",
+             "--steps_per_epoch=2", "--batch_size=16", "--noexport", "--verbose=0", f"--output_dir={tmp_path / 'run'}"]
+    for shape, classes, problem in [
+            ((16, 16, 1), 10, "input (None, 16, 16, 1) does not match the student's (None, 32, 32, 1): distillation "
+                              "feeds both the same batch."),
+            ((32, 32, 1), 5, "output (None, 5) does not match the student's (None, 10): distillation needs the "
+                             "same logits.")]:
+        teacher = save_teacher(k, tmp_path / f"teacher_{classes}.keras", shape, classes)
+        result = run_script("train.py", *short, f"--distill=teacher:{teacher}")
+        assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+            f"train.py: error: --distill teacher:{teacher}: the teacher's {problem}"], result.stderr[-3000:]
+        assert not (tmp_path / "run").exists()
+    teacher = save_teacher(k, tmp_path / "softmax.keras", activation="softmax")
+    result = run_script("train.py", *short, f"--distill=teacher:{teacher}")
+    assert result.returncode == 0 and result.stderr.strip().splitlines() == [
+        "train.py: warning: the teacher's outputs look like probabilities (its output layer scores ends in "
+        "softmax), not the logits distillation softens; give a teacher without its final softmax or sigmoid"
+    ], result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_an_image_folder_with_an_empty_class_folder_is_refused(tmp_path):
+    """Else the model gets an output for a class it never sees, and the run says nothing."""
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    for name in ("cat", "dog"):
+        (photos / name).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (16, 16), (40 * i, 0, 0)).save(photos / name / f"{i}.png")
+    (photos / "bird").mkdir()
+    result = run_script("train.py", "--arch=tiny", f"--dataset=folder:{photos}", f"--output_dir={tmp_path / 'run'}",
+                        f"--tflite_dir={tmp_path / 'tflite'}")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"train.py: error: --dataset folder:{photos}: no images (.png, .jpg, .jpeg, .bmp, .gif) in class folder "
+        f"{photos / 'bird'}; add images or remove the folder"], result.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["photos"]  # Nothing written.
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("args,reason", [
     (["--backend=torch", "--strategy=mirrored"],
