@@ -29,6 +29,7 @@ _EXPORTS = {
     "PEALayer": "layer", "TFKerasPEALayer": "layer",
     "PEAScheduler": "callbacks", "set_alpha": "callbacks",
     "load_model": "saving",
+    "reestimate_batchnorm": "batchnorm",
 }
 _MODULES = ("activations", "schedules", "flavor", "distillation")
 __all__ = sorted(_EXPORTS) + list(_MODULES)

@@ -205,7 +205,7 @@ def test_missing_dataset_exits_with_one_line(tmp_path):
     (["--backend=jax", "--keras=2"], "--backend jax needs --keras 3: tf_keras runs on TensorFlow only"),
     (["--distill=self", "--mode=relu"], "--distill self needs --mode pea"),
     (["--distill=teacher:/no/such.keras"], "--distill teacher:/no/such.keras: no such file or directory"),
-    (["--distill=bogus"], "--distill must be none, self or teacher:PATH, got bogus"),
+    (["--distill=bogus"], "--distill must be none, self, init or teacher:PATH, got bogus"),
     (["--distill_weight=2"], "--distill_weight must be in [0, 1], got 2.0"),
 ])
 def test_user_mistakes_are_one_line(tmp_path, capsys, args, reason):

@@ -148,7 +148,7 @@ def prepare(config, ablation=None):
     r.schedule = make_schedule(config, r.total_steps) if config.mode not in ("relu", "surrogate") else None
     if ablation is not None and config.mode not in ("relu", "surrogate"):
         r.schedule = None if ablation.trainable_alpha else ablation.schedule
-    elif config.mode == "pea" and r.schedule(r.total_steps - 1) < 1.0:
+    elif config.mode in ("pea", "relufy") and r.schedule(r.total_steps - 1) < 1.0:
         how = ("lower --pea_end below 1: at 1, alpha reaches 1 only after the last step" if config.pea_end >= 1
                else f"lower --pea_end (now {config.pea_end}) or train more steps (now {r.total_steps})")
         raise UsageError(f"alpha would end at {r.schedule(r.total_steps - 1):.3f} < 1, so the model "
@@ -161,13 +161,17 @@ def build(r):
     config = r.config
     r.K.utils.set_random_seed(config.seed)  # The same initial weights for every mode.
     with r.strategy.scope():
-        model = r.task.build_model(r.K, config, r.data)
+        initial = _initial_model(r)
         if config.mode == "surrogate":
-            model = pea_keras.surrogate(model, activation=config.activation)
+            model = pea_keras.surrogate(initial, activation=config.activation)
+        elif config.mode == "relufy":
+            model = pea_keras.relufy(initial)
         elif config.mode != "relu":
-            model = pea_keras.wrap(model, activation=config.activation, alpha=0.0,
+            model = pea_keras.wrap(initial, activation=config.activation, alpha=0.0,
                                    trainable_alpha=bool(r.ablation and r.ablation.trainable_alpha))
-        r.trainer = _trainer(config, model)
+        else:
+            model = initial
+        r.trainer = _trainer(config, model, initial)
         r.optimizer, r.lr_schedule = make_optimizer(r.K, config, r.total_steps, r.steps_per_epoch)
         r.trainer.compile(optimizer=r.optimizer, loss=r.task.loss(r.K, config, r.data),
                           metrics=r.task.metrics(r.K, r.data))
@@ -191,23 +195,54 @@ def build(r):
         _log(config, f"Resuming {r.run_dir} at epoch {r.initial_epoch} (step {step})")
 
 
-def _trainer(config, model):
-    """`model`, or with --distill a distiller that trains it against the teacher."""
+def _initial_model(r):
+    """The network training starts from: a new --arch network, or the --init_from model, checked
+    against the task's inputs and classes before anything is written."""
+    config = r.config
+    if not config.init_from:
+        return r.task.build_model(r.K, config, r.data)
+    try:
+        model = pea_keras.load_model(config.init_from)
+    except UserError as e:
+        raise UsageError(f"--init_from {config.init_from}: {e}") from None
+    if flavor.is_tf_keras(model) != (config.keras == "2"):
+        raise UsageError(f"--init_from {config.init_from} is a {_FLAVOUR_NAMES[flavor.is_tf_keras(model)]} model; "
+                         f"this run trains {_FLAVOUR_NAMES[config.keras == '2']}")
+    spec = r.splits[0].element_spec  # What the training pipeline feeds: (images, labels).
+    expected = tuple(spec[0].shape[1:])
+    got = tuple(model.inputs[0].shape[1:]) if len(model.inputs) == 1 else None
+    if got is None or any(g not in (None, e) for g, e in zip(got, expected)) or len(got) != len(expected):
+        shapes = [tuple(t.shape[1:]) for t in model.inputs]
+        raise UsageError(f"--init_from {config.init_from} takes inputs of shape {', '.join(map(str, shapes))}; "
+                         f"this task feeds one input of shape {expected}")
+    classes = r.data.num_classes
+    if len(model.outputs) != 1 or model.outputs[0].shape[-1] != classes:
+        shapes = [tuple(t.shape[1:]) for t in model.outputs]
+        raise UsageError(f"--init_from {config.init_from} has outputs of shape {', '.join(map(str, shapes))}; "
+                         f"this task needs one output of {classes} logits")
+    return model
+
+
+_FLAVOUR_NAMES = {True: "tf_keras (--keras 2)", False: "Keras 3 (--keras 3)"}
+
+
+def _trainer(config, model, initial):
+    """`model`, or with --distill a distiller that trains it against the teacher (for `init`, the
+    network as loaded from --init_from, which training leaves untouched)."""
     if config.distill == "none":
         return model
     from pea_keras import distillation
 
-    teacher = "self"
+    teacher = initial if config.distill == "init" else "self"
     if config.distill.startswith("teacher:"):
         path = config.distill[len("teacher:"):]
         try:
             teacher = pea_keras.load_model(path)
         except UserError as e:
             raise UsageError(f"--distill teacher:{path}: {e}") from None
-        names = {True: "tf_keras (--keras 2)", False: "Keras 3 (--keras 3)"}
         if flavor.is_tf_keras(teacher) != flavor.is_tf_keras(model):
-            raise UsageError(f"--distill teacher:{path} is a {names[flavor.is_tf_keras(teacher)]} model; this "
-                             f"run trains {names[flavor.is_tf_keras(model)]}")
+            raise UsageError(f"--distill teacher:{path} is a {_FLAVOUR_NAMES[flavor.is_tf_keras(teacher)]} model; "
+                             f"this run trains {_FLAVOUR_NAMES[flavor.is_tf_keras(model)]}")
     try:
         return distillation.distiller(model, teacher, config.distill_temperature, config.distill_weight)
     except ValueError as e:
@@ -288,11 +323,13 @@ def score(r):
         _log(r.config, "Mode novel: g everywhere cannot be deployed ReLU-only; skipping strip and export")
         return scores, sizes, None
     deployable = pea_keras.strip(r.model, force=r.ablation is not None)  # Else raises if any alpha != 1.
+    if r.config.bn_reestimate:
+        pea_keras.reestimate_batchnorm(deployable, r.splits[0], batches=r.config.bn_reestimate)
     predicted_relu = scores.add("stripped", r.task.evaluate(deployable, test_ds, r.data))
     relu_path = os.path.join(r.run_dir, "relu_model.keras")
     storage.save_model(deployable, relu_path)
     sizes["relu_model_bytes"] = rundir.size_bytes(relu_path)
-    if scores.main["stripped"] != scores.main["pea"] and r.ablation is None:
+    if scores.main["stripped"] != scores.main["pea"] and r.ablation is None and not r.config.bn_reestimate:
         _warn(r, f"stripped model scores {scores.main['stripped']} but the PEA model "
                  f"{scores.main['pea']} (prediction agreement {np.mean(predicted == predicted_relu):.4f})")
     return scores, sizes, deployable
