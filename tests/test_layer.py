@@ -54,7 +54,7 @@ def test_without_xla_the_blend_runs_op_by_op_with_the_same_values(k, monkeypatch
                                rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(grads(lambda x: layer(x, training=True), X, weight), expected_grads,
                                rtol=1e-5, atol=1e-5)
-    forward, backward = layer_module._BLENDS[("tensorflow", "silu", 6.0)]
+    forward, backward = layer_module._BLENDS[("tensorflow", "silu", 6.0, False)]
     assert not hasattr(forward, "get_concrete_function")  # Plain Python functions, no tf.function.
 
 
