@@ -314,6 +314,28 @@ def _hard_sigmoid_input(tensor):
     return _tensors(*added[1:])[0], relu6[0]
 
 
+_TF_RESHAPES = ("reshape", "expand_dims")
+
+
+def _before_reshapes(tensor):
+    """The tensor a chain of reshapes (a Reshape layer, keras.ops.reshape / expand_dims, tf.reshape /
+    expand_dims) started from: a gate often reaches its product as (batch, 1, 1, channels)."""
+    while True:
+        producer = _producer(tensor)
+        if producer is None:
+            return tensor
+        op, args, kwargs = producer
+        if flavor.is_tf_keras(op):
+            reshapes = isinstance(op, tf_keras.layers.Reshape) or getattr(op, "symbol", None) in _TF_RESHAPES
+        else:
+            reshapes = isinstance(op, keras.layers.Reshape) or (
+                not flavor.is_layer(op) and type(op).__name__ in ("Reshape", "ExpandDims"))
+        inputs = _tensors(args, kwargs)
+        if not reshapes or len(inputs) != 1:
+            return tensor
+        tensor = inputs[0]
+
+
 def hard_sigmoid_gates(model):
     """ids of the ReLU6 layers and ops computing hard sigmoids, ReLU6(x + 3) (/ 6 after them).
 
@@ -350,7 +372,7 @@ def products(model):
         for i, operand in enumerate(operands):
             x, relu6 = _hard_sigmoid_input(operand)
             g = "hard_swish" if x is not None else None
-            producer = _producer(operand)
+            producer = _producer(_before_reshapes(operand))
             gate = g_match(producer[0]) if producer is not None else None
             if gate is not None and gate.gate:
                 inputs = _tensors(*producer[1:]) if gate.kind != "fused" else []

@@ -339,7 +339,8 @@ def relufy(model, layers=None, gates=True):
         if not selected(layer):
             return None
         if id(layer) in outputs or (match.gate and (not gates or id(layer) not in gate_ids)):
-            why = "a model output" if id(layer) in outputs else "not a gate"
+            why = ("a model output" if id(layer) in outputs else "not a gate" if id(layer) not in gate_ids
+                   else "gates=False")
             left.append(f"{layer.name} ({match.key or match.g}, {why})")
             return None
         found.add(layer.name)
