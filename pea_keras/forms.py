@@ -297,21 +297,22 @@ def _product_kind(op):
     return {"Multiply": "multiply", "TrueDivide": "divide", "Divide": "divide"}.get(type(op).__name__)
 
 
-def _hard_sigmoid_input(tensor):
-    """x where `tensor` is ReLU6(x + 3) / 6 (a ReLU6 layer or op between the constants), else None;
-    with the ReLU6 operation."""
-    scaled = _producer(tensor)
-    if not _is_sixth(scaled):
-        return None, None
-    inner = _tensors(*scaled[1:])
-    relu6 = _producer(inner[0]) if len(inner) == 1 else None
-    found = relu_match(relu6[0]) if relu6 is not None else None
+def _relu6_of_add3(op, args, kwargs):
+    """x where a node computes ReLU6(x + 3) with a ReLU6 layer or op, else None."""
+    found = relu_match(op)
     if found is None or found.kind == "fused" or (found.max_value, found.threshold) != (6.0, 0.0):
-        return None, None
-    added = _producer(_tensors(*relu6[1:])[0])
-    if not _is_add_of_3(added):
-        return None, None
-    return _tensors(*added[1:])[0], relu6[0]
+        return None
+    tensors = _tensors(args, kwargs)
+    added = _producer(tensors[0]) if tensors else None
+    return _tensors(*added[1:])[0] if _is_add_of_3(added) else None
+
+
+def _hard_sigmoid_input(tensor):
+    """x where `tensor` is ReLU6(x + 3) / 6 (or * (1 / 6)), else None."""
+    scaled = _producer(tensor)
+    inner = _tensors(*scaled[1:]) if _is_sixth(scaled) else []
+    relu6 = _producer(inner[0]) if len(inner) == 1 else None
+    return _relu6_of_add3(*relu6) if relu6 is not None else None
 
 
 _TF_RESHAPES = ("reshape", "expand_dims")
@@ -343,15 +344,11 @@ def hard_sigmoid_gates(model):
     these gates; with an unbounded g in their place the products grow block after block
     until they overflow. They are gates, not the network's ReLU nonlinearities.
     """
-    gates = set()
-    for op, args, kwargs in _nodes(model):
-        found = relu_match(op)
-        if found is None or found.kind == "fused" or (found.max_value, found.threshold) != (6.0, 0.0):
-            continue
-        tensors = _tensors(args, kwargs)
-        if tensors and _is_add_of_3(_producer(tensors[0])):
-            gates.add(id(op))
-    return gates
+    return {id(op) for op, args, kwargs in _nodes(model) if _relu6_of_add3(op, args, kwargs) is not None}
+
+
+# x * gate(x) computes g(x): gate -> g.
+_GATED = {"sigmoid": "silu", "hard_sigmoid": "hard_swish"}
 
 
 def products(model):
@@ -370,16 +367,20 @@ def products(model):
         if len(operands) != 2 or len(_tensors(operands, {})) != 2:
             continue
         for i, operand in enumerate(operands):
-            x, relu6 = _hard_sigmoid_input(operand)
-            g = "hard_swish" if x is not None else None
-            producer = _producer(_before_reshapes(operand))
+            other = operands[1 - i]
+            hard_sigmoid_of = _hard_sigmoid_input(operand)
+            if hard_sigmoid_of is not None:  # A ReLU6 gate is ReLU already; of x, x * it is hard_swish(x).
+                if _same(hard_sigmoid_of, other):
+                    found[id(op)] = ("hard_swish", 1 - i)
+                continue
+            source = _before_reshapes(operand)
+            producer = _producer(source)
             gate = g_match(producer[0]) if producer is not None else None
-            if gate is not None and gate.gate:
-                inputs = _tensors(*producer[1:]) if gate.kind != "fused" else []
-                x = inputs[0] if inputs else None
-                g = {"sigmoid": "silu", "hard_sigmoid": "hard_swish"}.get(gate.g)
-            if x is not None and g is not None and _same(x, operands[1 - i]):
-                found[id(op)] = (g, 1 - i)
-            elif gate is not None and gate.gate:
+            if gate is None or not gate.gate:
+                continue
+            inputs = _tensors(*producer[1:]) if gate.kind != "fused" else []
+            if source is operand and gate.g in _GATED and inputs and _same(inputs[0], other):
+                found[id(op)] = (_GATED[gate.g], 1 - i)
+            else:
                 gates.add(id(producer[0]))
     return found, gates
