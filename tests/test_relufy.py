@@ -148,7 +148,8 @@ def test_hard_swish_and_swish_written_as_products(k):
 
 def se_model(k, relu=False):
     """Squeeze-excite gates: sigmoid fused (EfficientNet), Activation('sigmoid'), Activation('hard_sigmoid')
-    (each flavour's), a ReLU6(x + 3) / 6 gate (already ReLU) and a sigmoid output (not a gate)."""
+    (each flavour's), a ReLU6(x + 3) / 6 gate (already ReLU), a graph op (keras.ops.hard_sigmoid,
+    tf.sigmoid) and a sigmoid output (not a gate)."""
     L = k.layers
 
     def gate(x, name, activation):
@@ -158,13 +159,15 @@ def se_model(k, relu=False):
             se = L.ReLU(6.0, name=name)(L.Conv2D(4, 1, name=f"{name}_conv")(se) + 3.0) * (1.0 / 6.0)
         elif activation == "fused":
             se = L.Conv2D(4, 1, activation="sigmoid", name=f"{name}_conv")(se)
+        elif activation == "op":
+            se = (k.ops.hard_sigmoid if k.__name__ == "keras" else tf.sigmoid)(L.Conv2D(4, 1, name=f"{name}_conv")(se))
         else:
             se = L.Activation(activation, name=name)(L.Conv2D(4, 1, name=f"{name}_conv")(se))
         return L.multiply([x, se])
 
     inputs = k.Input((8, 8, 3))
     x = L.Conv2D(4, 3, padding="same", activation="relu")(inputs)
-    for i, activation in enumerate(["fused", "sigmoid", "hard_sigmoid", "relu6"]):
+    for i, activation in enumerate(["fused", "sigmoid", "hard_sigmoid", "relu6", "op"]):
         x = gate(x, f"gate{i}", activation)
     logits = L.Dense(2, name="logits")(L.GlobalAveragePooling2D()(x))
     return k.Model(inputs, [logits, L.Activation("sigmoid", name="out")(logits)])
@@ -174,11 +177,13 @@ def test_squeeze_excite_gates_become_hard_sigmoid_gates(k, caplog):
     model = se_model(k)
     reference = relu_reference(k, se_model, model)
     with caplog.at_level("INFO", logger="pea_keras.surgery"):
-        relufied, stripped = check_relufy(k, model, reference, 3, left=["out"])
+        relufied, stripped = check_relufy(k, model, reference, 4, left=["out"])
     assert "relufy left 1 activations unchanged: out (sigmoid, a model output)." in caplog.text
-    hard_sigmoid = "hard_sigmoid" if k.__name__ == "keras" else "hard_sigmoid_keras2"
-    assert [(layer.name, layer.activation, layer.gate) for layer in pea_keras.pea_layers(relufied)] == [
-        ("gate0_conv_pea", "sigmoid", True), ("gate1", "sigmoid", True), ("gate2", hard_sigmoid, True)]
+    keras3 = k.__name__ == "keras"
+    assert [(layer.name, layer.activation, layer.gate) for layer in pea_keras.pea_layers(relufied)][:3] == [
+        ("gate0_conv_pea", "sigmoid", True), ("gate1", "sigmoid", True),
+        ("gate2", "hard_sigmoid" if keras3 else "hard_sigmoid_keras2", True)]
+    assert pea_keras.pea_layers(relufied)[3].activation == ("hard_sigmoid" if keras3 else "sigmoid")
     gates = [layer for layer in stripped.layers if isinstance(layer, k.layers.ReLU)]
     assert {layer.name for layer in gates} >= {"gate0_conv_pea", "gate1", "gate2", "gate3"}
     assert all(float(layer.max_value) == 6.0 for layer in gates if layer.name.startswith("gate"))
