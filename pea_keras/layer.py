@@ -15,7 +15,7 @@ import warnings
 
 from pea_keras import activations, flavor, numerics
 
-__all__ = ["PEALayer", "TFKerasPEALayer", "is_pea_layer", "relu", "PHASES"]
+__all__ = ["PEALayer", "TFKerasPEALayer", "is_pea_layer", "relu", "hard_sigmoid", "PHASES"]
 
 
 def relu(x, max_value=None, threshold=0.0, B=numerics.TF):
@@ -27,6 +27,19 @@ def relu(x, max_value=None, threshold=0.0, B=numerics.TF):
     else:
         x = B.relu(x)
     return x if max_value is None else B.cap(x, max_value)
+
+
+def hard_sigmoid(x, B=numerics.TF):
+    """ReLU6(x + 3) / 6: a gate's ReLU branch, the hard sigmoid a ReLU-only network computes with ReLU6."""
+    return B.relu6(x + 3.0) * (1.0 / 6.0)
+
+
+def _branch(B, max_value, gate):
+    """(forward(x), backward(dy, x)) of the ReLU branch: relu(x, max_value), or a gate's hard sigmoid."""
+    if gate:
+        return (lambda x: hard_sigmoid(x, B),
+                lambda dy, x: B.relu_grad(dy * (1.0 / 6.0), x + 3.0, 6.0))
+    return lambda x: relu(x, max_value, B=B), lambda dy, x: B.relu_grad(dy, x, max_value)
 
 
 def _select(B, alpha, relu_branch, g_branch, blend, phase=None):
@@ -41,7 +54,7 @@ def _select(B, alpha, relu_branch, g_branch, blend, phase=None):
     return B.cond(alpha >= 1.0, relu_branch, lambda: B.cond(alpha <= 0.0, g_branch, blend))
 
 
-def _ensemble(B, x, alpha, max_value, act, phase=None):
+def _ensemble(B, x, alpha, max_value, act, phase=None, gate=False):
     """The ensemble as one op whose gradient is dy * (alpha * relu'(x) + (1 - alpha) * g'(x)).
 
     Autodiff of the plain formula keeps both branch outputs, g's intermediates and the
@@ -50,15 +63,16 @@ def _ensemble(B, x, alpha, max_value, act, phase=None):
     intermediates instead of storing them. Alpha is an input (JAX must see every traced value
     it closes over); its gradient is 0 because the scheduled alpha is not trained.
     """
-    forward, backward = _blend(B, act, max_value)
+    forward, backward = _blend(B, act, max_value, gate)
+    relu_forward, relu_backward = _branch(B, max_value, gate)
 
     @B.custom_gradient
     def ensemble(x, alpha):
-        y = _select(B, alpha, lambda: relu(x, max_value, B=B), lambda: act.g(x), lambda: forward(x, alpha), phase)
+        y = _select(B, alpha, lambda: relu_forward(x), lambda: act.g(x), lambda: forward(x, alpha), phase)
 
         def grad(*args, upstream=None):
             dy = args[-1] if upstream is None else upstream
-            dx = _select(B, alpha, lambda: B.relu_grad(dy, x, max_value), lambda: dy * act.g_prime(x),
+            dx = _select(B, alpha, lambda: relu_backward(dy, x), lambda: dy * act.g_prime(x),
                          lambda: backward(dy, x, alpha), phase)
             return dx, B.zeros_like(alpha)
 
@@ -67,17 +81,19 @@ def _ensemble(B, x, alpha, max_value, act, phase=None):
     return ensemble(x, alpha)
 
 
-def _blend(B, act, max_value):
+def _blend(B, act, max_value, gate=False):
     """(forward(x, alpha), backward(dy, x, alpha)) of the blend, each compiled into one loop
     (`numerics` `fused`): one pass over memory each way, as a ReLU makes, where op by op
     SiLU's blend makes about a dozen. One pair per activation and cap, shared by every layer."""
-    key = (B.name, act.name, max_value)
+    key = (B.name, act.name, max_value, gate)
     if key not in _BLENDS:
+        relu_forward, relu_backward = _branch(B, max_value, gate)
+
         def forward(x, alpha):
-            return alpha * relu(x, max_value, B=B) + (1.0 - alpha) * act.g(x)
+            return alpha * relu_forward(x) + (1.0 - alpha) * act.g(x)
 
         def backward(dy, x, alpha):
-            return B.relu_grad(alpha * dy, x, max_value) + ((1.0 - alpha) * dy) * act.g_prime(x)
+            return relu_backward(alpha * dy, x) + ((1.0 - alpha) * dy) * act.g_prime(x)
 
         _BLENDS[key] = B.fused(forward), B.fused(backward)
     return _BLENDS[key]
@@ -131,13 +147,15 @@ class _PEAMixin(metaclass=_PEAMeta):
         alpha: initial ReLU weight; `PEAScheduler` moves it during training.
         trainable_alpha: ablation, learn alpha (clipped to [0, 1]) instead of scheduling it.
         surrogate: ReLU forward and g' backward (`pea_keras.surrogate`); alpha stays 1.
-        origin: what the layer replaced; set by `wrap`, used by `strip`.
+        origin: what the layer replaced; set by `wrap` and `relufy`, used by `strip`.
+        gate: a gate (squeeze-excite's sigmoid): the ReLU branch is the hard sigmoid ReLU6(x + 3) / 6,
+            what a ReLU-only network gates with (`relufy`); max_value and threshold stay unset.
 
     At alpha == 1 only the ReLU branch is computed, at alpha == 0 only `g`.
     """
 
     def __init__(self, activation="silu", max_value=None, threshold=0.0, alpha=0.0,
-                 trainable_alpha=False, surrogate=False, origin=None, **kwargs):
+                 trainable_alpha=False, surrogate=False, origin=None, gate=False, **kwargs):
         super().__init__(**kwargs)
         self._B = numerics.of_layer(self)
         self._act = activations.get(activation, self._B)
@@ -155,6 +173,10 @@ class _PEAMixin(metaclass=_PEAMeta):
         if self.surrogate and (self._act.g_prime is None or alpha != 1.0 or self.trainable_alpha):
             raise ValueError("A surrogate layer needs a registered activation (its closed-form g' is the "
                              f"gradient; got {activation!r}) and alpha 1 (its forward pass is ReLU).")
+        self.gate = bool(gate)
+        if self.gate and (self.max_value is not None or self.threshold or self.surrogate):
+            raise ValueError("A gate's ReLU branch is ReLU6(x + 3) / 6: it takes no max_value, threshold or "
+                             "surrogate.")
         # What this layer replaced, so `strip` can restore it exactly.
         self.origin = dict(origin) if origin else None
         self._phase = None
@@ -199,7 +221,7 @@ class _PEAMixin(metaclass=_PEAMeta):
         return float(self.alpha.numpy())
 
     def relu(self, x):
-        return relu(x, self.max_value, self.threshold, self._B)
+        return hard_sigmoid(x, self._B) if self.gate else relu(x, self.max_value, self.threshold, self._B)
 
     def call(self, inputs, training=None):
         phase = self._phase if training else None
@@ -223,7 +245,7 @@ class _PEAMixin(metaclass=_PEAMeta):
         if self._act.g_prime is None or self.threshold != 0:  # No closed-form gradient: autodiff.
             return _select(B, alpha, lambda: self.relu(x), lambda: g(x),
                            lambda: alpha * self.relu(x) + (1.0 - alpha) * g(x), phase)
-        return _ensemble(B, x, alpha, self.max_value, self._act, phase)  # threshold 0: relu(x, max_value).
+        return _ensemble(B, x, alpha, self.max_value, self._act, phase, self.gate)  # threshold 0.
 
     def _alpha_stays_put(self):
         """True when a training-mode trace means alpha will not move: nothing (PEAScheduler,
@@ -241,7 +263,8 @@ class _PEAMixin(metaclass=_PEAMeta):
             activation = flavor.keras_of(self).saving.serialize_keras_object(activation)
         return {**super().get_config(), "activation": activation, "max_value": self.max_value,
                 "threshold": self.threshold, "alpha": self.initial_alpha,
-                "trainable_alpha": self.trainable_alpha, "surrogate": self.surrogate, "origin": self.origin}
+                "trainable_alpha": self.trainable_alpha, "surrogate": self.surrogate, "origin": self.origin,
+                "gate": self.gate}
 
     @classmethod
     def from_config(cls, config):

@@ -39,6 +39,31 @@ def test_values_and_gradients_equal_plain_formula(k, activation, max_value):
                                        rtol=1e-5, atol=1e-5)
 
 
+def plain_gate(x, alpha, activation):
+    return alpha * tf.nn.relu6(x + 3.0) / 6.0 + (1.0 - alpha) * activations.get(activation).g(x)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "hard_sigmoid", "hard_sigmoid_keras2"])
+def test_gate_values_and_gradients_equal_plain_formula(k, activation):
+    """A gate's ReLU branch is the hard sigmoid ReLU6(x + 3) / 6."""
+    weight = tf.constant(np.random.default_rng(3).normal(size=X.shape).astype("float32"))
+    layer = layer_class(k)(activation, gate=True)
+    layer.build(X.shape)
+    for alpha in (0.0, 0.3, 1.0):
+        layer.set_alpha(alpha)
+        expected = plain_gate(X, alpha, activation).numpy()
+        expected_grads = grads(lambda x, a=alpha: plain_gate(x, a, activation), X, weight)
+        for phase in (None, {0.0: "novel", 1.0: "relu"}.get(alpha, "blend")):
+            layer.enter_phase(phase)
+            np.testing.assert_allclose(layer(X, training=True).numpy(), expected, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(grads(lambda x: layer(x, training=True), X, weight), expected_grads,
+                                       rtol=1e-5, atol=1e-5)
+    restored = layer_class(k).from_config(layer.get_config())
+    assert restored.gate and restored.activation == activation
+    with pytest.raises(ValueError, match=r"A gate's ReLU branch is ReLU6\(x \+ 3\) / 6: it takes no max_value"):
+        layer_class(k)("sigmoid", max_value=6.0, gate=True)
+
+
 def test_without_xla_the_blend_runs_op_by_op_with_the_same_values(k, monkeypatch):
     """Where TensorFlow has no XLA, the blend's fused loops are the same formulas run op by op."""
     from pea_keras import layer as layer_module
@@ -54,7 +79,7 @@ def test_without_xla_the_blend_runs_op_by_op_with_the_same_values(k, monkeypatch
                                rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(grads(lambda x: layer(x, training=True), X, weight), expected_grads,
                                rtol=1e-5, atol=1e-5)
-    forward, backward = layer_module._BLENDS[("tensorflow", "silu", 6.0)]
+    forward, backward = layer_module._BLENDS[("tensorflow", "silu", 6.0, False)]
     assert not hasattr(forward, "get_concrete_function")  # Plain Python functions, no tf.function.
 
 
