@@ -233,6 +233,35 @@ def keras_export(code, cwd):
     assert (result.returncode, result.stdout) == (0, "model_int8.tflite: ReLU-only int8\n"), result.stderr
 
 
+def pretrained(code, cwd):
+    """The pretrained recipe on an EfficientNetB0 of random weights at 32 px (no download): the saved
+    network has ReLU and ReLU6 (the gates) activations only, and the final softmax."""
+    code = code.replace('weights="imagenet"', 'weights=None, input_shape=(32, 32, 3), classes=10')
+    check = ("\nm = pea_keras.load_model('efficientnet_relu.keras')\n"
+             "print(sorted({type(l).__name__ for l in m.layers if type(l).__name__ in ('ReLU', 'PEALayer')}),"
+             " sorted({str(l.max_value) for l in m.layers if type(l).__name__ == 'ReLU'}),"
+             " sorted({str(l.get_config().get('activation')) for l in m.layers} - {'None', 'linear'}))")
+    result = subprocess.run(["python", "-c", textwrap.dedent(code) + check], cwd=cwd, capture_output=True, text=True,
+                            env=env(), timeout=HANG_S)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip().splitlines()[-1] == "['ReLU'] ['6.0', 'None'] ['relu', 'softmax']", result.stdout
+
+
+def relufy_runs(script, cwd):
+    """train.py --mode relufy on a small SiLU network of digits saved where the commands expect it."""
+    code = textwrap.dedent("""
+        import keras
+        i = keras.Input((32, 32, 1))
+        h = keras.layers.Conv2D(8, 3, strides=2, activation="silu")(i)
+        h = keras.layers.Activation("silu")(keras.layers.BatchNormalization()(h))
+        keras.Model(i, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h))).save("my_silu_model.keras")
+    """)
+    subprocess.run(["python", "-c", code], cwd=cwd, check=True, env=env(), timeout=HANG_S)
+    shell(script, cwd)
+    for run in ("my_silu_model_relufy_digits", "longer"):
+        assert (cwd / "runs" / run / "metrics.json").is_file(), run
+
+
 def compiled_elsewhere(script, cwd):
     pytest.skip("compiled against a kit's headers (and a TensorFlow Lite Micro checkout's with PEA_TFLM_ROOT) "
                 "in test_tflite_micro_kit.py")
@@ -246,6 +275,9 @@ def run_by_measured(script, cwd):
 RUNNERS = {
     "pip install -e . && python train.py --arch mobilenet_v2": quick_start,
     "import keras          # or: import tf_keras as keras — both flavours are first class": library,
+    "import keras": pretrained,
+    "python train.py --mode relufy --init_from my_silu_model.keras          # its recipe: 3 epochs, lr 5e-4, ...":
+        relufy_runs,
     "pea-tflite convert runs/mobilenet_v2_pea_digits/pea_model.keras -o tflite/model.tflite --calib digits":
         after_quick_start,
     "python train.py --arch mobilenet_v2                       # PEA (SiLU) on digits, width 0.35, ~2.5 min on 2 "

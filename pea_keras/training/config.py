@@ -195,7 +195,7 @@ class RunConfig:
         network = self.arch
         if self.init_from:
             stem = os.path.splitext(os.path.basename(os.path.normpath(self.init_from)))[0]
-            network = re.sub(r"[^A-Za-z0-9]+", "-", stem).strip("-") or "model"
+            network = re.sub(r"[^A-Za-z0-9_]+", "-", stem).strip("-") or "model"
         return f"{network}_{self.mode}_{dataset}"
 
     def run_dir(self):
