@@ -267,3 +267,17 @@ def test_applications_relufy_exactly_and_strip_to_relu(k, app):
     assert names <= {None, "linear", "relu", "softmax"}
     assert [layer.name for layer in stripped.layers if forms.activation_name(layer) == "softmax"] == [
         stripped.layers[-1].name]
+
+
+@pytest.mark.slow
+def test_relufied_model_fine_tunes_to_relu_and_strips(k):
+    """PEAScheduler moves every layer, gates included, from the model's activations to ReLU in a fine-tune."""
+    model = se_model(k)
+    relufied = pea_keras.relufy(model)
+    relufied.compile("adam", ["mse", None])
+    y = np.zeros((len(IMAGES), 2), "float32")
+    relufied.fit(IMAGES, y, epochs=2, batch_size=2, verbose=0,
+                 callbacks=[pea_keras.PEAScheduler(pea_keras.schedules.Linear(0, 3))])
+    assert [layer.alpha_value for layer in pea_keras.pea_layers(relufied)] == [1.0] * 4
+    stripped = pea_keras.strip(relufied)
+    assert max_diff(relufied, stripped) <= 1e-5
