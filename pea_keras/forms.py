@@ -91,7 +91,7 @@ def _op_form(op):
     """(key, Form, threshold) of an activation graph operation, else None (layers and other ops)."""
     if flavor.is_tf_keras(op):
         symbol = getattr(op, "symbol", None) if type(op).__name__ == "TFOpLambda" else None
-        if symbol == "nn.gelu":
+        if symbol == "nn.gelu" and op._inbound_nodes:
             gelu = "gelu_tanh" if _approximate(op, flavor.node_arguments(op, op._inbound_nodes[0])) else "gelu"
             return symbol, Form(gelu), 0.0
         return (symbol, _TF_KERAS_OPS[symbol], 0.0) if symbol in _TF_KERAS_OPS else None
