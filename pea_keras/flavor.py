@@ -24,7 +24,7 @@ ops = keras.ops  # Keras 3's backend-neutral ops, for the modules that compute o
 
 __all__ = ["keras_of", "is_tf_keras", "is_sequential", "is_functional", "replay", "new_inputs", "backend_of",
            "runs_on_tensorflow", "twin_classes", "Twins", "is_layer", "layer_tree", "node_arguments", "is_add_op",
-           "relu_ops_inside", "finish_adapted_copy", "in_saved_model_trace"]
+           "traced_op_types", "finish_adapted_copy", "in_saved_model_trace"]
 
 
 def is_tf_keras(obj):
@@ -197,14 +197,11 @@ def node_arguments(layer, node):
     return tuple(node.arguments.args), dict(node.arguments.kwargs)
 
 
-_RELU_OP_TYPES = {"Relu", "Relu6"}
-
-
-def relu_ops_inside(layer):
-    """How many ReLU/ReLU6 ops a call of `layer` runs: its first call in the model, traced on
-    TensorFlow. 0 where it cannot be traced (Keras 3 on JAX or PyTorch, an unbuilt layer)."""
+def traced_op_types(layer):
+    """The TensorFlow op types ("Relu", "MatMul", ...) a call of `layer` runs: its first call in
+    the model, traced. Empty where it cannot be traced (Keras 3 on JAX or PyTorch, an unbuilt layer)."""
     if not runs_on_tensorflow(layer) or not layer._inbound_nodes:
-        return 0
+        return []
     args, kwargs = node_arguments(layer, layer._inbound_nodes[0])
     symbolic = _TFKerasTensor if is_tf_keras(layer) else keras.KerasTensor
 
@@ -215,10 +212,9 @@ def relu_ops_inside(layer):
         specs = tf.nest.map_structure(spec, (args, kwargs))
         graph = tf.function(lambda a, kw: layer(*a, **kw)).get_concrete_function(*specs).graph
     except Exception:  # Tracing is a best-effort look inside: anything failing means "cannot tell".
-        return 0
+        return []
     graph_def = graph.as_graph_def()
-    nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
-    return sum(node.op in _RELU_OP_TYPES for node in nodes)
+    return [node.op for node in (*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def))]
 
 
 def finish_adapted_copy(layer):

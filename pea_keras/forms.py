@@ -17,8 +17,9 @@ import tf_keras
 from pea_keras import flavor
 from pea_keras.layer import is_pea_layer
 
-__all__ = ["Form", "Match", "match", "relu_match", "g_match", "products", "hard_sigmoid_gates", "is_leaky",
-           "recurrent_relu", "may_hide_relu", "relu_op_function", "HardSigmoid", "with_activation", "activation_name"]
+__all__ = ["Form", "Match", "match", "relu_match", "g_match", "activation_name", "products", "hard_sigmoid_gates",
+           "is_leaky", "recurrent_relu", "may_hide_relu", "relu_ops_inside", "relu_op_function", "HardSigmoid",
+           "with_activation"]
 
 # What an activation computes. g None: a ReLU capped at max_value; else the name of its formula in
 # `pea_keras.activations`. gate: a sigmoid-like activation, whose ReLU form is ReLU6(x + 3) / 6.
@@ -90,7 +91,7 @@ def _op_form(op):
     """(key, Form, threshold) of an activation graph operation, else None (layers and other ops)."""
     if flavor.is_tf_keras(op):
         symbol = getattr(op, "symbol", None) if type(op).__name__ == "TFOpLambda" else None
-        if symbol == "nn.gelu":
+        if symbol == "nn.gelu" and op._inbound_nodes:
             gelu = "gelu_tanh" if _approximate(op, flavor.node_arguments(op, op._inbound_nodes[0])) else "gelu"
             return symbol, Form(gelu), 0.0
         return (symbol, _TF_KERAS_OPS[symbol], 0.0) if symbol in _TF_KERAS_OPS else None
@@ -227,6 +228,11 @@ def may_hide_relu(layer):
         if type(sub).__module__.split(".")[0] not in ("keras", "tf_keras", "pea_keras"):
             return True
     return False
+
+
+def relu_ops_inside(layer):
+    """How many ReLU/ReLU6 ops a call of `layer` runs (traced on TensorFlow; 0 where it cannot be)."""
+    return sum(op in ("Relu", "Relu6") for op in flavor.traced_op_types(layer))
 
 
 def _nodes(model):

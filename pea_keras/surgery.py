@@ -72,7 +72,7 @@ def _find_relus(model, selected, include_gates, notes):
             if flavor.is_layer(layer) and not is_model(layer) and forms.recurrent_relu(layer):
                 notes.recurrent.append(layer.name)
             elif flavor.is_layer(layer) and not is_model(layer) and forms.may_hide_relu(layer):
-                count = flavor.relu_ops_inside(layer)
+                count = forms.relu_ops_inside(layer)
                 if count:
                     notes.hidden.append((layer.name, type(layer).__name__, count))
             return None

@@ -237,7 +237,9 @@ def test_relufied_model_saves_and_loads(k, tmp_path):
         (layer.activation, layer.gate, layer.origin) for layer in pea_keras.pea_layers(relufied)]
     np.testing.assert_allclose(outputs(loaded, IMAGES)[0], expected[0], rtol=1e-6, atol=1e-6)
     set_all_alpha(loaded, 1.0)
-    assert max_diff(pea_keras.strip(loaded), relu_reference(k, se_model, model)) <= 1e-5
+    pea_keras.strip(loaded).save(tmp_path / "stripped.keras")  # The gates' ReLU6 and ops save too.
+    stripped = k.models.load_model(tmp_path / "stripped.keras")
+    assert max_diff(stripped, relu_reference(k, se_model, model)) <= 1e-5
 
 
 APPLICATIONS = {
@@ -267,3 +269,17 @@ def test_applications_relufy_exactly_and_strip_to_relu(k, app):
     assert names <= {None, "linear", "relu", "softmax"}
     assert [layer.name for layer in stripped.layers if forms.activation_name(layer) == "softmax"] == [
         stripped.layers[-1].name]
+
+
+@pytest.mark.slow
+def test_relufied_model_fine_tunes_to_relu_and_strips(k):
+    """PEAScheduler moves every layer, gates included, from the model's activations to ReLU in a fine-tune."""
+    model = se_model(k)
+    relufied = pea_keras.relufy(model)
+    relufied.compile("adam", ["mse", None])
+    y = np.zeros((len(IMAGES), 2), "float32")
+    relufied.fit(IMAGES, y, epochs=2, batch_size=2, verbose=0,
+                 callbacks=[pea_keras.PEAScheduler(pea_keras.schedules.Linear(0, 3))])
+    assert [layer.alpha_value for layer in pea_keras.pea_layers(relufied)] == [1.0] * 4
+    stripped = pea_keras.strip(relufied)
+    assert max_diff(relufied, stripped) <= 1e-5
