@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from pea_keras.tflite import TFLiteError, cli, convert, inspect, micro_kit, predict, quantize, runtimes
+from pea_keras.tflite import TFLiteError, cli, convert, inspect, micro_kit, op_resolver, predict, quantize, runtimes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN_CC = os.path.join(REPO, "pea_keras", "tflite", "micro", "main.cc")
@@ -112,13 +112,13 @@ def test_int8_kernels_only_where_every_instance_is_int8(kit):
     tensors[softmax.outputs[0]] = dataclasses.replace(tensors[softmax.outputs[0]], dtype="INT16")
     tensors[conv.inputs[1]] = dataclasses.replace(tensors[conv.inputs[1]], dtype="INT4")
     info.subgraphs[0] = (tensors, *info.subgraphs[0][1:])
-    header = micro_kit.op_resolver_header(info, "mixed")
+    header = op_resolver.op_resolver_header(info, "mixed")
     assert "resolver.AddSoftmax()" in header and "resolver.AddConv2D()" in header
     assert "AddDepthwiseConv2D(tflite::Register_DEPTHWISE_CONV_2D_INT8())" in header
     assert '#include "tensorflow/lite/micro/kernels/softmax.h"' not in header
     float_io = quantize(eight_op_model(), np.random.default_rng(1).random((8, 8, 8, 1), np.float32),
                         io="float")
-    header = micro_kit.op_resolver_header(inspect(float_io), "f")
+    header = op_resolver.op_resolver_header(inspect(float_io), "f")
     assert "AddQuantize()" in header and "AddDequantize()" in header
     assert "AddConv2D(tflite::Register_CONV_2D_INT8())" in header
 
@@ -211,9 +211,10 @@ def test_example_uses_only_generated_names(kit):
         "tensorflow/lite/micro/micro_time.h", "tensorflow/lite/micro/system_setup.h",
         "tensorflow/lite/schema/schema_generated.h"}
     used = set(re.findall(r"\bkit::(\w+)", source))
-    assert {"RegisterOps", "OpResolver", "kTensorArenaSize", "kTestInputs", "kTestOutputs"} <= used
+    assert {"RegisterOps", "OpResolver", "kTensorArenaSize", "kNumInputs", "kGoldenInputs", "kNumOutputs",
+            "kGoldenOutputs"} <= used
     for name in used:
-        assert re.search(rf"(constexpr \w+|using|extern const \w+|TfLiteStatus) {name}\b", generated), name
+        assert re.search(rf"(constexpr \w+|using|extern const \w+|TfLiteStatus|struct) {name}\b", generated), name
     assert "namespace kit = PEA_CAT(PEA_MODEL, _model);" in source
     assert "PEA_CAT(PEA_CAT(g_, PEA_MODEL), _model_data)" in source and "g_tiny8_model_data[]" in generated
     readme = pathlib.Path(REPO, "tflite", "README.md").read_text()
@@ -241,7 +242,13 @@ _STAND_INS = {
         #include <stddef.h>
         #include <stdint.h>
         typedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
-        typedef struct { union { int8_t* int8; void* data; } data; size_t bytes; } TfLiteTensor;
+        typedef enum { kTfLiteNoType = 0, kTfLiteFloat32 = 1, kTfLiteInt32 = 2, kTfLiteUInt8 = 3,
+                       kTfLiteInt64 = 4, kTfLiteInt16 = 7, kTfLiteInt8 = 9 } TfLiteType;
+        typedef struct {
+          TfLiteType type;
+          union { int8_t* int8; void* data; } data;
+          size_t bytes;
+        } TfLiteTensor;
         namespace tflite {
         struct TFLMRegistration {};
         struct Model { uint32_t version() const; };
@@ -328,18 +335,18 @@ def test_main_and_the_firmware_function_compile_against_the_kit(kit, tmp_path):
     stand_ins = tflm_stand_ins(tmp_path / "stand_in")
     for name, flags in [("stand-ins", ["-std=c++11", "-I", str(stand_ins)]), *tflm_include_flags()]:
         for source, extra in ((MAIN_CC, ["-DPEA_MODEL=tiny8"]), (tmp_path / "firmware.cc", [])):
-            result = subprocess.run([compiler, *flags, *extra, "-Wall", "-Wextra", "-Wno-unused-parameter",
-                                     "-Werror", "-I", str(folder), "-c", str(source), "-o",
+            result = subprocess.run([compiler, *flags, *extra, *STRICT, "-I", str(folder), "-c", str(source), "-o",
                                      str(tmp_path / "out.o")], capture_output=True, text=True)
             assert result.returncode == 0, f"{source} with the {name}:\n{result.stderr[-3000:]}"
     missing_stem = subprocess.run([compiler, "-std=c++11", "-I", str(stand_ins), "-I", str(folder),
                                    "-fsyntax-only", MAIN_CC], capture_output=True, text=True)
-    assert missing_stem.returncode != 0 and "Define PEA_MODEL as the stem" in missing_stem.stderr
+    assert missing_stem.returncode != 0 and "Define PEA_MODEL as the kit's name that pea-tflite convert printed" in missing_stem.stderr
 
 
-# A stand-in TFLite Micro to link main.cc with: the interpreter answers each golden input with its
-# golden output (changed by CHANGE), the clock advances TICK_STEP per call at TICKS_PER_SECOND, and
-# with DEBUG_LOG_HOOK the log goes only through a registered callback, as on cortex_m_generic.
+# A stand-in TFLite Micro to link main.cc with, for any kit (PEA_MODEL): the interpreter answers
+# each golden input (all its tensors) with its golden outputs (the first byte of output 0 changed
+# by CHANGE), the clock advances TICK_STEP per call at TICKS_PER_SECOND, and with DEBUG_LOG_HOOK
+# the log goes only through a registered callback, as on cortex_m_generic.
 _STAND_IN_LIBRARY = """
 #include <stdarg.h>
 #include <stdio.h>
@@ -348,13 +355,21 @@ _STAND_IN_LIBRARY = """
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_time.h"
 #include "tensorflow/lite/schema/schema_generated.h"
-#include "tiny8_test_data.h"
 
-namespace kit = tiny8_model;
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#include STR(CAT(PEA_MODEL, _test_data).h)
+
+namespace kit = CAT(PEA_MODEL, _model);
 namespace {
-int8_t input_buffer[kit::kInputSize], output_buffer[kit::kOutputSize];
-TfLiteTensor input_tensor, output_tensor;
+alignas(16) uint8_t buffers[kit::kNumInputs + kit::kNumOutputs][4096];
+TfLiteTensor inputs[kit::kNumInputs], outputs[kit::kNumOutputs];
 uint32_t now = 0;
+const uint8_t* Sample(const kit::GoldenTensor& golden, int s) {
+  return static_cast<const uint8_t*>(golden.samples) + s * golden.sample_bytes;
+}
 }  // namespace
 
 #ifdef DEBUG_LOG_HOOK
@@ -385,26 +400,56 @@ uint32_t Model::version() const { return TFLITE_SCHEMA_VERSION; }
 const Model* GetModel(const void* buf) { return static_cast<const Model*>(buf); }
 MicroInterpreter::MicroInterpreter(const Model*, const MicroOpResolver&, uint8_t*, size_t) {}
 TfLiteStatus MicroInterpreter::AllocateTensors() {
-  input_tensor.data.int8 = input_buffer;
-  input_tensor.bytes = sizeof(input_buffer);
-  output_tensor.data.int8 = output_buffer;
-  output_tensor.bytes = sizeof(output_buffer);
+  for (int i = 0; i < kit::kNumInputs + kit::kNumOutputs; ++i) {
+    const bool in = i < kit::kNumInputs;
+    TfLiteTensor& t = in ? inputs[i] : outputs[i - kit::kNumInputs];
+    t.type = kTfLiteInt8;
+    t.data.data = buffers[i];
+    t.bytes = in ? kit::kGoldenInputs[i].sample_bytes : kit::kGoldenOutputs[i - kit::kNumInputs].sample_bytes;
+  }
   return kTfLiteOk;
 }
 TfLiteStatus MicroInterpreter::Invoke() {
   for (int s = kit::kNumTestSamples - 1; s >= 0; --s) {
-    if (memcmp(input_buffer, kit::kTestInputs[s], sizeof(input_buffer)) == 0) {
-      memcpy(output_buffer, kit::kTestOutputs[s], sizeof(output_buffer));
+    bool same = true;
+    for (int i = 0; i < kit::kNumInputs; ++i) {
+      same = same && memcmp(inputs[i].data.data, Sample(kit::kGoldenInputs[i], s), inputs[i].bytes) == 0;
+    }
+    for (int o = 0; same && o < kit::kNumOutputs; ++o) {
+      memcpy(outputs[o].data.data, Sample(kit::kGoldenOutputs[o], s), outputs[o].bytes);
     }
   }
-  output_buffer[0] = static_cast<int8_t>(output_buffer[0] + CHANGE);
+  outputs[0].data.int8[0] = static_cast<int8_t>(outputs[0].data.int8[0] + CHANGE);
   return kTfLiteOk;
 }
-TfLiteTensor* MicroInterpreter::input(size_t) { return &input_tensor; }
-TfLiteTensor* MicroInterpreter::output(size_t) { return &output_tensor; }
+TfLiteTensor* MicroInterpreter::input(size_t index) { return &inputs[index]; }
+TfLiteTensor* MicroInterpreter::output(size_t index) { return &outputs[index]; }
 size_t MicroInterpreter::arena_used_bytes() const { return 4321; }
 }  // namespace tflite
 """
+# Warnings firmware builds turn on beyond -Wall -Wextra: main.cc and the kit compile clean with them.
+STRICT = ["-Wall", "-Wextra", "-Wdouble-promotion", "-Wshadow", "-Wsign-compare", "-Wvla",
+          "-Wmissing-field-initializers", "-Wno-unused-parameter", "-Werror"]
+
+
+def run_main(folder, name, tmp_path, hook=False, per_second=0, step=0, change=0):
+    """main.cc built with -DPEA_MODEL=name against the kit in `folder` and the stand-in TFLite
+    Micro; (exit code, printed lines)."""
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler (g++/c++) on this machine")
+    stand_ins = tflm_stand_ins(tmp_path / "stand_in")
+    (tmp_path / "library.cc").write_text(_STAND_IN_LIBRARY)
+    defines = [f"-DTICKS_PER_SECOND={per_second}u", f"-DTICK_STEP={step}u", f"-DCHANGE={change}",
+               *(["-DDEBUG_LOG_HOOK"] if hook else [])]
+    objects = []
+    for source in (MAIN_CC, tmp_path / "library.cc", folder / f"{name}_model_data.cc", folder / f"{name}_test_data.cc"):
+        objects.append(str(tmp_path / (pathlib.Path(source).stem + ".o")))
+        subprocess.run([compiler, "-std=c++11", *STRICT, f"-DPEA_MODEL={name}", *defines, "-I", str(stand_ins),
+                        "-I", str(folder), "-c", str(source), "-o", objects[-1]], check=True)
+    subprocess.run([compiler, *objects, "-o", str(tmp_path / "selftest")], check=True)
+    result = subprocess.run([str(tmp_path / "selftest")], capture_output=True, text=True, timeout=60)
+    return result.returncode, result.stdout.splitlines()
 
 
 @pytest.mark.parametrize("hook, per_second, step, change, code, timing, verdict", [
@@ -420,28 +465,14 @@ def test_main_logs_times_and_judges_on_every_kind_of_target(kit, tmp_path, hook,
     """main.cc linked with a stand-in TFLite Micro: where the library logs only through a
     registered callback (cortex_m_generic) main.cc registers one, else the weak reference stays
     null; a tick rate of 0 with a counting clock prints raw ticks; one output step off is a FAIL."""
-    compiler = shutil.which("g++") or shutil.which("c++")
-    if compiler is None:
-        pytest.skip("no C++ compiler (g++/c++) on this machine")
     folder = kit[0]
-    stand_ins = tflm_stand_ins(tmp_path / "stand_in")
-    (tmp_path / "library.cc").write_text(_STAND_IN_LIBRARY)
-    defines = [f"-DTICKS_PER_SECOND={per_second}u", f"-DTICK_STEP={step}u", f"-DCHANGE={change}",
-               *(["-DDEBUG_LOG_HOOK"] if hook else [])]
-    objects = []
-    for source in (MAIN_CC, tmp_path / "library.cc", folder / "tiny8_model_data.cc", folder / "tiny8_test_data.cc"):
-        objects.append(str(tmp_path / (pathlib.Path(source).stem + ".o")))
-        subprocess.run([compiler, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
-                        "-DPEA_MODEL=tiny8", *defines, "-I", str(stand_ins), "-I", str(folder), "-c",
-                        str(source), "-o", objects[-1]], check=True)
-    subprocess.run([compiler, *objects, "-o", str(tmp_path / "selftest")], check=True)
-    result = subprocess.run([str(tmp_path / "selftest")], capture_output=True, text=True, timeout=60)
-    lines = result.stdout.splitlines()
+    result = run_main(folder, "tiny8", tmp_path, hook, per_second, step, change)
     sample = "sample {}: 1 of 10 outputs differ, by up to 1" if change else "sample {}: 10 outputs bit-exact"
     settings = read(folder, "tiny8_model_settings.h")
     arena = "model {} bytes, arena 4321 of {} bytes used".format(constant(settings, "kModelBytes"),
                                                                 constant(settings, "kTensorArenaSize"))
-    assert (result.returncode, lines) == (code, [*(sample.format(i) for i in range(3)), arena, timing, verdict])
+    assert result == (code, [*(sample.format(i) for i in range(3)), arena, timing, verdict])
+
 
 def test_kit_refusals_are_one_clear_error(kit, tmp_path):
     _, path, _, _, x, _ = kit
@@ -514,14 +545,14 @@ def test_an_op_tflm_cannot_register_is_refused_in_one_line(kit, tmp_path):
                              "(MicroMutableOpResolver at commit 90b983c); replace the operator in the "
                              "model, or write and register its kernel yourself\n")
     with pytest.raises(TFLiteError, match="custom operator 'my-op': TensorFlow Lite Micro has no"):
-        micro_kit.registrations(inspect(_with_op_code(path.read_bytes(), "CUSTOM", b"my-op")))
+        op_resolver.registrations(inspect(_with_op_code(path.read_bytes(), "CUSTOM", b"my-op")))
 
 
 def test_the_ethos_u_custom_op_registers_with_add_ethos_u(kit):
     _, path, _, _, _, _ = kit
     info = inspect(_with_op_code(path.read_bytes(), "CUSTOM", b"ethos-u"))
     assert info.operators[0].type == "CUSTOM:ethos-u"
-    header = micro_kit.op_resolver_header(info, "vela")
+    header = op_resolver.op_resolver_header(info, "vela")
     calls = re.findall(r"resolver\.(Add\w+\([^)]*\)?\))", header)
     assert calls[0] == "AddEthosU()" and len(calls) == len(METHODS)
     assert "// CUSTOM:ethos-u x1, " in header

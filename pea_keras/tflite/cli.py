@@ -270,7 +270,7 @@ def _inspect(args):
     data = read_bytes(args.file)
     info = inspect(data)
     if args.resolver:
-        from pea_keras.tflite.micro_kit import op_resolver_header
+        from pea_keras.tflite.op_resolver import op_resolver_header
 
         stem = os.path.splitext(os.path.basename(args.file))[0]
         print(op_resolver_header(info, stem, os.path.basename(args.file)), end="")

@@ -85,18 +85,19 @@ def io_details(path_or_bytes):
     return _details(info.inputs[0]), _details(info.outputs[0])
 
 
-def _call(runtime, data, x=None, **options):
-    """Run the worker on ``runtime``: returns (raw outputs for inputs ``x`` or None, its report)."""
+def _call(runtime, data, xs=None, **options):
+    """Run the worker on ``runtime``: returns (raw outputs for inputs ``xs``, one array per input
+    with samples first, as one array per output with a row per sample; or None), its report)."""
     info = inspect(data)
     with tempfile.TemporaryDirectory(prefix=f"pea-{runtime}-") as tmp:
         request = {"runtime": runtime, "model": os.path.join(tmp, "model.tflite"),
-                   "num_inputs": len(info.inputs), "inputs": None, "outputs": None,
-                   "arena_bytes": _generous_arena(data), **options}
+                   "num_inputs": len(info.inputs), "num_outputs": len(info.outputs), "inputs": None,
+                   "outputs": None, "arena_bytes": _generous_arena(data), **options}
         with open(request["model"], "wb") as f:
             f.write(data)
-        if x is not None:
-            request["inputs"], request["outputs"] = (os.path.join(tmp, n) for n in ("in.npy", "out.npy"))
-            np.save(request["inputs"], x)
+        if xs is not None:
+            request["inputs"], request["outputs"] = (os.path.join(tmp, n) for n in ("in.npz", "out.npz"))
+            np.savez(request["inputs"], **{str(i): x for i, x in enumerate(xs)})
         with open(os.path.join(tmp, "request.json"), "w") as f:
             json.dump(request, f)
         try:
@@ -108,7 +109,10 @@ def _call(runtime, data, x=None, **options):
         if proc.returncode != 0:
             raise RuntimeFailure(_failure(runtime, proc, info), runtime)
         report = json.loads(proc.stdout.strip().splitlines()[-1])
-        return (np.load(request["outputs"]) if x is not None else None), report
+        if xs is None:
+            return None, report
+        with np.load(request["outputs"]) as loaded:
+            return [loaded[str(j)] for j in range(len(info.outputs))], report
 
 
 def _failure(runtime, proc, info):
@@ -188,10 +192,20 @@ def micro_arena_bytes(path_or_bytes):
 
 
 def micro_run(path_or_bytes, q):
-    """Raw outputs (one row per sample) of TFLM's reference kernels for inputs ``q`` already in
-    the input tensor's dtype, and the arena bytes measured on the way (see micro_arena_bytes)."""
-    raw, report = _call("micro", read_bytes(path_or_bytes), np.asarray(q))
+    """Raw outputs of TFLM's reference kernels for inputs ``q`` already in the input tensors'
+    dtypes (one array per input, samples first; a single array for a one-input file): one array
+    per output, one row per sample; and the arena bytes measured on the way (see micro_arena_bytes)."""
+    q = list(q) if isinstance(q, (list, tuple)) else [q]
+    raw, report = _call("micro", read_bytes(path_or_bytes), [np.asarray(x) for x in q])
     return raw, report["arena_bytes"]
+
+
+def micro_measure(path_or_bytes, runs=50, warmup=5):
+    """(tensor-arena bytes, median wall time of one TFLM ``invoke`` on zeros in milliseconds) of
+    the reference kernels on this host: what TFLite Micro can say about a file LiteRT refuses. The
+    time is the host's, not a microcontroller's."""
+    report = _call("micro", read_bytes(path_or_bytes), runs=runs, warmup=warmup)[1]
+    return report["arena_bytes"], report["latency_ms"]
 
 
 def predict(path, x, runtime="litert", quantized=False, xnnpack=False, reference=False):
@@ -206,7 +220,7 @@ def predict(path, x, runtime="litert", quantized=False, xnnpack=False, reference
         raise TFLiteError(f"the file has {len(info.inputs)} inputs; predict feeds one")
     inp, out = io_details(info)
     options = {"xnnpack": xnnpack, "reference": reference} if runtime == "litert" else {"measure": False}
-    raw, _ = _call(runtime, data, _quantize(np.asarray(x, np.float32), inp), **options)
+    raw = _call(runtime, data, [_quantize(np.asarray(x, np.float32), inp)], **options)[0][0]
     return raw if quantized else _dequantize(raw, out)
 
 
