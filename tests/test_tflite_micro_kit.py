@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import textwrap
 
+import fresh
 import numpy as np
 import pytest
 
@@ -340,7 +341,8 @@ def test_main_and_the_firmware_function_compile_against_the_kit(kit, tmp_path):
             assert result.returncode == 0, f"{source} with the {name}:\n{result.stderr[-3000:]}"
     missing_stem = subprocess.run([compiler, "-std=c++11", "-I", str(stand_ins), "-I", str(folder),
                                    "-fsyntax-only", MAIN_CC], capture_output=True, text=True)
-    assert missing_stem.returncode != 0 and "Define PEA_MODEL as the kit's name that pea-tflite convert printed" in missing_stem.stderr
+    assert missing_stem.returncode != 0
+    assert "Define PEA_MODEL as the kit's name that pea-tflite convert printed" in missing_stem.stderr
 
 
 # A stand-in TFLite Micro to link main.cc with, for any kit (PEA_MODEL): the interpreter answers
@@ -556,3 +558,105 @@ def test_the_ethos_u_custom_op_registers_with_add_ethos_u(kit):
     calls = re.findall(r"resolver\.(Add\w+\([^)]*\)?\))", header)
     assert calls[0] == "AddEthosU()" and len(calls) == len(METHODS)
     assert "// CUSTOM:ethos-u x1, " in header
+
+
+TWO_BY_TWO = """
+    import sys
+    import numpy as np
+    import keras, tf_keras
+
+    k = {"keras": keras, "tf_keras": tf_keras}[sys.argv[2]]
+    k.utils.set_random_seed(0)
+    L = k.layers
+    image, extra = k.Input((8, 8, 1), name="image"), k.Input((3,), name="extra")
+    h = L.Flatten()(L.Conv2D(4, 3, activation="relu")(image))
+    z = L.Dense(8, activation="relu")(L.Concatenate()([h, L.Dense(4, activation="relu")(extra)]))
+    k.Model([image, extra], [L.Dense(3, activation="softmax", name="probs")(z), L.Dense(1, name="score")(z)]).save(
+        sys.argv[1] + "/two_by_two.keras")
+    rng = np.random.default_rng(0)
+    np.savez(sys.argv[1] + "/calib.npz", image=rng.random((128, 8, 8, 1), dtype=np.float32),
+             extra=rng.normal(size=(128, 3)).astype(np.float32))
+"""
+
+
+@pytest.fixture(scope="module", params=["keras", "tf_keras"])
+def two_by_two(request, tmp_path_factory):
+    """A model with two inputs (an image and a vector) and two outputs (scores and a number) in
+    each flavour, converted by `pea-tflite convert` to a file whose stem is no C identifier
+    (`1st-two.io`): the folder, the printed lines, the calibration data."""
+    folder = tmp_path_factory.mktemp(f"two_by_two_{request.param}")
+    fresh.fresh_python(TWO_BY_TWO, folder, request.param)
+    code, stdout, stderr = fresh.pea_tflite("convert", folder / "two_by_two.keras", "-o", folder / "1st-two.io.tflite",
+                                   "--calib", f"npz:{folder / 'calib.npz'}")
+    assert (code, stderr) == (0, ""), stderr
+    with np.load(folder / "calib.npz") as calib:
+        return folder, stdout.splitlines(), dict(calib)
+
+
+@pytest.mark.slow
+def test_the_printed_kit_names_are_the_files_and_the_headers_names(two_by_two):
+    """A stem with '-', '.' and a leading digit: convert prints the files it wrote and the
+    -DPEA_MODEL value, and those are the names on disk, in the #includes and in the C symbols."""
+    folder, lines, _ = two_by_two
+    assert lines[-1] == ("TFLite Micro kit m1st_two_io (the stem 1st-two.io as a C identifier): build main.cc "
+                         "with -DPEA_MODEL=m1st_two_io")
+    name = lines[-1].rsplit("=", 1)[1]
+    written = [line[len("wrote "):] for line in lines if line.startswith("wrote ") and ": " not in line]
+    assert written == [str(folder / (name + s)) for s in micro_kit.KIT_SUFFIXES]
+    assert sorted(os.listdir(folder)) == sorted(["1st-two.io.tflite", "two_by_two.keras", "calib.npz",
+                                                 *(os.path.basename(p) for p in written)])
+    texts = {os.path.basename(p): pathlib.Path(p).read_text() for p in written}
+    for file, text in texts.items():
+        local = [i for i in re.findall(r'#include "([^"]+)"', text) if not i.startswith("tensorflow/")]
+        assert set(local) <= set(texts), file
+        if not file.endswith("_model_data.cc") and not file.endswith("_model_data.h"):
+            assert f"namespace {name}_model {{" in text, file
+    assert f"extern const unsigned char g_{name}_model_data[];" in texts[f"{name}_model_data.h"]
+
+
+def golden(folder, name):
+    """{array name: values} of the kit's test data, and each tensor's settings (signature name,
+    shape, scale, zero point) by its C prefix."""
+    cc, settings = read(folder, f"{name}_test_data.cc"), read(folder, f"{name}_model_settings.h")
+    arrays = {a: np.array(c_numbers(cc, a)) for a in re.findall(r"const \w+ (kTest\w+)\[", cc)}
+    tensors = {p: (n, constant(settings, f"k{p}Shape"), constant(settings, f"k{p}Scale"),
+                   constant(settings, f"k{p}ZeroPoint"))
+               for p, n in re.findall(r"// (\w+) tensor '[^']+' \(signature name '([^']+)'\)", settings)}
+    return arrays, tensors
+
+
+@pytest.mark.slow
+def test_two_inputs_and_two_outputs_get_a_kit_whose_golden_data_tflm_reproduces(two_by_two, tmp_path):
+    """One golden array per tensor: the inputs are the first calibration samples of the input of
+    that name, quantized; the outputs are what TFLite Micro's Python interpreter computes for them;
+    main.cc feeds both inputs and checks both outputs (against a stand-in TFLite Micro)."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    folder, _, calib = two_by_two
+    arrays, tensors = golden(folder, "m1st_two_io")
+    assert sorted(arrays) == ["kTestInputs0", "kTestInputs1", "kTestOutputs0", "kTestOutputs1"]
+    assert sorted(tensors) == ["Input0", "Input1", "Output0", "Output1"]
+    settings = read(folder, "m1st_two_io_model_settings.h")
+    assert "constexpr int kNumInputs = 2;" in settings and "constexpr int kNumOutputs = 2;" in settings
+    assert "kNumClasses" not in settings
+    inputs = []
+    for i in range(2):
+        tensor, shape, scale, zp = tensors[f"Input{i}"]
+        source = calib[tensor]  # The calibration array of that name.
+        expected = np.clip(np.round(source[:3] / np.float32(scale) + zp), -128, 127).astype(np.int8)
+        inputs.append(arrays[f"kTestInputs{i}"].astype(np.int8).reshape(3, *shape[1:]))
+        assert np.array_equal(inputs[-1], expected), tensor
+    interpreter = runtime.Interpreter.from_bytes((folder / "1st-two.io.tflite").read_bytes())
+    for s in range(3):
+        for i, x in enumerate(inputs):
+            interpreter.set_input(x[s:s + 1], i)
+        interpreter.invoke()
+        for o in range(2):
+            computed = np.array(interpreter.get_output(o)).reshape(-1)
+            assert np.array_equal(arrays[f"kTestOutputs{o}"].reshape(3, -1)[s], computed), (s, o)
+    assert [tensors[f"Output{o}"][1] for o in range(2)] in ([[1, 3], [1, 1]], [[1, 1], [1, 3]])
+    code, lines = run_main(folder, "m1st_two_io", tmp_path)
+    assert code == 0 and lines[:3] == [f"sample {s}: 4 outputs bit-exact" for s in range(3)], lines
+    assert lines[-1] == "PASS: 3 of 3 golden samples bit-exact"
+    code, lines = run_main(folder, "m1st_two_io", tmp_path / "changed", change=1)
+    assert code == 1 and lines[0] == "sample 0: 1 of 4 outputs differ, by up to 1" and lines[-1].startswith("FAIL")

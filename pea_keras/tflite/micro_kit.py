@@ -94,12 +94,12 @@ def _float(x):
     return text + ("f" if any(c in text for c in ".e") else ".0f")
 
 
-def _tensor_lines(kind, t):
+def _tensor_lines(kind, t, signature_name=None):
     shape = [max(int(d), 1) for d in t.shape]
     scale = t.scale[0] if t.scale else 0.0
     zp = t.zero_point[0] if t.zero_point else 0
-    return ["", f"// {kind} tensor '{t.name}': {t.dtype} {list(t.shape)}"
-            + ("" if t.scale else " (not quantized)") + ".",
+    return ["", f"// {kind} tensor '{t.name}'" + (f" (signature name '{signature_name}')" if signature_name else "")
+            + f": {t.dtype} {list(t.shape)}" + ("" if t.scale else " (not quantized)") + ".",
             f"using {kind}Type = {_C_TYPES[t.dtype]};",
             f"constexpr int k{kind}Dims = {len(shape)};",
             f"constexpr int k{kind}Shape[k{kind}Dims] = {{{', '.join(map(str, shape))}}};",
@@ -150,7 +150,7 @@ def model_settings_header(info, stem, arena_measured, source_name="the model", a
         f"constexpr int kNumOutputs = {len(outputs)};"]
     for kind, tensors in (("Input", inputs), ("Output", outputs)):
         for prefix, t in zip(_prefixes(kind, tensors), tensors):
-            lines += _tensor_lines(prefix, t)
+            lines += _tensor_lines(prefix, t, info.signature_names.get(t.index))
     if len(outputs) == 1:
         lines += ["", "// Scores per position in the last output dimension (classes).",
                   f"constexpr int kNumClasses = {classes};"]
@@ -221,8 +221,8 @@ def test_data_files(info, stem, q_inputs, outputs, source_name="the model", gold
             body += ["  {", *("  " + line for line in _row_lines(row, t)), "  },"]
         body += ["};", ""]
     for table, names in (("kGoldenInputs", _arrays("Input", inputs)), ("kGoldenOutputs", _arrays("Output", outs))):
-        body.append(f"const GoldenTensor {table}[kNum{table[7:]}] = {{"
-                    + ", ".join(f"{{{name}, sizeof({name}[0])}}" for name in names) + "};")
+        body += [f"const GoldenTensor {table}[kNum{table[7:]}] = {{",
+                 *(f"  {{{name}, sizeof({name}[0])}}," for name in names), "};"]
     body += ["", f"}}  // namespace {ns}", ""]
     return header, "\n".join(body)
 
@@ -263,7 +263,7 @@ def _in_file_order(info, golden_inputs):
     if isinstance(golden_inputs, dict):
         if len(info.inputs) == len(golden_inputs) == 1:
             return list(golden_inputs.values())
-        names = [info.signature_inputs.get(t.index) for t in info.inputs]
+        names = [info.signature_names.get(t.index) for t in info.inputs]
         if sorted(map(str, names)) != sorted(golden_inputs):
             raise TFLiteError(f"golden inputs {', '.join(sorted(golden_inputs))} do not match the file's "
                               f"inputs {', '.join(map(str, names))}")

@@ -60,9 +60,9 @@ class ModelInfo:
     inputs: list  # Tensor records of subgraph 0 inputs
     outputs: list
     subgraphs: list = dataclasses.field(default_factory=list)  # (tensors, input ids, output ids)
-    # The first signature's name of each input tensor of subgraph 0, by tensor index (the converter
-    # keeps the SavedModel's argument names: what calibration data is keyed by).
-    signature_inputs: dict = dataclasses.field(default_factory=dict)
+    # The signature's name of each input and output tensor of subgraph 0, by tensor index (the
+    # converter keeps the SavedModel's names: inputs are what calibration data is keyed by).
+    signature_names: dict = dataclasses.field(default_factory=dict)
 
     def op_histogram(self):
         return dict(sorted(Counter(op.type for op in self.operators).items()))
@@ -167,7 +167,7 @@ def inspect(path_or_bytes):
             ))
     signature = next((sd for sd in model.signatureDefs or [] if sd.subgraphIndex == 0), None)
     names = {int(m.tensorIndex): m.name.decode() if isinstance(m.name, bytes) else str(m.name)
-             for m in (signature.inputs or [] if signature else [])}
+             for m in ([*(signature.inputs or []), *(signature.outputs or [])] if signature else [])}
     return ModelInfo(len(data), operators, tensors, inputs, outputs, subgraphs, names)
 
 

@@ -200,11 +200,17 @@ def micro_run(path_or_bytes, q):
     return raw, report["arena_bytes"]
 
 
-def micro_measure(path_or_bytes, runs=50, warmup=5):
+def micro_measure(path_or_bytes, runs=50, warmup=5, failed_before=None):
     """(tensor-arena bytes, median wall time of one TFLM ``invoke`` on zeros in milliseconds) of
     the reference kernels on this host: what TFLite Micro can say about a file LiteRT refuses. The
-    time is the host's, not a microcontroller's."""
-    report = _call("micro", read_bytes(path_or_bytes), runs=runs, warmup=warmup)[1]
+    time is the host's, not a microcontroller's. ``failed_before``: LiteRT's failure, named in
+    the error when TFLite Micro fails too."""
+    try:
+        report = _call("micro", read_bytes(path_or_bytes), runs=runs, warmup=warmup)[1]
+    except RuntimeFailure as e:
+        if failed_before is None:
+            raise
+        raise RuntimeFailure(f"{failed_before}; {e}", "micro") from None
     return report["arena_bytes"], report["latency_ms"]
 
 
@@ -299,7 +305,9 @@ def evaluate(path, x, y, runtime="both"):
     reference kernels, which must agree within one quantization step, carried through a final
     softmax or logistic (``max_diff_ok``, ``max_diff_allowed``: `allowed_difference`), and
     compared with LiteRT's optimized builtin kernels, which round differently (reported only).
-    Refuses a file that does not score classes (``class_count``)."""
+    Refuses a file that does not score classes (``class_count``). With both, a file LiteRT
+    cannot load or run is scored on TFLite Micro alone, the device's runtime (``litert_error``
+    says why); a TFLite Micro failure raises ``RuntimeFailure``."""
     runtimes = ("litert", "micro") if runtime == "both" else (runtime,)
     data = read_bytes(path)
     y = np.asarray(y).reshape(-1)
@@ -307,12 +315,18 @@ def evaluate(path, x, y, runtime="both"):
     step = output_step(data)
     results, raws = {"samples": int(len(y))}, {}
     for rt in runtimes:
-        raws[rt] = predict(data, x, runtime=rt, quantized=True)
+        try:
+            raws[rt] = predict(data, x, runtime=rt, quantized=True)
+        except RuntimeFailure as e:
+            if rt == "micro" or runtime != "both":
+                raise
+            results["litert_error"] = str(e)
+            continue
         correct = np.argmax(raws[rt], -1) == y
         results[f"{rt}_accuracy"] = float(np.mean(correct))
         results[f"{rt}_per_class"] = [float(np.mean(correct[y == c])) if np.any(y == c) else None
                                       for c in range(raws[rt].shape[-1])]
-    if len(runtimes) == 2:
+    if len(raws) == 2:
         reference = predict(data, x, runtime="litert", quantized=True, reference=True)
         results["agreement"], results["max_diff_steps"] = _compare(reference, raws["micro"], step)
         results["max_diff_allowed"] = allowed_difference(data)
