@@ -235,8 +235,7 @@ def _convert(args):
 
     io, c_array_next_to_file, required = TARGETS[args.target]
     io = args.io or io
-    c_dir = args.c_array or (os.path.dirname(os.path.abspath(args.output))
-                             if c_array_next_to_file else None)
+    c_dir = args.c_array or ((os.path.dirname(args.output) or os.curdir) if c_array_next_to_file else None)
     # Checks first, in the order they cost.
     check_outputs(args.output, args.overwrite, c_dir, ethos_u=ethos_u is not None)
 
