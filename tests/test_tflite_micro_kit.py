@@ -429,9 +429,11 @@ TfLiteTensor* MicroInterpreter::output(size_t index) { return &outputs[index]; }
 size_t MicroInterpreter::arena_used_bytes() const { return 4321; }
 }  // namespace tflite
 """
-# Warnings firmware builds turn on beyond -Wall -Wextra: main.cc and the kit compile clean with them.
-STRICT = ["-Wall", "-Wextra", "-Wdouble-promotion", "-Wshadow", "-Wsign-compare", "-Wvla",
-          "-Wmissing-field-initializers", "-Wno-unused-parameter", "-Werror"]
+# TFLite Micro's Makefile's warnings (its CC_WARNINGS at tflm_api.TFLM_COMMIT, -Wshadow as it adds for
+# clang), as errors: main.cc and the kit compile clean with them.
+STRICT = ["-Wsign-compare", "-Wdouble-promotion", "-Wunused-variable", "-Wunused-function", "-Wswitch", "-Wvla",
+          "-Wall", "-Wextra", "-Wmissing-field-initializers", "-Wstrict-aliasing", "-Wno-unused-parameter",
+          "-Wshadow", "-Werror"]
 
 
 def run_main(folder, name, tmp_path, hook=False, per_second=0, step=0, change=0):
