@@ -218,3 +218,25 @@ def test_tensor_details_come_from_the_file(files):
     assert inp["dtype"] == out["dtype"] == np.int8
     assert list(inp["shape"]) == [1, 16] and list(out["shape"]) == [1, 3]
     assert inp["quantization"] == (info.inputs[0].scale[0], info.inputs[0].zero_point[0])
+
+
+def test_golden_inputs_are_matched_to_the_file_s_inputs_by_name(files, tmp_path):
+    """A kit of a two-input file from golden inputs keyed by the inputs' names: each array goes to
+    the input of its name (the sum a + b commutes, so the outputs are TFLite Micro's for the pair),
+    and a wrong name or count is refused in one line, with nothing written."""
+    from pea_keras.tflite import micro_kit
+
+    rng = np.random.default_rng(2)
+    a, b = (rng.standard_normal((2, 16)).astype(np.float32) for _ in range(2))
+    q, outputs, _ = micro_kit.golden_run(files["two_inputs"], {"b": b, "a": a})
+    info = inspect(files["two_inputs"])
+    assert sorted(info.signature_names[t.index] for t in info.inputs) == ["a", "b"]
+    for x, t in zip(q, info.inputs):
+        given = {"a": a, "b": b}[info.signature_names[t.index]]
+        assert np.array_equal(x, np.clip(np.round(given / t.scale[0] + t.zero_point[0]), -128, 127).astype(np.int8))
+    assert np.array_equal(outputs[0], runtimes.micro_run(files["two_inputs"], q)[0][0])
+    with pytest.raises(TFLiteError, match=r"^golden inputs a, c do not match the file's inputs .*: key them by"):
+        micro_kit.write_micro_kit(files["two_inputs"], tmp_path, "two", {"a": a, "c": b})
+    with pytest.raises(TFLiteError, match=r"^golden inputs: 1 array for a file with 2 inputs \(one per input"):
+        micro_kit.write_micro_kit(files["two_inputs"], tmp_path, "two", a)
+    assert os.listdir(tmp_path) == []

@@ -263,14 +263,15 @@ def _in_file_order(info, golden_inputs):
     if isinstance(golden_inputs, dict):
         if len(info.inputs) == len(golden_inputs) == 1:
             return list(golden_inputs.values())
-        names = [info.signature_names.get(t.index) for t in info.inputs]
-        if sorted(map(str, names)) != sorted(golden_inputs):
+        names = [info.signature_names.get(t.index, t.name) for t in info.inputs]
+        if sorted(names) != sorted(golden_inputs):
             raise TFLiteError(f"golden inputs {', '.join(sorted(golden_inputs))} do not match the file's "
-                              f"inputs {', '.join(map(str, names))}")
+                              f"inputs {', '.join(names)}: key them by these names, or pass a list in this order")
         return [golden_inputs[name] for name in names]
     xs = list(golden_inputs) if isinstance(golden_inputs, (list, tuple)) else [golden_inputs]
     if len(xs) != len(info.inputs):
-        raise TFLiteError(f"{len(xs)} arrays of golden inputs for a file with {len(info.inputs)} inputs")
+        raise TFLiteError(f"golden inputs: {len(xs)} array{'' if len(xs) == 1 else 's'} for a file with "
+                          f"{len(info.inputs)} inputs (one per input, in the file's order or by name)")
     return xs
 
 
