@@ -259,7 +259,8 @@ def micro_kit_files(tflite, directory, stem, golden_inputs, source_name=None, cl
 
 def _in_file_order(info, golden_inputs):
     """One array per input of the file, in its order: from one array (a one-input file), a list
-    in the file's order, or a dict keyed by the signature's input names (calibration data's keys)."""
+    in the file's order, or a dict keyed by the signature's input names (calibration data's keys;
+    the tensors' names in a file without a signature)."""
     if isinstance(golden_inputs, dict):
         if len(info.inputs) == len(golden_inputs) == 1:
             return list(golden_inputs.values())
