@@ -86,8 +86,9 @@ def io_details(path_or_bytes):
 
 
 def _call(runtime, data, xs=None, **options):
-    """Run the worker on ``runtime``: returns (raw outputs for inputs ``xs``, one array per input
-    with samples first, as one array per output with a row per sample; or None), its report)."""
+    """Run the worker on ``runtime``: returns (the raw outputs for inputs ``xs``, one array per
+    input with samples first, as one array per output with a row per sample, or None without
+    ``xs``; the worker's report)."""
     info = inspect(data)
     with tempfile.TemporaryDirectory(prefix=f"pea-{runtime}-") as tmp:
         request = {"runtime": runtime, "model": os.path.join(tmp, "model.tflite"),
