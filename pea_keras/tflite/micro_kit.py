@@ -7,7 +7,8 @@ takes as ``-DPEA_MODEL=N``, and every file and symbol carries it:
 - ``N_model_data.cc/.h``: ``alignas(16) const unsigned char g_N_model_data[]`` and its size;
 - ``N_op_resolver.h``: ``N_model::RegisterOps`` adds exactly the file's operator types to a
   ``tflite::MicroMutableOpResolver<N_model::kNumOps>``, with the int8-only kernels where every
-  instance of the op is int8 (CMSIS-NN and other optimized kernels then link only those);
+  instance of the op is int8 (CMSIS-NN and other optimized kernels then link only those;
+  ``op_resolver.py``);
 - ``N_model_settings.h``: arena size (measured by TFLM plus a stated margin), each input's and
   output's shape, dtype, scale and zero point (``Input``/``Output`` names, numbered ``Input0``,
   ``Input1``, ... on a side with several tensors), class count of a lone output;
