@@ -3,10 +3,12 @@ tflite/README.md runs here as a user would type it, in a new folder, through the
 scripts and `train.py`, with the shortenings stated below (one short epoch, small batches, the
 offline data in place of data this machine cannot download). A block without a runner fails the
 suite, so a new command cannot go untested, and neither can a renamed flag."""
+import os
 import re
 import socket
 import subprocess
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -122,13 +124,16 @@ def measured(script, cwd):
 def self_test_folder(script, cwd):
     """The walk-through's example folder on the kit train.py writes (its KIT line pointing at it),
     then its Makefile.inc (the next block) read by make with TFLite Micro's one macro it calls
-    recorded: every file it lists is there, and main.o alone gets -DPEA_MODEL=<stem>."""
+    recorded: every file it lists is there, main.o alone gets -DPEA_MODEL=<name>, and main.o is
+    out of date again when a kit header changes or another kit (older files, another name)
+    replaces this one."""
     shell(f"python {REPO}/train.py --arch tiny", cwd)
     shell(re.sub(r"^KIT=.*$", "KIT=tflite", script, flags=re.M), cwd)
     example = cwd / "tensorflow/lite/micro/examples/pea_selftest"
     _, _, makefile = next(b for b in blocks("tflite/README.md") if b[1] == "make")
     (example / "Makefile.inc").write_text(makefile)
-    (cwd / "stub.mk").write_text(textwrap.dedent("""\
+    main_o = f"gen/obj/{example.relative_to(cwd)}/main.o"
+    (cwd / "stub.mk").write_text(textwrap.dedent(f"""\
         CORE_OBJDIR := gen/obj/
         define microlite_test
         LISTED := $(2) $(3)
@@ -136,16 +141,75 @@ def self_test_folder(script, cwd):
         include tensorflow/lite/micro/examples/pea_selftest/Makefile.inc
         files:
         \t@ls $(LISTED)
-        gen/obj/tensorflow/lite/micro/examples/pea_selftest/main.o gen/obj/other.o:
+        {main_o} gen/obj/other.o:
         \t@echo $@: $(CXXFLAGS)
+        \t@mkdir -p $(@D) && touch $@
         """))
-    out = shell("make -s -f stub.mk files gen/obj/tensorflow/lite/micro/examples/pea_selftest/main.o "
-                "gen/obj/other.o", cwd).stdout.splitlines()
-    stem = "tiny_pea_digits_int8"  # what `python train.py --arch tiny` writes
+    out = shell(f"make -s -f stub.mk files {main_o} gen/obj/other.o", cwd).stdout.splitlines()
+    name = "tiny_pea_digits_int8"  # what `python train.py --arch tiny` writes
     listed = [line.rsplit("/", 1) for line in out[:-2]]
     assert {folder for folder, _ in listed} == {str(example.relative_to(cwd))}
-    assert sorted(name for _, name in listed) == sorted(["main.cc", *(stem + s for s in KIT_SUFFIXES)])
-    assert out[-2:] == [f"gen/obj/{example.relative_to(cwd)}/main.o: -DPEA_MODEL={stem}", "gen/obj/other.o:"]
+    assert sorted(name for _, name in listed) == sorted(["main.cc", *(name + s for s in KIT_SUFFIXES)])
+    assert out[-2:] == [f"{main_o}: -DPEA_MODEL={name}", "gen/obj/other.o:"]
+
+    def up_to_date():
+        return subprocess.run(["make", "-q", "-f", "stub.mk", main_o], cwd=cwd).returncode == 0
+
+    now = time.time()
+    for path in [*example.iterdir(), *(cwd / "gen").rglob("*.stamp")]:  # All made a while ago, main.o after.
+        os.utime(path, (now - 100, now - 100))
+    os.utime(cwd / main_o, (now - 50, now - 50))
+    assert up_to_date()
+    header = example / f"{name}_model_settings.h"
+    os.utime(header, (now - 10, now - 10))  # A new kit of the same name, copied after main.o was built.
+    assert not up_to_date()
+    shell(f"make -s -f stub.mk {main_o}", cwd)
+    assert up_to_date()
+    for suffix in KIT_SUFFIXES:  # Another kit, its files older than main.o: only its name differs.
+        os.rename(example / (name + suffix), example / ("other" + suffix))
+    assert not up_to_date()
+    assert shell(f"make -s -f stub.mk {main_o}", cwd).stdout == f"{main_o}: -DPEA_MODEL=other\n"
+
+
+def printed_kit_names(printed, cwd):
+    """The names convert prints for a stem with '-', '.' and a leading digit, as the block shows
+    them (its '...' standing for the files between), on a digits CNN saved where the block's
+    paths expect it."""
+    subprocess.run(["python", "-c", textwrap.dedent("""
+        import keras
+        i = keras.Input((8, 8, 1))
+        h = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu")(i))
+        keras.Model(i, keras.layers.Dense(10)(h)).save("m.keras")
+    """)], cwd=cwd, check=True, env=env(), timeout=600)
+    (cwd / "tflite").mkdir()
+    out = shell("pea-tflite convert m.keras -o tflite/1st-model.v2.tflite", cwd).stdout.splitlines()
+    first, dots, last, build = printed.strip().splitlines()
+    kit = out[out.index(first):]
+    assert (dots, kit[5], kit[6:]) == ("...", last, [build]), out
+
+
+# What TFLite Micro's `make print-CXXFLAGS print-INCLUDES` prints for cortex_m_generic's flags that
+# carry shell quoting (its makefile's ARM_CPU := "ARMC$(CORE)"), by its `print-%` rule
+# (helper_functions.inc: `@echo '$*=$($*)'`, then origin and flavor).
+PRINTED_FLAGS = [
+    "CXXFLAGS=-std=c++17 -DTF_LITE_STATIC_MEMORY "
+    '-DCMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE=\\""ARMCM4".h\\" -D"ARMCM4" -DCMSIS_NN',
+    "  origin = file", "  flavor = recursive",
+    'INCLUDES=-I. -Itensorflow/lite/micro/tools/make/downloads/cmsis/Cortex_DFP/Device/"ARMCM4"/Include',
+    "  origin = file", "  flavor = simple"]
+
+
+def tflm_flags(script, cwd):
+    """Step 4 with a stand-in for TFLite Micro's make that prints PRINTED_FLAGS (and builds
+    nothing): the list holds every flag as the compiler gets it, one a line, unquoted."""
+    (cwd / "bin").mkdir()
+    (cwd / "printed.txt").write_text("\n".join(PRINTED_FLAGS) + "\n")
+    (cwd / "bin" / "make").write_text(f'#!/bin/bash\ncase "$*" in *print-*) cat {cwd / "printed.txt"};; esac\n')
+    (cwd / "bin" / "make").chmod(0o755)
+    shell(f"export PATH={cwd / 'bin'}:$PATH\n{script}", cwd)
+    assert (cwd / "tflm_flags.txt").read_text().splitlines() == [
+        "-std=c++17", "-DTF_LITE_STATIC_MEMORY", '-DCMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE="ARMCM4.h"', "-DARMCM4",
+        "-DCMSIS_NN", "-I.", "-Itensorflow/lite/micro/tools/make/downloads/cmsis/Cortex_DFP/Device/ARMCM4/Include"]
 
 
 def self_test_log(log, cwd):
@@ -299,7 +363,8 @@ RUNNERS = {
     "make -f tensorflow/lite/micro/tools/make/Makefile -j4 run_pea_selftest": needs_tflm,
     "sample 2: 10 outputs bit-exact": self_test_log,
     "make -f tensorflow/lite/micro/tools/make/Makefile -j4 TARGET=cortex_m_generic TARGET_ARCH=cortex-m4 \\":
-        needs_tflm,
+        tflm_flags,
+    "wrote tflite/m1st_model_v2_model_data.cc": printed_kit_names,
     "#include <stdint.h>": compiled_elsewhere,
     "python make_mnv2.py        # builds mnv2.keras, calib.npy (100 of the training images), mnv2_float.tflite":
         measured,

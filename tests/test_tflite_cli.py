@@ -46,7 +46,8 @@ def _files(folder):
 @pytest.mark.slow
 @pytest.mark.parametrize("model, calib, target", [("plain.keras", "calib.npy", "micro"),
                                                   ("plain_savedmodel", "calib.npy", "micro"),
-                                                  ("two_inputs.keras", "two.npz", "phone")])
+                                                  ("two_inputs.keras", "two.npz", "phone"),
+                                                  ("two_inputs.keras", "two.npz", "micro")])
 def test_plain_models_of_every_kind_convert(models, tmp_path, model, calib, target):
     out = tmp_path / "m.tflite"
     code, stdout, stderr = pea_tflite("convert", models / model, "-o", out, "--calib", models / calib,
@@ -67,9 +68,6 @@ def test_convert_of_a_model_file_imports_tensorflow_only_in_its_converter_child(
 
 
 @pytest.mark.parametrize("args, first_line", [
-    (["two_inputs.keras", "-o", "{tmp}/m.tflite", "--calib", "two.npz"],
-     "the TensorFlow Lite Micro kit needs a model with one input and one output, this one has 2 and 1: "
-     "use --target phone (add --io int8 for integer I/O), which writes no kit"),
     (["plain.keras", "-o", "{tmp}/missing/m.tflite"], "{tmp}/missing: output folder does not exist"),
     (["missing.keras", "-o", "{tmp}/missing/m.tflite"], "{tmp}/missing: output folder does not exist"),
     (["plain.keras", "-o", "{tmp}/m.tflite", "--calib", "wrong_shape.npy"],

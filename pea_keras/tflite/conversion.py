@@ -74,14 +74,6 @@ def check_outputs(output_path, overwrite=False, c_array_dir=None, ethos_u=False)
             raise TFLiteError(message or f"{folder}: cannot write there ({e.strerror or e})") from None
 
 
-def check_target(model, c_array_dir=None):
-    """Refuse, before converting, a model the requested outputs cannot serve."""
-    if c_array_dir is not None and (len(model.inputs) != 1 or len(model.outputs) != 1):
-        raise TFLiteError(f"the TensorFlow Lite Micro kit needs a model with one input and one output, this one "
-                          f"has {len(model.inputs)} and {len(model.outputs)}: use --target phone (add --io int8 "
-                          "for integer I/O), which writes no kit")
-
-
 @dataclasses.dataclass
 class Conversion:
     """What ``convert`` wrote and measured."""
@@ -115,6 +107,10 @@ class Conversion:
             lines += self.npu.summary_lines(self.npu_path)
         for p in self.c_array:
             lines.append(f"wrote {p}")
+        if self.c_array:
+            from pea_keras.tflite.micro_kit import build_line
+
+            lines.append(build_line(_stem(self.npu_path or self.path)))
         return "\n".join(lines)
 
 
@@ -165,11 +161,10 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
     if isinstance(model, (str, os.PathLike)) and not qat_epochs:
         data, calibration, n_pea = converter.quantize_file(
             model, calibration if callable(calibration) else lambda inputs: calibration, io=io,
-            force_strip=force_strip, trust_code=trust_code, c_array_dir=c_array_dir, verbose=verbose)
+            force_strip=force_strip, trust_code=trust_code, verbose=verbose)
     else:
         if isinstance(model, (str, os.PathLike)):
             model = load_model(model, trust_code=trust_code)
-        check_target(model, c_array_dir)
         import pea_keras
 
         n_pea = len(pea_keras.pea_layers(model))
@@ -195,7 +190,7 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
         runtimes.load_test(data, "litert")
     # One TensorFlow Lite Micro run measures the arena and, for a kit, computes the golden outputs.
     arena, note, golden = None, "", None
-    golden_inputs = next(iter(calibration.values()))[:golden_samples]  # The kit takes one input.
+    golden_inputs = {name: x[:golden_samples] for name, x in calibration.items()}
     try:
         if c_array_dir is not None:
             from pea_keras.tflite import micro_kit

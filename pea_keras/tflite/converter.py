@@ -148,15 +148,14 @@ def convert_saved_model(directory, calibration, io="int8", verbose=False):
             return f.read()
 
 
-def quantize_file(path, calibration_for, *, io="int8", force_strip=False, trust_code=False,
-                  c_array_dir=None, verbose=False):
+def quantize_file(path, calibration_for, *, io="int8", force_strip=False, trust_code=False, verbose=False):
     """(full-integer TFLite bytes, {input name: calibration array}, PEA layers stripped) of the
     model file `path`, loaded, stripped (``conversion.strip_for_deploy``), exported and converted
     in one child process: the caller never imports TensorFlow. `calibration_for(inputs)` gets the
     stripped model's `model_inputs` and returns its calibration data (as `quantize` takes it);
-    it runs while the child exports. `c_array_dir`: refuse a model its kit cannot serve."""
+    it runs while the child exports."""
     _check_io(io)
-    settings = json.dumps({"trust_code": trust_code, "force_strip": force_strip, "c_array_dir": c_array_dir})
+    settings = json.dumps({"trust_code": trust_code, "force_strip": force_strip})
     found = {}
 
     def calibrate(proc):

@@ -60,6 +60,9 @@ class ModelInfo:
     inputs: list  # Tensor records of subgraph 0 inputs
     outputs: list
     subgraphs: list = dataclasses.field(default_factory=list)  # (tensors, input ids, output ids)
+    # The signature's name of each input and output tensor of subgraph 0, by tensor index (the
+    # converter keeps the SavedModel's names: inputs are what calibration data is keyed by).
+    signature_names: dict = dataclasses.field(default_factory=dict)
 
     def op_histogram(self):
         return dict(sorted(Counter(op.type for op in self.operators).items()))
@@ -162,7 +165,10 @@ def inspect(path_or_bytes):
                 inputs=tuple(int(x) for x in (op.inputs if op.inputs is not None else [])),
                 outputs=tuple(int(x) for x in (op.outputs if op.outputs is not None else [])),
             ))
-    return ModelInfo(len(data), operators, tensors, inputs, outputs, subgraphs)
+    signature = next((sd for sd in model.signatureDefs or [] if sd.subgraphIndex == 0), None)
+    names = {int(m.tensorIndex): m.name.decode() if isinstance(m.name, bytes) else str(m.name)
+             for m in ([*(signature.inputs or []), *(signature.outputs or [])] if signature else [])}
+    return ModelInfo(len(data), operators, tensors, inputs, outputs, subgraphs, names)
 
 
 def format_report(info):
