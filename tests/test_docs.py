@@ -180,7 +180,7 @@ def printed_kit_names(printed, cwd):
         i = keras.Input((8, 8, 1))
         h = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu")(i))
         keras.Model(i, keras.layers.Dense(10)(h)).save("m.keras")
-    """)], cwd=cwd, check=True, env=env(), timeout=600)
+    """)], cwd=cwd, check=True, env=env(), timeout=HANG_S)
     (cwd / "tflite").mkdir()
     out = shell("pea-tflite convert m.keras -o tflite/1st-model.v2.tflite", cwd).stdout.splitlines()
     first, dots, last, build = printed.strip().splitlines()

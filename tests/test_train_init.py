@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from fresh import HANG_S
 from train_cli import refusal, run_script
 
 from pea_keras.tflite import relu_only_violations
@@ -75,7 +76,7 @@ def test_relufy_run_turns_a_silu_model_into_a_relu_only_int8_file(tmp_path, flav
     result = run_script("train.py", f"--init_from={user}", "--mode=relufy", keras_flag, "--epochs=2",
                         "--steps_per_epoch=4", "--batch_size=16", "--calibration_examples=16",
                         "--tflite_eval_examples=16", "--verbose=0", f"--output_dir={out}", f"--tflite_dir={tfl}",
-                        timeout=600)
+                        timeout=HANG_S)
     assert (result.returncode, result.stderr) == (0, ""), result.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
     flags = m["flags"]
