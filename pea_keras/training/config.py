@@ -7,6 +7,7 @@ import re
 
 from pea_keras import schedules
 from pea_keras.errors import SettingError, UsageError
+from pea_keras.files import missing
 
 
 def setting(default, help, choices=None, check=None, resumable=False):
@@ -269,8 +270,9 @@ def validate(config):
                                      and config.backend == "jax"):
         raise UsageError("--distill self needs --mode pea (its teacher is the model evaluated with g) and "
                          "TensorFlow or PyTorch (under JAX fit's compiled step keeps the teacher fixed)")
-    if config.distill.startswith("teacher:") and not os.path.exists(config.distill[len("teacher:"):]):
-        raise UsageError(f"--distill {config.distill}: no such file or directory")
+    problem = config.distill.startswith("teacher:") and missing(config.distill[len("teacher:"):])
+    if problem:
+        raise UsageError(f"--distill {config.distill}: {problem}")
     if config.dataset:
         from pea_keras.data import sources
 
