@@ -13,7 +13,7 @@ import warnings
 
 from pea_keras.errors import TFLiteError, UnfinishedScheduleError, first_line
 from pea_keras.files import atomic_write_many, write_error_message
-from pea_keras.saving import load_model
+from pea_keras.saving import load_model, revived_layers
 from pea_keras.tflite import converter
 from pea_keras.tflite.check import relu_only_violations
 from pea_keras.tflite.converter import quantize
@@ -80,6 +80,11 @@ def check_target(model, c_array_dir=None):
         raise TFLiteError(f"the TensorFlow Lite Micro kit needs a model with one input and one output, this one "
                           f"has {len(model.inputs)} and {len(model.outputs)}: use --target phone (add --io int8 "
                           "for integer I/O), which writes no kit")
+    revived = revived_layers(model)
+    if revived:  # Trusted: tf_keras saves no layer it revived, and the converter reads a SavedModel.
+        raise TFLiteError(f"{revived[0].where} was rebuilt from the TensorFlow graph in the file (its class is "
+                          "not registered here) and tf_keras cannot export it for the converter: in Python, "
+                          "register its class, load the model and pass it to pea_keras.tflite.convert")
 
 
 @dataclasses.dataclass
