@@ -228,14 +228,17 @@ def _graph_ops(path):
     for graph in proto.meta_graphs:
         functions = {f.signature.name: f for f in graph.graph_def.library.function}
         saver = {name.split(":")[0] for name in (graph.saver_def.save_tensor_name, graph.saver_def.restore_op_name)}
-        saver_functions = _called({n for node in graph.graph_def.node if node.name in saver
-                                   for n in _calls(node)}, functions)
+        saver_only = _called({n for node in graph.graph_def.node if node.name in saver for n in _calls(node)},
+                             functions)
+        saver_only -= _called({n for nodes in [[node for node in graph.graph_def.node if node.name not in saver]]
+                               + [functions[name].node_def for name in set(functions) - saver_only]
+                               for node in nodes for n in _calls(node)}, functions)  # Called by others too.
         bodies = [("the main graph", graph.graph_def.node)] + [
-            (f"function '{name}'", f.node_def) for name, f in functions.items() if name not in saver_functions]
+            (f"function '{name}'", f.node_def) for name, f in functions.items() if name not in saver_only]
         for where, nodes in bodies:
             for node in nodes:
                 stream = node.attr["output_stream"].s.decode(errors="replace") if node.op == "PrintV2" else ""
-                if node.name not in saver and (_DENIED_OPS.search(node.op) or stream.startswith("file")):
+                if _DENIED_OPS.search(node.op) or stream.startswith("file"):
                     found.setdefault(node.op, StoredCode(
                         "the TensorFlow graph", f"has a {node.op} op (in {where}), which touches files or runs "
                         "Python, and TensorFlow may run it while loading or calling the model",

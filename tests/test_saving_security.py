@@ -2,6 +2,7 @@
 unless the user vouches for the file (`--trust_model_code`, `trust_code=True`), which says so."""
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -200,6 +201,23 @@ def test_a_file_op_in_the_graph_of_a_registered_layer_is_refused(payloads, regis
     with pytest.raises(UntrustedCodeError, match="refused: save the model without the WriteFile op, or load it with "
                                                  "trust_code=True"):
         load_model(payloads / "writer_sm")
+
+
+def test_the_checkpoint_functions_are_exempt_only_while_nothing_else_calls_them(payloads, tmp_path):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    assert code_in(payloads / "pea_sm", "tf_keras") == []  # Its save function writes files; loading never calls it.
+    copy = tmp_path / "pea_sm"
+    shutil.copytree(payloads / "pea_sm", copy)
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((copy / "saved_model.pb").read_bytes())
+    library = proto.meta_graphs[0].graph_def.library.function
+    save = next(f.signature.name for f in library if "_traced_save_" in f.signature.name)
+    call = next(f for f in library if "layer_call_and_return_conditional_losses" in f.signature.name)
+    call.node_def.add(name="save_it", op="StatefulPartitionedCall").attr["f"].func.name = save
+    (copy / "saved_model.pb").write_bytes(proto.SerializeToString())
+    found = {re.match(r"has a (\w+) op \(in function '(\w+)'", f.reason).groups() for f in code_in(copy, "tf_keras")}
+    assert found == {("SaveV2", save), ("MergeV2Checkpoints", save), ("ShardedFilename", save)}
 
 
 def _wrapped_model_id(saved_model):
