@@ -252,6 +252,16 @@ def storage_problem(error):
     return None
 
 
+def missing(path):
+    """Why `path` cannot be read, as the OS says it ("no such file or directory", "too many levels
+    of symbolic links", "permission denied"), or None when it is there."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        return (e.strerror or type(e).__name__).lower()
+    return None
+
+
 def shown(path):
     """`path` relative to the working directory when it lies below it (as the user typed it)."""
     path = os.fspath(path)

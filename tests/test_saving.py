@@ -101,7 +101,14 @@ def test_bare_keras_load_model_after_the_documented_import(saved, order):
 
 
 def test_a_file_that_is_not_a_model_is_one_clear_error(tmp_path):
+    import keras
+    import tf_keras
+
     (tmp_path / "notes.keras").write_text("not a zip")
+    (tmp_path / "loop.keras").symlink_to(tmp_path / "loop.keras")
+    for k, name in ((keras, "w.weights.h5"), (tf_keras, "w.h5")):
+        model = k.Sequential([k.Input((4,)), k.layers.Dense(2)])
+        model.save_weights(tmp_path / name)
     code = """
     import sys, pea_keras
     from pea_keras.errors import ModelFileError
@@ -111,11 +118,17 @@ def test_a_file_that_is_not_a_model_is_one_clear_error(tmp_path):
         except ModelFileError as e:
             print(e)
     """
-    out = fresh_python(code, str(tmp_path / "notes.keras"), str(tmp_path / "missing.h5"), str(tmp_path))
+    names = ["notes.keras", "missing.h5", "", "loop.keras", "w.weights.h5", "w.h5"]
+    out = fresh_python(code, *(str(tmp_path / name) for name in names))
+    weights = ": holds weights only, no model (as save_weights writes): build the model in code and call its " \
+              "load_weights, or save the whole model with model.save"
     assert out.splitlines() == [
         f"{tmp_path}/notes.keras: not a Keras .keras archive (File is not a zip file)",
         f"{tmp_path}/missing.h5: no such file or directory",
-        f"{tmp_path}: directory is not a SavedModel (no saved_model.pb)"]
+        f"{tmp_path}: directory is not a SavedModel (no saved_model.pb)",
+        f"{tmp_path}/loop.keras: too many levels of symbolic links",
+        f"{tmp_path}/w.weights.h5" + weights,
+        f"{tmp_path}/w.h5" + weights]
 
 
 @pytest.mark.slow

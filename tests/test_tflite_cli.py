@@ -18,6 +18,7 @@ MODELS = """
         m = k.Model(a, L.Dense(10)(L.GlobalAveragePooling2D()(L.Conv2D(4, 3, activation="relu")(a))))
         if k is keras:
             m.save(f"{out}/plain.keras")
+            m.save_weights(f"{out}/plain.weights.h5")
         else:
             m.save(f"{out}/plain_savedmodel", save_format="tf")
     L = keras.layers
@@ -73,6 +74,9 @@ def test_convert_of_a_model_file_imports_tensorflow_only_in_its_converter_child(
     (["plain.keras", "-o", "{tmp}/m.tflite", "--calib", "wrong_shape.npy"],
      "--calib: npy:{models}/wrong_shape.npy: data shaped (128, 10, 10, 1) does not match the model input "
      "(N, 12, 12, 1)"),
+    (["plain.weights.h5", "-o", "{tmp}/m.tflite"],
+     "{models}/plain.weights.h5: holds weights only, no model (as save_weights writes): build the model in code "
+     "and call its load_weights, or save the whole model with model.save"),
     (["plain.keras", "-o", "{tmp}/m.tflite", "--calib", "tfds:mnist"],
      "--calib: tfds:mnist: TFDS dataset not available offline (prepare it first with `tfds build mnist`)"),
 ])

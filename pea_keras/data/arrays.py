@@ -14,6 +14,7 @@ import numpy as np
 
 from pea_keras.data import digits, images, sources
 from pea_keras.errors import DataError
+from pea_keras.files import missing
 
 DEFAULT_CALIBRATION_SAMPLES = 300
 # Fewer calibration samples than this give noisy int8 ranges: a warning, not an error.
@@ -170,8 +171,9 @@ def load_arrays(source, inputs, *, labelled=False, split="train", limit=None, sc
         raise DataError(f"{src}: a model with {len(named)} inputs reads its data from an .npz with "
                         f"one array per input name ({', '.join(names)})")
     if src.kind in ("npy", "npz"):
-        if not os.path.isfile(src.location):
-            raise DataError(f"{src.location}: no such file")
+        problem = missing(src.location) or (None if os.path.isfile(src.location) else "not a file")
+        if problem:
+            raise DataError(f"{src.location}: {problem}")
         xs, y = _npz(src.location, names, labelled)
     elif src.kind == "digits":
         xs, y = _digits(src, shapes[0], split)

@@ -9,6 +9,7 @@ TensorFlow's and the converter's log lines are hidden unless ``--verbose``.
 import argparse
 import json
 import os
+import re
 import sys
 
 from pea_keras import console
@@ -32,6 +33,18 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.print_usage(sys.stderr)
         self.exit(2, f"{PROG}: error: {message}\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        # An unknown option first: else argparse names a required argument it displaced
+        # (`convert --bogus x`: "-o/--output is required"). A command's parser checks its own.
+        for token in sys.argv[1:] if args is None else args:
+            value = not token.startswith("-") or token == "-" or re.fullmatch(r"-\d+|-\d*\.\d+", token)
+            if token == "--" or (value and self._subparsers is not None):
+                break
+            name = token.split("=", 1)[0] if token.startswith("--") else token[:2]  # -oFILE
+            if not value and name not in self._option_string_actions:
+                self.error(f"unrecognized option {name}")
+        return super().parse_known_args(args, namespace)
 
 
 def _fail(message, code=1):
@@ -116,9 +129,9 @@ def build_parser():
                    help="Ethos-U targets: fail, instead of warning, when Vela leaves an operator on the CPU")
     c.add_argument("--overwrite", action="store_true", help="replace existing output files")
     c.add_argument("--trust_model_code", action="store_true",
-                   help="load a model file that runs code while loading (a Lambda layer's Python "
-                        "bytecode), which is refused otherwise: the code runs with your rights, so "
-                        "only for a file you trust as you would a script")
+                   help="load a model file that runs code it stores (a Lambda layer's Python bytecode, "
+                        "a SavedModel layer rebuilt from its graph), which is refused otherwise: the "
+                        "code runs with your rights, so only for a file you trust as you would a script")
     c.add_argument("--force_strip", action="store_true",
                    help="deploy a model whose alpha < 1 anyway: its novel branch is dropped, so the "
                         "device runs a network that differs from the trained one")
@@ -275,15 +288,14 @@ def _inspect(args):
     from pea_keras.tflite import vela
     from pea_keras.tflite.model_info import format_report, inspect, read_bytes
 
-    data = read_bytes(args.file)
-    info = inspect(data)
+    info = inspect(args.file)
     if args.resolver:
         from pea_keras.tflite.op_resolver import op_resolver_header
 
         stem = os.path.splitext(os.path.basename(args.file))[0]
         print(op_resolver_header(info, stem, os.path.basename(args.file)), end="")
         return 0
-    npu = vela.describe(info, data) if vela.is_vela_file(info) else None
+    npu = vela.describe(info, read_bytes(args.file)) if vela.is_vela_file(info) else None
     if args.json:
         print(json.dumps({**info.to_dict(), **({"ethos_u": npu} if npu else {})}, indent=1))
     else:

@@ -13,7 +13,7 @@ import warnings
 
 from pea_keras.errors import TFLiteError, UnfinishedScheduleError, first_line
 from pea_keras.files import atomic_write_many, write_error_message
-from pea_keras.saving import load_model
+from pea_keras.saving import load_model, revived_layers
 from pea_keras.tflite import converter
 from pea_keras.tflite.check import relu_only_violations
 from pea_keras.tflite.converter import quantize
@@ -72,6 +72,15 @@ def check_outputs(output_path, overwrite=False, c_array_dir=None, ethos_u=False)
         except OSError as e:
             message = write_error_message(e, path=folder, safe="nothing was converted")
             raise TFLiteError(message or f"{folder}: cannot write there ({e.strerror or e})") from None
+
+
+def check_exportable(model):
+    """Refuse, before converting, a model tf_keras cannot export for the converter."""
+    revived = revived_layers(model)
+    if revived:  # Trusted: tf_keras saves no layer it revived, and the converter reads a SavedModel.
+        raise TFLiteError(f"{revived[0].where} was rebuilt from the TensorFlow graph in the file (its class is "
+                          "not registered here) and tf_keras cannot export it for the converter: in Python, "
+                          "register its class, load the model and pass it to pea_keras.tflite.convert")
 
 
 @dataclasses.dataclass
@@ -165,6 +174,7 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
     else:
         if isinstance(model, (str, os.PathLike)):
             model = load_model(model, trust_code=trust_code)
+        check_exportable(model)
         import pea_keras
 
         n_pea = len(pea_keras.pea_layers(model))

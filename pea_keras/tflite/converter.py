@@ -172,13 +172,18 @@ def quantize_file(path, calibration_for, *, io="int8", force_strip=False, trust_
         try:
             found["calibration"] = check_calibration(inputs, calibration_for(inputs))
         except BaseException:
-            proc.stdin.write("\n")  # Tell the child to stop, then report this error.
-            proc.stdin.flush()
+            tell(proc, "\n")  # Tell the child to stop, then report this error.
             raise
         np.savez(calib, **found["calibration"])
         found["pea_layers"] = facts["pea_layers"]
-        proc.stdin.write(calib + "\n")
-        proc.stdin.flush()
+        tell(proc, calib + "\n")
+
+    def tell(proc, line):
+        try:
+            proc.stdin.write(line)
+            proc.stdin.flush()
+        except BrokenPipeError:  # The child failed meanwhile: its error is raised once it has exited.
+            pass
 
     with tempfile.TemporaryDirectory(prefix="pea-convert-") as tmp:
         calib, out = os.path.join(tmp, "calibration.npz"), os.path.join(tmp, "model.tflite")

@@ -10,6 +10,7 @@ import os
 from collections import Counter
 
 from pea_keras.errors import TFLiteError
+from pea_keras.files import missing
 
 _TFLITE_MAGIC = b"TFL3"
 
@@ -82,19 +83,26 @@ class ModelInfo:
         }
 
 
+def _where(path_or_bytes):
+    """How messages name the input: its path, or "the given bytes"."""
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        return "the given bytes"
+    return os.fspath(path_or_bytes)
+
+
 def read_bytes(path_or_bytes):
     """Return the flatbuffer bytes, raising TFLiteError for missing or non-TFLite files."""
+    where = _where(path_or_bytes)
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-        data, where = bytes(path_or_bytes), "the given bytes"
+        data = bytes(path_or_bytes)
     else:
-        path = os.fspath(path_or_bytes)
-        if not os.path.exists(path):
-            raise TFLiteError(f"{path}: no such file")
-        if os.path.isdir(path):
-            raise TFLiteError(f"{path}: is a directory, expected a .tflite file")
-        with open(path, "rb") as f:
+        problem = missing(where)
+        if problem:
+            raise TFLiteError(f"{where}: {problem}")
+        if os.path.isdir(where):
+            raise TFLiteError(f"{where}: is a directory, expected a .tflite file")
+        with open(where, "rb") as f:
             data = f.read()
-        where = path
     if len(data) < 8 or data[4:8] != _TFLITE_MAGIC:
         raise TFLiteError(f"{where}: not a TFLite flatbuffer (missing the TFL3 identifier)")
     return data
@@ -125,13 +133,14 @@ def inspect(path_or_bytes):
     written before schema v3a keep the code in the deprecated int8 field only.
     """
     data = read_bytes(path_or_bytes)
+    corrupt = f"{_where(path_or_bytes)}: truncated or corrupt, not a valid TFLite flatbuffer"
     schema = _schema()
     try:
         model = schema.ModelT.InitFromPackedBuf(data, 0)
-    except Exception as e:  # right identifier, broken tables: any decode error
-        raise TFLiteError(f"corrupt TFLite flatbuffer: {e}") from None
+    except Exception:  # noqa: BLE001 (right identifier, broken tables: any decode error, of no use to a user)
+        raise TFLiteError(corrupt) from None
     if model.version != 3 or not model.subgraphs or not model.operatorCodes:
-        raise TFLiteError("corrupt TFLite flatbuffer: no schema v3 model with subgraphs and operators")
+        raise TFLiteError(f"{corrupt} (no schema v3 model with subgraphs and operators)")
     op_names = _names(schema.BuiltinOperator)
     act_names = _names(schema.ActivationFunctionType)
     type_names = _names(schema.TensorType)
@@ -158,7 +167,7 @@ def inspect(path_or_bytes):
             ids = [*(op.inputs if op.inputs is not None else []),
                    *(op.outputs if op.outputs is not None else [])]
             if not 0 <= op.opcodeIndex < len(codes) or any(t >= len(sg_tensors) for t in ids):
-                raise TFLiteError(f"corrupt TFLite flatbuffer: operator {i} refers past the tables")
+                raise TFLiteError(f"{corrupt} (operator {i} refers past the tables)")
             operators.append(Operator(
                 index=i, subgraph=s, type=codes[op.opcodeIndex],
                 activation=_fused_activation(schema, op, act_names),

@@ -7,6 +7,7 @@ import re
 
 from pea_keras import schedules
 from pea_keras.errors import SettingError, UsageError
+from pea_keras.files import missing
 
 
 def setting(default, help, choices=None, check=None, resumable=False):
@@ -303,14 +304,16 @@ def validate(config):
                                      and config.backend == "jax"):
         raise UsageError("--distill self needs --mode pea (its teacher is the model evaluated with g) and "
                          "TensorFlow or PyTorch (under JAX fit's compiled step keeps the teacher fixed)")
-    if config.distill.startswith("teacher:") and not os.path.exists(config.distill[len("teacher:"):]):
-        raise UsageError(f"--distill {config.distill}: no such file or directory")
+    problem = config.distill.startswith("teacher:") and missing(config.distill[len("teacher:"):])
+    if problem:
+        raise UsageError(f"--distill {config.distill}: {problem}")
     if config.mode == "relufy" and not config.init_from:
         raise UsageError("--mode relufy needs --init_from PATH: the trained model whose activations become ReLU")
     if config.distill == "init" and not config.init_from:
         raise UsageError("--distill init needs --init_from PATH: the teacher is the model loaded from it")
-    if config.init_from and not os.path.exists(config.init_from):
-        raise UsageError(f"--init_from {config.init_from}: no such file or directory")
+    problem = config.init_from and missing(config.init_from)
+    if problem:
+        raise UsageError(f"--init_from {config.init_from}: {problem}")
     if config.dataset:
         from pea_keras.data import sources
 
