@@ -107,7 +107,7 @@ def test_gating_built_from_allowed_ops_is_rejected():
     data = quantize(model, X)
     for allow_gates in (False, True):
         bad = relu_only_violations(data, allow_gates=allow_gates)
-        assert {v.type for v in bad} & {"MUL", "HARD_SWISH"} and not any(v.name for v in bad)
+        assert {v.type for v in bad} & {"MUL", "HARD_SWISH"} and not any(v.gate for v in bad)
 
 
 def squeeze_excite(k, gate):

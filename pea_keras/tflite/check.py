@@ -90,7 +90,7 @@ class Violation:
     reason: str
     kind: str = "relu"
     dtype: str | None = None
-    name: str | None = None  # what the verdict calls it, when not its type ("channel gate at op 7")
+    gate: bool = False  # a channel gate (a MUL), which the verdict names as one
 
     @property
     def where(self):
@@ -205,7 +205,7 @@ def analyze(path_or_bytes, strict=False, int8=False, allow_gates=False):
     """The ``Proof`` of a file: see ``relu_only_violations``; ``allow_gates`` accepts ReLU6
     channel gates, each named in ``notes``."""
     info = path_or_bytes if hasattr(path_or_bytes, "operators") else inspect(path_or_bytes)
-    bad, notes = [], []
+    bad, notes, gates = [], [], []
     flow = {}
     for op in info.operators:
         tensors, sg_in, sg_out = info.subgraphs[op.subgraph]
@@ -216,8 +216,8 @@ def analyze(path_or_bytes, strict=False, int8=False, allow_gates=False):
         live, users, writers, mixed = flow[op.subgraph]
         at = f"{op.subgraph}:{op.index}" if op.subgraph else str(op.index)
 
-        def flag(reason, kind="relu", dtype=None, name=None, op=op):
-            bad.append(Violation(op.index, op.subgraph, op.type, op.activation, reason, kind, dtype, name))
+        def flag(reason, kind="relu", dtype=None, gate=False, op=op):
+            bad.append(Violation(op.index, op.subgraph, op.type, op.activation, reason, kind, dtype, gate))
 
         reads = bool(_live(op, range(len(op.inputs)), live))
         if op.activation is not None and op.activation not in RELU_FUSED:
@@ -226,9 +226,9 @@ def analyze(path_or_bytes, strict=False, int8=False, allow_gates=False):
         if gate is not None:
             reason = _gate_reason(gate, allow_gates)
             if reason:
-                flag(reason, name=f"channel gate at op {at}")
+                flag(reason, gate=True)
             else:
-                notes.append(f"channel gate at op {at} (--allow_gates)")
+                gates.append(at)
         elif op.type in RELU_OPS:
             pass
         elif op.type in LINEAR_OPS:
@@ -258,7 +258,11 @@ def analyze(path_or_bytes, strict=False, int8=False, allow_gates=False):
         if int8:
             for reason, dtype in _int8_reasons(op, tensors, set(sg_in), set(sg_out), live):
                 flag(reason, "int8", dtype)
-    return Proof(bad, notes)
+    return Proof(bad, ([f"{_gates(gates)} (--allow_gates)"] if gates else []) + notes)
+
+
+def _gates(ats):
+    return f"channel gate at op {ats[0]}" if len(ats) == 1 else f"channel gates at ops {', '.join(ats)}"
 
 
 def relu_only_violations(path_or_bytes, strict=False, int8=False, allow_gates=False):
@@ -294,7 +298,8 @@ def verdict(violations, int8=False, notes=()):
                         + [f"{d} activations" for d in dtypes if d not in _FLOAT])
     if not relu:
         return f"ReLU-only, but {what} ({_operators(types, 'offending operator')})"
-    names = ", ".join(sorted({v.name or v.type for v in relu}))
+    gates = list(dict.fromkeys(f"{v.subgraph}:{v.index}" if v.subgraph else str(v.index) for v in relu if v.gate))
+    names = ", ".join(sorted({v.type for v in relu if not v.gate}) + ([_gates(gates)] if gates else []))
     line = f"not ReLU-only ({_operators(relu, 'offending operator')}: {names})"
     return line + (f"; not int8 either: {what} ({_operators(types, 'operator')})" if types else "")
 

@@ -96,6 +96,9 @@ def build_parser():
     c.add_argument("--calib_scale", type=_positive_float, metavar="S",
                    help="divide integer calibration/training data by S (255 for uint8 images); "
                         "without it integer arrays are refused")
+    c.add_argument("--calib_any_range", action="store_true",
+                   help="accept image calibration data spanning more than 4x [0, 1] (refused otherwise: "
+                        "models here take images in [0, 1])")
     c.add_argument("--io", choices=["int8", "uint8", "float"], help="input/output type (default: by target)")
     c.add_argument("--qat_epochs", type=_at_least(0), default=0, metavar="N",
                    help="quantization-aware fine-tuning epochs before conversion (default: 0 = PTQ)")
@@ -243,7 +246,7 @@ def _convert(args):
     def calibration(inputs):  # Loaded while the converter child exports the model.
         try:
             return calibration_samples(args.calib, shape_of(inputs), limit=args.calib_samples,
-                                       scale=args.calib_scale)
+                                       scale=args.calib_scale, any_range=args.calib_any_range)
         except (DataError, ValueError) as e:
             raise TFLiteError(f"--calib: {e}") from None
 
