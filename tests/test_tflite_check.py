@@ -164,3 +164,23 @@ def test_corrupt_and_missing_files_give_one_line_errors(tmp_path, capsys):
         code, _, err = cli_run(capsys, *argv)
         assert code == 1, argv
         assert err.startswith("pea-tflite: error:") and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+def test_mobilenet_v3_squeeze_excite_blocks_are_channel_gates(k):
+    """keras.applications' own blocks at 32x32: each gate on a map of several positions is named a
+    channel gate; where the map is down to one position the block is x * relu6(f(x) + 3) / 6 of one
+    vector, an elementwise product that fails with --allow_gates too; the minimalistic variant
+    (no squeeze-excite, no hard-swish) is ReLU-only."""
+    x = np.random.default_rng(0).random((16, 32, 32, 3), dtype=np.float32)
+    small = inspect(quantize(k.applications.MobileNetV3Small(
+        (32, 32, 3), alpha=0.75, weights=None, include_preprocessing=False), x))
+    gates = [v for v in relu_only_violations(small, int8=True) if v.gate]
+    assert len(gates) == 6 and {v.type for v in gates} == {"MUL"}
+    left = relu_only_violations(small, int8=True, allow_gates=True)
+    assert {v.type for v in left} == {"HARD_SWISH", "MUL"} and not any(v.gate for v in left)
+    products = [small.operators[v.index] for v in left if v.type == "MUL"]
+    assert len(products) == 3 and all(small.tensors[t].shape[1:3] == (1, 1) for op in products for t in op.inputs)
+    minimal = quantize(k.applications.MobileNetV3Large(
+        (32, 32, 3), alpha=0.75, weights=None, minimalistic=True, include_preprocessing=False), x)
+    assert relu_only_violations(minimal, int8=True) == []
