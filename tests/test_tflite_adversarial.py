@@ -92,6 +92,8 @@ GRAPHS = {
         tf.matmul(x, W)), "int8"),
     "leaky_by_max_pool": (leaky_by_pool, "int8"),
     "max_pool": (lambda x: tf.nn.max_pool2d(conv(x), 2, 2, "VALID"), "int8", IMAGE),
+    "flat_input_max_pool": (lambda x: tf.nn.max_pool2d(conv(tf.reshape(x, IMAGE)), 2, 2, "VALID"), "int8",
+                            (1, 192)),  # An image read as a vector, reshaped by the model.
     "global_max_pool": (lambda x: tf.reduce_max(conv(x), [1, 2]), "int8", IMAGE),
     "channel_max": (lambda x: tf.reduce_max(conv(x), -1), "int8", IMAGE),
     "gate_hard_sigmoid": (squeeze_excite(hard_sigmoid), "int8", IMAGE),
@@ -169,6 +171,8 @@ def test_what_the_converter_built(files):
     assert ops(files["leaky_by_max_pool"]) == ["QUANTIZE", "FULLY_CONNECTED[NONE]", "MUL[NONE]", "PACK",
                                                "RESHAPE", "MAX_POOL_2D[NONE]", "RESHAPE", "DEQUANTIZE"]
     assert ops(files["max_pool"]) == ["QUANTIZE", "CONV_2D[RELU]", "MAX_POOL_2D[NONE]", "DEQUANTIZE"]
+    assert ops(files["flat_input_max_pool"]) == ["QUANTIZE", "RESHAPE", "CONV_2D[RELU]", "MAX_POOL_2D[NONE]",
+                                                 "DEQUANTIZE"]
     assert ops(files["global_max_pool"]) == ops(files["channel_max"]) == [
         "QUANTIZE", "CONV_2D[RELU]", "REDUCE_MAX", "DEQUANTIZE"]
     assert ops(files["gate_hard_sigmoid"]) == ["QUANTIZE", "CONV_2D[RELU]", "MEAN", "CONV_2D[RELU]",
@@ -206,7 +210,8 @@ def test_what_the_converter_built(files):
                       "only ReLU6 (hard-sigmoid) gates pass, with --allow_gates"]),
     ("hard_swish_map", [f"op 4 MUL[NONE]: {PRODUCT}"]),
     ("int16x8", []), ("relu_float", []), ("x_div_c", []), ("x_mul_c", []), ("c_mul_x", []),
-    ("max_pool", []), ("global_max_pool", []), ("step_output", []), ("step_output_int8", []),
+    ("max_pool", []), ("flat_input_max_pool", []), ("global_max_pool", []), ("step_output", []),
+    ("step_output_int8", []),
 ])
 def test_exact_violations(files, name, expected):
     assert lines(relu_only_violations(files[name])) == expected

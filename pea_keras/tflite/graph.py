@@ -22,6 +22,8 @@ _POSITIONAL_OPS = frozenset({
     "RESIZE_NEAREST_NEIGHBOR", "AVERAGE_POOL_2D", "MAX_POOL_2D", "REVERSE_V2", "GATHER"})
 # Ops that drop or insert axes of size 1 (anything else they do mixes every axis).
 _RESHAPE_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
+# Ops that move values across axes.
+_MOVING_OPS = frozenset({"TRANSPOSE", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"})
 _REDUCE_OPS = frozenset({"MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD"})
 # Elementwise ops of several operands (broadcast from the right).
 _ELEMENTWISE_OPS = frozenset({
@@ -94,10 +96,11 @@ def _all(rank, why):
 
 
 def _reshaped(mixed, src, dst, why):
-    """Carry `mixed` from shape `src` to `dst` when they differ only by axes of size 1."""
+    """Carry `mixed` from shape `src` to `dst`: axis by axis when they differ only by axes of size
+    1; else every axis is mixed, unless none was (raw inputs rearranged stay raw inputs)."""
     big_src, big_dst = [a for a, d in enumerate(src) if d != 1], [a for a, d in enumerate(dst) if d != 1]
     if [src[a] for a in big_src] != [dst[a] for a in big_dst]:
-        return _all(len(dst), why)
+        return _all(len(dst), why) if mixed else {}
     where = dict(zip(big_src, big_dst))
     return {where[a]: w for a, w in mixed.items() if a in where}
 
@@ -115,16 +118,17 @@ def _varying_constant_axes(shape, out_rank):
 def mixed_axes(info, subgraph, live):
     """{activation id: {axis: why positions along it hold different functions}}.
 
-    The last axis of a model input or of a convolution's output holds features (a max over it
-    is a maxout); PACK and CONCATENATION of two activations mix their axis; a constant that
-    varies along an axis scales positions differently; anything that rearranges values across
-    axes (TRANSPOSE, DEPTH_TO_SPACE, a reshape beyond axes of size 1, a strided transposed
-    convolution, bilinear resizing) mixes every axis it writes. Max pooling over axes that are not
+    A model input holds raw values, mixed nowhere. The last axis of a convolution's or dense
+    layer's output holds different features (a max over it is a maxout); PACK and CONCATENATION
+    of two activations mix their axis; a constant that varies along an axis scales positions
+    differently; a transposed convolution and bilinear resizing compute positions differently;
+    anything that moves values across axes (TRANSPOSE, DEPTH_TO_SPACE, a reshape beyond axes of
+    size 1) mixes every axis it writes once any was mixed. Max pooling over axes that are not
     mixed takes the max of one feature at different places, which ReLU networks may do.
     """
     tensors, sg_in, _ = info.subgraphs[subgraph]
     shape = {t.index: t.shape for t in tensors}
-    mixed = {t: ({len(shape[t]) - 1: "the input's features"} if shape[t] else {}) for t in sg_in}
+    mixed = {t: {} for t in sg_in}
     for op in info.operators:
         if op.subgraph != subgraph:
             continue
@@ -148,6 +152,8 @@ def _propagate(op, at, ins, src, shape, rank, out, mixed, tensors):
     if op.type in _POSITIONAL_OPS or op.type in {"QUANTIZE", "DEQUANTIZE", "CAST", "RELU", "RELU6", "RELU_N1_TO_1",
                                                  "RELU_0_TO_1", "NEG"}:
         return dict(src) if len(shape[t0]) == rank else _reshaped(src, shape[t0], shape[out], f"reshaped by {at}")
+    if op.type in ("TRANSPOSE_CONV", "CONV_3D_TRANSPOSE"):
+        return _all(rank, f"computed by different kernels of {at}")
     if op.type == "RESIZE_BILINEAR":
         return {**src, **{a: f"interpolated with different weights by {at}" for a in range(1, rank - 1)}}
     if op.type in _RESHAPE_OPS:
@@ -182,7 +188,9 @@ def _propagate(op, at, ins, src, shape, rank, out, mixed, tensors):
                 joined.update({a: f"scaled position by position by {at}"
                                for a in _varying_constant_axes(shape[t], rank)})
         return joined
-    return _all(rank, f"rearranged by {at}")
+    if op.type in _MOVING_OPS:
+        return _all(rank, f"rearranged by {at}") if src else {}
+    return _all(rank, f"computed by {at}")
 
 
 @dataclasses.dataclass(frozen=True)
