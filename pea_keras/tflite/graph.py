@@ -15,9 +15,10 @@ import dataclasses
 SHAPE_ONLY_OPS = frozenset({"SHAPE"})
 # Ops whose output's last axis holds new features: linear maps of the input's.
 _FEATURE_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "CONV_3D", "FULLY_CONNECTED", "BATCH_MATMUL"})
-# Ops that keep positions along every axis (a subset, a padding, copies, windows): what was
-# mixed stays mixed, what was one feature map stays one.
+# Ops that keep positions along every axis (elementwise on one tensor, a subset, a padding,
+# copies, windows): what was mixed stays mixed, what was one feature map stays one.
 _POSITIONAL_OPS = frozenset({
+    "QUANTIZE", "DEQUANTIZE", "CAST", "NEG", "RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1",
     "SLICE", "STRIDED_SLICE", "PAD", "PADV2", "MIRROR_PAD", "TILE", "BROADCAST_TO", "SPLIT", "SPLIT_V",
     "RESIZE_NEAREST_NEIGHBOR", "AVERAGE_POOL_2D", "MAX_POOL_2D", "REVERSE_V2", "GATHER"})
 # Ops that drop or insert axes of size 1 (anything else they do mixes every axis).
@@ -149,8 +150,7 @@ def _propagate(op, at, ins, src, shape, rank, out, mixed, tensors):
         carried = src if len(shape[t0]) == rank else (
             {} if all(a == len(shape[t0]) - 1 for a in src) else _all(rank, f"flattened by {at}"))
         return {**{a: w for a, w in carried.items() if a != rank - 1}, rank - 1: f"the channels of {at}, a maxout"}
-    if op.type in _POSITIONAL_OPS or op.type in {"QUANTIZE", "DEQUANTIZE", "CAST", "RELU", "RELU6", "RELU_N1_TO_1",
-                                                 "RELU_0_TO_1", "NEG"}:
+    if op.type in _POSITIONAL_OPS:
         return dict(src) if len(shape[t0]) == rank else _reshaped(src, shape[t0], shape[out], f"reshaped by {at}")
     if op.type in ("TRANSPOSE_CONV", "CONV_3D_TRANSPOSE"):
         return _all(rank, f"computed by different kernels of {at}")
