@@ -48,7 +48,7 @@ def deploy_journey(model, tmp_path, calib="digits", **extra_env):
 def test_train_then_convert_its_saved_model(tmp_path):
     run_dir = tmp_path / "runs" / "t"
     result = subprocess.run([sys.executable, str(REPO / "train.py"), "--arch", "tiny", "--epochs", "1",
-                             "--steps_per_epoch", "8", "--calibration_examples", "64", "--verbose", "2",
+                             "--steps_per_epoch", "8", "--verbose", "2",
                              "--noaugment", "--output_dir", run_dir, "--tflite_dir", tmp_path / "tflite"],
                             cwd=tmp_path, capture_output=True, text=True, env=env(), timeout=HANG_S)
     assert result.returncode == 0, result.stderr
@@ -63,7 +63,10 @@ def test_train_then_convert_its_saved_model(tmp_path):
     assert lines[-4:-1] == ["  256 KB flash / 64 KB RAM (small Cortex-M0+/M4): fits",
                             "  1 MB flash / 256 KB RAM (mid-range Cortex-M4/M33): fits",
                             "  2 MB flash / 512 KB RAM (large Cortex-M7/M55): fits"]
-    deploy_journey(run_dir / "pea_model.keras", tmp_path)
+    out = deploy_journey(run_dir / "pea_model.keras", tmp_path)
+    # The README's `pea-tflite convert <run>/pea_model.keras --calib digits` calibrates on the images
+    # train.py calibrated on: the same file, byte for byte.
+    assert out.read_bytes() == (tmp_path / "tflite" / "t_int8.tflite").read_bytes()
 
 
 USER_SCRIPT = """

@@ -24,6 +24,9 @@ TARGETS = {
     **{name: ("int8", True, ("litert", "micro")) for name in ACCELERATORS},
 }
 _VELA_FLAGS = ("vela_config", "system_config", "memory_mode", "require_npu")
+_GATES_HELP = ("accept ReLU6 channel gates (squeeze-excite: a feature map times relu6(x + 3) / 6 of its "
+               "pooled channels, as in MobileNetV3), each named in the verdict; a product of activations, "
+               "so refused by default")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -106,6 +109,9 @@ def build_parser():
     c.add_argument("--calib_scale", type=_positive_float, metavar="S",
                    help="divide integer calibration/training data by S (255 for uint8 images); "
                         "without it integer arrays are refused")
+    c.add_argument("--calib_any_range", action="store_true",
+                   help="accept image calibration data spanning more than 4x [0, 1] (refused otherwise: "
+                        "models here take images in [0, 1])")
     c.add_argument("--io", choices=["int8", "uint8", "float"], help="input/output type (default: by target)")
     c.add_argument("--qat_epochs", type=_at_least(0), default=0, metavar="N",
                    help="quantization-aware fine-tuning epochs before conversion (default: 0 = PTQ)")
@@ -132,6 +138,7 @@ def build_parser():
                    help="load a model file that runs code it stores (a Lambda layer's Python bytecode, "
                         "a SavedModel layer rebuilt from its graph), which is refused otherwise: the "
                         "code runs with your rights, so only for a file you trust as you would a script")
+    c.add_argument("--allow_gates", action="store_true", help=_GATES_HELP)
     c.add_argument("--force_strip", action="store_true",
                    help="deploy a model whose alpha < 1 anyway: its novel branch is dropped, so the "
                         "device runs a network that differs from the trained one")
@@ -148,11 +155,13 @@ def build_parser():
     k = sub.add_parser("check", help="exit 0 only if the file is ReLU-only",
                        description="Exit 0 only if every activation is ReLU-family (standalone or "
                                    "fused) and nothing else is nonlinear (no product, quotient, "
-                                   "comparison or lookup of activations); otherwise list every "
-                                   "offending operator with its reasons and exit 1. A final SOFTMAX feeding an "
-                                   "output is allowed unless --strict.")
+                                   "comparison, step or lookup of activations, no max but max "
+                                   "pooling); otherwise list every offending operator with its reasons "
+                                   "and exit 1. A final SOFTMAX or ARG_MAX on an output is allowed "
+                                   "(and named) unless --strict.")
     k.add_argument("file", metavar="FILE.tflite")
-    k.add_argument("--strict", action="store_true", help="reject a final SOFTMAX too")
+    k.add_argument("--strict", action="store_true", help="reject a final SOFTMAX or ARG_MAX too")
+    k.add_argument("--allow_gates", action="store_true", help=_GATES_HELP)
     k.add_argument("--int8", action="store_true",
                    help="also reject every activation that is not int8: float compute, int16 activations, "
                         "int32 arithmetic (QUANTIZE/DEQUANTIZE allowed at the edges only)")
@@ -258,7 +267,7 @@ def _convert(args):
     def calibration(inputs):  # Loaded while the converter child exports the model.
         try:
             return calibration_samples(args.calib, shape_of(inputs), limit=args.calib_samples,
-                                       scale=args.calib_scale)
+                                       scale=args.calib_scale, any_range=args.calib_any_range)
         except (DataError, ValueError) as e:
             raise TFLiteError(f"--calib: {e}") from None
 
@@ -274,7 +283,8 @@ def _convert(args):
                        force_strip=args.force_strip, qat_epochs=args.qat_epochs,
                        qat_data=qat_data if args.qat_epochs else None, c_array_dir=c_dir,
                        require_runtimes=required, golden_samples=args.golden_samples, ethos_u=ethos_u,
-                       require_npu=args.require_npu, trust_code=args.trust_model_code, verbose=args.verbose)
+                       require_npu=args.require_npu, trust_code=args.trust_model_code,
+                       allow_gates=args.allow_gates, verbose=args.verbose)
     except OSError as e:  # A full or read-only disk: the outputs are written all or nothing.
         message = write_error_message(e, safe="no file was changed")
         if message is None:
@@ -305,11 +315,12 @@ def _inspect(args):
 
 def _check(args):
     from pea_keras.tflite import vela
-    from pea_keras.tflite.check import by_operator, micro_blocker, relu_only_violations, verdict
+    from pea_keras.tflite.check import analyze, by_operator, micro_blocker, verdict
     from pea_keras.tflite.model_info import inspect
 
     info = inspect(args.file)
-    bad = relu_only_violations(info, strict=args.strict, int8=args.int8)
+    proof = analyze(info, strict=args.strict, int8=args.int8, allow_gates=args.allow_gates)
+    bad = proof.violations
     if vela.is_vela_file(info):  # The NPU part is a command stream: only the CPU part can be read.
         bad = [v for v in bad if v.type != vela.NPU_OP]
     for where, reasons in by_operator(bad):
@@ -317,7 +328,7 @@ def _check(args):
     if vela.is_vela_file(info):
         return _fail(f"{args.file}: {vela.check_verdict(info, verdict(bad, args.int8))}")
     if not bad:
-        print(f"{args.file}: {verdict(bad, args.int8)}")
+        print(f"{args.file}: {verdict(bad, args.int8, proof.notes)}")
     blocker = None if args.int8 else micro_blocker(info)  # --int8 names these faults itself.
     if blocker:  # Keras' own LiteRT export by default: Flex ops, float compute.
         print(f"{args.file}: {blocker}")

@@ -15,7 +15,7 @@ from pea_keras.errors import TFLiteError, UnfinishedScheduleError, first_line
 from pea_keras.files import atomic_write_many, write_error_message
 from pea_keras.saving import load_model, revived_layers
 from pea_keras.tflite import converter
-from pea_keras.tflite.check import relu_only_violations
+from pea_keras.tflite.check import analyze
 from pea_keras.tflite.converter import quantize
 from pea_keras.tflite.model_info import inspect, totals_lines
 
@@ -99,6 +99,7 @@ class Conversion:
     pea_layers_stripped: int = 0
     npu: object = None  # vela.Compiled, for an Ethos-U target
     npu_path: str | None = None
+    notes: tuple = ()  # what passed the check although it is no ReLU network op (check.Proof.notes)
 
     def summary(self):
         info = self.info
@@ -106,7 +107,8 @@ class Conversion:
                  + (f", QAT {self.qat_epochs} epochs" if self.qat_epochs else "")]
         if self.pea_layers_stripped:
             lines.append(f"stripped {self.pea_layers_stripped} PEA layers to ReLU")
-        lines.append("ReLU-only check: passed (int8 compute, no non-ReLU activation)")
+        lines.append("ReLU-only check: passed (int8 compute, no non-ReLU activation"
+                     + "".join(f"; {note}" for note in self.notes) + ")")
         lines += totals_lines(info, tensor_names=False)
         lines.append(f"TFLite Micro tensor arena: {self.arena_bytes} bytes"
                      if self.arena_bytes else f"TFLite Micro tensor arena: unknown ({self.arena_note})")
@@ -126,7 +128,7 @@ class Conversion:
 def convert(model, output_path, calibration, *, io="int8", overwrite=False, force_strip=False,
             qat_epochs=0, qat_data=None, c_array_dir=None, require_runtimes=("litert", "micro"),
             golden_samples=3, class_names=(), ethos_u=None, require_npu=False, trust_code=False,
-            verbose=False):
+            allow_gates=False, verbose=False):
     """Strip, (optionally QAT-fine-tune,) quantize, prove ReLU-only, load-test, write.
 
     Args:
@@ -152,6 +154,7 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
         ethos_u: a ``vela.Target``: also compile the proven file with Vela into
             ``OUT_vela.tflite``; the kit in ``c_array_dir`` is then the Vela file's. Operators
             Vela leaves on the CPU warn, or fail with ``require_npu``.
+        allow_gates: accept ReLU6 channel gates (``check.analyze``), named in the summary.
         verbose: show the converter's log.
 
     Returns:
@@ -193,9 +196,9 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
         else:
             data = quantize(plain, calibration, io=io, verbose=verbose)
     info = inspect(data)
-    bad = relu_only_violations(info, int8=True)
-    if bad:
-        raise TFLiteError("converted file is not ReLU-only: " + "; ".join(str(v) for v in bad))
+    proof = analyze(info, int8=True, allow_gates=allow_gates)
+    if proof.violations:
+        raise TFLiteError("converted file is not ReLU-only: " + "; ".join(str(v) for v in proof.violations))
     if "litert" in require_runtimes:
         runtimes.load_test(data, "litert")
     # One TensorFlow Lite Micro run measures the arena and, for a kit, computes the golden outputs.
@@ -242,4 +245,4 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
                           "of this conversion was written: pass --overwrite to replace it") from None
     ok = tuple(r for r in ("litert", "micro") if r in require_runtimes or (r == "micro" and arena))
     return Conversion(output_path, len(data), io, info, arena, note, ok, c_files, qat_epochs, n_pea, npu,
-                      vela_path(output_path) if npu is not None else None)
+                      vela_path(output_path) if npu is not None else None, tuple(proof.notes))

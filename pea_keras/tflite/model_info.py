@@ -34,6 +34,7 @@ class Tensor:
     scale: tuple = ()
     zero_point: tuple = ()
     constant: bool = False  # backed by data in the file (weights, biases, shapes)
+    values: tuple | None = None  # a small integer constant's values (axes, permutations), flattened
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Operator:
     activation: str | None
     inputs: tuple
     outputs: tuple
+    axis: int | None = None  # the axis its options name (PACK, CONCATENATION, UNPACK, GATHER)
 
     @property
     def label(self):
@@ -115,6 +117,20 @@ def _fused_activation(schema, op, act_names):
     return act_names.get(options.fusedActivationFunction, str(options.fusedActivationFunction))
 
 
+_INTEGER_TYPES = {"INT32": "<i4", "INT64": "<i8"}
+_MAX_VALUES = 16  # Axes and permutations are short; weights are never read.
+
+
+def _values(dtype, shape, buf):
+    import numpy as np
+
+    n = int(np.prod(shape)) if shape else 1
+    if dtype not in _INTEGER_TYPES or n > _MAX_VALUES or buf is None or buf.data is None or not len(buf.data):
+        return None
+    data = np.frombuffer(bytes(bytearray(buf.data)), dtype=_INTEGER_TYPES[dtype])
+    return tuple(int(v) for v in data[:n]) if len(data) >= n else None
+
+
 def _tensor(schema, index, t, type_names, buffers):
     q = t.quantization
     scale = tuple(float(s) for s in q.scale) if q is not None and q.scale is not None else ()
@@ -123,7 +139,8 @@ def _tensor(schema, index, t, type_names, buffers):
     shape = tuple(int(d) for d in t.shape) if t.shape is not None else ()
     buf = buffers[t.buffer] if buffers and 0 < t.buffer < len(buffers) else None
     constant = buf is not None and ((buf.data is not None and len(buf.data) > 0) or buf.offset > 1)
-    return Tensor(index, name, type_names.get(t.type, str(t.type)), shape, scale, zp, constant)
+    dtype = type_names.get(t.type, str(t.type))
+    return Tensor(index, name, dtype, shape, scale, zp, constant, _values(dtype, shape, buf) if constant else None)
 
 
 def inspect(path_or_bytes):
@@ -173,6 +190,7 @@ def inspect(path_or_bytes):
                 activation=_fused_activation(schema, op, act_names),
                 inputs=tuple(int(x) for x in (op.inputs if op.inputs is not None else [])),
                 outputs=tuple(int(x) for x in (op.outputs if op.outputs is not None else [])),
+                axis=getattr(op.builtinOptions, "axis", None),
             ))
     signature = next((sd for sd in model.signatureDefs or [] if sd.subgraphIndex == 0), None)
     names = {int(m.tensorIndex): m.name.decode() if isinstance(m.name, bytes) else str(m.name)

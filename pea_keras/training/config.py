@@ -6,6 +6,7 @@ import os
 import re
 
 from pea_keras import schedules
+from pea_keras.data.arrays import DEFAULT_CALIBRATION_SAMPLES
 from pea_keras.errors import SettingError, UsageError
 from pea_keras.files import missing
 
@@ -181,8 +182,9 @@ class RunConfig:
                               "directory.", resumable=True)
     tflite_name: str = setting("", "Stem of the int8 file and its kit in --tflite_dir; default: the run "
                                "directory's name (with --compare: it and the output folder's name + _relu / _pea).")
-    calibration_examples: int = setting(256, "Training images used to calibrate int8.", check=_at_least(1),
-                                        resumable=True)
+    calibration_examples: int = setting(DEFAULT_CALIBRATION_SAMPLES, "Training images used to calibrate int8 "
+                                        "(the ones pea-tflite convert --calib takes, as many as its "
+                                        "--calib_samples).", check=_at_least(1), resumable=True)
     tflite_eval_examples: int = setting(0, "Test examples scored on LiteRT; 0 = all.", check=_at_least(0),
                                         resumable=True)
 
