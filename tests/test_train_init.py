@@ -10,11 +10,14 @@ from pea_keras.training import config as config_lib
 
 
 def _silu_cnn(k, input_shape=(32, 32, 1), classes=10):
-    """A user's small network with SiLU activations (fused and as layers) and batch norm."""
+    """A user's small network with SiLU activations (fused and as layers), batch norm and a
+    squeeze-excite gate (a fused sigmoid, as in EfficientNet)."""
     inputs = k.Input(input_shape)
     h = k.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(inputs)
     h = k.layers.BatchNormalization()(h)
     h = k.layers.Activation("silu")(h)
+    gate = k.layers.Conv2D(8, 1, activation="sigmoid")(k.layers.GlobalAveragePooling2D(keepdims=True)(h))
+    h = k.layers.Multiply()([h, gate])
     h = k.layers.Conv2D(16, 3, strides=2, padding="same", activation="silu")(h)
     h = k.layers.GlobalAveragePooling2D()(h)
     return k.Model(inputs, k.layers.Dense(classes)(h))
@@ -75,7 +78,7 @@ def test_relufy_run_turns_a_silu_model_into_a_relu_only_int8_file(tmp_path, flav
     keras_flag = "--keras=3" if flavour == "keras" else "--keras=2"
     result = run_script("train.py", f"--init_from={user}", "--mode=relufy", keras_flag, "--epochs=2",
                         "--steps_per_epoch=4", "--batch_size=16", "--calibration_examples=16",
-                        "--tflite_eval_examples=16", "--verbose=0", f"--output_dir={out}", f"--tflite_dir={tfl}",
+                        "--tflite_eval_examples=16", "--verbose=2", f"--output_dir={out}", f"--tflite_dir={tfl}",
                         timeout=HANG_S)
     assert (result.returncode, result.stderr) == (0, ""), result.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
@@ -83,7 +86,9 @@ def test_relufy_run_turns_a_silu_model_into_a_relu_only_int8_file(tmp_path, flav
     assert (m["mode"], flags["distill"], flags["lr"], flags["pea_end"]) == ("relufy", "init", 5e-4, 0.5)
     assert flags["bn_reestimate"] == config_lib.RECIPES["relufy"]["bn_reestimate"]
     assert m["alpha_final"] == 1.0 and m["alpha_trace"]["alpha"][0] == 0.0
-    assert relu_only_violations(str(tfl / "run_int8.tflite"), int8=True) == []
+    assert relu_only_violations(str(tfl / "run_int8.tflite"), int8=True, allow_gates=True) == []
+    assert [note.split(" at op ")[0] for note in m["tflite"]["passed_outside_relu"]] == ["channel gate"]
+    assert "channel gate at op" in result.stdout  # Named in the summary too.
     check = run_script("-c", "import sys, pea_keras; m = pea_keras.load_model(sys.argv[1]); "
                        "print(sorted({l.get_config().get('activation', '') for l in m.layers} - {''}))",
                        str(out / "relu_model.keras"))

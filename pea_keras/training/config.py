@@ -176,6 +176,10 @@ class RunConfig:
                                  "exported (pea_keras.reestimate_batchnorm); 0 keeps the trained ones, which "
                                  "are the blend's.", check=_at_least(0))
     export: bool = setting(True, "Write the int8 TFLite file (--noexport to skip).", resumable=True)
+    allow_gates: bool = setting(False, "Accept ReLU6 channel gates (squeeze-excite blocks) in the int8 file's "
+                                "ReLU-only proof, named in metrics.json and the summary (pea-tflite convert "
+                                "--allow_gates); --mode relufy sets it: it turns sigmoid gates into them.",
+                                resumable=True)
     qat_epochs: int = setting(0, "Quantization-aware fine-tuning epochs before int8 export.",
                               check=_at_least(0), resumable=True)
     tflite_dir: str = setting("tflite", "Folder for the int8 .tflite file, named after the run "
@@ -213,7 +217,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 # reaches 1 at half of it, so half the steps train the ReLU network at a useful learning rate; the
 # loaded network teaches; the stripped network's batch-norm statistics are recomputed. Chosen on
 # the validation split by benchmarks/relufy_accuracy.py (docs/RESULTS.md).
-RECIPES = {"relufy": dict(epochs=3, lr=5e-4, pea_end=0.5, distill="init", bn_reestimate=50)}
+RECIPES = {"relufy": dict(epochs=3, lr=5e-4, pea_end=0.5, distill="init", bn_reestimate=50, allow_gates=True)}
 
 
 def recipe(mode="pea", **settings):
