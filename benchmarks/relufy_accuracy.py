@@ -26,13 +26,13 @@ runs in the background and resumes:
     python benchmarks/relufy_accuracy.py --quick --work /tmp/q               # smoke: 1 seed, 1 epoch
 """
 import argparse
-import json
 import os
 import sys
 import time
 import traceback
 
-from compact_accuracy import locked, now
+import results_store
+from compact_accuracy import now
 from paired_stats import gap_fraction, paired
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -182,20 +182,15 @@ def key(net, kind, way, budget, seed):
     return f"{net}/{name}/{seed}"
 
 
+EMPTY = {"runs": {}, "failed": {}}
+
+
 def read_store(path):
-    if not os.path.exists(path):
-        return {"runs": {}, "failed": {}}
-    with open(path) as f:
-        return json.load(f)
+    return results_store.read(path, EMPTY)
 
 
 def update_store(path, change):
-    from pea_keras import files
-
-    with locked(path):
-        store = read_store(path)
-        change(store)
-        files.atomic_write_json(path, store)
+    results_store.update(path, EMPTY, change)
 
 
 def worker(args):

@@ -3,14 +3,11 @@
     metrics = run(RunConfig(arch="mobilenet_v2"))
 
 `run` is the composition of the steps, each usable alone (benchmarks train through them):
-prepare (check settings, load data) -> build (model, wrap, optimizer, checkpoint) -> train ->
-score (every model form, strip) -> deploy (int8 file and kit) -> report (metrics.json, plots).
-
-build (random init) -> wrap every ReLU in a PEALayer -> train while PEAScheduler moves alpha
-0 -> 1 -> strip to the plain ReLU network -> int8 TFLite (checked ReLU-only) -> score every form
-on the test split -> metrics.json, history.csv, TensorBoard logs, plots, summary table.
-
-The chain is task-agnostic: data, model, loss and score come from a `tasks.Task`.
+prepare (check settings, load data) -> build (the --arch or --init_from model, wrapped or relufied;
+optimizer, checkpoint) -> train (PEAScheduler moves alpha 0 -> 1) -> score (every model form on the
+test split, strip to ReLU) -> deploy (int8 file checked ReLU-only, kit) -> report (metrics.json,
+history.csv, TensorBoard logs, plots, summary table). The chain is task-agnostic: data, model,
+loss and score come from a `tasks.Task`.
 """
 
 import dataclasses
@@ -27,11 +24,11 @@ import numpy as np
 import tensorflow as tf
 
 import pea_keras
-from pea_keras import console, files, flavor, schedules
-from pea_keras.errors import UsageError, UserError
+from pea_keras import console, files, schedules
+from pea_keras.errors import UsageError
 from pea_keras.training import callbacks as run_callbacks
 from pea_keras.training import config as config_lib
-from pea_keras.training import distribute, export, reporting, rundir, storage, tasks
+from pea_keras.training import distribute, export, reporting, rundir, starting, storage, tasks
 from pea_keras.training.config import RunConfig
 
 __all__ = ["RunConfig", "Ablation", "run", "compare", "prepare", "build", "train", "score", "deploy", "report"]
@@ -161,7 +158,7 @@ def build(r):
     config = r.config
     r.K.utils.set_random_seed(config.seed)  # The same initial weights for every mode.
     with r.strategy.scope():
-        initial = _initial_model(r)
+        initial = starting.initial_model(config, r.task, r.K, r.data, r.splits[0])
         if config.mode == "surrogate":
             model = pea_keras.surrogate(initial, activation=config.activation)
         elif config.mode == "relufy":
@@ -171,7 +168,7 @@ def build(r):
                                    trainable_alpha=bool(r.ablation and r.ablation.trainable_alpha))
         else:
             model = initial
-        r.trainer = _trainer(config, model, initial)
+        r.trainer = starting.trainer(config, model, initial)
         r.optimizer, r.lr_schedule = make_optimizer(r.K, config, r.total_steps, r.steps_per_epoch)
         r.trainer.compile(optimizer=r.optimizer, loss=r.task.loss(r.K, config, r.data),
                           metrics=r.task.metrics(r.K, r.data))
@@ -193,60 +190,6 @@ def build(r):
         r.trace = reporting.load_alpha_trace(r.run_dir, before_step=step)
         reporting.truncate_history(r.run_dir, r.initial_epoch)
         _log(config, f"Resuming {r.run_dir} at epoch {r.initial_epoch} (step {step})")
-
-
-def _initial_model(r):
-    """The network training starts from: a new --arch network, or the --init_from model, checked
-    against the task's inputs and classes before anything is written."""
-    config = r.config
-    if not config.init_from:
-        return r.task.build_model(r.K, config, r.data)
-    try:
-        model = pea_keras.load_model(config.init_from)
-    except UserError as e:
-        raise UsageError(f"--init_from {config.init_from}: {e}") from None
-    if flavor.is_tf_keras(model) != (config.keras == "2"):
-        raise UsageError(f"--init_from {config.init_from} is a {_FLAVOUR_NAMES[flavor.is_tf_keras(model)]} model; "
-                         f"this run trains {_FLAVOUR_NAMES[config.keras == '2']}")
-    spec = r.splits[0].element_spec  # What the training pipeline feeds: (images, labels).
-    expected = tuple(spec[0].shape[1:])
-    got = tuple(model.inputs[0].shape[1:]) if len(model.inputs) == 1 else None
-    if got is None or any(g not in (None, e) for g, e in zip(got, expected)) or len(got) != len(expected):
-        shapes = [tuple(t.shape[1:]) for t in model.inputs]
-        raise UsageError(f"--init_from {config.init_from} takes inputs of shape {', '.join(map(str, shapes))}; "
-                         f"this task feeds one input of shape {expected}")
-    classes = r.data.num_classes
-    if len(model.outputs) != 1 or model.outputs[0].shape[-1] != classes:
-        shapes = [tuple(t.shape[1:]) for t in model.outputs]
-        raise UsageError(f"--init_from {config.init_from} has outputs of shape {', '.join(map(str, shapes))}; "
-                         f"this task needs one output of {classes} logits")
-    return model
-
-
-_FLAVOUR_NAMES = {True: "tf_keras (--keras 2)", False: "Keras 3 (--keras 3)"}
-
-
-def _trainer(config, model, initial):
-    """`model`, or with --distill a distiller that trains it against the teacher (for `init`, the
-    network as loaded from --init_from, which training leaves untouched)."""
-    if config.distill == "none":
-        return model
-    from pea_keras import distillation
-
-    teacher = initial if config.distill == "init" else "self"
-    if config.distill.startswith("teacher:"):
-        path = config.distill[len("teacher:"):]
-        try:
-            teacher = pea_keras.load_model(path)
-        except UserError as e:
-            raise UsageError(f"--distill teacher:{path}: {e}") from None
-        if flavor.is_tf_keras(teacher) != flavor.is_tf_keras(model):
-            raise UsageError(f"--distill teacher:{path} is a {_FLAVOUR_NAMES[flavor.is_tf_keras(teacher)]} model; "
-                             f"this run trains {_FLAVOUR_NAMES[flavor.is_tf_keras(model)]}")
-    try:
-        return distillation.distiller(model, teacher, config.distill_temperature, config.distill_weight)
-    except ValueError as e:
-        raise UsageError(f"--distill {config.distill}: {e}") from None
 
 
 def _fit_callbacks(r, extra):
