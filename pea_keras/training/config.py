@@ -94,6 +94,10 @@ class RunConfig:
                              "fine-tunes it unchanged.")
     activation: str = setting("silu", "The novel activation g: a name from pea_keras.activations.names() "
                               "(silu, gelu, mish, hard_swish, elu, ...).")
+    relu_gradient: str = setting("relu", "The gradient of the blend's ReLU branch (--mode pea, novel, relufy): "
+                                 "relu, its own; g, g's derivative (0 above a ReLU6 cap), which makes the "
+                                 "blend PEA while alpha < 1 and the surrogate (SUGAR) at alpha 1, at no extra "
+                                 "cost (relufy's gates keep the hard sigmoid's).", ("relu", "g"))
     schedule: str = setting("cosine", "How alpha moves from 0 to 1 between --pea_start and --pea_end "
                             "(constant: alpha = 1, i.e. ReLU with PEA layers).",
                             schedules.names())
@@ -305,6 +309,9 @@ def validate(config):
                          "TensorFlow or PyTorch (under JAX fit's compiled step keeps the teacher fixed)")
     if config.distill.startswith("teacher:") and not os.path.exists(config.distill[len("teacher:"):]):
         raise UsageError(f"--distill {config.distill}: no such file or directory")
+    if config.relu_gradient != "relu" and config.mode not in ("pea", "novel", "relufy"):
+        raise UsageError(f"--relu_gradient {config.relu_gradient} needs --mode pea, novel or relufy (--mode "
+                         f"{config.mode} has no blend)")
     if config.mode == "relufy" and not config.init_from:
         raise UsageError("--mode relufy needs --init_from PATH: the trained model whose activations become ReLU")
     if config.distill == "init" and not config.init_from:

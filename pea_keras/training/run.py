@@ -165,9 +165,9 @@ def build(r):
         if config.mode == "surrogate":
             model = pea_keras.surrogate(initial, activation=config.activation)
         elif config.mode == "relufy":
-            model = pea_keras.relufy(initial)
+            model = pea_keras.relufy(initial, relu_gradient=config.relu_gradient)
         elif config.mode != "relu":
-            model = pea_keras.wrap(initial, activation=config.activation, alpha=0.0,
+            model = pea_keras.wrap(initial, activation=config.activation, alpha=0.0, relu_gradient=config.relu_gradient,
                                    trainable_alpha=bool(r.ablation and r.ablation.trainable_alpha))
         else:
             model = initial
