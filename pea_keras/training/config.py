@@ -194,13 +194,15 @@ class RunConfig:
         return self.keras == "2" or self.backend == "tensorflow"
 
     def run_name(self):
-        """<arch or --init_from's stem>_<mode>_<dataset>, file-name safe (folder:/a/b -> folder-a-b)."""
+        """<arch or --init_from's stem>_<mode>_<dataset>, file-name safe (folder:/a/b -> folder-a-b); the
+        mode is <mode>-g with --relu_gradient g, so such a run never meets its baseline's directory."""
         dataset = re.sub(r"[^A-Za-z0-9]+", "-", self.dataset).strip("-")
         network = self.arch
         if self.init_from:
             stem = os.path.splitext(os.path.basename(os.path.normpath(self.init_from)))[0]
             network = re.sub(r"[^A-Za-z0-9_]+", "-", stem).strip("-") or "model"
-        return f"{network}_{self.mode}_{dataset}"
+        mode = f"{self.mode}-g" if self.relu_gradient == "g" else self.mode
+        return f"{network}_{mode}_{dataset}"
 
     def run_dir(self):
         """The run directory, absolute and normalised (so runs/x, ./runs/x and /abs/runs/x agree)."""

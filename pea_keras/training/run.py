@@ -427,7 +427,9 @@ def compare(config, callbacks=()):
     base = config.output_dir or os.path.join("runs", dataclasses.replace(config, mode="compare").run_name())
     stem = config.tflite_name or os.path.basename(os.path.realpath(base))  # Two sweeps never share a file.
     configs = {mode: dataclasses.replace(config, mode=mode, output_dir=os.path.join(base, mode),
-                                         tflite_name=f"{stem}_{mode}") for mode in ("relu", "pea")}
+                                         tflite_name=f"{stem}_{mode}",
+                                         relu_gradient=config.relu_gradient if mode == "pea" else "relu")
+               for mode in ("relu", "pea")}
     finished = {}
     for mode, mode_config in configs.items():  # Refuse before training either model.
         try:
