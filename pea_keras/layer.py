@@ -40,6 +40,7 @@ def _branch(B, act, max_value, gate, threshold=0.0, relu_gradient="relu"):
     if gate:
         return (lambda x: hard_sigmoid(x, B),
                 lambda dy, x: B.relu_grad(dy * (1.0 / 6.0), x + 3.0, 6.0))
+
     def forward(x):
         return relu(x, max_value, threshold, B)
 
