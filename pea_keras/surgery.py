@@ -8,7 +8,7 @@ import warnings
 
 from pea_keras import activations, flavor, forms, rebuild
 from pea_keras.errors import UnfinishedScheduleError
-from pea_keras.layer import is_pea_layer, layer_class
+from pea_keras.layer import check_relu_gradient, is_pea_layer, layer_class
 from pea_keras.rebuild import OnFirstInput, OnOperand, Rebuilder, Swap, check_model, is_model, pea_layers, selector
 
 __all__ = ["wrap", "surrogate", "strip", "replace_relu", "relufy", "pea_layers"]
@@ -86,7 +86,8 @@ def _find_relus(model, selected, include_gates, notes):
     return find
 
 
-def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False, trainable_alpha=False):
+def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False, trainable_alpha=False,
+         relu_gradient="relu"):
     """A new model in which every ReLU of `model` is a `PEALayer` blending it with `activation`.
 
     Handles ReLU/ReLU6 layers (any max_value and threshold), `Activation('relu'|'relu6')`,
@@ -112,6 +113,8 @@ def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False, 
         include_gates: also blend the ReLU6 of hard-sigmoid/hard-swish gates.
         trainable_alpha: the learned-ensemble ablation: alpha a trained weight of each layer
             (clipped to [0, 1]) instead of scheduled; such a model strips only with force=True.
+        relu_gradient: "g" gives the ReLU branch g's derivative as its gradient (see `PEALayer`):
+            PEA while alpha < 1, the surrogate (`surrogate`) at alpha 1; needs a registered activation.
 
     Raises:
         TypeError: `model` is not a Keras model.
@@ -119,12 +122,13 @@ def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False, 
             cannot be rebuilt (a layer that cannot be copied is named), no ReLU to wrap, or a
             model already wrapped.
     """
-    return _wrap(model, activation, alpha, layers, include_gates, trainable_alpha, surrogate=False)
+    return _wrap(model, activation, alpha, layers, include_gates, trainable_alpha, False, relu_gradient)
 
 
-def _wrap(model, activation, alpha, layers, include_gates, trainable_alpha, surrogate):
+def _wrap(model, activation, alpha, layers, include_gates, trainable_alpha, surrogate, relu_gradient="relu"):
     check_model(model)
     activations.get(activation)  # Fail early on an unknown name.
+    check_relu_gradient(relu_gradient)
     _check_activation_saves(activation, flavor.keras_of(model))
     alpha = float(alpha)
     if not 0.0 <= alpha <= 1.0:
@@ -136,7 +140,8 @@ def _wrap(model, activation, alpha, layers, include_gates, trainable_alpha, surr
 
     def make_pea(max_value, threshold, origin, name):
         return pea_class(activation, max_value=max_value, threshold=threshold, alpha=alpha,
-                         trainable_alpha=trainable_alpha, surrogate=surrogate, origin=origin, name=name)
+                         trainable_alpha=trainable_alpha, surrogate=surrogate, origin=origin, name=name,
+                         relu_gradient=relu_gradient)
 
     def swap(layer):
         match = find(layer)
@@ -291,7 +296,7 @@ def strip(model, force=False):
     return Rebuilder(swap)(model)
 
 
-def relufy(model, layers=None, gates=True):
+def relufy(model, layers=None, gates=True, relu_gradient="relu"):
     """A new model computing what `model` computes, in which PEA can hand every activation over to ReLU.
 
     Every activation of a form in `pea_keras.forms` that is not a ReLU becomes a `PEALayer` at
@@ -308,6 +313,8 @@ def relufy(model, layers=None, gates=True):
         model: a built Functional or Sequential model, Keras 3 or tf_keras.
         layers: optional selection: layer names, or a predicate `layer -> bool`.
         gates: also hand sigmoid gates over to hard sigmoids.
+        relu_gradient: "g" gives the ReLU branch of every PEALayer but the gates g's derivative as its
+            gradient (see `PEALayer`); gates keep the hard sigmoid's.
 
     Raises:
         TypeError: `model` is not a Keras model.
@@ -315,6 +322,7 @@ def relufy(model, layers=None, gates=True):
             activation to hand over.
     """
     check_model(model)
+    check_relu_gradient(relu_gradient)
     selected, names = selector(layers)
     pea_class, k = layer_class(model), flavor.keras_of(model)
     products, gate_ids = forms.products(model)
@@ -323,7 +331,8 @@ def relufy(model, layers=None, gates=True):
 
     def make_pea(g, name, gate=False, origin=None):
         relu = {"class_name": "ReLU", "config": rebuild.plain(k.layers.ReLU(name=name).get_config())}
-        return pea_class(g, alpha=0.0, gate=gate, origin=origin or relu, name=name)
+        return pea_class(g, alpha=0.0, gate=gate, origin=origin or relu, name=name,
+                         relu_gradient="relu" if gate else relu_gradient)
 
     def swap(layer):
         if id(layer) in products and selected(layer):

@@ -104,6 +104,22 @@ LAYER_CHECK = """
     custom.build(x.shape)
     expected = gradient(lambda t: 0.25 * _ops_relu(t, None, 0.5) + 0.75 * t * t, x, w)
     worst["autodiff"] = float(np.max(np.abs(gradient(custom, x, w) - expected)))
+    worst["relu_gradient_g"] = 0.0  # The blend forward, dy * (alpha * g' [x < 6] + (1 - alpha) * g') backward.
+    for name in NAMES:
+        act = activations.get(name, numerics.OPS)
+        layer = pea_keras.PEALayer(name, max_value=6.0, relu_gradient="g")
+        layer.build(x.shape)
+        g_prime = np.asarray(act.g_prime(x))
+        for alpha in (0.3, 1.0):
+            layer.set_alpha(alpha)
+            plain = np.asarray(alpha * _ops_relu(x, 6.0) + (1.0 - alpha) * act.g(x))
+            expected = (alpha * g_prime * (np.asarray(x) < 6.0) + (1.0 - alpha) * g_prime) * np.asarray(w)
+            for phase in (None, {1.0: "relu"}.get(alpha, "blend")):
+                layer.enter_phase(phase)
+                value = np.asarray(layer(x, training=True)) - plain
+                diff = gradient(lambda t: layer(t, training=True), x, w) - expected
+                worst["relu_gradient_g"] = max(worst["relu_gradient_g"], float(np.max(np.abs(value))),
+                                               float(np.max(np.abs(diff))))
     print(json.dumps({"backend": backend, "cases": cases, **worst}))
 """.replace("NAMES", repr(BACKEND_ACTIVATIONS))
 
@@ -117,6 +133,7 @@ def test_layer_values_and_gradients_equal_plain_formula(backend):
     assert report["gradient"] <= 1e-4, report
     assert report["phase"] <= 1e-4, report
     assert report["autodiff"] <= 1e-4, report
+    assert report["relu_gradient_g"] <= 1e-4, report
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

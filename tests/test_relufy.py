@@ -190,12 +190,17 @@ def test_squeeze_excite_gates_become_hard_sigmoid_gates(k, caplog):
     assert [layer.name for layer in pea_keras.pea_layers(pea_keras.relufy(model, layers=["gate1"]))] == ["gate1"]
 
 
-def test_gates_false_leaves_sigmoid_gates_alone(k, caplog):
+def gelu_se_model(k):
+    """A fused gelu and a sigmoid squeeze-excite gate."""
     L = k.layers
     inputs = k.Input((8, 8, 3))
     x = L.Conv2D(4, 1, activation="gelu", name="conv")(inputs)
     se = L.Dense(4, activation="sigmoid", name="se")(L.GlobalAveragePooling2D()(x))
-    model = k.Model(inputs, L.GlobalAveragePooling2D()(L.Multiply()([x, L.Reshape((1, 1, 4))(se)])))
+    return k.Model(inputs, L.GlobalAveragePooling2D()(L.Multiply()([x, L.Reshape((1, 1, 4))(se)])))
+
+
+def test_gates_false_leaves_sigmoid_gates_alone(k, caplog):
+    model = gelu_se_model(k)
     assert [layer.gate for layer in pea_keras.pea_layers(pea_keras.relufy(model))] == [False, True]
     with caplog.at_level("INFO", logger="pea_keras.surgery"):
         relufied = pea_keras.relufy(model, gates=False)
@@ -203,6 +208,28 @@ def test_gates_false_leaves_sigmoid_gates_alone(k, caplog):
     assert "relufy left 1 activations unchanged: se (sigmoid, gates=False)." in caplog.text
     with pytest.raises(ValueError, match="Found no activation to hand over to ReLU"):
         pea_keras.relufy(se_model(k), gates=False)
+
+
+def test_relu_gradient_g_reaches_every_layer_but_the_gates_and_saves(k, tmp_path):
+    """relufy(relu_gradient="g"): g's derivative for the ReLU branch of every PEALayer; gates keep the hard
+    sigmoid's gradient. The model saves and loads with it, and strips as any relufied model."""
+    model = gelu_se_model(k)
+    relufied = pea_keras.relufy(model, relu_gradient="g")
+    assert [(layer.gate, layer.relu_gradient) for layer in pea_keras.pea_layers(relufied)] == [(False, "g"),
+                                                                                               (True, "relu")]
+    set_all_alpha(relufied, 0.4)
+    relufied.save(tmp_path / "relufied.keras")
+    loaded = k.models.load_model(tmp_path / "relufied.keras")
+    assert [layer.relu_gradient for layer in pea_keras.pea_layers(loaded)] == ["g", "relu"]
+    np.testing.assert_allclose(outputs(loaded, IMAGES)[0], outputs(relufied, IMAGES)[0], rtol=1e-6, atol=1e-6)
+    set_all_alpha(loaded, 1.0)
+    plain = pea_keras.relufy(model)
+    set_all_alpha(plain, 1.0)
+    stripped, plain_stripped = pea_keras.strip(loaded), pea_keras.strip(plain)
+    assert [type(layer) for layer in stripped.layers] == [type(layer) for layer in plain_stripped.layers]
+    assert max_diff(stripped, plain_stripped) == 0.0
+    with pytest.raises(ValueError, match="^relu_gradient must be one of 'relu', 'g', got 'G'.$"):
+        pea_keras.relufy(model, relu_gradient="G")
 
 
 def test_selection_notes_and_errors(k, caplog):

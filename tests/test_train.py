@@ -70,6 +70,30 @@ def test_compare_writes_both_runs_and_the_difference(tmp_path):
     assert relu["alpha_trace"]["step"] == [] and pea["alpha_trace"]["alpha"][-1] == 1.0
 
 
+def test_relu_gradient_g_reaches_every_pealayer_and_names_the_run(tmp_path):
+    """--relu_gradient g: every PEALayer of the run gives its ReLU branch g's gradient; the default run
+    directory says so, so the run never meets its baseline's."""
+    from pea_keras import pea_layers
+    from pea_keras.training import run as run_lib
+    from pea_keras.training import tasks
+
+    r = run_lib.prepare(RunConfig(**TINY, relu_gradient="g", output_dir=str(tmp_path / "run")))
+    run_lib.build(r)
+    assert pea_layers(r.model) and all(layer.relu_gradient == "g" for layer in pea_layers(r.model))
+    assert tasks.with_defaults(RunConfig(arch="tiny", relu_gradient="g")).run_name() == "tiny_pea-g_digits"
+
+
+@pytest.mark.slow
+def test_compare_with_relu_gradient_g_trains_the_relu_baseline_and_the_hybrid(tmp_path):
+    rc = call_main("--compare", "--relu_gradient=g", "--arch=tiny", "--epochs=1", "--steps_per_epoch=6",
+                   "--batch_size=32", "--noexport", "--verbose=0", f"--output_dir={tmp_path}")
+    assert rc == 0
+    relu = json.loads((tmp_path / "relu" / "metrics.json").read_text())
+    pea = json.loads((tmp_path / "pea" / "metrics.json").read_text())
+    assert (relu["flags"]["relu_gradient"], pea["flags"]["relu_gradient"]) == ("relu", "g")
+    assert pea["alpha_trace"]["alpha"][-1] == 1.0 and pea["stripped_equals_pea"]
+
+
 @pytest.mark.slow
 def test_two_compare_sweeps_keep_their_own_int8_files(tmp_path):
     """Each --compare run's int8 file is named after its output folder: sweeps never collide."""
@@ -207,6 +231,8 @@ def test_missing_dataset_exits_with_one_line(tmp_path):
     (["--distill=teacher:/no/such.keras"], "--distill teacher:/no/such.keras: no such file or directory"),
     (["--distill=bogus"], "--distill must be none, self, init or teacher:PATH, got bogus"),
     (["--distill_weight=2"], "--distill_weight must be in [0, 1], got 2.0"),
+    (["--mode=surrogate", "--relu_gradient=g"],
+     "--relu_gradient g needs --mode pea, novel or relufy (--mode surrogate has no blend)"),
 ])
 def test_user_mistakes_are_one_line(tmp_path, capsys, args, reason):
     assert reason in refusal(tmp_path, capsys, *args)

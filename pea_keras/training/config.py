@@ -96,6 +96,10 @@ class RunConfig:
                              "fine-tunes it unchanged.")
     activation: str = setting("silu", "The novel activation g: a name from pea_keras.activations.names() "
                               "(silu, gelu, mish, hard_swish, elu, ...).")
+    relu_gradient: str = setting("relu", "The gradient of the blend's ReLU branch (--mode pea, novel, relufy): "
+                                 "relu, its own; g, g's derivative (0 above a ReLU6 cap), which makes the "
+                                 "blend PEA while alpha < 1 and the surrogate (SUGAR) at alpha 1, at no extra "
+                                 "cost (relufy's gates keep the hard sigmoid's).", ("relu", "g"))
     schedule: str = setting("cosine", "How alpha moves from 0 to 1 between --pea_start and --pea_end "
                             "(constant: alpha = 1, i.e. ReLU with PEA layers).",
                             schedules.names())
@@ -197,13 +201,15 @@ class RunConfig:
         return self.keras == "2" or self.backend == "tensorflow"
 
     def run_name(self):
-        """<arch or --init_from's stem>_<mode>_<dataset>, file-name safe (folder:/a/b -> folder-a-b)."""
+        """<arch or --init_from's stem>_<mode>_<dataset>, file-name safe (folder:/a/b -> folder-a-b); the
+        mode is <mode>-g with --relu_gradient g, so such a run never meets its baseline's directory."""
         dataset = re.sub(r"[^A-Za-z0-9]+", "-", self.dataset).strip("-")
         network = self.arch
         if self.init_from:
             stem = os.path.splitext(os.path.basename(os.path.normpath(self.init_from)))[0]
             network = re.sub(r"[^A-Za-z0-9_]+", "-", stem).strip("-") or "model"
-        return f"{network}_{self.mode}_{dataset}"
+        mode = f"{self.mode}-g" if self.relu_gradient == "g" else self.mode
+        return f"{network}_{mode}_{dataset}"
 
     def run_dir(self):
         """The run directory, absolute and normalised (so runs/x, ./runs/x and /abs/runs/x agree)."""
@@ -313,6 +319,9 @@ def validate(config):
     problem = config.distill.startswith("teacher:") and missing(config.distill[len("teacher:"):])
     if problem:
         raise UsageError(f"--distill {config.distill}: {problem}")
+    if config.relu_gradient != "relu" and config.mode not in ("pea", "novel", "relufy"):
+        raise UsageError(f"--relu_gradient {config.relu_gradient} needs --mode pea, novel or relufy (--mode "
+                         f"{config.mode} has no blend)")
     if config.mode == "relufy" and not config.init_from:
         raise UsageError("--mode relufy needs --init_from PATH: the trained model whose activations become ReLU")
     if config.distill == "init" and not config.init_from:

@@ -162,10 +162,10 @@ def build(r):
         if config.mode == "surrogate":
             model = pea_keras.surrogate(initial, activation=config.activation)
         elif config.mode == "relufy":
-            model = pea_keras.relufy(initial)
+            model = pea_keras.relufy(initial, relu_gradient=config.relu_gradient)
         elif config.mode != "relu":
             model = pea_keras.wrap(initial, activation=config.activation, alpha=0.0,
-                                   trainable_alpha=bool(r.ablation and r.ablation.trainable_alpha))
+                                   relu_gradient=config.relu_gradient, trainable_alpha=bool(r.ablation and r.ablation.trainable_alpha))
         else:
             model = initial
         r.trainer = starting.trainer(config, model, initial)
@@ -370,7 +370,9 @@ def compare(config, callbacks=()):
     base = config.output_dir or os.path.join("runs", dataclasses.replace(config, mode="compare").run_name())
     stem = config.tflite_name or os.path.basename(os.path.realpath(base))  # Two sweeps never share a file.
     configs = {mode: dataclasses.replace(config, mode=mode, output_dir=os.path.join(base, mode),
-                                         tflite_name=f"{stem}_{mode}") for mode in ("relu", "pea")}
+                                         tflite_name=f"{stem}_{mode}",
+                                         relu_gradient=config.relu_gradient if mode == "pea" else "relu")
+               for mode in ("relu", "pea")}
     finished = {}
     for mode, mode_config in configs.items():  # Refuse before training either model.
         try:
