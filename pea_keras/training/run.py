@@ -165,7 +165,8 @@ def build(r):
             model = pea_keras.relufy(initial, relu_gradient=config.relu_gradient)
         elif config.mode != "relu":
             model = pea_keras.wrap(initial, activation=config.activation, alpha=0.0,
-                                   relu_gradient=config.relu_gradient, trainable_alpha=bool(r.ablation and r.ablation.trainable_alpha))
+                                   relu_gradient=config.relu_gradient,
+                                   trainable_alpha=bool(r.ablation and r.ablation.trainable_alpha))
         else:
             model = initial
         r.trainer = starting.trainer(config, model, initial)
