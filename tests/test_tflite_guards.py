@@ -137,7 +137,8 @@ def test_argument_mistakes_exit_2_with_one_line(capsys, argv, message):
 @pytest.mark.parametrize("argv, usage", [
     (["convert", "--bogus", "x"], "usage: pea-tflite convert [-h] -o OUT.tflite"),
     (["--bogus", "convert"], "usage: pea-tflite [-h] [--verbose] COMMAND ..."),
-    (["check", "m.tflite", "--int8", "--bogus=1"], "usage: pea-tflite check [-h] [--strict] [--allow_gates] [--int8] FILE.tflite"),
+    (["check", "m.tflite", "--int8", "--bogus=1"],
+     "usage: pea-tflite check [-h] [--strict] [--allow_gates] [--int8] FILE.tflite"),
 ])
 def test_an_unknown_option_is_named_with_the_usage(argv, usage):
     # Not the required argument it displaced (`convert --bogus x`: MODEL is x, -o is missing).
