@@ -9,6 +9,8 @@ steps at a learning rate of 5e-4, each through train.py's chain too:
 
   relufy        --mode relufy with its recipe (pea_keras.training.config.RECIPES): the product's way
   relufy_naive  relufy used as the library's defaults would: alpha 1 at 75 %, no teacher, BN kept
+  relufy_*      one change to the recipe each (no teacher, no BN re-estimation, alpha 1 at 25 %,
+                g' as the ReLU branch's gradient, a learning rate of 2e-3)
   swap_ft       every g swapped for ReLU (gates for ReLU6 hard-sigmoids), then fine-tuned (ReLU
                 Strikes Back)
   swap_kd       the same, distilled from the user's model (KD-ReLUification)
@@ -50,11 +52,12 @@ WAYS = {  # name -> (start from "user" or "swapped", RunConfig settings)
     "relufy_no_kd": ("user", dict(mode="relufy", distill="none")),
     "relufy_no_bn": ("user", dict(mode="relufy", bn_reestimate=0)),
     "relufy_end_0.25": ("user", dict(mode="relufy", pea_end=0.25)),
+    "relufy_hybrid": ("user", dict(mode="relufy", relu_gradient="g")),
+    "relufy_lr_2e-3": ("user", dict(mode="relufy", lr=2e-3)),
     "swap_ft": ("swapped", dict(mode="relu")),
     "swap_kd": ("swapped", dict(mode="relu", distill="teacher:USER")),
     "surrogate": ("swapped", dict(mode="surrogate")),
 }
-RECIPE_VARIANTS = ("relufy", "relufy_no_kd", "relufy_no_bn", "relufy_end_0.25")
 G = {"mobilenet_v2_silu": "silu", "mobilenet_v3_small": "hard_swish", "efficientnet_b0": "silu"}
 
 
@@ -126,13 +129,13 @@ def fine_tune(work, net, seed, way, budget, steps_per_epoch, pretrain_epochs):
     """One way at one budget, from the (net, seed) user's model."""
     folder = os.path.join(work, "models", f"{net}_{seed}")
     start, settings = WAYS[way]
-    settings = dict(settings)
+    settings = {"lr": LR, **settings}
     if settings.get("distill") == "teacher:USER":
         settings["distill"] = f"teacher:{os.path.join(folder, 'user.keras')}"
     steps = max(1, round(budget * pretrain_epochs * steps_per_epoch))
     epochs = max(1, min(3, steps // 4))  # Whole epochs of equal steps: the recipe's fractions are of steps.
     metrics, _ = _train(work, f"{net}/{way}_{budget}/{seed}", init_from=os.path.join(folder, f"{start}.keras"),
-                        activation=G[net], lr=LR, seed=seed, epochs=epochs,
+                        activation=G[net], seed=seed, epochs=epochs,
                         steps_per_epoch=max(1, steps // epochs), **settings)
     return _record(metrics)
 
