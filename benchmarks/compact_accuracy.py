@@ -39,10 +39,7 @@ comparable seeds whenever it is stopped.
     python benchmarks/compact_accuracy.py --quick            # smoke: 2 seeds, 2 epochs
 """
 import argparse
-import contextlib
 import datetime
-import fcntl
-import hashlib
 import json
 import os
 import platform
@@ -55,7 +52,9 @@ import time
 import traceback
 import warnings
 
+import results_store
 from paired_stats import gap_fraction, markdown, paired_rows
+from results_store import locked
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -142,30 +141,19 @@ def key(arch, config, seed):
 # ---------------------------------------------------------------------------------------------
 # The results file, shared by workers: read-modify-write under an exclusive lock, atomic replace.
 
-@contextlib.contextmanager
-def locked(path):
-    digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:10]
-    with open(os.path.join(tempfile.gettempdir(), f"pea-compact-lock-{digest}"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+EMPTY = {"runs": {}, "equal_cost": {}}
 
 
 def read_store(path):
-    if not os.path.exists(path):
-        return {"runs": {}, "equal_cost": {}}
-    with open(path) as f:
-        return json.load(f)
+    return results_store.read(path, EMPTY)
 
 
 def update_store(path, change):
-    from pea_keras import files
+    def with_summary(s):
+        change(s)
+        s["summary"] = {name: summarize(s, name) for name, *_ in GROUPS}
 
-    with locked(path):
-        store = read_store(path)
-        change(store)
-        store["summary"] = {name: summarize(store, name) for name, *_ in GROUPS}
-        files.atomic_write_json(path, store)
-        return store
+    return results_store.update(path, EMPTY, with_summary)
 
 
 # ---------------------------------------------------------------------------------------------

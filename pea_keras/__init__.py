@@ -26,9 +26,11 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "wrap": "surgery", "surrogate": "surgery", "strip": "surgery", "pea_layers": "surgery", "replace_relu": "surgery",
+    "relufy": "surgery",
     "PEALayer": "layer", "TFKerasPEALayer": "layer",
     "PEAScheduler": "callbacks", "set_alpha": "callbacks",
     "load_model": "saving",
+    "reestimate_batchnorm": "batchnorm",
 }
 _MODULES = ("activations", "schedules", "flavor", "distillation")
 __all__ = sorted(_EXPORTS) + list(_MODULES)

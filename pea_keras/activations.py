@@ -86,6 +86,34 @@ def _selu_grad(B, x):
     return scale * B.where(x > 0, B.ones_like(x), alpha * B.exp(B.minimum(x, 0.0)))
 
 
+def _sigmoid(B, x):
+    """The gate of squeeze-excite blocks (EfficientNet), which `relufy` hands over to a hard sigmoid."""
+    return B.sigmoid(x)
+
+
+def _sigmoid_grad(B, x):
+    s = B.sigmoid(x)
+    return s * (1.0 - s)
+
+
+def _hard_sigmoid(B, x):
+    """ReLU6(x + 3) / 6: Keras 3's hard sigmoid and MobileNetV3's gate."""
+    return B.relu6(x + 3.0) * (1.0 / 6.0)
+
+
+def _hard_sigmoid_grad(B, x):
+    return B.cast(B.logical_and(x > -3.0, x < 3.0), x.dtype) * (1.0 / 6.0)
+
+
+def _hard_sigmoid_keras2(B, x):
+    """clip(0.2 x + 0.5, 0, 1): tf_keras' (Keras 2's) hard sigmoid."""
+    return B.clip(0.2 * x + 0.5, 0.0, 1.0)
+
+
+def _hard_sigmoid_keras2_grad(B, x):
+    return B.cast(B.logical_and(x > -2.5, x < 2.5), x.dtype) * 0.2
+
+
 def _softplus(B, x):
     return B.softplus(x)
 
@@ -103,6 +131,9 @@ _FORMULAS = {
     "elu": (_elu, _elu_grad),
     "selu": (_selu, _selu_grad),
     "softplus": (_softplus, _softplus_grad),
+    "sigmoid": (_sigmoid, _sigmoid_grad),
+    "hard_sigmoid": (_hard_sigmoid, _hard_sigmoid_grad),
+    "hard_sigmoid_keras2": (_hard_sigmoid_keras2, _hard_sigmoid_keras2_grad),
 }
 _ALIASES = {"swish": "silu", "hard_silu": "hard_swish"}
 

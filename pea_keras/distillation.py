@@ -17,6 +17,10 @@ weights evaluated as the g network (its PEA layers at alpha 0), updated after ev
 pass per step ("self" also the average's update). Both Keras flavours; "self" on TensorFlow and
 PyTorch (under JAX, fit's compiled step keeps the teacher's weights fixed).
 """
+import warnings
+
+import numpy as np
+
 from pea_keras import flavor, numerics
 from pea_keras.callbacks import BothFlavoursCallback
 from pea_keras.surgery import pea_layers
@@ -107,21 +111,72 @@ def ema_teacher(student, decay=0.99):
     return teacher, EMATeacher(student, teacher, decay)
 
 
+def _shapes(tensors):
+    return [tuple(t.shape) for t in tensors]
+
+
+def _fits(teacher_shapes, student_shapes):
+    """Same count, ranks and sizes; a size unknown on either side (None) fits any."""
+    return len(teacher_shapes) == len(student_shapes) and all(
+        len(t) == len(s) and all(a is None or b is None or a == b for a, b in zip(t[1:], s[1:]))
+        for t, s in zip(teacher_shapes, student_shapes))
+
+
+def _text(shapes):
+    return ", ".join(map(str, shapes))
+
+
+def _check_teacher(teacher, student):
+    """Raises ValueError unless `teacher` takes `student`'s inputs and gives its output shape (before
+    training, not at the first step); warns when the teacher seems to output probabilities."""
+    taken, given = _shapes(teacher.inputs), _shapes(student.inputs)
+    if not _fits(taken, given):
+        raise ValueError(f"the teacher's input {_text(taken)} does not match the student's {_text(given)}: "
+                         "distillation feeds both the same batch.")
+    taken, given = _shapes(teacher.outputs), _shapes(student.outputs)
+    if not _fits(taken, given):
+        raise ValueError(f"the teacher's output {_text(taken)} does not match the student's {_text(given)}: "
+                         "distillation needs the same logits.")
+    why = _probabilities(teacher, student)
+    if why:
+        warnings.warn(f"the teacher's outputs look like probabilities ({why}), not the logits distillation "
+                      "softens; give a teacher without its final softmax or sigmoid", stacklevel=3)
+
+
+def _probabilities(teacher, student):
+    """Why `teacher`'s outputs look like probabilities: the activation its output layer ends in, or
+    outputs on random inputs that are non-negative and sum to 1; "" if they do not."""
+    layer = getattr(teacher.outputs[0], "_keras_history", [None])[0]
+    name = getattr(getattr(layer, "activation", None), "__name__", None) or type(layer).__name__.lower()
+    if name in ("softmax", "sigmoid"):
+        return f"its output layer {layer.name} ends in {name}"
+    shapes = _shapes(student.inputs)
+    if any(None in shape[1:] for shape in shapes):
+        return ""
+    rng = np.random.default_rng(0)
+    x = [rng.random((2, *shape[1:]), dtype=np.float32) for shape in shapes]
+    y = flavor.numpy_copy(teacher(x if len(x) > 1 else x[0], training=False))
+    if np.all(y >= 0) and np.allclose(y.sum(axis=-1), 1.0, atol=1e-3):
+        return "on a batch they are non-negative and sum to 1"
+    return ""
+
+
 def distiller(student, teacher, temperature=4.0, weight=0.5, decay=0.99):
     """A model of `student`'s flavour that trains `student` (in place) with the distillation loss.
 
     Args:
         student: the model to train (PEA-wrapped, surrogate or plain).
-        teacher: a model with the student's inputs and output shape, or "self" (an exponential
-            moving average of the student, with `decay`, evaluated as the g network).
+        teacher: a model with the student's inputs and output shape, giving logits (a warning says
+            when it seems to give probabilities), or "self" (an exponential moving average of the
+            student, with `decay`, evaluated as the g network).
         temperature: T, > 0; weight: the distillation term's share of the loss, in [0, 1].
 
     Returns:
         The trainer; compile and fit it, and add `trainer.teacher_updates` to fit's callbacks.
 
     Raises:
-        ValueError: a setting out of range, a teacher whose output does not match, or "self"
-            without PEA layers or under JAX.
+        ValueError: a setting out of range, a teacher whose inputs or output do not match, or
+            "self" without PEA layers or under JAX.
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}.")
@@ -133,9 +188,8 @@ def distiller(student, teacher, temperature=4.0, weight=0.5, decay=0.99):
             raise ValueError(f"teacher must be a model or 'self', got {teacher!r}.")
         teacher, callback = ema_teacher(student, decay)
         callbacks.append(callback)
-    elif tuple(teacher.output.shape[1:]) != tuple(student.output.shape[1:]):
-        raise ValueError(f"the teacher's output {tuple(teacher.output.shape)} does not match the student's "
-                         f"{tuple(student.output.shape)}: distillation needs the same logits.")
+    else:
+        _check_teacher(teacher, student)
     teacher.trainable = False
     trainer = _DISTILLERS.of(student)(student, teacher, temperature, weight)
     trainer.teacher_updates = callbacks

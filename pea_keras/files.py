@@ -8,7 +8,6 @@ A write writes a hidden temporary next to its target (`.NAME.pea-tmp-XXXX.EXT`, 
 hence same file system), fsyncs it and renames it over the target; on failure the temporary
 is removed. A process killed between the two leaves only the temporary, which
 `remove_stale_temporaries` sweeps on the next run. Errors name the target, not the temporary.
-
 Only regular files are replaced (through a symlink: its target, the link stays); a device, FIFO,
 socket or folder is refused (`write_target`). `lock`: one process at a time owns an output.
 
@@ -71,9 +70,8 @@ class BusyError(UsageError):
 
 
 def write_target(path, directory=False):
-    """Where a write to `path` lands: `path`, or the file its symlinks lead to (that file's content
-    is replaced, the link stays). Raises NotRegularFileError when something other than a regular
-    file is there (a directory is allowed with `directory`); a missing target is fine."""
+    """Where a write to `path` lands: `path`, or the file its symlinks lead to (its content is replaced, the link
+    stays); NotRegularFileError for anything there but a regular file (or, with `directory`, a folder)."""
     real = os.path.realpath(path)
     mode = os.stat(real).st_mode if os.path.exists(real) else stat.S_IFREG
     if stat.S_ISREG(mode) or (directory and stat.S_ISDIR(mode)):
@@ -86,18 +84,16 @@ def write_target(path, directory=False):
 
 @contextlib.contextmanager
 def lock(path, fix, folder=False):
-    """`with lock(path, "choose another -o"):` this process owns `path` (an output file or, with
-    `folder`, a folder; existing or not) until the block ends; while another process owns it,
-    BusyError at once: "PATH is in use by another process: wait for it to finish, or FIX".
-
-    fcntl.flock on `.NAME.pea-lock` beside a file, `.pea-lock` in a folder (removed on release, as are
-    folders it created if empty); the kernel drops a dead process's lock; no locks on a file system without."""
-    real = os.path.realpath(path)
-    lock_path = os.path.join(real, _LOCK_MARK) if folder else os.path.join(
-        os.path.dirname(real), "." + os.path.basename(real) + _LOCK_MARK)
-    missing, created = os.path.dirname(lock_path), []  # Deepest first.
-    while not os.path.isdir(missing):
-        created, missing = [*created, missing], os.path.dirname(missing)
+    """`with lock(path, "choose another -o"):` this process owns `path` (an output file or, with `folder`, a
+    folder; existing or not) until the block ends; while another process owns it, BusyError at once:
+    "PATH is in use by another process: wait for it to finish, or FIX". fcntl.flock on `.NAME.pea-lock`
+    beside a file, `.pea-lock` in a folder (removed on release, as are folders it created if empty); the
+    kernel drops a dead process's lock; a file system without locks runs unlocked."""
+    head, tail = os.path.split(os.path.realpath(path))
+    lock_path = os.path.join(head, tail, _LOCK_MARK) if folder else os.path.join(head, f".{tail}{_LOCK_MARK}")
+    up, created = os.path.dirname(lock_path), []  # Deepest first.
+    while not os.path.isdir(up):
+        created, up = [*created, up], os.path.dirname(up)
     try:
         os.makedirs(os.path.dirname(lock_path), exist_ok=True)
         fd = _acquire(lock_path, path, fix)
@@ -110,8 +106,8 @@ def lock(path, fix, folder=False):
             os.unlink(lock_path)  # Before closing: whoever opened it meanwhile then retries.
         if fd is not None:
             os.close(fd)
-        for folder in created:  # Kept unless empty.
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # Deepest first; kept unless empty.
+            for folder in created:
                 os.rmdir(folder)
 
 
@@ -121,19 +117,17 @@ def _acquire(lock_path, path, fix):
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise BusyError(f"{shown(path)} is in use by another process: wait for it to finish, or {fix}") from None
         except OSError as e:
             os.close(fd)
+            if isinstance(e, BlockingIOError):
+                raise BusyError(f"{shown(path)} is in use by another process: wait for it to finish, or {fix}") from e
             if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP):  # Else a file system that cannot lock.
                 raise
             return None
         with contextlib.suppress(FileNotFoundError):  # Its last owner may have removed it meanwhile.
             if os.path.samestat(os.fstat(fd), os.stat(lock_path)):
-                break
+                return fd  # The file stays empty: it takes no room on a full disk.
         os.close(fd)
-    return fd  # The file stays empty: it takes no room on a full disk.
 
 
 def _umask():
@@ -328,6 +322,16 @@ def storage_problem(error):
     for code, message in _TEXTS.items():
         if message in text:
             return code, message
+    return None
+
+
+def missing(path):
+    """Why `path` cannot be read, as the OS says it ("no such file or directory", "too many levels
+    of symbolic links", "permission denied"), or None when it is there."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        return (e.strerror or type(e).__name__).lower()
     return None
 
 

@@ -23,9 +23,8 @@ from tf_keras.src.engine.keras_tensor import KerasTensor as _TFKerasTensor  # no
 ops = keras.ops  # Keras 3's backend-neutral ops, for the modules that compute on any backend.
 
 __all__ = ["keras_of", "is_tf_keras", "is_sequential", "is_functional", "replay", "new_inputs", "backend_of",
-           "runs_on_tensorflow", "twin_classes", "Twins", "is_layer", "layer_tree", "node_arguments", "relu_op",
-           "relu_op_function", "relu_function", "relu_ops_inside", "finish_adapted_copy",
-           "in_saved_model_trace"]
+           "runs_on_tensorflow", "twin_classes", "Twins", "is_layer", "layer_tree", "node_arguments", "is_add_op",
+           "traced_op_types", "finish_adapted_copy", "in_saved_model_trace"]
 
 
 def is_tf_keras(obj):
@@ -183,55 +182,6 @@ def layer_tree(layer):
     return list(layer._flatten_layers(include_self=True, recursive=True))
 
 
-# ReLU as a graph operation rather than a layer: Keras 3 `keras.ops.relu`/`relu6` and
-# `keras.activations.relu` on a symbolic tensor; tf_keras' TFOpLambda of `tf.nn.relu`/`relu6`
-# (what `tf.nn.relu(h)` and `tf_keras.activations.relu(h)` put in a graph).
-_KERAS3_RELU_OPS = {"Relu": ("relu", None), "Relu6": ("relu6", 6.0)}
-_TF_KERAS_RELU_SYMBOLS = {"nn.relu": None, "nn.relu6": 6.0}
-
-
-def relu_op(op):
-    """(key, max_value, threshold) of a ReLU graph operation, else None (layers and other ops)."""
-    if is_tf_keras(op):
-        symbol = getattr(op, "symbol", None) if type(op).__name__ == "TFOpLambda" else None
-        return (symbol, _TF_KERAS_RELU_SYMBOLS[symbol], 0.0) if symbol in _TF_KERAS_RELU_SYMBOLS else None
-    if is_layer(op) or not type(op).__module__.startswith("keras."):
-        return None
-    if type(op).__name__ in _KERAS3_RELU_OPS and type(op).__module__.endswith("ops.nn"):
-        key, max_value = _KERAS3_RELU_OPS[type(op).__name__]
-        return key, max_value, 0.0
-    if type(op).__name__ == "ReLU" and type(op).__module__.endswith("activations.activations"):
-        if float(op.negative_slope or 0.0):
-            return None
-        max_value = None if op.max_value is None else float(op.max_value)
-        return "activations.relu", max_value, float(op.threshold or 0.0)
-    return None
-
-
-def _relu_functions():
-    table = {keras.ops.relu: None, keras.ops.relu6: 6.0, keras.activations.relu: None,
-             keras.activations.relu6: 6.0, tf.nn.relu: None, tf.nn.relu6: 6.0, tf_keras.activations.relu: None}
-    return {id(fn): max_value for fn, max_value in table.items()}
-
-
-_RELU_FUNCTIONS = _relu_functions()
-
-
-def relu_function(fn):
-    """(max_value, threshold) if `fn` is one of the flavours' ReLU functions with their defaults
-    (`keras.ops.relu`, `tf.nn.relu6`, ...: what a `Lambda(fn)` computes), else None."""
-    return (_RELU_FUNCTIONS[id(fn)], 0.0) if id(fn) in _RELU_FUNCTIONS else None
-
-
-def relu_op_function(obj, key, max_value=None, threshold=0.0):
-    """The function that puts the ReLU operation `key` (from `relu_op`) into a graph of `obj`'s flavour."""
-    if is_tf_keras(obj):
-        return {"nn.relu": tf.nn.relu, "nn.relu6": tf.nn.relu6}[key]
-    if key == "activations.relu":
-        return lambda x: keras.activations.relu(x, max_value=max_value, threshold=threshold)
-    return {"relu": keras.ops.relu, "relu6": keras.ops.relu6}[key]
-
-
 def is_add_op(op):
     """Whether a node's operation is `x + y` written as an op, not an `Add` layer: tf_keras'
     TFOpLambda `__operators__.add` / `math.add`, Keras 3's `ops.add` operation."""
@@ -247,14 +197,11 @@ def node_arguments(layer, node):
     return tuple(node.arguments.args), dict(node.arguments.kwargs)
 
 
-_RELU_OP_TYPES = {"Relu", "Relu6"}
-
-
-def relu_ops_inside(layer):
-    """How many ReLU/ReLU6 ops a call of `layer` runs: its first call in the model, traced on
-    TensorFlow. 0 where it cannot be traced (Keras 3 on JAX or PyTorch, an unbuilt layer)."""
+def traced_op_types(layer):
+    """The TensorFlow op types ("Relu", "MatMul", ...) a call of `layer` runs: its first call in
+    the model, traced. Empty where it cannot be traced (Keras 3 on JAX or PyTorch, an unbuilt layer)."""
     if not runs_on_tensorflow(layer) or not layer._inbound_nodes:
-        return 0
+        return []
     args, kwargs = node_arguments(layer, layer._inbound_nodes[0])
     symbolic = _TFKerasTensor if is_tf_keras(layer) else keras.KerasTensor
 
@@ -265,10 +212,9 @@ def relu_ops_inside(layer):
         specs = tf.nest.map_structure(spec, (args, kwargs))
         graph = tf.function(lambda a, kw: layer(*a, **kw)).get_concrete_function(*specs).graph
     except Exception:  # Tracing is a best-effort look inside: anything failing means "cannot tell".
-        return 0
+        return []
     graph_def = graph.as_graph_def()
-    nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
-    return sum(node.op in _RELU_OP_TYPES for node in nodes)
+    return [node.op for node in (*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def))]
 
 
 def finish_adapted_copy(layer):

@@ -15,7 +15,7 @@ import warnings
 
 from pea_keras import activations, flavor, numerics
 
-__all__ = ["PEALayer", "TFKerasPEALayer", "is_pea_layer", "relu", "PHASES"]
+__all__ = ["PEALayer", "TFKerasPEALayer", "is_pea_layer", "relu", "hard_sigmoid", "PHASES"]
 
 
 def relu(x, max_value=None, threshold=0.0, B=numerics.TF):
@@ -27,6 +27,39 @@ def relu(x, max_value=None, threshold=0.0, B=numerics.TF):
     else:
         x = B.relu(x)
     return x if max_value is None else B.cap(x, max_value)
+
+
+def hard_sigmoid(x, B=numerics.TF):
+    """ReLU6(x + 3) / 6: a gate's ReLU branch, the hard sigmoid a ReLU-only network computes with ReLU6."""
+    return B.relu6(x + 3.0) * (1.0 / 6.0)
+
+
+def _branch(B, act, max_value, gate, threshold=0.0, relu_gradient="relu"):
+    """(forward(x), backward(dy, x)) of the ReLU branch: relu(x, max_value, threshold), or a gate's hard
+    sigmoid; backward is relu'(x), or with relu_gradient "g" the surrogate gradient g'(x) (`_g_gradient`)."""
+    if gate:
+        return (lambda x: hard_sigmoid(x, B),
+                lambda dy, x: B.relu_grad(dy * (1.0 / 6.0), x + 3.0, 6.0))
+
+    def forward(x):
+        return relu(x, max_value, threshold, B)
+
+    if relu_gradient == "g":
+        return forward, _g_gradient(B, act, max_value)
+    return forward, lambda dy, x: B.relu_grad(dy, x, max_value)
+
+
+def _g_gradient(B, act, max_value):
+    """backward(dy, x) = dy * g'(x), the ReLU branch's surrogate gradient (SUGAR, arXiv 2505.22074): it
+    flows where g's would, also for x < 0; above a cap (ReLU6) it is the cap's, 0."""
+
+    def backward(dy, x):
+        g_prime = act.g_prime(x)
+        if max_value is not None:
+            g_prime = g_prime * B.cast(x < max_value, x.dtype)
+        return dy * g_prime
+
+    return backward
 
 
 def _select(B, alpha, relu_branch, g_branch, blend, phase=None):
@@ -41,8 +74,9 @@ def _select(B, alpha, relu_branch, g_branch, blend, phase=None):
     return B.cond(alpha >= 1.0, relu_branch, lambda: B.cond(alpha <= 0.0, g_branch, blend))
 
 
-def _ensemble(B, x, alpha, max_value, act, phase=None):
-    """The ensemble as one op whose gradient is dy * (alpha * relu'(x) + (1 - alpha) * g'(x)).
+def _ensemble(B, x, alpha, max_value, act, phase=None, gate=False, threshold=0.0, relu_gradient="relu"):
+    """The ensemble as one op whose gradient is dy * (alpha * relu'(x) + (1 - alpha) * g'(x)), relu'
+    the ReLU branch's backward (`_branch`: with relu_gradient "g", g' zeroed above the cap).
 
     Autodiff of the plain formula keeps both branch outputs, g's intermediates and the
     products for the backward pass, and runs a dozen elementwise ops. This keeps only x, and
@@ -50,15 +84,16 @@ def _ensemble(B, x, alpha, max_value, act, phase=None):
     intermediates instead of storing them. Alpha is an input (JAX must see every traced value
     it closes over); its gradient is 0 because the scheduled alpha is not trained.
     """
-    forward, backward = _blend(B, act, max_value)
+    forward, backward = _blend(B, act, max_value, gate, threshold, relu_gradient)
+    relu_forward, relu_backward = _branch(B, act, max_value, gate, threshold, relu_gradient)
 
     @B.custom_gradient
     def ensemble(x, alpha):
-        y = _select(B, alpha, lambda: relu(x, max_value, B=B), lambda: act.g(x), lambda: forward(x, alpha), phase)
+        y = _select(B, alpha, lambda: relu_forward(x), lambda: act.g(x), lambda: forward(x, alpha), phase)
 
         def grad(*args, upstream=None):
             dy = args[-1] if upstream is None else upstream
-            dx = _select(B, alpha, lambda: B.relu_grad(dy, x, max_value), lambda: dy * act.g_prime(x),
+            dx = _select(B, alpha, lambda: relu_backward(dy, x), lambda: dy * act.g_prime(x),
                          lambda: backward(dy, x, alpha), phase)
             return dx, B.zeros_like(alpha)
 
@@ -67,17 +102,20 @@ def _ensemble(B, x, alpha, max_value, act, phase=None):
     return ensemble(x, alpha)
 
 
-def _blend(B, act, max_value):
+def _blend(B, act, max_value, gate=False, threshold=0.0, relu_gradient="relu"):
     """(forward(x, alpha), backward(dy, x, alpha)) of the blend, each compiled into one loop
     (`numerics` `fused`): one pass over memory each way, as a ReLU makes, where op by op
-    SiLU's blend makes about a dozen. One pair per activation and cap, shared by every layer."""
-    key = (B.name, act.name, max_value)
+    SiLU's blend makes about a dozen. One pair per activation, ReLU branch and its gradient, shared
+    by every layer."""
+    key = (B.name, act.name, max_value, gate, threshold, relu_gradient)
     if key not in _BLENDS:
+        relu_forward, relu_backward = _branch(B, act, max_value, gate, threshold, relu_gradient)
+
         def forward(x, alpha):
-            return alpha * relu(x, max_value, B=B) + (1.0 - alpha) * act.g(x)
+            return alpha * relu_forward(x) + (1.0 - alpha) * act.g(x)
 
         def backward(dy, x, alpha):
-            return B.relu_grad(alpha * dy, x, max_value) + ((1.0 - alpha) * dy) * act.g_prime(x)
+            return relu_backward(alpha * dy, x) + ((1.0 - alpha) * dy) * act.g_prime(x)
 
         _BLENDS[key] = B.fused(forward), B.fused(backward)
     return _BLENDS[key]
@@ -87,18 +125,14 @@ _BLENDS = {}
 
 
 def _surrogate(B, x, relu_fn, max_value, act):
-    """ReLU forward, g' backward (SUGAR, arXiv 2505.22074): the network computes a plain ReLU while
-    its gradient flows where g's would, also for x < 0. Above a cap (ReLU6) the gradient is the
-    cap's, 0. Keeps only x; g' is computed in the backward pass."""
+    """ReLU forward, g' backward (`_g_gradient`): the network computes a plain ReLU while its
+    gradient is g's. Keeps only x; g' is computed in the backward pass."""
+    backward = _g_gradient(B, act, max_value)
 
     @B.custom_gradient
     def surrogate(x):
         def grad(*args, upstream=None):
-            dy = args[-1] if upstream is None else upstream
-            g_prime = act.g_prime(x)
-            if max_value is not None:
-                g_prime = g_prime * B.cast(x < max_value, x.dtype)
-            return dy * g_prime
+            return backward(args[-1] if upstream is None else upstream, x)
 
         return relu_fn(x), grad
 
@@ -106,6 +140,14 @@ def _surrogate(B, x, relu_fn, max_value, act):
 
 
 PHASES = ("novel", "blend", "relu")
+RELU_GRADIENTS = ("relu", "g")  # The ReLU branch's gradient: its own, or g' (the surrogate's).
+
+
+def check_relu_gradient(value):
+    """`value` if it names a ReLU branch gradient; a ValueError naming the choices otherwise."""
+    if value not in RELU_GRADIENTS:
+        raise ValueError(f"relu_gradient must be one of {', '.join(map(repr, RELU_GRADIENTS))}, got {value!r}.")
+    return value
 
 
 class _PEAMeta(type):
@@ -131,13 +173,18 @@ class _PEAMixin(metaclass=_PEAMeta):
         alpha: initial ReLU weight; `PEAScheduler` moves it during training.
         trainable_alpha: ablation, learn alpha (clipped to [0, 1]) instead of scheduling it.
         surrogate: ReLU forward and g' backward (`pea_keras.surrogate`); alpha stays 1.
-        origin: what the layer replaced; set by `wrap`, used by `strip`.
+        relu_gradient: the ReLU branch's gradient, "relu" (its own) or "g": g'(x), 0 above max_value, the
+            surrogate's. With "g" the layer blends forward as ever and its gradient is
+            dy * (alpha * g'(x) [x < max_value] + (1 - alpha) * g'(x)): g's at alpha 0, the surrogate's at 1.
+        origin: what the layer replaced; set by `wrap` and `relufy`, used by `strip`.
+        gate: a gate (squeeze-excite's sigmoid): the ReLU branch is the hard sigmoid ReLU6(x + 3) / 6,
+            what a ReLU-only network gates with (`relufy`); max_value and threshold stay unset.
 
     At alpha == 1 only the ReLU branch is computed, at alpha == 0 only `g`.
     """
 
     def __init__(self, activation="silu", max_value=None, threshold=0.0, alpha=0.0,
-                 trainable_alpha=False, surrogate=False, origin=None, **kwargs):
+                 trainable_alpha=False, surrogate=False, origin=None, gate=False, relu_gradient="relu", **kwargs):
         super().__init__(**kwargs)
         self._B = numerics.of_layer(self)
         self._act = activations.get(activation, self._B)
@@ -155,6 +202,14 @@ class _PEAMixin(metaclass=_PEAMeta):
         if self.surrogate and (self._act.g_prime is None or alpha != 1.0 or self.trainable_alpha):
             raise ValueError("A surrogate layer needs a registered activation (its closed-form g' is the "
                              f"gradient; got {activation!r}) and alpha 1 (its forward pass is ReLU).")
+        self.relu_gradient = check_relu_gradient(relu_gradient)
+        if relu_gradient == "g" and (self._act.g_prime is None or self.trainable_alpha):
+            raise ValueError("relu_gradient='g' needs a registered activation (its closed-form g' is the "
+                             f"gradient; got {activation!r}) and a scheduled alpha (trainable_alpha=False).")
+        self.gate = bool(gate)
+        if self.gate and (self.max_value is not None or self.threshold or self.surrogate or relu_gradient != "relu"):
+            raise ValueError("A gate's ReLU branch is ReLU6(x + 3) / 6: it takes no max_value, threshold, "
+                             "surrogate or relu_gradient.")
         # What this layer replaced, so `strip` can restore it exactly.
         self.origin = dict(origin) if origin else None
         self._phase = None
@@ -199,7 +254,7 @@ class _PEAMixin(metaclass=_PEAMeta):
         return float(self.alpha.numpy())
 
     def relu(self, x):
-        return relu(x, self.max_value, self.threshold, self._B)
+        return hard_sigmoid(x, self._B) if self.gate else relu(x, self.max_value, self.threshold, self._B)
 
     def call(self, inputs, training=None):
         phase = self._phase if training else None
@@ -216,14 +271,16 @@ class _PEAMixin(metaclass=_PEAMeta):
         if self.trainable_alpha:
             alpha = B.clip(alpha, 0.0, 1.0)
             return alpha * self.relu(x) + (1.0 - alpha) * g(x)
-        if phase == "relu":
-            return self.relu(x)  # Exactly the ReLU layer's graph, gradient included.
+        hybrid = self.relu_gradient == "g"
+        if phase == "relu":  # Exactly the ReLU layer's graph, gradient included (or the surrogate's).
+            return _surrogate(B, x, self.relu, self.max_value, self._act) if hybrid else self.relu(x)
         if phase == "novel":
             return g(x)
-        if self._act.g_prime is None or self.threshold != 0:  # No closed-form gradient: autodiff.
+        if self._act.g_prime is None or (self.threshold != 0 and not hybrid):  # No closed-form gradient.
             return _select(B, alpha, lambda: self.relu(x), lambda: g(x),
                            lambda: alpha * self.relu(x) + (1.0 - alpha) * g(x), phase)
-        return _ensemble(B, x, alpha, self.max_value, self._act, phase)  # threshold 0: relu(x, max_value).
+        return _ensemble(B, x, alpha, self.max_value, self._act, phase, self.gate, self.threshold,
+                         self.relu_gradient)
 
     def _alpha_stays_put(self):
         """True when a training-mode trace means alpha will not move: nothing (PEAScheduler,
@@ -241,7 +298,8 @@ class _PEAMixin(metaclass=_PEAMeta):
             activation = flavor.keras_of(self).saving.serialize_keras_object(activation)
         return {**super().get_config(), "activation": activation, "max_value": self.max_value,
                 "threshold": self.threshold, "alpha": self.initial_alpha,
-                "trainable_alpha": self.trainable_alpha, "surrogate": self.surrogate, "origin": self.origin}
+                "trainable_alpha": self.trainable_alpha, "surrogate": self.surrogate, "origin": self.origin,
+                "gate": self.gate, "relu_gradient": self.relu_gradient}
 
     @classmethod
     def from_config(cls, config):

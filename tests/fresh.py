@@ -8,6 +8,9 @@ import textwrap
 TESTS = pathlib.Path(__file__).parent
 # The formats a saved model comes in: Keras 3 `.keras`, and tf_keras `.keras`, `.h5` and SavedModel.
 FORMATS = ("k3.keras", "tf.keras", "tf.h5", "tf_savedmodel")
+# The one time limit of the tests' child processes: one still running after this long is hung. No
+# test measures speed, and a loaded machine runs a child several times slower than an idle one.
+HANG_S = 1800
 
 
 def env(**extra):
@@ -16,7 +19,7 @@ def env(**extra):
     return {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu", **extra}
 
 
-def fresh_python(code, *args, timeout=300, **extra_env):
+def fresh_python(code, *args, timeout=HANG_S, **extra_env):
     """Runs `code` (dedented) in a new interpreter; returns its stdout, failing on a non-zero exit."""
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
                             capture_output=True, text=True, env=env(**extra_env), timeout=timeout)
@@ -24,7 +27,7 @@ def fresh_python(code, *args, timeout=300, **extra_env):
     return result.stdout
 
 
-def pea_tflite(*args, timeout=600, **extra_env):
+def pea_tflite(*args, timeout=HANG_S, **extra_env):
     """The installed `pea-tflite` console script; (exit code, stdout, stderr)."""
     result = subprocess.run(["pea-tflite", *map(str, args)], capture_output=True, text=True,
                             env=env(**extra_env), timeout=timeout)

@@ -13,6 +13,9 @@ EXPECTED = {
     "elu": lambda x: np.where(x > 0, x, np.exp(x) - 1),
     "selu": lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * (np.exp(x) - 1)),
     "softplus": lambda x: np.log1p(np.exp(x)),
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "hard_sigmoid": lambda x: np.clip(x + 3, 0, 6) / 6,
+    "hard_sigmoid_keras2": lambda x: np.clip(0.2 * x + 0.5, 0, 1),
 }
 X = np.linspace(-6, 6, 97).astype("float32")
 

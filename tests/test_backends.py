@@ -15,7 +15,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from fresh import pea_tflite
+from fresh import HANG_S, pea_tflite
 
 from pea_keras import activations, numerics, tflite
 from pea_keras.layer import _ensemble, relu
@@ -27,7 +27,7 @@ ACTIVATIONS = ["silu", "gelu", "gelu_tanh", "mish", "hard_swish", "elu", "selu",
 BACKEND_ACTIVATIONS = ["silu", "hard_swish"]
 
 
-def run_under(backend, script, *args, timeout=300):
+def run_under(backend, script, *args, timeout=HANG_S):
     """Runs `script` with KERAS_BACKEND=backend; returns the JSON its last stdout line prints."""
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS}",
            "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu"}
@@ -104,6 +104,22 @@ LAYER_CHECK = """
     custom.build(x.shape)
     expected = gradient(lambda t: 0.25 * _ops_relu(t, None, 0.5) + 0.75 * t * t, x, w)
     worst["autodiff"] = float(np.max(np.abs(gradient(custom, x, w) - expected)))
+    worst["relu_gradient_g"] = 0.0  # The blend forward, dy * (alpha * g' [x < 6] + (1 - alpha) * g') backward.
+    for name in NAMES:
+        act = activations.get(name, numerics.OPS)
+        layer = pea_keras.PEALayer(name, max_value=6.0, relu_gradient="g")
+        layer.build(x.shape)
+        g_prime = np.asarray(act.g_prime(x))
+        for alpha in (0.3, 1.0):
+            layer.set_alpha(alpha)
+            plain = np.asarray(alpha * _ops_relu(x, 6.0) + (1.0 - alpha) * act.g(x))
+            expected = (alpha * g_prime * (np.asarray(x) < 6.0) + (1.0 - alpha) * g_prime) * np.asarray(w)
+            for phase in (None, {1.0: "relu"}.get(alpha, "blend")):
+                layer.enter_phase(phase)
+                value = np.asarray(layer(x, training=True)) - plain
+                diff = gradient(lambda t: layer(t, training=True), x, w) - expected
+                worst["relu_gradient_g"] = max(worst["relu_gradient_g"], float(np.max(np.abs(value))),
+                                               float(np.max(np.abs(diff))))
     print(json.dumps({"backend": backend, "cases": cases, **worst}))
 """.replace("NAMES", repr(BACKEND_ACTIVATIONS))
 
@@ -117,6 +133,7 @@ def test_layer_values_and_gradients_equal_plain_formula(backend):
     assert report["gradient"] <= 1e-4, report
     assert report["phase"] <= 1e-4, report
     assert report["autodiff"] <= 1e-4, report
+    assert report["relu_gradient_g"] <= 1e-4, report
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -250,7 +267,7 @@ def test_missing_backend_package_names_the_extra(backend):
     hide = f"import sys; sys.modules[{backend!r}] = None; " if importlib.util.find_spec(backend) else ""
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", hide + "import pea_keras; pea_keras.wrap"], capture_output=True,
-                            text=True, env=env, timeout=120)
+                            text=True, env=env, timeout=HANG_S)
     assert result.returncode != 0
     name = {"torch": "PyTorch", "jax": "JAX"}[backend]
     assert (f"ImportError: KERAS_BACKEND={backend} needs {name}: pip install 'pea_keras[{backend}]'"

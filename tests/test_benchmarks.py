@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from fresh import HANG_S
 
 RATIOS = ["pea_blend / relu", "naive_blend / relu", "g_only / relu", "pea_relu / relu",
           "pea_blend / g_only", "pea_blend / naive_blend"]
@@ -21,7 +22,7 @@ BENCHMARKS = os.path.join(REPO, "benchmarks")
 def run_benchmark(name, *args):
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, name), *args], env=env,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=HANG_S)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return done.stdout
 
@@ -84,10 +85,10 @@ def test_accuracy_benchmark(tmp_path):
 
 @pytest.mark.slow
 def test_train_step_benchmark(tmp_path):
-    run_benchmark("train_step.py", "--arch", "mobilenet_v3_small", "--image_size", "32", "--rounds", "2",
-                  "--warmup", "1", "--batch", "8", "--memory_batch", "16", "--json", str(tmp_path / "t.json"))
+    run_benchmark("train_step.py", "--arch", "tiny", "--image_size", "16", "--rounds", "2", "--warmup", "1",
+                  "--batch", "8", "--memory_batch", "16", "--json", str(tmp_path / "t.json"))
     rows = json.loads((tmp_path / "t.json").read_text())["rows"]
-    assert [(r["keras"], r["image_size"]) for r in rows] == [("keras", 32), ("tf_keras", 32)]
+    assert [(r["keras"], r["arch"], r["image_size"]) for r in rows] == [("keras", "tiny", 16), ("tf_keras", "tiny", 16)]
     for row in rows:
         assert set(row["ratios"]) == set(RATIOS)
         assert all(s["q1"] <= s["median"] <= s["q3"] for s in row["ratios"].values())

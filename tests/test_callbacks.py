@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from fresh import HANG_S
 from tiny_models import small_cnn, small_data
 
 import pea_keras
@@ -138,7 +139,7 @@ def test_mirrored_strategy_gives_every_replica_the_same_alpha(k, tmp_path):
     # This checkout's pea_keras, not the installed one.
     path = os.pathsep.join([str(tests_dir.parent), str(tests_dir)])
     result = subprocess.run([sys.executable, str(script), k.__name__], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": path}, timeout=300)
+                            env={**os.environ, "PYTHONPATH": path}, timeout=HANG_S)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2

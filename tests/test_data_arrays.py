@@ -1,4 +1,6 @@
 """pea_keras.data: every SOURCE kind as checked model inputs; model loading of every format."""
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -112,6 +114,24 @@ def test_few_calibration_samples_warn(tmp_path):
     np.save(tmp_path / "few.npy", np.zeros((12, 8, 8, 1), np.float32))
     with pytest.warns(UserWarning, match="only 12 calibration samples"):
         calibration_samples(tmp_path / "few.npy", SHAPE)
+
+
+@pytest.mark.parametrize("low, high, refused", [
+    (0.0, 1.0, False), (-1.0, 1.0, False), (-1.5, 2.5, False),  # [-1, 1] images; 4x the span at most
+    (0.0, 255.0, True), (0.0, 1e6, True), (-2.0, 2.5, True), (100.0, 101.0, True),
+])
+def test_calibration_far_outside_the_image_range_is_refused_unless_accepted(tmp_path, low, high, refused):
+    x = np.linspace(low, high, 120 * 64, dtype=np.float32).reshape(120, 8, 8, 1)
+    np.save(tmp_path / "x.npy", x)
+    if refused:
+        span = re.escape(f"x.npy: values span [{low:.4g}, {high:.4g}], more than 4x the range [0, 1] of the images")
+        with pytest.raises(DataError, match=span + r" models here take: .* --calib_any_range"):
+            calibration_samples(tmp_path / "x.npy", SHAPE)
+    else:
+        assert calibration_samples(tmp_path / "x.npy", SHAPE).shape == x.shape
+    assert calibration_samples(tmp_path / "x.npy", SHAPE, any_range=True).shape == x.shape
+    np.save(tmp_path / "v.npy", x.reshape(120, 64))  # Not an image: no range is known.
+    assert calibration_samples(tmp_path / "v.npy", (None, 64)).shape == (120, 64)
 
 
 def test_several_inputs_read_an_npz_keyed_by_input_name(tmp_path):

@@ -1,4 +1,6 @@
 """pea_keras.training.data: the digits split of the contract, pipelines and clear data errors."""
+import re
+
 import numpy as np
 import pytest
 
@@ -60,6 +62,13 @@ def test_folder_dataset(tmp_path):
     assert float(tf.reduce_min(x)) >= 0.0 and float(tf.reduce_max(x)) <= 1.0
     x, _ = data.to_numpy(data.pipeline(d, "test", image_size=32, batch_size=4))
     assert x.shape == (d.sizes["test"], 32, 32, 3)
+
+    # A class folder without images would be a class the model never sees: refused, by its path.
+    (tmp_path / "bird").mkdir()
+    with pytest.raises(DataError, match=re.escape(f"no images (.png, .jpg, .jpeg, .bmp, .gif) in class folder "
+                                                  f"{tmp_path / 'bird'}; add images or remove the folder")):
+        data.load(f"folder:{tmp_path}", image_size=32, seed=0)
+    (tmp_path / "bird").rmdir()
 
     # One corrupt file is named before anything trains, not met mid-training.
     (tmp_path / "dog" / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")

@@ -1,4 +1,6 @@
 """Distillation in fit: the loss it adds, the student trained in place, the moving-average teacher."""
+import warnings
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -92,3 +94,25 @@ def test_bad_settings_are_refused(k):
     inputs = k.Input((6,))
     with pytest.raises(ValueError, match=r"teacher's output \(None, 5\) does not match the student's \(None, 3\)"):
         distillation.distiller(student, k.Model(inputs, k.layers.Dense(5)(inputs)))
+    other = k.Input((7,))  # Refused before training, not at the first step.
+    with pytest.raises(ValueError, match=r"teacher's input \(None, 7\) does not match the student's \(None, 6\): "
+                                         "distillation feeds both the same batch"):
+        distillation.distiller(student, k.Model(other, k.layers.Dense(3)(other)))
+
+
+def test_a_teacher_that_outputs_probabilities_is_warned_about(k):
+    student, inputs = dense_net(k), k.Input((6,))
+    hidden = k.layers.Dense(3)(inputs)
+    for outputs, why in [
+            (k.layers.Dense(3, activation="softmax", name="probs")(inputs), "its output layer probs ends in softmax"),
+            (k.layers.Activation("sigmoid", name="probs")(hidden), "its output layer probs ends in sigmoid"),
+            (k.layers.Lambda(lambda z: k.activations.softmax(z))(hidden),  # Known by its numbers only.
+             "on a batch they are non-negative and sum to 1")]:
+        with pytest.warns(UserWarning) as caught:
+            distillation.distiller(student, k.Model(inputs, outputs))
+        assert [str(w.message) for w in caught] == [
+            f"the teacher's outputs look like probabilities ({why}), not the logits distillation softens; give a "
+            "teacher without its final softmax or sigmoid"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        distillation.distiller(student, k.Model(inputs, hidden))  # Logits: no word.

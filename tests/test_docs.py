@@ -3,14 +3,18 @@ tflite/README.md runs here as a user would type it, in a new folder, through the
 scripts and `train.py`, with the shortenings stated below (one short epoch, small batches, the
 offline data in place of data this machine cannot download). A block without a runner fails the
 suite, so a new command cannot go untested, and neither can a renamed flag."""
+import json
+import os
 import re
 import socket
 import subprocess
+import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
-from fresh import TESTS, env
+from fresh import HANG_S, TESTS, env
 
 from pea_keras.tflite.micro_kit import KIT_SUFFIXES
 
@@ -35,7 +39,7 @@ def blocks(doc):
             for m in re.finditer(r"```(\w*)\n(.*?)```", text, re.S)]
 
 
-def shell(script, cwd, timeout=900):
+def shell(script, cwd, timeout=HANG_S):
     """`script` in bash, as typed, with train.py commands shortened; fails on any non-zero exit."""
     lines = []
     for line in script.replace("\\\n", " ").splitlines():
@@ -82,7 +86,7 @@ def library(snippet, cwd):
     """)
     code = prelude + snippet.replace("epochs=20", "epochs=2")
     result = subprocess.run(["python", "-c", code], cwd=cwd, capture_output=True, text=True, env=env(),
-                            timeout=600)
+                            timeout=HANG_S)
     assert result.returncode == 0, result.stderr[-4000:]
 
 
@@ -122,13 +126,16 @@ def measured(script, cwd):
 def self_test_folder(script, cwd):
     """The walk-through's example folder on the kit train.py writes (its KIT line pointing at it),
     then its Makefile.inc (the next block) read by make with TFLite Micro's one macro it calls
-    recorded: every file it lists is there, and main.o alone gets -DPEA_MODEL=<stem>."""
+    recorded: every file it lists is there, main.o alone gets -DPEA_MODEL=<name>, and main.o is
+    out of date again when a kit header changes or another kit (older files, another name)
+    replaces this one."""
     shell(f"python {REPO}/train.py --arch tiny", cwd)
     shell(re.sub(r"^KIT=.*$", "KIT=tflite", script, flags=re.M), cwd)
     example = cwd / "tensorflow/lite/micro/examples/pea_selftest"
     _, _, makefile = next(b for b in blocks("tflite/README.md") if b[1] == "make")
     (example / "Makefile.inc").write_text(makefile)
-    (cwd / "stub.mk").write_text(textwrap.dedent("""\
+    main_o = f"gen/obj/{example.relative_to(cwd)}/main.o"
+    (cwd / "stub.mk").write_text(textwrap.dedent(f"""\
         CORE_OBJDIR := gen/obj/
         define microlite_test
         LISTED := $(2) $(3)
@@ -136,16 +143,75 @@ def self_test_folder(script, cwd):
         include tensorflow/lite/micro/examples/pea_selftest/Makefile.inc
         files:
         \t@ls $(LISTED)
-        gen/obj/tensorflow/lite/micro/examples/pea_selftest/main.o gen/obj/other.o:
+        {main_o} gen/obj/other.o:
         \t@echo $@: $(CXXFLAGS)
+        \t@mkdir -p $(@D) && touch $@
         """))
-    out = shell("make -s -f stub.mk files gen/obj/tensorflow/lite/micro/examples/pea_selftest/main.o "
-                "gen/obj/other.o", cwd).stdout.splitlines()
-    stem = "tiny_pea_digits_int8"  # what `python train.py --arch tiny` writes
+    out = shell(f"make -s -f stub.mk files {main_o} gen/obj/other.o", cwd).stdout.splitlines()
+    name = "tiny_pea_digits_int8"  # what `python train.py --arch tiny` writes
     listed = [line.rsplit("/", 1) for line in out[:-2]]
     assert {folder for folder, _ in listed} == {str(example.relative_to(cwd))}
-    assert sorted(name for _, name in listed) == sorted(["main.cc", *(stem + s for s in KIT_SUFFIXES)])
-    assert out[-2:] == [f"gen/obj/{example.relative_to(cwd)}/main.o: -DPEA_MODEL={stem}", "gen/obj/other.o:"]
+    assert sorted(name for _, name in listed) == sorted(["main.cc", *(name + s for s in KIT_SUFFIXES)])
+    assert out[-2:] == [f"{main_o}: -DPEA_MODEL={name}", "gen/obj/other.o:"]
+
+    def up_to_date():
+        return subprocess.run(["make", "-q", "-f", "stub.mk", main_o], cwd=cwd).returncode == 0
+
+    now = time.time()
+    for path in [*example.iterdir(), *(cwd / "gen").rglob("*.stamp")]:  # All made a while ago, main.o after.
+        os.utime(path, (now - 100, now - 100))
+    os.utime(cwd / main_o, (now - 50, now - 50))
+    assert up_to_date()
+    header = example / f"{name}_model_settings.h"
+    os.utime(header, (now - 10, now - 10))  # A new kit of the same name, copied after main.o was built.
+    assert not up_to_date()
+    shell(f"make -s -f stub.mk {main_o}", cwd)
+    assert up_to_date()
+    for suffix in KIT_SUFFIXES:  # Another kit, its files older than main.o: only its name differs.
+        os.rename(example / (name + suffix), example / ("other" + suffix))
+    assert not up_to_date()
+    assert shell(f"make -s -f stub.mk {main_o}", cwd).stdout == f"{main_o}: -DPEA_MODEL=other\n"
+
+
+def printed_kit_names(printed, cwd):
+    """The names convert prints for a stem with '-', '.' and a leading digit, as the block shows
+    them (its '...' standing for the files between), on a digits CNN saved where the block's
+    paths expect it."""
+    subprocess.run(["python", "-c", textwrap.dedent("""
+        import keras
+        i = keras.Input((8, 8, 1))
+        h = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu")(i))
+        keras.Model(i, keras.layers.Dense(10)(h)).save("m.keras")
+    """)], cwd=cwd, check=True, env=env(), timeout=HANG_S)
+    (cwd / "tflite").mkdir()
+    out = shell("pea-tflite convert m.keras -o tflite/1st-model.v2.tflite", cwd).stdout.splitlines()
+    first, dots, last, build = printed.strip().splitlines()
+    kit = out[out.index(first):]
+    assert (dots, kit[5], kit[6:]) == ("...", last, [build]), out
+
+
+# What TFLite Micro's `make print-CXXFLAGS print-INCLUDES` prints for cortex_m_generic's flags that
+# carry shell quoting (its makefile's ARM_CPU := "ARMC$(CORE)"), by its `print-%` rule
+# (helper_functions.inc: `@echo '$*=$($*)'`, then origin and flavor).
+PRINTED_FLAGS = [
+    "CXXFLAGS=-std=c++17 -DTF_LITE_STATIC_MEMORY "
+    '-DCMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE=\\""ARMCM4".h\\" -D"ARMCM4" -DCMSIS_NN',
+    "  origin = file", "  flavor = recursive",
+    'INCLUDES=-I. -Itensorflow/lite/micro/tools/make/downloads/cmsis/Cortex_DFP/Device/"ARMCM4"/Include',
+    "  origin = file", "  flavor = simple"]
+
+
+def tflm_flags(script, cwd):
+    """Step 4 with a stand-in for TFLite Micro's make that prints PRINTED_FLAGS (and builds
+    nothing): the list holds every flag as the compiler gets it, one a line, unquoted."""
+    (cwd / "bin").mkdir()
+    (cwd / "printed.txt").write_text("\n".join(PRINTED_FLAGS) + "\n")
+    (cwd / "bin" / "make").write_text(f'#!/bin/bash\ncase "$*" in *print-*) cat {cwd / "printed.txt"};; esac\n')
+    (cwd / "bin" / "make").chmod(0o755)
+    shell(f"export PATH={cwd / 'bin'}:$PATH\n{script}", cwd)
+    assert (cwd / "tflm_flags.txt").read_text().splitlines() == [
+        "-std=c++17", "-DTF_LITE_STATIC_MEMORY", '-DCMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE="ARMCM4.h"', "-DARMCM4",
+        "-DCMSIS_NN", "-I.", "-Itensorflow/lite/micro/tools/make/downloads/cmsis/Cortex_DFP/Device/ARMCM4/Include"]
 
 
 def self_test_log(log, cwd):
@@ -205,7 +271,7 @@ SNIPPET_PRELUDE = """
 def snippet(code, cwd, before="", after=""):
     program = textwrap.dedent(SNIPPET_PRELUDE) + before + textwrap.dedent(code) + after
     result = subprocess.run(["python", "-c", program],
-                            cwd=cwd, capture_output=True, text=True, env=env(), timeout=600)
+                            cwd=cwd, capture_output=True, text=True, env=env(), timeout=HANG_S)
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout
 
@@ -229,8 +295,37 @@ def keras_export(code, cwd):
     passes `pea-tflite check --int8`."""
     snippet(code, cwd, before="pea_keras.set_alpha(model, 1.0)  # Trained to the end of its schedule.\n")
     result = subprocess.run(["pea-tflite", "check", "model_int8.tflite", "--int8"], cwd=cwd, capture_output=True,
-                            text=True, env=env(), timeout=120)
+                            text=True, env=env(), timeout=HANG_S)
     assert (result.returncode, result.stdout) == (0, "model_int8.tflite: ReLU-only int8\n"), result.stderr
+
+
+def pretrained(code, cwd):
+    """The pretrained recipe on an EfficientNetB0 of random weights at 32 px (no download): the saved
+    network has ReLU and ReLU6 (the gates) activations only, and the final softmax."""
+    code = code.replace('weights="imagenet"', 'weights=None, input_shape=(32, 32, 3), classes=10')
+    check = ("\nm = pea_keras.load_model('efficientnet_relu.keras')\n"
+             "print(sorted({type(l).__name__ for l in m.layers if type(l).__name__ in ('ReLU', 'PEALayer')}),"
+             " sorted({str(l.max_value) for l in m.layers if type(l).__name__ == 'ReLU'}),"
+             " sorted({str(l.get_config().get('activation')) for l in m.layers} - {'None', 'linear'}))")
+    result = subprocess.run(["python", "-c", textwrap.dedent(code) + check], cwd=cwd, capture_output=True, text=True,
+                            env=env(), timeout=HANG_S)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip().splitlines()[-1] == "['ReLU'] ['6.0', 'None'] ['relu', 'softmax']", result.stdout
+
+
+def relufy_runs(script, cwd):
+    """train.py --mode relufy on a small SiLU network of digits saved where the commands expect it."""
+    code = textwrap.dedent("""
+        import keras
+        i = keras.Input((32, 32, 1))
+        h = keras.layers.Conv2D(8, 3, strides=2, activation="silu")(i)
+        h = keras.layers.Activation("silu")(keras.layers.BatchNormalization()(h))
+        keras.Model(i, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h))).save("my_silu_model.keras")
+    """)
+    subprocess.run(["python", "-c", code], cwd=cwd, check=True, env=env(), timeout=HANG_S)
+    shell(script, cwd)
+    for run in ("my_silu_model_relufy_digits", "longer"):
+        assert (cwd / "runs" / run / "metrics.json").is_file(), run
 
 
 def compiled_elsewhere(script, cwd):
@@ -246,6 +341,9 @@ def run_by_measured(script, cwd):
 RUNNERS = {
     "pip install -e . && python train.py --arch mobilenet_v2": quick_start,
     "import keras          # or: import tf_keras as keras — both flavours are first class": library,
+    "import keras": pretrained,
+    "python train.py --mode relufy --init_from my_silu_model.keras          # its recipe: 3 epochs, lr 5e-4, ...":
+        relufy_runs,
     "pea-tflite convert runs/mobilenet_v2_pea_digits/pea_model.keras -o tflite/model.tflite --calib digits":
         after_quick_start,
     "python train.py --arch mobilenet_v2                       # PEA (SiLU) on digits, width 0.35, ~2.5 min on 2 "
@@ -267,7 +365,8 @@ RUNNERS = {
     "make -f tensorflow/lite/micro/tools/make/Makefile -j4 run_pea_selftest": needs_tflm,
     "sample 2: 10 outputs bit-exact": self_test_log,
     "make -f tensorflow/lite/micro/tools/make/Makefile -j4 TARGET=cortex_m_generic TARGET_ARCH=cortex-m4 \\":
-        needs_tflm,
+        tflm_flags,
+    "wrote tflite/m1st_model_v2_model_data.cc": printed_kit_names,
     "#include <stdint.h>": compiled_elsewhere,
     "python make_mnv2.py        # builds mnv2.keras, calib.npy (100 of the training images), mnv2_float.tflite":
         measured,
@@ -287,3 +386,39 @@ def test_the_resume_line_runs(tmp_path):
     """The training block's `--resume` line (left out of that block's run), on a run made for it."""
     line = next(line for _, _, text in blocks("README.md") for line in text.splitlines() if "--resume" in line)
     resume_line(line, tmp_path)
+
+
+# Top-1 points between two runs of the quick start with the same seed and versions (README says so):
+# 93.89 to 95.83 % seen on its 360 test digits.
+QUICK_START_NOISE = 2.0
+
+
+def _figures(text):
+    """({row: (top-1 %, file size)}, [device lines]) of a quick-start summary as printed."""
+    rows = {m[1]: (float(m[2]), m[3]) for m in re.finditer(
+        r"^ *(pea model \(float\)|stripped ReLU \(float\)|int8 TFLite \(LiteRT\)) +([\d.]+) % +(\S+ \S+) *$",
+        text, re.M)}
+    device = re.findall(r"^ *(on a microcontroller: .*|\d+ [KM]B flash / .*?) *$", text, re.M)
+    return rows, device
+
+
+def test_the_quick_start_prints_the_figures_of_the_readme(tmp_path):
+    """The quick start as written (not shortened) prints README's table: top-1 within the noise between
+    runs, the file sizes and device lines exactly; the byte counts quoted after it are its metrics.json's."""
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--arch", "mobilenet_v2", "--output_dir", "run",
+                             "--tflite_dir", "tflite"], cwd=tmp_path, env=env(), capture_output=True, text=True,
+                            timeout=1800)
+    assert result.returncode == 0, result.stderr[-4000:]
+    readme = (REPO / "README.md").read_text()
+    documented = _figures(readme[readme.index("## Quick start"):readme.index("Every run ends this way")])
+    printed = _figures(result.stdout)
+    assert len(documented[0]) == 3 and len(documented[1]) == 4, documented
+    sizes = [{row: size for row, (_, size) in figures[0].items()} for figures in (printed, documented)]
+    assert sizes[0] == sizes[1]
+    for row, (top1, _) in documented[0].items():
+        assert abs(printed[0][row][0] - top1) <= QUICK_START_NOISE, (row, printed[0][row][0], top1)
+    assert printed[1] == documented[1]
+    device = json.loads((tmp_path / "run" / "metrics.json").read_text())["tflite"]["device"]
+    prose = " ".join(readme.split())
+    assert f"flash is the int8 file ({device['flash_bytes']:,} B here)" in prose
+    assert f"tensor arena ({device['arena_measured_bytes']:,} B measured by TFLite Micro" in prose

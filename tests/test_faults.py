@@ -24,6 +24,7 @@ import sys
 import numpy as np
 import pytest
 from disk import grow, mount_tmpfs, unmount
+from fresh import HANG_S
 from train_cli import call_main
 
 from pea_keras import files
@@ -35,7 +36,7 @@ INT8 = "run_int8.tflite"  # Named after the run directory.
 SIGKILL = -9
 
 
-def run(*argv, fault=None, timeout=240):
+def run(*argv, fault=None, timeout=HANG_S):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
     env.pop(files.FAULT_ENV, None)
     if fault:

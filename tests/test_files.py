@@ -11,6 +11,7 @@ import sys
 
 import pytest
 from disk import mount_tmpfs, unmount
+from fresh import HANG_S
 
 from pea_keras import files
 
@@ -260,7 +261,7 @@ def test_a_kill_in_the_middle_of_a_write_leaves_the_previous_file(tmp_path):
     target.write_text("epoch,loss\n0,1.5\n")
     env = dict(os.environ, PYTHONPATH=REPO, PEA_KERAS_FAULT="kill_during_write:history.csv")
     result = subprocess.run([sys.executable, "-c", KILLED_WRITE, str(target), files.__file__], env=env,
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=HANG_S)
     assert result.returncode == -9 and "not reached" not in result.stdout
     assert target.read_text() == "epoch,loss\n0,1.5\n"
     left = [name for name in os.listdir(tmp_path) if name != "history.csv"]

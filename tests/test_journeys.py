@@ -2,11 +2,13 @@
 models saved by the user's own scripts; nothing imported into the test process carries over."""
 import json
 import os
+import pathlib
 import subprocess
 import sys
+import sysconfig
 
 import pytest
-from fresh import TESTS, env, fresh_python, pea_tflite
+from fresh import HANG_S, TESTS, env, fresh_python, pea_tflite
 
 pytestmark = pytest.mark.slow
 REPO = TESTS.parent
@@ -46,9 +48,9 @@ def deploy_journey(model, tmp_path, calib="digits", **extra_env):
 def test_train_then_convert_its_saved_model(tmp_path):
     run_dir = tmp_path / "runs" / "t"
     result = subprocess.run([sys.executable, str(REPO / "train.py"), "--arch", "tiny", "--epochs", "1",
-                             "--steps_per_epoch", "8", "--calibration_examples", "64", "--verbose", "2",
+                             "--steps_per_epoch", "8", "--verbose", "2",
                              "--noaugment", "--output_dir", run_dir, "--tflite_dir", tmp_path / "tflite"],
-                            cwd=tmp_path, capture_output=True, text=True, env=env(), timeout=600)
+                            cwd=tmp_path, capture_output=True, text=True, env=env(), timeout=HANG_S)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["augmentation"]["reason"] == "--augment none"  # The earlier spelling still works.
@@ -61,7 +63,10 @@ def test_train_then_convert_its_saved_model(tmp_path):
     assert lines[-4:-1] == ["  256 KB flash / 64 KB RAM (small Cortex-M0+/M4): fits",
                             "  1 MB flash / 256 KB RAM (mid-range Cortex-M4/M33): fits",
                             "  2 MB flash / 512 KB RAM (large Cortex-M7/M55): fits"]
-    deploy_journey(run_dir / "pea_model.keras", tmp_path)
+    out = deploy_journey(run_dir / "pea_model.keras", tmp_path)
+    # The README's `pea-tflite convert <run>/pea_model.keras --calib digits` calibrates on the images
+    # train.py calibrated on: the same file, byte for byte.
+    assert out.read_bytes() == (tmp_path / "tflite" / "t_int8.tflite").read_bytes()
 
 
 USER_SCRIPT = """
@@ -109,26 +114,38 @@ def test_keras_backend_of_the_user_does_not_reach_the_converter(tmp_path):
     assert json.loads(pea_tflite("inspect", out, "--json")[1])["size_bytes"] == os.path.getsize(out)
 
 
+def with_this_environment(venv):
+    """A new virtual environment whose dependencies are this interpreter's: the system's packages
+    (--system-site-packages), and where this interpreter runs in a virtual environment itself, that
+    environment's too (which --system-site-packages does not reach), after the new one's own."""
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True, timeout=HANG_S)
+    if sys.prefix != sys.base_prefix:
+        own = sysconfig.get_paths("venv", vars={"base": str(venv), "platbase": str(venv)})
+        parent = dict.fromkeys(sysconfig.get_paths()[name] for name in ("purelib", "platlib"))
+        # Folders only: the parent's .pth files (its editable install of this checkout) are not run.
+        pathlib.Path(own["purelib"], "parent_environment.pth").write_text("".join(f"{p}\n" for p in parent))
+    return venv
+
+
 def test_the_wheel_gives_a_user_everything_without_the_checkout(tmp_path):
     """Built and installed like a release (a wheel, not editable), used from a folder of the user's."""
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    tmp_path / "dist", REPO], check=True, capture_output=True, timeout=300)
+                    tmp_path / "dist", REPO], check=True, capture_output=True, timeout=HANG_S)
     wheel = next((tmp_path / "dist").glob("pea_keras-*.whl"))
-    venv = tmp_path / "venv"  # The dependencies come from this interpreter's site-packages.
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True, timeout=300)
+    venv = with_this_environment(tmp_path / "venv")
     # Only the tests' helpers on the path: a checkout on PYTHONPATH would shadow the installed package.
     installed = {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(TESTS)}
     subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", "--no-index", "--force-reinstall", wheel],
-                   check=True, capture_output=True, env=env(**installed), timeout=300)
+                   check=True, capture_output=True, env=env(**installed), timeout=HANG_S)
     user = tmp_path / "work"
     user.mkdir()
     where = subprocess.run([venv / "bin" / "python", "-c", "import pea_keras; print(pea_keras.__file__)"],
-                           cwd=user, capture_output=True, text=True, env=env(**installed), timeout=60)
+                           cwd=user, capture_output=True, text=True, env=env(**installed), timeout=HANG_S)
     assert where.stdout.startswith(str(venv)), where.stdout + where.stderr
 
     result = subprocess.run(["pea-train", "--arch", "tiny", "--epochs", "1", "--steps_per_epoch", "8",
                              "--calibration_examples", "64", "--verbose", "0"],
-                            cwd=user, capture_output=True, text=True, env=env(**installed), timeout=600)
+                            cwd=user, capture_output=True, text=True, env=env(**installed), timeout=HANG_S)
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
     assert (user / "tflite" / "tiny_pea_digits_int8.tflite").is_file()  # Defaults under the working folder.
     deploy_journey(user / "runs" / "tiny_pea_digits" / "pea_model.keras", tmp_path, **installed)

@@ -39,6 +39,97 @@ def test_values_and_gradients_equal_plain_formula(k, activation, max_value):
                                        rtol=1e-5, atol=1e-5)
 
 
+def hybrid_gradient(x, alpha, activation, max_value=None):
+    """The ReLU branch with g's gradient: dy * (alpha * g'(x) [x < max_value] + (1 - alpha) * g'(x))."""
+    g_prime = activations.get(activation).g_prime(x).numpy()
+    capped = g_prime * (x.numpy() < max_value) if max_value is not None else g_prime
+    return alpha * capped + (1.0 - alpha) * g_prime
+
+
+@pytest.mark.parametrize("activation", ["silu", "gelu", "mish", "hard_swish", "elu"])
+@pytest.mark.parametrize("max_value, threshold", [(None, 0.0), (6.0, 0.0), (6.0, 0.5)])
+def test_relu_gradient_g_blends_forward_and_gives_the_relu_branch_g_prime(k, activation, max_value, threshold):
+    """relu_gradient="g": the usual blend forward, g's gradient at alpha 0, the surrogate's at alpha 1."""
+    weight = tf.constant(np.random.default_rng(5).normal(size=X.shape).astype("float32"))
+    layer = layer_class(k)(activation, max_value=max_value, threshold=threshold, relu_gradient="g")
+    layer.build(X.shape)
+    # At alpha 0 exactly the ordinary layer's gradient (g's), at alpha 1 exactly the surrogate layer's.
+    references = {0.0: layer_class(k)(activation, max_value=max_value, threshold=threshold, alpha=0.0),
+                  1.0: layer_class(k)(activation, max_value=max_value, threshold=threshold, alpha=1.0,
+                                      surrogate=True)}
+    for alpha in (0.0, 0.3, 0.5, 0.9, 1.0):
+        layer.set_alpha(alpha)
+        expected = plain_formula(X, alpha, activation, max_value, threshold).numpy()
+        expected_grads = hybrid_gradient(X, alpha, activation, max_value) * weight.numpy()
+        for phase in (None, {0.0: "novel", 1.0: "relu"}.get(alpha, "blend")):
+            layer.enter_phase(phase)
+            for training in (True, False):
+                np.testing.assert_allclose(layer(X, training=training).numpy(), expected, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(grads(lambda x: layer(x, training=True), X, weight), expected_grads,
+                                       rtol=1e-5, atol=1e-5)
+            if alpha in references:  # In the same phase, so the same graph computes g.
+                references[alpha].enter_phase(phase)
+                tol = 1e-6 if threshold and alpha == 0.0 else 0.0  # A threshold: the ordinary layer's autodiff.
+                np.testing.assert_allclose(grads(lambda x: layer(x, training=True), X, weight),
+                                           grads(lambda x, a=alpha: references[a](x, training=True), X, weight),
+                                           rtol=tol, atol=tol)
+    restored = layer_class(k).from_config(layer.get_config())
+    assert restored.relu_gradient == "g" and restored.get_config() == layer.get_config()
+
+
+def test_relu_gradient_g_without_xla_runs_op_by_op_with_the_same_gradient(k, monkeypatch):
+    from pea_keras import layer as layer_module
+    from pea_keras import numerics
+
+    monkeypatch.setattr(numerics, "_xla", lambda tf: False)
+    monkeypatch.setattr(layer_module, "_BLENDS", {})
+    weight = tf.constant(np.random.default_rng(6).normal(size=X.shape).astype("float32"))
+    layer = layer_class(k)("silu", max_value=6.0, alpha=0.3, relu_gradient="g")
+    layer.enter_phase("blend")
+    np.testing.assert_allclose(layer(X, training=True).numpy(), plain_formula(X, 0.3, "silu", 6.0).numpy(),
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(grads(lambda x: layer(x, training=True), X, weight),
+                               hybrid_gradient(X, 0.3, "silu", 6.0) * weight.numpy(), rtol=1e-5, atol=1e-5)
+    forward, backward = layer_module._BLENDS[("tensorflow", "silu", 6.0, False, 0.0, "g")]
+    assert not hasattr(backward, "get_concrete_function")
+
+
+def test_relu_gradient_refuses_what_it_cannot_compute(k):
+    with pytest.raises(ValueError, match="relu_gradient must be one of 'relu', 'g', got 'silu'"):
+        layer_class(k)("silu", relu_gradient="silu")
+    with pytest.raises(ValueError, match="relu_gradient='g' needs a registered activation"):
+        layer_class(k)(lambda x: x * x, relu_gradient="g")
+    with pytest.raises(ValueError, match=r"and a scheduled alpha \(trainable_alpha=False\)"):
+        layer_class(k)("silu", trainable_alpha=True, relu_gradient="g")
+    with pytest.raises(ValueError, match="it takes no max_value, threshold, surrogate or relu_gradient"):
+        layer_class(k)("sigmoid", gate=True, relu_gradient="g")
+
+
+def plain_gate(x, alpha, activation):
+    return alpha * tf.nn.relu6(x + 3.0) / 6.0 + (1.0 - alpha) * activations.get(activation).g(x)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "hard_sigmoid", "hard_sigmoid_keras2"])
+def test_gate_values_and_gradients_equal_plain_formula(k, activation):
+    """A gate's ReLU branch is the hard sigmoid ReLU6(x + 3) / 6."""
+    weight = tf.constant(np.random.default_rng(3).normal(size=X.shape).astype("float32"))
+    layer = layer_class(k)(activation, gate=True)
+    layer.build(X.shape)
+    for alpha in (0.0, 0.3, 1.0):
+        layer.set_alpha(alpha)
+        expected = plain_gate(X, alpha, activation).numpy()
+        expected_grads = grads(lambda x, a=alpha: plain_gate(x, a, activation), X, weight)
+        for phase in (None, {0.0: "novel", 1.0: "relu"}.get(alpha, "blend")):
+            layer.enter_phase(phase)
+            np.testing.assert_allclose(layer(X, training=True).numpy(), expected, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(grads(lambda x: layer(x, training=True), X, weight), expected_grads,
+                                       rtol=1e-5, atol=1e-5)
+    restored = layer_class(k).from_config(layer.get_config())
+    assert restored.gate and restored.activation == activation
+    with pytest.raises(ValueError, match=r"A gate's ReLU branch is ReLU6\(x \+ 3\) / 6: it takes no max_value"):
+        layer_class(k)("sigmoid", max_value=6.0, gate=True)
+
+
 def test_without_xla_the_blend_runs_op_by_op_with_the_same_values(k, monkeypatch):
     """Where TensorFlow has no XLA, the blend's fused loops are the same formulas run op by op."""
     from pea_keras import layer as layer_module
@@ -54,7 +145,7 @@ def test_without_xla_the_blend_runs_op_by_op_with_the_same_values(k, monkeypatch
                                rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(grads(lambda x: layer(x, training=True), X, weight), expected_grads,
                                rtol=1e-5, atol=1e-5)
-    forward, backward = layer_module._BLENDS[("tensorflow", "silu", 6.0)]
+    forward, backward = layer_module._BLENDS[("tensorflow", "silu", 6.0, False, 0.0, "relu")]
     assert not hasattr(forward, "get_concrete_function")  # Plain Python functions, no tf.function.
 
 

@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 import pytest
-from fresh import FORMATS, fresh_python
+from fresh import FORMATS, HANG_S, fresh_python
 
 IMPORT_ORDERS = {
     "nothing": "",
@@ -101,7 +101,14 @@ def test_bare_keras_load_model_after_the_documented_import(saved, order):
 
 
 def test_a_file_that_is_not_a_model_is_one_clear_error(tmp_path):
+    import keras
+    import tf_keras
+
     (tmp_path / "notes.keras").write_text("not a zip")
+    (tmp_path / "loop.keras").symlink_to(tmp_path / "loop.keras")
+    for k, name in ((keras, "w.weights.h5"), (tf_keras, "w.h5")):
+        model = k.Sequential([k.Input((4,)), k.layers.Dense(2)])
+        model.save_weights(tmp_path / name)
     code = """
     import sys, pea_keras
     from pea_keras.errors import ModelFileError
@@ -111,11 +118,17 @@ def test_a_file_that_is_not_a_model_is_one_clear_error(tmp_path):
         except ModelFileError as e:
             print(e)
     """
-    out = fresh_python(code, str(tmp_path / "notes.keras"), str(tmp_path / "missing.h5"), str(tmp_path))
+    names = ["notes.keras", "missing.h5", "", "loop.keras", "w.weights.h5", "w.h5"]
+    out = fresh_python(code, *(str(tmp_path / name) for name in names))
+    weights = ": holds weights only, no model (as save_weights writes): build the model in code and call its " \
+              "load_weights, or save the whole model with model.save"
     assert out.splitlines() == [
         f"{tmp_path}/notes.keras: not a Keras .keras archive (File is not a zip file)",
         f"{tmp_path}/missing.h5: no such file or directory",
-        f"{tmp_path}: directory is not a SavedModel (no saved_model.pb)"]
+        f"{tmp_path}: directory is not a SavedModel (no saved_model.pb)",
+        f"{tmp_path}/loop.keras: too many levels of symbolic links",
+        f"{tmp_path}/w.weights.h5" + weights,
+        f"{tmp_path}/w.h5" + weights]
 
 
 @pytest.mark.slow
@@ -123,11 +136,11 @@ def test_a_file_that_is_not_a_model_is_one_clear_error(tmp_path):
 def test_pea_tflite_convert_reads_every_saved_format(saved, fmt, tmp_path):
     out = tmp_path / "m.tflite"
     result = subprocess.run(["pea-tflite", "convert", str(saved / fmt), "-o", str(out),
-                             "--calib", str(saved / "calib.npy")], capture_output=True, text=True, timeout=600)
+                             "--calib", str(saved / "calib.npy")], capture_output=True, text=True, timeout=HANG_S)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.splitlines()[1] == "stripped 2 PEA layers to ReLU"
-    check = subprocess.run(["pea-tflite", "check", str(out), "--int8"], capture_output=True, text=True, timeout=120)
+    check = subprocess.run(["pea-tflite", "check", str(out), "--int8"], capture_output=True, text=True, timeout=HANG_S)
     assert (check.returncode, check.stdout.strip()) == (0, f"{out}: ReLU-only int8")
 
 
@@ -137,5 +150,5 @@ def test_import_pea_keras_alone_stays_light():
         import sys, pea_keras, pea_keras.tflite, pea_keras.tflite.cli
         print(sorted(m for m in ("tensorflow", "keras", "tf_keras") if m in sys.modules))
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_S)
     assert out.stdout.strip() == "[]", out.stderr

@@ -360,3 +360,33 @@ def test_surrogate_model_is_the_relu_network_with_g_gradients_and_strips_back(k)
         pea_keras.set_alpha(sur, 0.5)
     with pytest.raises(ValueError, match="surrogate needs a registered activation"):
         pea_keras.surrogate(small_cnn(k), activation=lambda t: t)
+
+
+def test_wrap_relu_gradient_g_is_the_surrogate_model_at_alpha_1_and_saves_and_strips(k, tmp_path):
+    """wrap(relu_gradient="g") at alpha 1 trains exactly as surrogate(); it saves, loads and strips as ever."""
+    import tensorflow as tf
+
+    model, count = every_relu_model(k)
+    with pytest.warns(UserWarning, match="leaky"):
+        hybrid, sur = pea_keras.wrap(model, relu_gradient="g"), pea_keras.surrogate(model)
+    layers = pea_keras.pea_layers(hybrid)
+    assert len(layers) == count and all(layer.relu_gradient == "g" and not layer.surrogate for layer in layers)
+    set_all_alpha(hybrid, 1.0)
+    x = every_relu_inputs()
+
+    def weight_grads(m):
+        with tf.GradientTape() as tape:
+            loss = sum(tf.reduce_sum(y * y) for y in m([tf.constant(t) for t in x], training=True))
+        return [g.numpy() for g in tape.gradient(loss, m.trainable_variables)]
+
+    assert max_diff(weight_grads(hybrid), weight_grads(sur)) <= 1e-6
+    set_all_alpha(hybrid, 0.5)
+    hybrid.save(tmp_path / "hybrid.keras")
+    loaded = k.models.load_model(tmp_path / "hybrid.keras")
+    assert [layer.relu_gradient for layer in pea_keras.pea_layers(loaded)] == ["g"] * count
+    assert max_diff(outputs(loaded, x), outputs(hybrid, x)) <= 1e-6
+    set_all_alpha(loaded, 1.0)
+    stripped = pea_keras.strip(loaded)
+    assert [layer.get_config() for layer in stripped.layers] == [layer.get_config() for layer in model.layers]
+    with pytest.raises(ValueError, match="^relu_gradient must be one of 'relu', 'g', got 'relu6'.$"):
+        pea_keras.wrap(small_cnn(k), relu_gradient="relu6")

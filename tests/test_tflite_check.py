@@ -1,4 +1,6 @@
 """pea_keras.tflite inspect/check: op lists from the flatbuffer, the ReLU-only allow-list."""
+import re
+
 import flatbuffers
 import keras
 import numpy as np
@@ -95,14 +97,48 @@ def test_float_io_keeps_quantize_dequantize_at_the_edges():
 
 
 def test_gating_built_from_allowed_ops_is_rejected():
-    """x * relu6(x + 3) / 6 uses only allowed op types; the product of two activations fails."""
+    """x * relu6(x + 3) / 6 uses only allowed op types; the product of two activations fails, and
+    is no channel gate (its gate has a value per position): --allow_gates does not pass it."""
     inp = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(4, 3)(inp)
     gate = keras.layers.ReLU(max_value=6.0)(keras.layers.Rescaling(1.0, offset=3.0)(x))
     y = keras.layers.Multiply()([x, gate])
     model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(y)))
-    types = {v.type for v in relu_only_violations(quantize(model, X))}
-    assert types & {"MUL", "HARD_SWISH"}
+    data = quantize(model, X)
+    for allow_gates in (False, True):
+        bad = relu_only_violations(data, allow_gates=allow_gates)
+        assert {v.type for v in bad} & {"MUL", "HARD_SWISH"} and not any(v.gate for v in bad)
+
+
+def squeeze_excite(k, gate):
+    """A feature map times gate(1x1 convolutions of its global average), as in MobileNetV3."""
+    L = k.layers
+    inp = k.Input((8, 8, 1))
+    h = L.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    s = L.Conv2D(4, 1)(L.Conv2D(2, 1, activation="relu")(L.GlobalAveragePooling2D(keepdims=True)(h)))
+    return k.Model(inp, L.Dense(3)(L.GlobalAveragePooling2D()(L.Multiply()([h, gate(L, s)]))))
+
+
+def hard_sigmoid(L, s):
+    return L.Rescaling(1 / 6)(L.ReLU(6.0)(L.Rescaling(1.0, offset=3.0)(s)))
+
+
+@pytest.mark.slow
+def test_channel_gates_are_named_and_pass_only_with_allow_gates(k, tmp_path, capsys):
+    path = write(tmp_path, quantize(squeeze_excite(k, hard_sigmoid), X))
+    code, out, err = cli_run(capsys, "check", path, "--int8")
+    gate = re.fullmatch(r"op (\d+) MUL\[NONE\]: multiplies the feature map by relu6\(x \+ 3\) / 6 of its pooled "
+                        r"channels \(.*--allow_gates accepts ReLU6 gates\)\n", out)
+    assert code == 1 and gate, out
+    at = gate.group(1)
+    assert err == f"pea-tflite: error: {path}: not ReLU-only (1 offending operator: channel gate at op {at})\n"
+    code, out, err = cli_run(capsys, "check", path, "--int8", "--allow_gates")
+    assert (code, out, err) == (0, f"{path}: ReLU-only int8, with channel gate at op {at} (--allow_gates)\n", "")
+    sigmoid = write(tmp_path, quantize(squeeze_excite(k, lambda L, s: L.Activation("sigmoid")(s)), X), "s.tflite")
+    code, out, err = cli_run(capsys, "check", sigmoid, "--int8", "--allow_gates")
+    assert code == 1 and re.search(r": multiplies the feature map by LOGISTIC \(op \d+\) of its pooled channels", out)
+    assert re.fullmatch(r"pea-tflite: error: \S+: not ReLU-only \(2 offending operators: LOGISTIC, channel gate "
+                        r"at op \d+\)\n", err)
 
 
 def test_op_codes_read_from_deprecated_field_too():
@@ -128,3 +164,23 @@ def test_corrupt_and_missing_files_give_one_line_errors(tmp_path, capsys):
         code, _, err = cli_run(capsys, *argv)
         assert code == 1, argv
         assert err.startswith("pea-tflite: error:") and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+def test_mobilenet_v3_squeeze_excite_blocks_are_channel_gates(k):
+    """keras.applications' own blocks at 32x32: each gate on a map of several positions is named a
+    channel gate; where the map is down to one position the block is x * relu6(f(x) + 3) / 6 of one
+    vector, an elementwise product that fails with --allow_gates too; the minimalistic variant
+    (no squeeze-excite, no hard-swish) is ReLU-only."""
+    x = np.random.default_rng(0).random((16, 32, 32, 3), dtype=np.float32)
+    small = inspect(quantize(k.applications.MobileNetV3Small(
+        (32, 32, 3), alpha=0.75, weights=None, include_preprocessing=False), x))
+    gates = [v for v in relu_only_violations(small, int8=True) if v.gate]
+    assert len(gates) == 6 and {v.type for v in gates} == {"MUL"}
+    left = relu_only_violations(small, int8=True, allow_gates=True)
+    assert {v.type for v in left} == {"HARD_SWISH", "MUL"} and not any(v.gate for v in left)
+    products = [small.operators[v.index] for v in left if v.type == "MUL"]
+    assert len(products) == 3 and all(small.tensors[t].shape[1:3] == (1, 1) for op in products for t in op.inputs)
+    minimal = quantize(k.applications.MobileNetV3Large(
+        (32, 32, 3), alpha=0.75, weights=None, minimalistic=True, include_preprocessing=False), x)
+    assert relu_only_violations(minimal, int8=True) == []

@@ -2,6 +2,7 @@
 plain Keras 3 Functional models, several inputs, tf_keras SavedModels, MobileNetV3-Small on TFLite
 Micro, and refusals that come before any conversion work, in one line, with nothing written."""
 import pathlib
+import re
 
 import pytest
 from fresh import fresh_python, pea_tflite
@@ -18,6 +19,7 @@ MODELS = """
         m = k.Model(a, L.Dense(10)(L.GlobalAveragePooling2D()(L.Conv2D(4, 3, activation="relu")(a))))
         if k is keras:
             m.save(f"{out}/plain.keras")
+            m.save_weights(f"{out}/plain.weights.h5")
         else:
             m.save(f"{out}/plain_savedmodel", save_format="tf")
     L = keras.layers
@@ -46,7 +48,8 @@ def _files(folder):
 @pytest.mark.slow
 @pytest.mark.parametrize("model, calib, target", [("plain.keras", "calib.npy", "micro"),
                                                   ("plain_savedmodel", "calib.npy", "micro"),
-                                                  ("two_inputs.keras", "two.npz", "phone")])
+                                                  ("two_inputs.keras", "two.npz", "phone"),
+                                                  ("two_inputs.keras", "two.npz", "micro")])
 def test_plain_models_of_every_kind_convert(models, tmp_path, model, calib, target):
     out = tmp_path / "m.tflite"
     code, stdout, stderr = pea_tflite("convert", models / model, "-o", out, "--calib", models / calib,
@@ -67,14 +70,14 @@ def test_convert_of_a_model_file_imports_tensorflow_only_in_its_converter_child(
 
 
 @pytest.mark.parametrize("args, first_line", [
-    (["two_inputs.keras", "-o", "{tmp}/m.tflite", "--calib", "two.npz"],
-     "the TensorFlow Lite Micro kit needs a model with one input and one output, this one has 2 and 1: "
-     "use --target phone (add --io int8 for integer I/O), which writes no kit"),
     (["plain.keras", "-o", "{tmp}/missing/m.tflite"], "{tmp}/missing: output folder does not exist"),
     (["missing.keras", "-o", "{tmp}/missing/m.tflite"], "{tmp}/missing: output folder does not exist"),
     (["plain.keras", "-o", "{tmp}/m.tflite", "--calib", "wrong_shape.npy"],
      "--calib: npy:{models}/wrong_shape.npy: data shaped (128, 10, 10, 1) does not match the model input "
      "(N, 12, 12, 1)"),
+    (["plain.weights.h5", "-o", "{tmp}/m.tflite"],
+     "{models}/plain.weights.h5: holds weights only, no model (as save_weights writes): build the model in code "
+     "and call its load_weights, or save the whole model with model.save"),
     (["plain.keras", "-o", "{tmp}/m.tflite", "--calib", "tfds:mnist"],
      "--calib: tfds:mnist: TFDS dataset not available offline (prepare it first with `tfds build mnist`)"),
 ])
@@ -105,6 +108,34 @@ def test_mobilenet_v3_small_runs_on_tflite_micro(tmp_path):
     assert "load test passed: litert, micro" in stdout
     histogram = next(line for line in stdout.splitlines() if line.startswith("op histogram:"))
     assert not {"SHAPE", "STRIDED_SLICE", "PACK"} & {op.split(" x")[0] for op in histogram[14:].split(", ")}
+
+
+@pytest.mark.slow
+def test_a_squeeze_excite_model_converts_only_with_allow_gates(models, tmp_path):
+    fresh_python("""
+        import sys
+        import keras
+        L = keras.layers
+        a = L.Input((12, 12, 1))
+        h = L.Conv2D(4, 3, padding="same", activation="relu")(a)
+        s = L.Conv2D(4, 1)(L.Conv2D(2, 1, activation="relu")(L.GlobalAveragePooling2D(keepdims=True)(h)))
+        gate = L.Rescaling(1 / 6)(L.ReLU(6.0)(L.Rescaling(1.0, offset=3.0)(s)))
+        y = L.GlobalAveragePooling2D()(L.Multiply()([h, gate]))
+        keras.Model(a, L.Dense(10)(y)).save(sys.argv[1] + "/se.keras")
+    """, tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ("convert", tmp_path / "se.keras", "-o", out / "se.tflite", "--calib", models / "calib.npy")
+    code, stdout, stderr = pea_tflite(*args)
+    assert (code, stdout, _files(out)) == (1, "", [])
+    assert stderr.startswith("pea-tflite: error: converted file is not ReLU-only: op ") and stderr.endswith(
+        ": multiplies the feature map by relu6(x + 3) / 6 of its pooled channels (a squeeze-excite gate: a product "
+        "of activations, not a ReLU network; --allow_gates accepts ReLU6 gates)\n")
+    code, stdout, stderr = pea_tflite(*args, "--allow_gates")
+    assert (code, stderr) == (0, ""), stderr
+    assert re.search(r"^ReLU-only check: passed \(int8 compute, no non-ReLU activation; channel gate at op \d+ "
+                     r"\(--allow_gates\)\)$", stdout, re.M), stdout
+    assert pea_tflite("check", out / "se.tflite", "--int8", "--allow_gates")[0] == 0
 
 
 def test_no_message_names_a_checkout():

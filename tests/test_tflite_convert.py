@@ -142,6 +142,7 @@ def test_bad_inputs_fail_with_one_line_and_leave_nothing(plain_model, tmp_path, 
     (tmp / "notes.txt").write_text("not a model")
     (tmp / "fake.keras").write_text("not a zip")
     np.save(tmp / "wrong.npy", np.zeros((10, 5, 5, 1), np.float32))
+    np.save(tmp / "huge.npy", DIGITS["train"][0][:120] * 1e6)
     (tmp / "exists.tflite").write_bytes(b"keep me")
     before = _left(tmp)
     cases = [
@@ -150,6 +151,8 @@ def test_bad_inputs_fail_with_one_line_and_leave_nothing(plain_model, tmp_path, 
         (["convert", tmp / "fake.keras", "-o", tmp / "a.tflite"], "not a Keras .keras archive"),
         (["convert", plain_model, "-o", tmp / "a.tflite", "--calib", tmp / "wrong.npy"],
          "does not match the model input (N, 8, 8, 1)"),
+        (["convert", plain_model, "-o", tmp / "a.tflite", "--calib", tmp / "huge.npy"],
+         "huge.npy: values span [0, 1e+06], more than 4x the range [0, 1] of the images models here take"),
         (["convert", plain_model, "-o", tmp / "exists.tflite"], "exists (pass --overwrite"),
         (["convert", plain_model, "-o", tmp / "a.tflite", "--calib", "tfds:no_such_dataset_xyz:train"],
          "not available offline"),

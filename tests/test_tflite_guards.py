@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import tflite_cli
+from fresh import HANG_S
 
 from pea_keras.tflite import cli, converter, inspect
 
@@ -126,18 +127,33 @@ def test_a_model_with_two_inputs_calibrates_from_an_npz_by_input_name(tmp_path, 
     (["bench", "m.tflite", "--runs", "0"], "argument --runs: expected an integer >= 1, got 0"),
     (["bench", "m.tflite", "--threads", "0"], "argument --threads: expected an integer >= 1, got 0"),
     (["run", "m.tflite", "--data", "digits", "--limit", "0"], "argument --limit: expected an integer >= 1"),
-    (["convert", "m.keras", "-o", "x.tflite", "--force"], "unrecognized arguments: --force"),
+    (["convert", "m.keras", "-o", "x.tflite", "--force"], "unrecognized option --force"),
 ])
 def test_argument_mistakes_exit_2_with_one_line(capsys, argv, message):
     code, _, err = cli_run(capsys, *argv)
     assert code == 2 and err.splitlines()[-1] == f"pea-tflite: error: {message}" or message in err, err
 
 
+@pytest.mark.parametrize("argv, usage", [
+    (["convert", "--bogus", "x"], "usage: pea-tflite convert [-h] -o OUT.tflite"),
+    (["--bogus", "convert"], "usage: pea-tflite [-h] [--verbose] COMMAND ..."),
+    (["check", "m.tflite", "--int8", "--bogus=1"],
+     "usage: pea-tflite check [-h] [--strict] [--allow_gates] [--int8] FILE.tflite"),
+])
+def test_an_unknown_option_is_named_with_the_usage(argv, usage):
+    # Not the required argument it displaced (`convert --bogus x`: MODEL is x, -o is missing).
+    result = subprocess.run([*tflite_cli.command(), *argv], env=tflite_cli.env(), capture_output=True, text=True,
+                            timeout=300)
+    lines = result.stderr.splitlines()
+    assert (result.returncode, result.stdout) == (2, "")
+    assert lines[0].startswith(usage) and lines[-1] == "pea-tflite: error: unrecognized option --bogus", lines
+
+
 def _script(*args, cwd):
     env = dict(os.environ)
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=HANG_S)
 
 
 def test_help_answers_without_tensorflow(tmp_path):
@@ -172,6 +188,19 @@ def tflite_file(tmp_path_factory):
     return path
 
 
+@pytest.mark.parametrize("command", [["check"], ["inspect"], ["run", "--data", "digits"], ["bench"]])
+def test_a_truncated_or_unreachable_file_is_named_in_one_line(tflite_file, tmp_path, command):
+    cut, loop = tmp_path / "cut.tflite", tmp_path / "loop.tflite"
+    cut.write_bytes(tflite_file.read_bytes()[: tflite_file.stat().st_size // 2])
+    loop.symlink_to(loop)
+    for path, problem in ((cut, "truncated or corrupt, not a valid TFLite flatbuffer"),
+                          (loop, "too many levels of symbolic links")):
+        result = subprocess.run([*tflite_cli.command(), command[0], str(path), *command[1:]], env=tflite_cli.env(),
+                                capture_output=True, text=True, timeout=300)
+        assert (result.returncode, result.stdout) == (1, "")
+        assert result.stderr == f"pea-tflite: error: {path}: {problem}\n"
+
+
 @pytest.mark.parametrize("flags", [[], ["--json"], ["--resolver"]])
 def test_a_reader_that_leaves_ends_the_output_quietly(tflite_file, flags):
     """The pipe's reader is gone before pea-tflite writes (closed at once): exit 0, no message."""
@@ -179,7 +208,7 @@ def test_a_reader_that_leaves_ends_the_output_quietly(tflite_file, flags):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()
     err = proc.stderr.read().decode()
-    assert proc.wait(timeout=300) == 0 and err == ""
+    assert proc.wait(timeout=HANG_S) == 0 and err == ""
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +231,6 @@ def long_file(tmp_path_factory):
 def test_inspect_into_head_exits_0(long_file):
     pipeline = f"{' '.join(tflite_cli.command())} inspect {long_file} --json | head -n 2"
     result = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], env=tflite_cli.env(),
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=HANG_S)
     assert result.returncode == 0 and result.stderr == ""
     assert result.stdout.splitlines() == ["{", f' "size_bytes": {long_file.stat().st_size},']

@@ -8,10 +8,12 @@ import shutil
 import subprocess
 import textwrap
 
+import fresh
 import numpy as np
 import pytest
+from fresh import HANG_S
 
-from pea_keras.tflite import TFLiteError, cli, convert, inspect, micro_kit, predict, quantize, runtimes
+from pea_keras.tflite import TFLiteError, cli, convert, inspect, micro_kit, op_resolver, predict, quantize, runtimes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN_CC = os.path.join(REPO, "pea_keras", "tflite", "micro", "main.cc")
@@ -112,13 +114,13 @@ def test_int8_kernels_only_where_every_instance_is_int8(kit):
     tensors[softmax.outputs[0]] = dataclasses.replace(tensors[softmax.outputs[0]], dtype="INT16")
     tensors[conv.inputs[1]] = dataclasses.replace(tensors[conv.inputs[1]], dtype="INT4")
     info.subgraphs[0] = (tensors, *info.subgraphs[0][1:])
-    header = micro_kit.op_resolver_header(info, "mixed")
+    header = op_resolver.op_resolver_header(info, "mixed")
     assert "resolver.AddSoftmax()" in header and "resolver.AddConv2D()" in header
     assert "AddDepthwiseConv2D(tflite::Register_DEPTHWISE_CONV_2D_INT8())" in header
     assert '#include "tensorflow/lite/micro/kernels/softmax.h"' not in header
     float_io = quantize(eight_op_model(), np.random.default_rng(1).random((8, 8, 8, 1), np.float32),
                         io="float")
-    header = micro_kit.op_resolver_header(inspect(float_io), "f")
+    header = op_resolver.op_resolver_header(inspect(float_io), "f")
     assert "AddQuantize()" in header and "AddDequantize()" in header
     assert "AddConv2D(tflite::Register_CONV_2D_INT8())" in header
 
@@ -211,9 +213,10 @@ def test_example_uses_only_generated_names(kit):
         "tensorflow/lite/micro/micro_time.h", "tensorflow/lite/micro/system_setup.h",
         "tensorflow/lite/schema/schema_generated.h"}
     used = set(re.findall(r"\bkit::(\w+)", source))
-    assert {"RegisterOps", "OpResolver", "kTensorArenaSize", "kTestInputs", "kTestOutputs"} <= used
+    assert {"RegisterOps", "OpResolver", "kTensorArenaSize", "kNumInputs", "kGoldenInputs", "kNumOutputs",
+            "kGoldenOutputs"} <= used
     for name in used:
-        assert re.search(rf"(constexpr \w+|using|extern const \w+|TfLiteStatus) {name}\b", generated), name
+        assert re.search(rf"(constexpr \w+|using|extern const \w+|TfLiteStatus|struct) {name}\b", generated), name
     assert "namespace kit = PEA_CAT(PEA_MODEL, _model);" in source
     assert "PEA_CAT(PEA_CAT(g_, PEA_MODEL), _model_data)" in source and "g_tiny8_model_data[]" in generated
     readme = pathlib.Path(REPO, "tflite", "README.md").read_text()
@@ -241,7 +244,13 @@ _STAND_INS = {
         #include <stddef.h>
         #include <stdint.h>
         typedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
-        typedef struct { union { int8_t* int8; void* data; } data; size_t bytes; } TfLiteTensor;
+        typedef enum { kTfLiteNoType = 0, kTfLiteFloat32 = 1, kTfLiteInt32 = 2, kTfLiteUInt8 = 3,
+                       kTfLiteInt64 = 4, kTfLiteInt16 = 7, kTfLiteInt8 = 9 } TfLiteType;
+        typedef struct {
+          TfLiteType type;
+          union { int8_t* int8; void* data; } data;
+          size_t bytes;
+        } TfLiteTensor;
         namespace tflite {
         struct TFLMRegistration {};
         struct Model { uint32_t version() const; };
@@ -328,18 +337,19 @@ def test_main_and_the_firmware_function_compile_against_the_kit(kit, tmp_path):
     stand_ins = tflm_stand_ins(tmp_path / "stand_in")
     for name, flags in [("stand-ins", ["-std=c++11", "-I", str(stand_ins)]), *tflm_include_flags()]:
         for source, extra in ((MAIN_CC, ["-DPEA_MODEL=tiny8"]), (tmp_path / "firmware.cc", [])):
-            result = subprocess.run([compiler, *flags, *extra, "-Wall", "-Wextra", "-Wno-unused-parameter",
-                                     "-Werror", "-I", str(folder), "-c", str(source), "-o",
+            result = subprocess.run([compiler, *flags, *extra, *STRICT, "-I", str(folder), "-c", str(source), "-o",
                                      str(tmp_path / "out.o")], capture_output=True, text=True)
             assert result.returncode == 0, f"{source} with the {name}:\n{result.stderr[-3000:]}"
     missing_stem = subprocess.run([compiler, "-std=c++11", "-I", str(stand_ins), "-I", str(folder),
                                    "-fsyntax-only", MAIN_CC], capture_output=True, text=True)
-    assert missing_stem.returncode != 0 and "Define PEA_MODEL as the stem" in missing_stem.stderr
+    assert missing_stem.returncode != 0
+    assert "Define PEA_MODEL as the kit's name that pea-tflite convert printed" in missing_stem.stderr
 
 
-# A stand-in TFLite Micro to link main.cc with: the interpreter answers each golden input with its
-# golden output (changed by CHANGE), the clock advances TICK_STEP per call at TICKS_PER_SECOND, and
-# with DEBUG_LOG_HOOK the log goes only through a registered callback, as on cortex_m_generic.
+# A stand-in TFLite Micro to link main.cc with, for any kit (PEA_MODEL): the interpreter answers
+# each golden input (all its tensors) with its golden outputs (the first byte of output 0 changed
+# by CHANGE), the clock advances TICK_STEP per call at TICKS_PER_SECOND, and with DEBUG_LOG_HOOK
+# the log goes only through a registered callback, as on cortex_m_generic.
 _STAND_IN_LIBRARY = """
 #include <stdarg.h>
 #include <stdio.h>
@@ -348,13 +358,21 @@ _STAND_IN_LIBRARY = """
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_time.h"
 #include "tensorflow/lite/schema/schema_generated.h"
-#include "tiny8_test_data.h"
 
-namespace kit = tiny8_model;
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#include STR(CAT(PEA_MODEL, _test_data).h)
+
+namespace kit = CAT(PEA_MODEL, _model);
 namespace {
-int8_t input_buffer[kit::kInputSize], output_buffer[kit::kOutputSize];
-TfLiteTensor input_tensor, output_tensor;
+alignas(16) uint8_t buffers[kit::kNumInputs + kit::kNumOutputs][4096];
+TfLiteTensor inputs[kit::kNumInputs], outputs[kit::kNumOutputs];
 uint32_t now = 0;
+const uint8_t* Sample(const kit::GoldenTensor& golden, int s) {
+  return static_cast<const uint8_t*>(golden.samples) + s * golden.sample_bytes;
+}
 }  // namespace
 
 #ifdef DEBUG_LOG_HOOK
@@ -385,26 +403,58 @@ uint32_t Model::version() const { return TFLITE_SCHEMA_VERSION; }
 const Model* GetModel(const void* buf) { return static_cast<const Model*>(buf); }
 MicroInterpreter::MicroInterpreter(const Model*, const MicroOpResolver&, uint8_t*, size_t) {}
 TfLiteStatus MicroInterpreter::AllocateTensors() {
-  input_tensor.data.int8 = input_buffer;
-  input_tensor.bytes = sizeof(input_buffer);
-  output_tensor.data.int8 = output_buffer;
-  output_tensor.bytes = sizeof(output_buffer);
+  for (int i = 0; i < kit::kNumInputs + kit::kNumOutputs; ++i) {
+    const bool in = i < kit::kNumInputs;
+    TfLiteTensor& t = in ? inputs[i] : outputs[i - kit::kNumInputs];
+    t.type = kTfLiteInt8;
+    t.data.data = buffers[i];
+    t.bytes = in ? kit::kGoldenInputs[i].sample_bytes : kit::kGoldenOutputs[i - kit::kNumInputs].sample_bytes;
+  }
   return kTfLiteOk;
 }
 TfLiteStatus MicroInterpreter::Invoke() {
   for (int s = kit::kNumTestSamples - 1; s >= 0; --s) {
-    if (memcmp(input_buffer, kit::kTestInputs[s], sizeof(input_buffer)) == 0) {
-      memcpy(output_buffer, kit::kTestOutputs[s], sizeof(output_buffer));
+    bool same = true;
+    for (int i = 0; i < kit::kNumInputs; ++i) {
+      same = same && memcmp(inputs[i].data.data, Sample(kit::kGoldenInputs[i], s), inputs[i].bytes) == 0;
+    }
+    for (int o = 0; same && o < kit::kNumOutputs; ++o) {
+      memcpy(outputs[o].data.data, Sample(kit::kGoldenOutputs[o], s), outputs[o].bytes);
     }
   }
-  output_buffer[0] = static_cast<int8_t>(output_buffer[0] + CHANGE);
+  outputs[0].data.int8[0] = static_cast<int8_t>(outputs[0].data.int8[0] + CHANGE);
   return kTfLiteOk;
 }
-TfLiteTensor* MicroInterpreter::input(size_t) { return &input_tensor; }
-TfLiteTensor* MicroInterpreter::output(size_t) { return &output_tensor; }
+TfLiteTensor* MicroInterpreter::input(size_t index) { return &inputs[index]; }
+TfLiteTensor* MicroInterpreter::output(size_t index) { return &outputs[index]; }
 size_t MicroInterpreter::arena_used_bytes() const { return 4321; }
 }  // namespace tflite
 """
+# TFLite Micro's Makefile's warnings (its CC_WARNINGS at tflm_api.TFLM_COMMIT, -Wshadow as it adds for
+# clang), as errors: main.cc and the kit compile clean with them.
+STRICT = ["-Wsign-compare", "-Wdouble-promotion", "-Wunused-variable", "-Wunused-function", "-Wswitch", "-Wvla",
+          "-Wall", "-Wextra", "-Wmissing-field-initializers", "-Wstrict-aliasing", "-Wno-unused-parameter",
+          "-Wshadow", "-Werror"]
+
+
+def run_main(folder, name, tmp_path, hook=False, per_second=0, step=0, change=0):
+    """main.cc built with -DPEA_MODEL=name against the kit in `folder` and the stand-in TFLite
+    Micro; (exit code, printed lines)."""
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler (g++/c++) on this machine")
+    stand_ins = tflm_stand_ins(tmp_path / "stand_in")
+    (tmp_path / "library.cc").write_text(_STAND_IN_LIBRARY)
+    defines = [f"-DTICKS_PER_SECOND={per_second}u", f"-DTICK_STEP={step}u", f"-DCHANGE={change}",
+               *(["-DDEBUG_LOG_HOOK"] if hook else [])]
+    objects = []
+    for source in (MAIN_CC, tmp_path / "library.cc", folder / f"{name}_model_data.cc", folder / f"{name}_test_data.cc"):
+        objects.append(str(tmp_path / (pathlib.Path(source).stem + ".o")))
+        subprocess.run([compiler, "-std=c++11", *STRICT, f"-DPEA_MODEL={name}", *defines, "-I", str(stand_ins),
+                        "-I", str(folder), "-c", str(source), "-o", objects[-1]], check=True)
+    subprocess.run([compiler, *objects, "-o", str(tmp_path / "selftest")], check=True)
+    result = subprocess.run([str(tmp_path / "selftest")], capture_output=True, text=True, timeout=HANG_S)
+    return result.returncode, result.stdout.splitlines()
 
 
 @pytest.mark.parametrize("hook, per_second, step, change, code, timing, verdict", [
@@ -420,28 +470,14 @@ def test_main_logs_times_and_judges_on_every_kind_of_target(kit, tmp_path, hook,
     """main.cc linked with a stand-in TFLite Micro: where the library logs only through a
     registered callback (cortex_m_generic) main.cc registers one, else the weak reference stays
     null; a tick rate of 0 with a counting clock prints raw ticks; one output step off is a FAIL."""
-    compiler = shutil.which("g++") or shutil.which("c++")
-    if compiler is None:
-        pytest.skip("no C++ compiler (g++/c++) on this machine")
     folder = kit[0]
-    stand_ins = tflm_stand_ins(tmp_path / "stand_in")
-    (tmp_path / "library.cc").write_text(_STAND_IN_LIBRARY)
-    defines = [f"-DTICKS_PER_SECOND={per_second}u", f"-DTICK_STEP={step}u", f"-DCHANGE={change}",
-               *(["-DDEBUG_LOG_HOOK"] if hook else [])]
-    objects = []
-    for source in (MAIN_CC, tmp_path / "library.cc", folder / "tiny8_model_data.cc", folder / "tiny8_test_data.cc"):
-        objects.append(str(tmp_path / (pathlib.Path(source).stem + ".o")))
-        subprocess.run([compiler, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
-                        "-DPEA_MODEL=tiny8", *defines, "-I", str(stand_ins), "-I", str(folder), "-c",
-                        str(source), "-o", objects[-1]], check=True)
-    subprocess.run([compiler, *objects, "-o", str(tmp_path / "selftest")], check=True)
-    result = subprocess.run([str(tmp_path / "selftest")], capture_output=True, text=True, timeout=60)
-    lines = result.stdout.splitlines()
+    result = run_main(folder, "tiny8", tmp_path, hook, per_second, step, change)
     sample = "sample {}: 1 of 10 outputs differ, by up to 1" if change else "sample {}: 10 outputs bit-exact"
     settings = read(folder, "tiny8_model_settings.h")
     arena = "model {} bytes, arena 4321 of {} bytes used".format(constant(settings, "kModelBytes"),
                                                                 constant(settings, "kTensorArenaSize"))
-    assert (result.returncode, lines) == (code, [*(sample.format(i) for i in range(3)), arena, timing, verdict])
+    assert result == (code, [*(sample.format(i) for i in range(3)), arena, timing, verdict])
+
 
 def test_kit_refusals_are_one_clear_error(kit, tmp_path):
     _, path, _, _, x, _ = kit
@@ -514,14 +550,116 @@ def test_an_op_tflm_cannot_register_is_refused_in_one_line(kit, tmp_path):
                              "(MicroMutableOpResolver at commit 90b983c); replace the operator in the "
                              "model, or write and register its kernel yourself\n")
     with pytest.raises(TFLiteError, match="custom operator 'my-op': TensorFlow Lite Micro has no"):
-        micro_kit.registrations(inspect(_with_op_code(path.read_bytes(), "CUSTOM", b"my-op")))
+        op_resolver.registrations(inspect(_with_op_code(path.read_bytes(), "CUSTOM", b"my-op")))
 
 
 def test_the_ethos_u_custom_op_registers_with_add_ethos_u(kit):
     _, path, _, _, _, _ = kit
     info = inspect(_with_op_code(path.read_bytes(), "CUSTOM", b"ethos-u"))
     assert info.operators[0].type == "CUSTOM:ethos-u"
-    header = micro_kit.op_resolver_header(info, "vela")
+    header = op_resolver.op_resolver_header(info, "vela")
     calls = re.findall(r"resolver\.(Add\w+\([^)]*\)?\))", header)
     assert calls[0] == "AddEthosU()" and len(calls) == len(METHODS)
     assert "// CUSTOM:ethos-u x1, " in header
+
+
+TWO_BY_TWO = """
+    import sys
+    import numpy as np
+    import keras, tf_keras
+
+    k = {"keras": keras, "tf_keras": tf_keras}[sys.argv[2]]
+    k.utils.set_random_seed(0)
+    L = k.layers
+    image, extra = k.Input((8, 8, 1), name="image"), k.Input((3,), name="extra")
+    h = L.Flatten()(L.Conv2D(4, 3, activation="relu")(image))
+    z = L.Dense(8, activation="relu")(L.Concatenate()([h, L.Dense(4, activation="relu")(extra)]))
+    k.Model([image, extra], [L.Dense(3, activation="softmax", name="probs")(z), L.Dense(1, name="score")(z)]).save(
+        sys.argv[1] + "/two_by_two.keras")
+    rng = np.random.default_rng(0)
+    np.savez(sys.argv[1] + "/calib.npz", image=rng.random((128, 8, 8, 1), dtype=np.float32),
+             extra=rng.normal(size=(128, 3)).astype(np.float32))
+"""
+
+
+@pytest.fixture(scope="module", params=["keras", "tf_keras"])
+def two_by_two(request, tmp_path_factory):
+    """A model with two inputs (an image and a vector) and two outputs (scores and a number) in
+    each flavour, converted by `pea-tflite convert` to a file whose stem is no C identifier
+    (`1st-two.io`): the folder, the printed lines, the calibration data."""
+    folder = tmp_path_factory.mktemp(f"two_by_two_{request.param}")
+    fresh.fresh_python(TWO_BY_TWO, folder, request.param)
+    code, stdout, stderr = fresh.pea_tflite("convert", folder / "two_by_two.keras", "-o", folder / "1st-two.io.tflite",
+                                   "--calib", f"npz:{folder / 'calib.npz'}")
+    assert (code, stderr) == (0, ""), stderr
+    with np.load(folder / "calib.npz") as calib:
+        return folder, stdout.splitlines(), dict(calib)
+
+
+@pytest.mark.slow
+def test_the_printed_kit_names_are_the_files_and_the_headers_names(two_by_two):
+    """A stem with '-', '.' and a leading digit: convert prints the files it wrote and the
+    -DPEA_MODEL value, and those are the names on disk, in the #includes and in the C symbols."""
+    folder, lines, _ = two_by_two
+    assert lines[-1] == ("TFLite Micro kit m1st_two_io (the stem 1st-two.io as a C identifier): build main.cc "
+                         "with -DPEA_MODEL=m1st_two_io")
+    name = lines[-1].rsplit("=", 1)[1]
+    written = [line[len("wrote "):] for line in lines if line.startswith("wrote ") and ": " not in line]
+    assert written == [str(folder / (name + s)) for s in micro_kit.KIT_SUFFIXES]
+    assert sorted(os.listdir(folder)) == sorted(["1st-two.io.tflite", "two_by_two.keras", "calib.npz",
+                                                 *(os.path.basename(p) for p in written)])
+    texts = {os.path.basename(p): pathlib.Path(p).read_text() for p in written}
+    for file, text in texts.items():
+        local = [i for i in re.findall(r'#include "([^"]+)"', text) if not i.startswith("tensorflow/")]
+        assert set(local) <= set(texts), file
+        if not file.endswith("_model_data.cc") and not file.endswith("_model_data.h"):
+            assert f"namespace {name}_model {{" in text, file
+    assert f"extern const unsigned char g_{name}_model_data[];" in texts[f"{name}_model_data.h"]
+
+
+def golden(folder, name):
+    """{array name: values} of the kit's test data, and each tensor's settings (signature name,
+    shape, scale, zero point) by its C prefix."""
+    cc, settings = read(folder, f"{name}_test_data.cc"), read(folder, f"{name}_model_settings.h")
+    arrays = {a: np.array(c_numbers(cc, a)) for a in re.findall(r"const \w+ (kTest\w+)\[", cc)}
+    tensors = {p: (n, constant(settings, f"k{p}Shape"), constant(settings, f"k{p}Scale"),
+                   constant(settings, f"k{p}ZeroPoint"))
+               for p, n in re.findall(r"// (\w+) tensor '[^']+' \(signature name '([^']+)'\)", settings)}
+    return arrays, tensors
+
+
+@pytest.mark.slow
+def test_two_inputs_and_two_outputs_get_a_kit_whose_golden_data_tflm_reproduces(two_by_two, tmp_path):
+    """One golden array per tensor: the inputs are the first calibration samples of the input of
+    that name, quantized; the outputs are what TFLite Micro's Python interpreter computes for them;
+    main.cc feeds both inputs and checks both outputs (against a stand-in TFLite Micro)."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    folder, _, calib = two_by_two
+    arrays, tensors = golden(folder, "m1st_two_io")
+    assert sorted(arrays) == ["kTestInputs0", "kTestInputs1", "kTestOutputs0", "kTestOutputs1"]
+    assert sorted(tensors) == ["Input0", "Input1", "Output0", "Output1"]
+    settings = read(folder, "m1st_two_io_model_settings.h")
+    assert "constexpr int kNumInputs = 2;" in settings and "constexpr int kNumOutputs = 2;" in settings
+    assert "kNumClasses" not in settings
+    inputs = []
+    for i in range(2):
+        tensor, shape, scale, zp = tensors[f"Input{i}"]
+        source = calib[tensor]  # The calibration array of that name.
+        expected = np.clip(np.round(source[:3] / np.float32(scale) + zp), -128, 127).astype(np.int8)
+        inputs.append(arrays[f"kTestInputs{i}"].astype(np.int8).reshape(3, *shape[1:]))
+        assert np.array_equal(inputs[-1], expected), tensor
+    interpreter = runtime.Interpreter.from_bytes((folder / "1st-two.io.tflite").read_bytes())
+    for s in range(3):
+        for i, x in enumerate(inputs):
+            interpreter.set_input(x[s:s + 1], i)
+        interpreter.invoke()
+        for o in range(2):
+            computed = np.array(interpreter.get_output(o)).reshape(-1)
+            assert np.array_equal(arrays[f"kTestOutputs{o}"].reshape(3, -1)[s], computed), (s, o)
+    assert [tensors[f"Output{o}"][1] for o in range(2)] in ([[1, 3], [1, 1]], [[1, 1], [1, 3]])
+    code, lines = run_main(folder, "m1st_two_io", tmp_path)
+    assert code == 0 and lines[:3] == [f"sample {s}: 4 outputs bit-exact" for s in range(3)], lines
+    assert lines[-1] == "PASS: 3 of 3 golden samples bit-exact"
+    code, lines = run_main(folder, "m1st_two_io", tmp_path / "changed", change=1)
+    assert code == 1 and lines[0] == "sample 0: 1 of 4 outputs differ, by up to 1" and lines[-1].startswith("FAIL")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from fresh import HANG_S
 
 from pea_keras.data.digits import load_digits_split
 from pea_keras.tflite import convert, evaluate, relu_only_violations
@@ -28,7 +29,7 @@ def pea_tflite(*argv):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
                TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run([sys.executable, "-m", "pea_keras.tflite", *map(str, argv)],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=HANG_S)
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ so a crash is one line naming the runtime and the signal; `--runtime micro` neve
 a TFLite Micro failure names the operator; `run` refuses what top-1 cannot score. The files are
 built here by the plain TFLite converter (and edited, to make one LiteRT refuses)."""
 import os
+import re
 import signal
 
 import flatbuffers
@@ -127,12 +128,25 @@ def test_run_refuses_what_top1_cannot_score(files, name, data, message):
     assert one_error(pea_tflite("run", files[name], "--data", files[data])) == message
 
 
+def test_a_file_only_tflite_micro_loads_is_scored_on_it_alone(files):
+    """`run` on a file LiteRT refuses (as TFLite Micro's person_detect.tflite): TFLite Micro's
+    top-1, the same as --runtime micro's, and one line saying why LiteRT is missing; exit 0."""
+    import json
+
+    result = pea_tflite("run", files["litert_refuses"], "--data", files["data"])
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    assert [line[:16] for line in lines[1:2]] == ["  micro   top-1 "]
+    assert lines[2].startswith("  LiteRT cannot load the model: quantized_dimension must be in range [0, 1). Was 3. ")
+    assert lines[2].endswith(": scored on TensorFlow Lite Micro alone") and len(lines) == 3
+    both = json.loads(pea_tflite("run", files["litert_refuses"], "--data", files["data"], "--json").stdout)
+    alone = json.loads(pea_tflite("run", files["litert_refuses"], "--data", files["data"], "--runtime", "micro",
+                                  "--json").stdout)
+    assert both == {**alone, "litert_error": lines[2][2:-len(": scored on TensorFlow Lite Micro alone")]}
+
+
 def test_micro_never_needs_litert(files, tmp_path):
     """A file LiteRT refuses runs on TFLite Micro, with LiteRT's interpreter unimportable."""
-    message = one_error(pea_tflite("run", files["litert_refuses"], "--data", files["data"]))
-    assert message.startswith("LiteRT cannot load the model: quantized_dimension must be in range "
-                              "[0, 1). Was 3. Tensor ")
-    assert message.endswith("; --runtime micro runs the file on TensorFlow Lite Micro alone")
     blocked = tmp_path / "blocked" / "ai_edge_litert"
     blocked.mkdir(parents=True)
     import ai_edge_litert
@@ -167,8 +181,13 @@ def test_bench_answers_in_one_line(files):
     assert result.stdout.startswith(f"{files['gelu']}: {files['gelu'].stat().st_size} bytes, LiteRT XNNPACK")
     assert result.stdout.endswith("TFLite Micro arena unknown (TensorFlow Lite Micro has no kernel for GELU: "
                                   "replace it in the model)\n")
-    assert one_error(pea_tflite("bench", files["litert_refuses"], "--runs", "2")).startswith(
-        "LiteRT cannot load the model: quantized_dimension must be in range")
+    result = pea_tflite("bench", files["litert_refuses"], "--runs", "2")
+    assert (result.returncode, result.stderr) == (0, "")
+    size, arena = files["litert_refuses"].stat().st_size, runtimes.micro_arena_bytes(files["litert_refuses"])
+    assert re.fullmatch(rf"{re.escape(str(files['litert_refuses']))}: {size} bytes, LiteRT cannot load the "
+                        r"model: quantized_dimension must be in range \[0, 1\)\. Was 3\. .*; TFLite Micro "
+                        rf"reference kernels on this host: median \d+\.\d{{3}} ms over 2 runs, arena {arena} bytes\n",
+                        result.stdout)
     result = pea_tflite("bench", files["two_inputs"], "--runs", "2")
     assert result.returncode == 0 and "TFLite Micro arena " in result.stdout and "unknown" not in result.stdout
 
@@ -199,3 +218,25 @@ def test_tensor_details_come_from_the_file(files):
     assert inp["dtype"] == out["dtype"] == np.int8
     assert list(inp["shape"]) == [1, 16] and list(out["shape"]) == [1, 3]
     assert inp["quantization"] == (info.inputs[0].scale[0], info.inputs[0].zero_point[0])
+
+
+def test_golden_inputs_are_matched_to_the_file_s_inputs_by_name(files, tmp_path):
+    """A kit of a two-input file from golden inputs keyed by the inputs' names: each array goes to
+    the input of its name (the sum a + b commutes, so the outputs are TFLite Micro's for the pair),
+    and a wrong name or count is refused in one line, with nothing written."""
+    from pea_keras.tflite import micro_kit
+
+    rng = np.random.default_rng(2)
+    a, b = (rng.standard_normal((2, 16)).astype(np.float32) for _ in range(2))
+    q, outputs, _ = micro_kit.golden_run(files["two_inputs"], {"b": b, "a": a})
+    info = inspect(files["two_inputs"])
+    assert sorted(t.name for t in info.inputs) == ["a", "b"] and info.signature_names == {}  # No signature.
+    for x, t in zip(q, info.inputs):
+        given = {"a": a, "b": b}[t.name]
+        assert np.array_equal(x, np.clip(np.round(given / t.scale[0] + t.zero_point[0]), -128, 127).astype(np.int8))
+    assert np.array_equal(outputs[0], runtimes.micro_run(files["two_inputs"], q)[0][0])
+    with pytest.raises(TFLiteError, match=r"^golden inputs a, c do not match the file's inputs .*: key them by"):
+        micro_kit.write_micro_kit(files["two_inputs"], tmp_path, "two", {"a": a, "c": b})
+    with pytest.raises(TFLiteError, match=r"^golden inputs: 1 array for a file with 2 inputs \(one per input"):
+        micro_kit.write_micro_kit(files["two_inputs"], tmp_path, "two", a)
+    assert os.listdir(tmp_path) == []

@@ -178,7 +178,7 @@ def test_the_kit_s_data_compile_and_its_golden_outputs_are_the_int8_file_s(gathe
     assert printed[:len(data)] == data
     golden = np.frombuffer(printed[len(data):], np.int8)
     inputs, outputs = golden[:3 * 64].reshape(3, 8, 8, 1), golden[3 * 64:].reshape(3, 3)
-    assert np.array_equal(micro_run(out / "g.tflite", inputs)[0].reshape(3, 3), outputs)
+    assert np.array_equal(micro_run(out / "g.tflite", inputs)[0][0].reshape(3, 3), outputs)
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import json
 import textwrap
 
 import pytest
+from fresh import HANG_S
 from train_cli import call_main, refusal, run_script
 
 from pea_keras.tflite import relu_only_violations  # noqa: E402
@@ -67,6 +68,30 @@ def test_compare_writes_both_runs_and_the_difference(tmp_path):
     for form in ("pea", "stripped"):
         assert comparison["difference"][form] == pytest.approx(pea["top1"][form] - relu["top1"][form])
     assert relu["alpha_trace"]["step"] == [] and pea["alpha_trace"]["alpha"][-1] == 1.0
+
+
+def test_relu_gradient_g_reaches_every_pealayer_and_names_the_run(tmp_path):
+    """--relu_gradient g: every PEALayer of the run gives its ReLU branch g's gradient; the default run
+    directory says so, so the run never meets its baseline's."""
+    from pea_keras import pea_layers
+    from pea_keras.training import run as run_lib
+    from pea_keras.training import tasks
+
+    r = run_lib.prepare(RunConfig(**TINY, relu_gradient="g", output_dir=str(tmp_path / "run")))
+    run_lib.build(r)
+    assert pea_layers(r.model) and all(layer.relu_gradient == "g" for layer in pea_layers(r.model))
+    assert tasks.with_defaults(RunConfig(arch="tiny", relu_gradient="g")).run_name() == "tiny_pea-g_digits"
+
+
+@pytest.mark.slow
+def test_compare_with_relu_gradient_g_trains_the_relu_baseline_and_the_hybrid(tmp_path):
+    rc = call_main("--compare", "--relu_gradient=g", "--arch=tiny", "--epochs=1", "--steps_per_epoch=6",
+                   "--batch_size=32", "--noexport", "--verbose=0", f"--output_dir={tmp_path}")
+    assert rc == 0
+    relu = json.loads((tmp_path / "relu" / "metrics.json").read_text())
+    pea = json.loads((tmp_path / "pea" / "metrics.json").read_text())
+    assert (relu["flags"]["relu_gradient"], pea["flags"]["relu_gradient"]) == ("relu", "g")
+    assert pea["alpha_trace"]["alpha"][-1] == 1.0 and pea["stripped_equals_pea"]
 
 
 @pytest.mark.slow
@@ -156,7 +181,7 @@ MIRRORED = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.parametrize("flavour", ["2", "3"])
 def test_mirrored_strategy_keeps_alpha_identical_on_replicas(tmp_path, flavour):
-    result = run_script("-c", MIRRORED, str(tmp_path), flavour, timeout=300)
+    result = run_script("-c", MIRRORED, str(tmp_path), flavour)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["replicas"] == 2
@@ -204,8 +229,10 @@ def test_missing_dataset_exits_with_one_line(tmp_path):
     (["--backend=jax", "--keras=2"], "--backend jax needs --keras 3: tf_keras runs on TensorFlow only"),
     (["--distill=self", "--mode=relu"], "--distill self needs --mode pea"),
     (["--distill=teacher:/no/such.keras"], "--distill teacher:/no/such.keras: no such file or directory"),
-    (["--distill=bogus"], "--distill must be none, self or teacher:PATH, got bogus"),
+    (["--distill=bogus"], "--distill must be none, self, init or teacher:PATH, got bogus"),
     (["--distill_weight=2"], "--distill_weight must be in [0, 1], got 2.0"),
+    (["--mode=surrogate", "--relu_gradient=g"],
+     "--relu_gradient g needs --mode pea, novel or relufy (--mode surrogate has no blend)"),
 ])
 def test_user_mistakes_are_one_line(tmp_path, capsys, args, reason):
     assert reason in refusal(tmp_path, capsys, *args)
@@ -221,7 +248,7 @@ def test_a_jax_or_torch_run_ends_with_the_int8_file_and_its_kit(tmp_path, backen
     out, tfl = tmp_path / "run", tmp_path / "tflite"
     result = run_script("train.py", "--arch=tiny", f"--backend={backend}", "--epochs=1", "--steps_per_epoch=4",
                         "--batch_size=16", "--calibration_examples=32", "--tflite_eval_examples=64",
-                        "--verbose=0", f"--output_dir={out}", f"--tflite_dir={tfl}", timeout=300)
+                        "--verbose=0", f"--output_dir={out}", f"--tflite_dir={tfl}")
     assert (result.returncode, result.stderr) == (0, ""), result.stderr[-3000:]  # No warning flood.
     m = json.loads((out / "metrics.json").read_text())
     assert m["backend"] == backend and m["flags"]["backend"] == backend and m["warnings"] == []
@@ -263,6 +290,57 @@ def test_surrogate_and_distilled_runs_deploy_relu_only_int8_files(tmp_path):
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         f"train.py: error: --distill teacher:{teacher / 'pea_model.keras'} is a Keras 3 (--keras 3) model; this run "
         "trains tf_keras (--keras 2)"], result.stderr
+
+
+def save_teacher(k, path, input_shape=(32, 32, 1), classes=10, activation=None):
+    """A small saved classifier of flavour `k`, its last layer named `scores`."""
+    inputs = k.Input(input_shape)
+    hidden = k.layers.GlobalAveragePooling2D()(k.layers.Conv2D(4, 3, activation="relu")(inputs))
+    k.Model(inputs, k.layers.Dense(classes, activation=activation, name="scores")(hidden)).save(path)
+    return path
+
+
+@pytest.mark.slow
+def test_a_teacher_is_checked_against_the_run_before_training(tmp_path, k):
+    """Another input size or number of classes: one line naming both shapes, exit 2, no run folder
+    (not a traceback at the first step). Probabilities where distillation softens logits: a warning."""
+    short = ["--arch=tiny", f"--keras={2 if k.__name__ == 'tf_keras' else 3}", "--mode=relu", "--epochs=1",
+             "--steps_per_epoch=2", "--batch_size=16", "--noexport", "--verbose=0", f"--output_dir={tmp_path / 'run'}"]
+    for shape, classes, problem in [
+            ((16, 16, 1), 10, "input (None, 16, 16, 1) does not match the student's (None, 32, 32, 1): distillation "
+                              "feeds both the same batch."),
+            ((32, 32, 1), 5, "output (None, 5) does not match the student's (None, 10): distillation needs the "
+                             "same logits.")]:
+        teacher = save_teacher(k, tmp_path / f"teacher_{classes}.keras", shape, classes)
+        result = run_script("train.py", *short, f"--distill=teacher:{teacher}")
+        assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+            f"train.py: error: --distill teacher:{teacher}: the teacher's {problem}"], result.stderr[-3000:]
+        assert not (tmp_path / "run").exists()
+    teacher = save_teacher(k, tmp_path / "softmax.keras", activation="softmax")
+    result = run_script("train.py", *short, f"--distill=teacher:{teacher}")
+    assert result.returncode == 0 and result.stderr.strip().splitlines() == [
+        "train.py: warning: the teacher's outputs look like probabilities (its output layer scores ends in "
+        "softmax), not the logits distillation softens; give a teacher without its final softmax or sigmoid"
+    ], result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_an_image_folder_with_an_empty_class_folder_is_refused(tmp_path):
+    """Else the model gets an output for a class it never sees, and the run says nothing."""
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    for name in ("cat", "dog"):
+        (photos / name).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (16, 16), (40 * i, 0, 0)).save(photos / name / f"{i}.png")
+    (photos / "bird").mkdir()
+    result = run_script("train.py", "--arch=tiny", f"--dataset=folder:{photos}", f"--output_dir={tmp_path / 'run'}",
+                        f"--tflite_dir={tmp_path / 'tflite'}")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"train.py: error: --dataset folder:{photos}: no images (.png, .jpg, .jpeg, .bmp, .gif) in class folder "
+        f"{photos / 'bird'}; add images or remove the folder"], result.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["photos"]  # Nothing written.
 
 
 @pytest.mark.slow
@@ -414,7 +492,7 @@ def test_two_multiworker_processes_train_in_step_and_only_the_chief_writes(tmp_p
         procs.append(subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "run"),
                                        str(tmp_path / "tflite")], cwd=tmp_path, env=env, text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    outs = [p.communicate(timeout=600) for p in procs]
+    outs = [p.communicate(timeout=HANG_S) for p in procs]
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     chief, other = (json.loads(out.strip().splitlines()[-1]) for out, _ in outs)

@@ -36,6 +36,10 @@ def test_tables():
         "  256 KB flash / 64 KB RAM (small Cortex-M0+/M4): too small (flash)",
         "  1 MB flash / 256 KB RAM (mid-range Cortex-M4/M33): fits",
         "  2 MB flash / 512 KB RAM (large Cortex-M7/M55): fits"]
+    kit = {**metrics, "tflite": {**metrics["tflite"], "path": "/tflite/1st-run_int8.tflite",
+                                 "micro_kit": ["/tflite/m1st_run_int8_model_data.cc"]}}
+    assert ("TFLite Micro kit m1st_run_int8 (the stem 1st-run_int8 as a C identifier): build main.cc with "
+            "-DPEA_MODEL=m1st_run_int8") in reporting.summary_table(kit).splitlines()
     comparison = {"metric": "top1", "seed": 0, "relu": {"pea": 0.5, "stripped": 0.5},
                   "pea": {"pea": 0.6, "stripped": 0.6}, "difference": {"pea": 0.1, "stripped": 0.1}}
     assert "+10.00 pt" in reporting.compare_table(comparison)

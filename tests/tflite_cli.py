@@ -4,6 +4,8 @@ import shutil
 import subprocess
 import sys
 
+from fresh import HANG_S
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -20,7 +22,7 @@ def env(pythonpath=()):
                 TF_CPP_MIN_LOG_LEVEL="3")
 
 
-def pea_tflite(*args, pythonpath=(), timeout=300):
+def pea_tflite(*args, pythonpath=(), timeout=HANG_S):
     """``pea-tflite ARGS`` in a fresh process; ``pythonpath``: folders searched before this tree."""
     return subprocess.run([*command(), *map(str, args)], capture_output=True, text=True,
                           env=env(pythonpath), timeout=timeout)

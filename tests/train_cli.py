@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+from fresh import HANG_S
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
@@ -18,7 +20,7 @@ def call_main(*args):
         train.FLAGS.unparse_flags()
 
 
-def run_script(*args, timeout=120):
+def run_script(*args, timeout=HANG_S):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)

@@ -14,10 +14,16 @@ import numpy as np
 
 from pea_keras.data import digits, images, sources
 from pea_keras.errors import DataError
+from pea_keras.files import missing
 
 DEFAULT_CALIBRATION_SAMPLES = 300
 # Fewer calibration samples than this give noisy int8 ranges: a warning, not an error.
 MIN_CALIBRATION_SAMPLES = 100
+# The range of image inputs: every model train.py builds, and every image SOURCE here, works in
+# [0, 1]. Calibration data spanning more than MAX_RANGE_FACTOR times it would spread int8's 256
+# steps so wide that real inputs fall on a few (data * 1e6: all of them on one).
+IMAGE_RANGE = (0.0, 1.0)
+MAX_RANGE_FACTOR = 4
 
 
 def _shown(shape):
@@ -49,6 +55,20 @@ def check_inputs(x, input_shape, what, scale=None):
         raise DataError(f"{what}: {int(bad.sum())} of {len(x)} samples hold NaN or infinite values "
                         f"(first: sample {int(np.argmax(bad))}); they would break int8 ranges")
     return x
+
+
+def check_image_range(x, input_shape, what):
+    """DataError when image data (a 4-D input) spans more than MAX_RANGE_FACTOR times
+    IMAGE_RANGE, the range the model saw; other inputs have no known range."""
+    if len(input_shape) != 4 or not x.size:
+        return
+    lo, hi = float(x.min()), float(x.max())
+    low, high = IMAGE_RANGE
+    if max(hi, high) - min(lo, low) > MAX_RANGE_FACTOR * (high - low):
+        raise DataError(f"{what}: values span [{lo:.4g}, {hi:.4g}], more than {MAX_RANGE_FACTOR}x the range "
+                        f"[{low:g}, {high:g}] of the images models here take: int8 would leave the real inputs "
+                        f"a few steps; rescale the data (integers: --calib_scale 255), or pass --calib_any_range "
+                        f"for a model that takes such inputs")
 
 
 def _npz(path, names, labelled):
@@ -170,8 +190,9 @@ def load_arrays(source, inputs, *, labelled=False, split="train", limit=None, sc
         raise DataError(f"{src}: a model with {len(named)} inputs reads its data from an .npz with "
                         f"one array per input name ({', '.join(names)})")
     if src.kind in ("npy", "npz"):
-        if not os.path.isfile(src.location):
-            raise DataError(f"{src.location}: no such file")
+        problem = missing(src.location) or (None if os.path.isfile(src.location) else "not a file")
+        if problem:
+            raise DataError(f"{src.location}: {problem}")
         xs, y = _npz(src.location, names, labelled)
     elif src.kind == "digits":
         xs, y = _digits(src, shapes[0], split)
@@ -195,9 +216,18 @@ def load_arrays(source, inputs, *, labelled=False, split="train", limit=None, sc
         if len(y) != n:
             raise DataError(f"{src}: {n} inputs but {len(y)} labels")
     if limit is not None and n > limit:
-        keep = np.sort(np.random.default_rng(0).choice(n, limit, replace=False))
+        keep = fixed_subset(n, limit)
         xs, y = [x[keep] for x in xs], (y[keep] if y is not None else None)
     return (xs[0] if len(xs) == 1 else xs), y
+
+
+def fixed_subset(n, limit):
+    """Sorted indices of `limit` of `n` samples (all when n <= limit), always the same ones: what
+    `--calib`, `--limit` and train.py's int8 calibration of data held in memory take, so that
+    `pea-tflite convert MODEL --calib digits` writes the very file train.py wrote."""
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, limit, replace=False))
 
 
 def class_names(source):
@@ -211,10 +241,15 @@ def class_names(source):
     return ()
 
 
-def calibration_samples(source, inputs, limit=DEFAULT_CALIBRATION_SAMPLES, scale=None):
+def calibration_samples(source, inputs, limit=DEFAULT_CALIBRATION_SAMPLES, scale=None, any_range=False):
     """About `limit` unlabelled inputs for post-training quantization; warns below
-    MIN_CALIBRATION_SAMPLES."""
+    MIN_CALIBRATION_SAMPLES; refuses image data far outside [0, 1] (`check_image_range`) unless
+    `any_range`."""
     x, _ = load_arrays(source, inputs, labelled=False, split="train", limit=limit, scale=scale)
+    named = inputs if isinstance(inputs, list) else [("x", tuple(inputs))]
+    for array, (name, shape) in zip(x if isinstance(x, list) else [x], named):
+        if not any_range:
+            check_image_range(array, shape, str(source) if len(named) == 1 else f"{source} [{name}]")
     n = len(x[0] if isinstance(x, list) else x)
     if n < MIN_CALIBRATION_SAMPLES:
         warnings.warn(f"{source}: only {n} calibration samples; int8 ranges from fewer than "

@@ -165,6 +165,11 @@ def _folder(path, seed):
     if len(classes) < 2:
         raise DataError(f"--dataset folder:{path} needs one sub-folder per class (at least 2), "
                         f"found {len(classes)}")
+    seen = set(labels)
+    empty = [os.path.join(path, name) for label, name in enumerate(classes) if label not in seen]
+    if empty:  # Else the model gets an output for a class it never sees.
+        raise DataError(f"--dataset folder:{path}: no images ({', '.join(images.IMAGE_EXTENSIONS)}) in class "
+                        f"folder{'s' * (len(empty) > 1)} {', '.join(empty)}; add images or remove the folder")
     if len(files) < 10:
         raise DataError(f"--dataset folder:{path} has {len(files)} images; need at least 10")
     images.check_decodable(files)

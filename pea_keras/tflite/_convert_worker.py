@@ -90,7 +90,7 @@ def convert_file(model_path, io, out, settings):
     with warnings.catch_warnings(record=True) as caught:  # The parent shows pea_keras' own.
         warnings.simplefilter("always")
         model = load_model(model_path, trust_code=settings["trust_code"])
-        conversion.check_target(model, settings["c_array_dir"])
+        conversion.check_exportable(model)
         n_pea = len(pea_keras.pea_layers(model))
         plain = conversion.strip_for_deploy(model, force_strip=settings["force_strip"])
     inputs = converter.model_inputs(plain)

@@ -6,13 +6,16 @@ load, e.g. TFLite Micro's own ``keyword_scrambled_8bit.tflite``. So the parent (
 runs this file with ``python -P`` and reads the results back from disk. It imports only numpy
 and the runtime asked for (``--runtime micro`` never loads LiteRT).
 
-Argument: REQUEST.json, {"runtime": "litert" | "micro", "model": PATH, "inputs": IN.npy or null
-(then one sample of zeros on every input), "num_inputs": N, "outputs": OUT.npy or null, "arena_bytes": N (micro),
-"measure": false to skip the arena (micro), "threads", "xnnpack", "reference" (the kernels TFLM
-shares), "runs", "warmup" (litert: timed invokes on zeros when runs > 0)}.
-Stdout: one JSON line ({"arena_bytes": N} or {"latency_ms": T}). Stderr: the runtime's own log,
-and ``pea-worker: <phase>`` lines (loading, running, measuring) that tell the parent where a
-crash happened; a refusal by the runtime ends with ``pea-worker: error: <message>``, exit 3.
+Argument: REQUEST.json, {"runtime": "litert" | "micro", "model": PATH, "inputs": IN.npz or null
+(one array per input, keyed "0", "1", ..., samples first; null: one sample of zeros on every
+input), "num_inputs": N, "num_outputs": M, "outputs": OUT.npz or null (one array per output, one
+row per sample), "arena_bytes": N (micro), "measure": false to skip the arena (micro), "threads",
+"xnnpack", "reference" (the kernels TFLM shares), "runs", "warmup" (timed invokes on zeros when
+runs > 0)}.
+Stdout: one JSON line ({"arena_bytes": N} (micro), {"latency_ms": T} when timed). Stderr: the
+runtime's own log, and ``pea-worker: <phase>`` lines (loading, running, measuring) that tell the
+parent where a crash happened; a refusal by the runtime ends with ``pea-worker: error: <message>``,
+exit 3.
 """
 
 import json
@@ -48,11 +51,28 @@ def _arena_total(interpreter):
     return int(m.group(1)) if m else None
 
 
+def _timed(runner, zeros, request):
+    """{"latency_ms": median wall time of one invoke on zeros} when the request asks for runs."""
+    runs, warmup = int(request.get("runs", 0)), int(request.get("warmup", 5))
+    if not runs:
+        return {}
+    _phase("timing invokes on zeros")
+    for i, x in enumerate(zeros):
+        runner.set(i, x)
+    times = []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        runner.invoke()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return {"latency_ms": 1000.0 * float(np.median(times))}
+
+
 class _Micro:
     def __init__(self, model, request):
         from tflite_micro.python.tflite_micro import runtime
 
-        self.runtime, self.model = runtime, model
+        self.runtime, self.model, self.request = runtime, model, request
         self.arena = int(request["arena_bytes"])
         self.it = runtime.Interpreter.from_bytes(model, arena_size=self.arena)
         self.inputs = [self.it.get_input_details(i) for i in range(int(request["num_inputs"]))]
@@ -63,16 +83,19 @@ class _Micro:
     def invoke(self):
         self.it.invoke()
 
-    def output(self):
-        return np.array(self.it.get_output(0))
+    def output(self, j):
+        return np.array(self.it.get_output(j))
 
     def report(self, zeros):
+        timed = _timed(self, zeros, self.request)
+        if not self.request.get("measure", True):
+            return timed
         used = _arena_total(self.it)
         _phase(f"checking the tensor arena it recorded ({used} bytes) by loading the model into it")
         # Smallest arena that really works: start from the recorded total, step up if needed.
         while used is not None and used < self.arena and not self._fits(used, zeros):
             used += 256
-        return {"arena_bytes": used}
+        return {"arena_bytes": used, **timed}
 
     def _fits(self, arena, zeros):
         try:
@@ -95,7 +118,7 @@ class _LiteRT:
                               experimental_op_resolver_type=resolver)
         self.it.allocate_tensors()
         self.inputs = self.it.get_input_details()
-        self.out = self.it.get_output_details()[0]
+        self.outputs = self.it.get_output_details()
         self.request = request
 
     def set(self, i, x):
@@ -104,23 +127,11 @@ class _LiteRT:
     def invoke(self):
         self.it.invoke()
 
-    def output(self):
-        return self.it.get_tensor(self.out["index"])
+    def output(self, j):
+        return self.it.get_tensor(self.outputs[j]["index"])
 
     def report(self, zeros):
-        runs, warmup = int(self.request.get("runs", 0)), int(self.request.get("warmup", 5))
-        if not runs:
-            return {}
-        _phase("timing invokes on zeros")
-        for i, x in enumerate(zeros):
-            self.set(i, x)
-        times = []
-        for i in range(warmup + runs):
-            start = time.perf_counter()
-            self.it.invoke()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-        return {"latency_ms": 1000.0 * float(np.median(times))}
+        return _timed(self, zeros, self.request)
 
 
 def main(request_path):
@@ -136,27 +147,32 @@ def main(request_path):
         return REFUSED
     shapes = [(tuple(int(d) for d in d_["shape"]), d_["dtype"]) for d_ in runner.inputs]
     zeros = [np.zeros(shape, dtype) for shape, dtype in shapes]
-    x = np.load(request["inputs"]) if request.get("inputs") else None
-    outputs = []
+    xs = None
+    if request.get("inputs"):
+        with np.load(request["inputs"]) as loaded:
+            xs = [loaded[str(i)] for i in range(len(shapes))]
+    outputs = [[] for _ in range(int(request.get("num_outputs", 1)))]
     try:
-        if x is None:
+        if xs is None:
             _phase("running the model on zeros")
             for i, z in enumerate(zeros):
                 runner.set(i, z)
             runner.invoke()
         else:
-            shape, dtype = shapes[0]
-            for n in range(len(x)):
-                _phase(f"running sample {n + 1} of {len(x)}")
-                runner.set(0, x[n:n + 1].astype(dtype).reshape(shape))
+            for n in range(len(xs[0])):
+                _phase(f"running sample {n + 1} of {len(xs[0])}")
+                for i, (x, (shape, dtype)) in enumerate(zip(xs, shapes)):
+                    runner.set(i, x[n:n + 1].astype(dtype).reshape(shape))
                 runner.invoke()
-                outputs.append(runner.output().reshape(-1).copy())
-        report = runner.report(zeros) if request.get("measure", True) else {}
+                for j, rows in enumerate(outputs):
+                    rows.append(runner.output(j).reshape(-1).copy())
+        report = runner.report(zeros)
     except (RuntimeError, ValueError) as e:
         print(f"pea-worker: error: {str(e).strip()}", file=sys.stderr, flush=True)
         return REFUSED
     if request.get("outputs"):
-        np.save(request["outputs"], np.stack(outputs) if outputs else np.zeros((0,)))
+        np.savez(request["outputs"], **{str(j): np.stack(rows) if rows else np.zeros((0,))
+                                        for j, rows in enumerate(outputs)})
     print(json.dumps(report))
     return 0
 

@@ -6,174 +6,18 @@ before TensorFlow is imported, so ``--help`` and argument errors answer at once,
 TensorFlow's and the converter's log lines are hidden unless ``--verbose``.
 """
 
-import argparse
 import json
 import os
 import sys
 
 from pea_keras import console
+from pea_keras.tflite.cli_args import PROG, TARGETS, VELA_FLAGS, build_parser  # noqa: F401 (TARGETS: the API)
 from pea_keras.tflite.vela import ACCELERATORS
-
-PROG = "pea-tflite"
-TARGETS = {
-    # io, write a C array next to the file, runtimes that must load it
-    "micro": ("int8", True, ("litert", "micro")),
-    "phone": ("float", False, ("litert",)),
-    # An Ethos-U NPU: the micro preset, then Vela compiles the proven file; the kit is the Vela file's.
-    **{name: ("int8", True, ("litert", "micro")) for name in ACCELERATORS},
-}
-_VELA_FLAGS = ("vela_config", "system_config", "memory_mode", "require_npu")
-
-
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, allow_abbrev=False, **kwargs)  # --force must never mean --force_strip.
-
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{PROG}: error: {message}\n")
 
 
 def _fail(message, code=1):
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return code
-
-
-def _at_least(minimum):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-        return value
-    return parse
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
-def build_parser():
-    p = _Parser(prog=PROG, description=(
-        "Deploy Progressive Ensemble Activation models as full-integer TFLite files that are "
-        "proven ReLU-only, and run them on LiteRT (phones) and TensorFlow Lite Micro "
-        "(microcontrollers)."),
-        epilog="Data SOURCE: digits[:SPLIT] (built in) | folder:PATH (one sub-folder per class for "
-               "labels) | tfds:NAME[:SPLIT] (already prepared) | npy:PATH | npz:PATH (x and y, or "
-               "one array per model input name). A bare folder, .npy/.npz path or TFDS name works too.")
-    p.add_argument("--verbose", action="store_true",
-                   help="show TensorFlow's, the converter's and dependencies' log lines and warnings")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
-    c = sub.add_parser("convert", help="Keras model -> checked int8 .tflite (+ TFLite Micro kit)",
-                       description="Strip PEA layers to ReLU, quantize to full int8, prove the file "
-                                   "ReLU-only, load-test it, then write it atomically.")
-    c.add_argument("model", metavar="MODEL", help=".keras, .h5 or SavedModel directory (Keras 3 or tf_keras)")
-    c.add_argument("-o", "--output", required=True, metavar="OUT.tflite", help="file to write")
-    c.add_argument("--target", choices=list(TARGETS), default="micro", metavar="TARGET",
-                   help="micro (default): int8 I/O, C array next to the file, TFLite Micro load test; "
-                        "phone: float I/O, LiteRT load test; an Ethos-U NPU (" + ", ".join(ACCELERATORS)
-                        + "): the micro checks, then Arm's Vela compiles the proven file into "
-                        "OUT_vela.tflite with its kit and prints its estimates (needs "
-                        "pip install 'pea_keras[npu]'). Explicit flags override the preset.")
-    c.add_argument("--calib", default="digits", metavar="SOURCE",
-                   help="calibration inputs shaped like the model input (default: digits, which "
-                        "fits only greyscale square inputs of 8 to 64 pixels)")
-    c.add_argument("--calib_samples", type=_at_least(1), default=300, metavar="N",
-                   help="calibration samples to use (default: 300; fewer than 100 warns)")
-    c.add_argument("--calib_scale", type=_positive_float, metavar="S",
-                   help="divide integer calibration/training data by S (255 for uint8 images); "
-                        "without it integer arrays are refused")
-    c.add_argument("--io", choices=["int8", "uint8", "float"], help="input/output type (default: by target)")
-    c.add_argument("--qat_epochs", type=_at_least(0), default=0, metavar="N",
-                   help="quantization-aware fine-tuning epochs before conversion (default: 0 = PTQ)")
-    c.add_argument("--train_data", default="digits", metavar="SOURCE",
-                   help="labelled data for --qat_epochs (default: digits)")
-    c.add_argument("--c_array", metavar="DIR",
-                   help="write the TFLite Micro kit into DIR: <stem>_model_data.cc/.h, _op_resolver.h, "
-                        "_model_settings.h, _test_data.cc/.h (micro preset: next to the file)")
-    c.add_argument("--golden_samples", type=_at_least(1), default=3, metavar="N",
-                   help="calibration samples stored with their TFLite Micro outputs in the kit (default: 3)")
-    c.add_argument("--vela_config", metavar="FILE.ini",
-                   help="Ethos-U targets: Vela configuration file describing your system (default: "
-                        "Vela's Arm/vela.ini, generic reference systems)")
-    c.add_argument("--system_config", metavar="NAME",
-                   help="Ethos-U targets: [System_Config.NAME] of the .ini (clocks, bandwidths; default: "
-                        "Vela's default for the accelerator)")
-    c.add_argument("--memory_mode", metavar="NAME",
-                   help="Ethos-U targets: [Memory_Mode.NAME] of the .ini (which memory holds the arena and "
-                        "its cache; default: Vela's default for the accelerator)")
-    c.add_argument("--require_npu", action="store_true",
-                   help="Ethos-U targets: fail, instead of warning, when Vela leaves an operator on the CPU")
-    c.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    c.add_argument("--trust_model_code", action="store_true",
-                   help="load a model file that runs code while loading (a Lambda layer's Python "
-                        "bytecode), which is refused otherwise: the code runs with your rights, so "
-                        "only for a file you trust as you would a script")
-    c.add_argument("--force_strip", action="store_true",
-                   help="deploy a model whose alpha < 1 anyway: its novel branch is dropped, so the "
-                        "device runs a network that differs from the trained one")
-
-    i = sub.add_parser("inspect", help="list operators, fused activations and tensor types",
-                       description="Every operator with its type, fused activation (from its "
-                                   "options) and input/output tensor types; then totals.")
-    i.add_argument("file", metavar="FILE.tflite")
-    i.add_argument("--json", action="store_true", help="machine-readable output")
-    i.add_argument("--resolver", action="store_true",
-                   help="print a C++ header registering exactly the file's ops on a "
-                        "tflite::MicroMutableOpResolver")
-
-    k = sub.add_parser("check", help="exit 0 only if the file is ReLU-only",
-                       description="Exit 0 only if every activation is ReLU-family (standalone or "
-                                   "fused) and nothing else is nonlinear (no product, quotient, "
-                                   "comparison or lookup of activations); otherwise list every "
-                                   "offending operator with its reasons and exit 1. A final SOFTMAX feeding an "
-                                   "output is allowed unless --strict.")
-    k.add_argument("file", metavar="FILE.tflite")
-    k.add_argument("--strict", action="store_true", help="reject a final SOFTMAX too")
-    k.add_argument("--int8", action="store_true",
-                   help="also reject every activation that is not int8: float compute, int16 activations, "
-                        "int32 arithmetic (QUANTIZE/DEQUANTIZE allowed at the edges only)")
-
-    r = sub.add_parser("run", help="top-1 accuracy on LiteRT and/or TFLite Micro",
-                       description="Top-1 accuracy of a classifier file (one input, one output of "
-                                   "class scores [1, C]) on labelled data; with both runtimes TFLite "
-                                   "Micro is also checked against LiteRT's reference kernels (within one "
-                                   "quantization step, behind a final softmax one step of its input; "
-                                   "else exit 1) and compared with LiteRT's optimized "
-                                   "kernels (reported). Each runtime runs in a child process; --runtime "
-                                   "micro never loads LiteRT.")
-    r.add_argument("file", metavar="FILE.tflite")
-    r.add_argument("--data", required=True, metavar="SOURCE", help="labelled data")
-    r.add_argument("--split", default="test", help="split for digits/tfds sources (default: test)")
-    r.add_argument("--limit", type=_at_least(1), metavar="N", help="evaluate at most N samples")
-    r.add_argument("--runtime", choices=["litert", "micro", "both"], default="both")
-    r.add_argument("--json", action="store_true", help="machine-readable output")
-
-    b = sub.add_parser("bench", help="median LiteRT latency of one inference",
-                       description="Median wall time of one LiteRT inference (batch 1, zeros on "
-                                   "every input) and the TFLite Micro tensor-arena size, each "
-                                   "measured in a child process.")
-    b.add_argument("file", metavar="FILE.tflite")
-    b.add_argument("--runs", type=_at_least(1), default=50, help="timed runs (default: 50)")
-    b.add_argument("--threads", type=_at_least(1), default=1, help="LiteRT threads (default: 1)")
-    b.add_argument("--no_xnnpack", action="store_true",
-                   help="builtin kernels instead of the XNNPACK delegate (LiteRT's default)")
-
-    sub.add_parser("micro-main", help="print main.cc, the TFLite Micro self-test of a kit",
-                   description="Print the portable main.cc that runs a kit's golden samples through "
-                               "TFLite Micro and reports PASS/FAIL, arena and time: "
-                               "pea-tflite micro-main > main.cc (see the kit's build steps).")
-    return p
 
 
 def _micro_main(args):
@@ -186,12 +30,18 @@ def _micro_main(args):
 def _bench(args):
     from pea_keras.errors import TFLiteError
     from pea_keras.tflite.model_info import inspect
-    from pea_keras.tflite.runtimes import latency_ms, micro_arena_bytes
+    from pea_keras.tflite.runtimes import RuntimeFailure, latency_ms, micro_arena_bytes, micro_measure
     from pea_keras.tflite.vela import refuse_host_run
 
     info = inspect(args.file)
     refuse_host_run(args.file, info, "bench")
-    ms = latency_ms(args.file, runs=args.runs, num_threads=args.threads, xnnpack=not args.no_xnnpack)
+    try:
+        ms = latency_ms(args.file, runs=args.runs, num_threads=args.threads, xnnpack=not args.no_xnnpack)
+    except RuntimeFailure as litert:  # A file only TFLite Micro runs: what it measures is the answer.
+        arena, micro_ms = micro_measure(args.file, runs=args.runs, failed_before=litert)
+        print(f"{args.file}: {info.size_bytes} bytes, {litert}; TFLite Micro reference kernels on this host: "
+              f"median {micro_ms:.3f} ms over {args.runs} runs, arena {arena} bytes")
+        return 0
     try:
         arena = f"{micro_arena_bytes(args.file)} bytes"
     except TFLiteError as e:
@@ -208,7 +58,7 @@ def _ethos_u_target(args):
     from pea_keras.tflite.vela import Target
 
     if args.target not in ACCELERATORS:
-        given = [f"--{flag}" for flag in _VELA_FLAGS if getattr(args, flag) not in (None, False)]
+        given = [f"--{flag}" for flag in VELA_FLAGS if getattr(args, flag) not in (None, False)]
         if given:
             raise TFLiteError(f"{', '.join(given)}: only for an Ethos-U --target ({', '.join(ACCELERATORS)})")
         return None
@@ -226,8 +76,7 @@ def _convert(args):
 
     io, c_array_next_to_file, required = TARGETS[args.target]
     io = args.io or io
-    c_dir = args.c_array or (os.path.dirname(os.path.abspath(args.output))
-                             if c_array_next_to_file else None)
+    c_dir = args.c_array or ((os.path.dirname(args.output) or os.curdir) if c_array_next_to_file else None)
     # Checks first, in the order they cost.
     check_outputs(args.output, args.overwrite, c_dir, ethos_u=ethos_u is not None)
 
@@ -237,7 +86,7 @@ def _convert(args):
     def calibration(inputs):  # Loaded while the converter child exports the model.
         try:
             return calibration_samples(args.calib, shape_of(inputs), limit=args.calib_samples,
-                                       scale=args.calib_scale)
+                                       scale=args.calib_scale, any_range=args.calib_any_range)
         except (DataError, ValueError) as e:
             raise TFLiteError(f"--calib: {e}") from None
 
@@ -254,7 +103,8 @@ def _convert(args):
                            force_strip=args.force_strip, qat_epochs=args.qat_epochs,
                            qat_data=qat_data if args.qat_epochs else None, c_array_dir=c_dir,
                            require_runtimes=required, golden_samples=args.golden_samples, ethos_u=ethos_u,
-                           require_npu=args.require_npu, trust_code=args.trust_model_code, verbose=args.verbose)
+                           require_npu=args.require_npu, trust_code=args.trust_model_code,
+                           allow_gates=args.allow_gates, verbose=args.verbose)
     except OSError as e:  # A full or read-only disk: the outputs are written all or nothing.
         message = write_error_message(e, safe="no file was changed")
         if message is None:
@@ -268,15 +118,14 @@ def _inspect(args):
     from pea_keras.tflite import vela
     from pea_keras.tflite.model_info import format_report, inspect, read_bytes
 
-    data = read_bytes(args.file)
-    info = inspect(data)
+    info = inspect(args.file)
     if args.resolver:
-        from pea_keras.tflite.micro_kit import op_resolver_header
+        from pea_keras.tflite.op_resolver import op_resolver_header
 
         stem = os.path.splitext(os.path.basename(args.file))[0]
         print(op_resolver_header(info, stem, os.path.basename(args.file)), end="")
         return 0
-    npu = vela.describe(info, data) if vela.is_vela_file(info) else None
+    npu = vela.describe(info, read_bytes(args.file)) if vela.is_vela_file(info) else None
     if args.json:
         print(json.dumps({**info.to_dict(), **({"ethos_u": npu} if npu else {})}, indent=1))
     else:
@@ -286,11 +135,12 @@ def _inspect(args):
 
 def _check(args):
     from pea_keras.tflite import vela
-    from pea_keras.tflite.check import by_operator, micro_blocker, relu_only_violations, verdict
+    from pea_keras.tflite.check import analyze, by_operator, micro_blocker, verdict
     from pea_keras.tflite.model_info import inspect
 
     info = inspect(args.file)
-    bad = relu_only_violations(info, strict=args.strict, int8=args.int8)
+    proof = analyze(info, strict=args.strict, int8=args.int8, allow_gates=args.allow_gates)
+    bad = proof.violations
     if vela.is_vela_file(info):  # The NPU part is a command stream: only the CPU part can be read.
         bad = [v for v in bad if v.type != vela.NPU_OP]
     for where, reasons in by_operator(bad):
@@ -298,7 +148,7 @@ def _check(args):
     if vela.is_vela_file(info):
         return _fail(f"{args.file}: {vela.check_verdict(info, verdict(bad, args.int8))}")
     if not bad:
-        print(f"{args.file}: {verdict(bad, args.int8)}")
+        print(f"{args.file}: {verdict(bad, args.int8, proof.notes)}")
     blocker = None if args.int8 else micro_blocker(info)  # --int8 names these faults itself.
     if blocker:  # Keras' own LiteRT export by default: Flex ops, float compute.
         print(f"{args.file}: {blocker}")
@@ -322,10 +172,9 @@ def _run(args):
     except RuntimeFailure as e:
         if args.runtime != "both":
             raise
-        other = "micro" if e.runtime == "litert" else "litert"
-        raise TFLiteError(f"{e}; --runtime {other} runs the file on {RUNTIMES[other]} alone") from None
+        raise TFLiteError(f"{e}; --runtime litert runs the file on {RUNTIMES['litert']} alone") from None
     names = class_names(args.data)
-    if len(names) == len(result.get(f"{args.runtime.replace('both', 'litert')}_per_class", ())):
+    if len(names) == len(result.get("litert_per_class", result.get("micro_per_class", ()))):
         result["class_names"] = list(names)
     if args.json:
         print(json.dumps(result))
@@ -337,6 +186,8 @@ def _run(args):
                 if "class_names" in result:  # The labels are known: per class, as a deployer reads them.
                     print("          " + ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in zip(
                         result["class_names"], result[f"{rt}_per_class"]) if acc is not None))
+        if "litert_error" in result:
+            print(f"  {result['litert_error']}: scored on TensorFlow Lite Micro alone")
         if "agreement" in result:
             print(f"  TFLite Micro vs LiteRT reference kernels: top-1 agreement {100 * result['agreement']:.2f}%, "
                   f"max output difference {result['max_diff_steps']:.2f} quantization steps "

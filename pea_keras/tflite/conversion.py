@@ -13,9 +13,9 @@ import warnings
 
 from pea_keras.errors import TFLiteError, UnfinishedScheduleError, first_line
 from pea_keras.files import NotRegularFileError, atomic_write_many, write_error_message, write_target
-from pea_keras.saving import load_model
+from pea_keras.saving import load_model, revived_layers
 from pea_keras.tflite import converter
-from pea_keras.tflite.check import relu_only_violations
+from pea_keras.tflite.check import analyze
 from pea_keras.tflite.converter import quantize
 from pea_keras.tflite.model_info import inspect, totals_lines
 
@@ -74,12 +74,13 @@ def check_outputs(output_path, overwrite=False, c_array_dir=None, ethos_u=False)
             raise TFLiteError(message or f"{folder}: cannot write there ({e.strerror or e})") from None
 
 
-def check_target(model, c_array_dir=None):
-    """Refuse, before converting, a model the requested outputs cannot serve."""
-    if c_array_dir is not None and (len(model.inputs) != 1 or len(model.outputs) != 1):
-        raise TFLiteError(f"the TensorFlow Lite Micro kit needs a model with one input and one output, this one "
-                          f"has {len(model.inputs)} and {len(model.outputs)}: use --target phone (add --io int8 "
-                          "for integer I/O), which writes no kit")
+def check_exportable(model):
+    """Refuse, before converting, a model tf_keras cannot export for the converter."""
+    revived = revived_layers(model)
+    if revived:  # Trusted: tf_keras saves no layer it revived, and the converter reads a SavedModel.
+        raise TFLiteError(f"{revived[0].where} was rebuilt from the TensorFlow graph in the file (its class is "
+                          "not registered here) and tf_keras cannot export it for the converter: in Python, "
+                          "register its class, load the model and pass it to pea_keras.tflite.convert")
 
 
 @dataclasses.dataclass
@@ -98,6 +99,7 @@ class Conversion:
     pea_layers_stripped: int = 0
     npu: object = None  # vela.Compiled, for an Ethos-U target
     npu_path: str | None = None
+    notes: tuple = ()  # what passed the check although it is no ReLU network op (check.Proof.notes)
 
     def summary(self):
         info = self.info
@@ -105,7 +107,8 @@ class Conversion:
                  + (f", QAT {self.qat_epochs} epochs" if self.qat_epochs else "")]
         if self.pea_layers_stripped:
             lines.append(f"stripped {self.pea_layers_stripped} PEA layers to ReLU")
-        lines.append("ReLU-only check: passed (int8 compute, no non-ReLU activation)")
+        lines.append("ReLU-only check: passed (int8 compute, no non-ReLU activation"
+                     + "".join(f"; {note}" for note in self.notes) + ")")
         lines += totals_lines(info, tensor_names=False)
         lines.append(f"TFLite Micro tensor arena: {self.arena_bytes} bytes"
                      if self.arena_bytes else f"TFLite Micro tensor arena: unknown ({self.arena_note})")
@@ -115,13 +118,17 @@ class Conversion:
             lines += self.npu.summary_lines(self.npu_path)
         for p in self.c_array:
             lines.append(f"wrote {p}")
+        if self.c_array:
+            from pea_keras.tflite.micro_kit import build_line
+
+            lines.append(build_line(_stem(self.npu_path or self.path)))
         return "\n".join(lines)
 
 
 def convert(model, output_path, calibration, *, io="int8", overwrite=False, force_strip=False,
             qat_epochs=0, qat_data=None, c_array_dir=None, require_runtimes=("litert", "micro"),
             golden_samples=3, class_names=(), ethos_u=None, require_npu=False, trust_code=False,
-            verbose=False):
+            allow_gates=False, verbose=False):
     """Strip, (optionally QAT-fine-tune,) quantize, prove ReLU-only, load-test, write.
 
     Args:
@@ -147,6 +154,7 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
         ethos_u: a ``vela.Target``: also compile the proven file with Vela into
             ``OUT_vela.tflite``; the kit in ``c_array_dir`` is then the Vela file's. Operators
             Vela leaves on the CPU warn, or fail with ``require_npu``.
+        allow_gates: accept ReLU6 channel gates (``check.analyze``), named in the summary.
         verbose: show the converter's log.
 
     Returns:
@@ -165,11 +173,11 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
     if isinstance(model, (str, os.PathLike)) and not qat_epochs:
         data, calibration, n_pea = converter.quantize_file(
             model, calibration if callable(calibration) else lambda inputs: calibration, io=io,
-            force_strip=force_strip, trust_code=trust_code, c_array_dir=c_array_dir, verbose=verbose)
+            force_strip=force_strip, trust_code=trust_code, verbose=verbose)
     else:
         if isinstance(model, (str, os.PathLike)):
             model = load_model(model, trust_code=trust_code)
-        check_target(model, c_array_dir)
+        check_exportable(model)
         import pea_keras
 
         n_pea = len(pea_keras.pea_layers(model))
@@ -188,14 +196,14 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
         else:
             data = quantize(plain, calibration, io=io, verbose=verbose)
     info = inspect(data)
-    bad = relu_only_violations(info, int8=True)
-    if bad:
-        raise TFLiteError("converted file is not ReLU-only: " + "; ".join(str(v) for v in bad))
+    proof = analyze(info, int8=True, allow_gates=allow_gates)
+    if proof.violations:
+        raise TFLiteError("converted file is not ReLU-only: " + "; ".join(str(v) for v in proof.violations))
     if "litert" in require_runtimes:
         runtimes.load_test(data, "litert")
     # One TensorFlow Lite Micro run measures the arena and, for a kit, computes the golden outputs.
     arena, note, golden = None, "", None
-    golden_inputs = next(iter(calibration.values()))[:golden_samples]  # The kit takes one input.
+    golden_inputs = {name: x[:golden_samples] for name, x in calibration.items()}
     try:
         if c_array_dir is not None:
             from pea_keras.tflite import micro_kit
@@ -237,4 +245,4 @@ def convert(model, output_path, calibration, *, io="int8", overwrite=False, forc
                           "of this conversion was written: pass --overwrite to replace it") from None
     ok = tuple(r for r in ("litert", "micro") if r in require_runtimes or (r == "micro" and arena))
     return Conversion(output_path, len(data), io, info, arena, note, ok, c_files, qat_epochs, n_pea, npu,
-                      vela_path(output_path) if npu is not None else None)
+                      vela_path(output_path) if npu is not None else None, tuple(proof.notes))

@@ -151,13 +151,12 @@ def convert_saved_model(directory, calibration, io="int8", verbose=False):
             return f.read()
 
 
-def quantize_file(path, calibration_for, *, io="int8", force_strip=False, trust_code=False,
-                  c_array_dir=None, verbose=False):
+def quantize_file(path, calibration_for, *, io="int8", force_strip=False, trust_code=False, verbose=False):
     """(full-integer TFLite bytes, {input name: calibration array}, PEA layers stripped) of the
     model file `path`, loaded, stripped (``conversion.strip_for_deploy``), exported and converted
     in one child process: the caller never imports TensorFlow. `calibration_for(inputs)` gets the
     stripped model's `model_inputs` and returns its calibration data (as `quantize` takes it);
-    it runs while the child exports. `c_array_dir`: refuse a model its kit cannot serve."""
+    it runs while the child exports."""
     _check_io(io)
     found = {}
 
@@ -175,17 +174,22 @@ def quantize_file(path, calibration_for, *, io="int8", force_strip=False, trust_
         try:
             found["calibration"] = check_calibration(inputs, calibration_for(inputs))
         except BaseException:
-            proc.stdin.write("\n")  # Tell the child to stop, then report this error.
-            proc.stdin.flush()
+            tell(proc, "\n")  # Tell the child to stop, then report this error.
             raise
         np.savez(calib, **found["calibration"])
         found["pea_layers"] = facts["pea_layers"]
-        proc.stdin.write(calib + "\n")
-        proc.stdin.flush()
+        tell(proc, calib + "\n")
+
+    def tell(proc, line):
+        try:
+            proc.stdin.write(line)
+            proc.stdin.flush()
+        except BrokenPipeError:  # The child failed meanwhile: its error is raised once it has exited.
+            pass
 
     with tempfile.TemporaryDirectory(prefix="pea-convert-") as tmp:
         calib, out = os.path.join(tmp, "calibration.npz"), os.path.join(tmp, "model.tflite")
-        settings = json.dumps({"trust_code": trust_code, "force_strip": force_strip, "c_array_dir": c_array_dir,
+        settings = json.dumps({"trust_code": trust_code, "force_strip": force_strip,
                                "saved_model": os.path.join(tmp, "saved_model")})
         _run_child(["--file", os.fspath(path), io, out, settings], tmp, verbose, calibrate,
                    loading=lambda: "facts" not in found)

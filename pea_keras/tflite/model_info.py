@@ -10,6 +10,7 @@ import os
 from collections import Counter
 
 from pea_keras.errors import TFLiteError
+from pea_keras.files import missing
 
 _TFLITE_MAGIC = b"TFL3"
 
@@ -33,6 +34,7 @@ class Tensor:
     scale: tuple = ()
     zero_point: tuple = ()
     constant: bool = False  # backed by data in the file (weights, biases, shapes)
+    values: tuple | None = None  # a small integer constant's values (axes, permutations), flattened
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Operator:
     activation: str | None
     inputs: tuple
     outputs: tuple
+    axis: int | None = None  # the axis its options name (PACK, CONCATENATION, UNPACK, GATHER)
 
     @property
     def label(self):
@@ -60,6 +63,9 @@ class ModelInfo:
     inputs: list  # Tensor records of subgraph 0 inputs
     outputs: list
     subgraphs: list = dataclasses.field(default_factory=list)  # (tensors, input ids, output ids)
+    # The signature's name of each input and output tensor of subgraph 0, by tensor index (the
+    # converter keeps the SavedModel's names: inputs are what calibration data is keyed by).
+    signature_names: dict = dataclasses.field(default_factory=dict)
 
     def op_histogram(self):
         return dict(sorted(Counter(op.type for op in self.operators).items()))
@@ -79,19 +85,26 @@ class ModelInfo:
         }
 
 
+def _where(path_or_bytes):
+    """How messages name the input: its path, or "the given bytes"."""
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        return "the given bytes"
+    return os.fspath(path_or_bytes)
+
+
 def read_bytes(path_or_bytes):
     """Return the flatbuffer bytes, raising TFLiteError for missing or non-TFLite files."""
+    where = _where(path_or_bytes)
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-        data, where = bytes(path_or_bytes), "the given bytes"
+        data = bytes(path_or_bytes)
     else:
-        path = os.fspath(path_or_bytes)
-        if not os.path.exists(path):
-            raise TFLiteError(f"{path}: no such file")
-        if os.path.isdir(path):
-            raise TFLiteError(f"{path}: is a directory, expected a .tflite file")
-        with open(path, "rb") as f:
+        problem = missing(where)
+        if problem:
+            raise TFLiteError(f"{where}: {problem}")
+        if os.path.isdir(where):
+            raise TFLiteError(f"{where}: is a directory, expected a .tflite file")
+        with open(where, "rb") as f:
             data = f.read()
-        where = path
     if len(data) < 8 or data[4:8] != _TFLITE_MAGIC:
         raise TFLiteError(f"{where}: not a TFLite flatbuffer (missing the TFL3 identifier)")
     return data
@@ -104,6 +117,20 @@ def _fused_activation(schema, op, act_names):
     return act_names.get(options.fusedActivationFunction, str(options.fusedActivationFunction))
 
 
+_INTEGER_TYPES = {"INT32": "<i4", "INT64": "<i8"}
+_MAX_VALUES = 16  # Axes and permutations are short; weights are never read.
+
+
+def _values(dtype, shape, buf):
+    import numpy as np
+
+    n = int(np.prod(shape)) if shape else 1
+    if dtype not in _INTEGER_TYPES or n > _MAX_VALUES or buf is None or buf.data is None or not len(buf.data):
+        return None
+    data = np.frombuffer(bytes(bytearray(buf.data)), dtype=_INTEGER_TYPES[dtype])
+    return tuple(int(v) for v in data[:n]) if len(data) >= n else None
+
+
 def _tensor(schema, index, t, type_names, buffers):
     q = t.quantization
     scale = tuple(float(s) for s in q.scale) if q is not None and q.scale is not None else ()
@@ -112,7 +139,8 @@ def _tensor(schema, index, t, type_names, buffers):
     shape = tuple(int(d) for d in t.shape) if t.shape is not None else ()
     buf = buffers[t.buffer] if buffers and 0 < t.buffer < len(buffers) else None
     constant = buf is not None and ((buf.data is not None and len(buf.data) > 0) or buf.offset > 1)
-    return Tensor(index, name, type_names.get(t.type, str(t.type)), shape, scale, zp, constant)
+    dtype = type_names.get(t.type, str(t.type))
+    return Tensor(index, name, dtype, shape, scale, zp, constant, _values(dtype, shape, buf) if constant else None)
 
 
 def inspect(path_or_bytes):
@@ -122,13 +150,14 @@ def inspect(path_or_bytes):
     written before schema v3a keep the code in the deprecated int8 field only.
     """
     data = read_bytes(path_or_bytes)
+    corrupt = f"{_where(path_or_bytes)}: truncated or corrupt, not a valid TFLite flatbuffer"
     schema = _schema()
     try:
         model = schema.ModelT.InitFromPackedBuf(data, 0)
-    except Exception as e:  # right identifier, broken tables: any decode error
-        raise TFLiteError(f"corrupt TFLite flatbuffer: {e}") from None
+    except Exception:  # noqa: BLE001 (right identifier, broken tables: any decode error, of no use to a user)
+        raise TFLiteError(corrupt) from None
     if model.version != 3 or not model.subgraphs or not model.operatorCodes:
-        raise TFLiteError("corrupt TFLite flatbuffer: no schema v3 model with subgraphs and operators")
+        raise TFLiteError(f"{corrupt} (no schema v3 model with subgraphs and operators)")
     op_names = _names(schema.BuiltinOperator)
     act_names = _names(schema.ActivationFunctionType)
     type_names = _names(schema.TensorType)
@@ -155,14 +184,18 @@ def inspect(path_or_bytes):
             ids = [*(op.inputs if op.inputs is not None else []),
                    *(op.outputs if op.outputs is not None else [])]
             if not 0 <= op.opcodeIndex < len(codes) or any(t >= len(sg_tensors) for t in ids):
-                raise TFLiteError(f"corrupt TFLite flatbuffer: operator {i} refers past the tables")
+                raise TFLiteError(f"{corrupt} (operator {i} refers past the tables)")
             operators.append(Operator(
                 index=i, subgraph=s, type=codes[op.opcodeIndex],
                 activation=_fused_activation(schema, op, act_names),
                 inputs=tuple(int(x) for x in (op.inputs if op.inputs is not None else [])),
                 outputs=tuple(int(x) for x in (op.outputs if op.outputs is not None else [])),
+                axis=getattr(op.builtinOptions, "axis", None),
             ))
-    return ModelInfo(len(data), operators, tensors, inputs, outputs, subgraphs)
+    signature = next((sd for sd in model.signatureDefs or [] if sd.subgraphIndex == 0), None)
+    names = {int(m.tensorIndex): m.name.decode() if isinstance(m.name, bytes) else str(m.name)
+             for m in ([*(signature.inputs or []), *(signature.outputs or [])] if signature else [])}
+    return ModelInfo(len(data), operators, tensors, inputs, outputs, subgraphs, names)
 
 
 def format_report(info):

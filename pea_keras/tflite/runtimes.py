@@ -85,18 +85,20 @@ def io_details(path_or_bytes):
     return _details(info.inputs[0]), _details(info.outputs[0])
 
 
-def _call(runtime, data, x=None, **options):
-    """Run the worker on ``runtime``: returns (raw outputs for inputs ``x`` or None, its report)."""
+def _call(runtime, data, xs=None, **options):
+    """Run the worker on ``runtime``: returns (the raw outputs for inputs ``xs``, one array per
+    input with samples first, as one array per output with a row per sample, or None without
+    ``xs``; the worker's report)."""
     info = inspect(data)
     with tempfile.TemporaryDirectory(prefix=f"pea-{runtime}-") as tmp:
         request = {"runtime": runtime, "model": os.path.join(tmp, "model.tflite"),
-                   "num_inputs": len(info.inputs), "inputs": None, "outputs": None,
-                   "arena_bytes": _generous_arena(data), **options}
+                   "num_inputs": len(info.inputs), "num_outputs": len(info.outputs), "inputs": None,
+                   "outputs": None, "arena_bytes": _generous_arena(data), **options}
         with open(request["model"], "wb") as f:
             f.write(data)
-        if x is not None:
-            request["inputs"], request["outputs"] = (os.path.join(tmp, n) for n in ("in.npy", "out.npy"))
-            np.save(request["inputs"], x)
+        if xs is not None:
+            request["inputs"], request["outputs"] = (os.path.join(tmp, n) for n in ("in.npz", "out.npz"))
+            np.savez(request["inputs"], **{str(i): x for i, x in enumerate(xs)})
         with open(os.path.join(tmp, "request.json"), "w") as f:
             json.dump(request, f)
         try:
@@ -108,7 +110,10 @@ def _call(runtime, data, x=None, **options):
         if proc.returncode != 0:
             raise RuntimeFailure(_failure(runtime, proc, info), runtime)
         report = json.loads(proc.stdout.strip().splitlines()[-1])
-        return (np.load(request["outputs"]) if x is not None else None), report
+        if xs is None:
+            return None, report
+        with np.load(request["outputs"]) as loaded:
+            return [loaded[str(j)] for j in range(len(info.outputs))], report
 
 
 def _failure(runtime, proc, info):
@@ -188,10 +193,26 @@ def micro_arena_bytes(path_or_bytes):
 
 
 def micro_run(path_or_bytes, q):
-    """Raw outputs (one row per sample) of TFLM's reference kernels for inputs ``q`` already in
-    the input tensor's dtype, and the arena bytes measured on the way (see micro_arena_bytes)."""
-    raw, report = _call("micro", read_bytes(path_or_bytes), np.asarray(q))
+    """Raw outputs of TFLM's reference kernels for inputs ``q`` already in the input tensors'
+    dtypes (one array per input, samples first; a single array for a one-input file): one array
+    per output, one row per sample; and the arena bytes measured on the way (see micro_arena_bytes)."""
+    q = list(q) if isinstance(q, (list, tuple)) else [q]
+    raw, report = _call("micro", read_bytes(path_or_bytes), [np.asarray(x) for x in q])
     return raw, report["arena_bytes"]
+
+
+def micro_measure(path_or_bytes, runs=50, warmup=5, failed_before=None):
+    """(tensor-arena bytes, median wall time of one TFLM ``invoke`` on zeros in milliseconds) of
+    the reference kernels on this host: what TFLite Micro can say about a file LiteRT refuses. The
+    time is the host's, not a microcontroller's. ``failed_before``: LiteRT's failure, named in
+    the error when TFLite Micro fails too."""
+    try:
+        report = _call("micro", read_bytes(path_or_bytes), runs=runs, warmup=warmup)[1]
+    except RuntimeFailure as e:
+        if failed_before is None:
+            raise
+        raise RuntimeFailure(f"{failed_before}; {e}", "micro") from None
+    return report["arena_bytes"], report["latency_ms"]
 
 
 def predict(path, x, runtime="litert", quantized=False, xnnpack=False, reference=False):
@@ -206,7 +227,7 @@ def predict(path, x, runtime="litert", quantized=False, xnnpack=False, reference
         raise TFLiteError(f"the file has {len(info.inputs)} inputs; predict feeds one")
     inp, out = io_details(info)
     options = {"xnnpack": xnnpack, "reference": reference} if runtime == "litert" else {"measure": False}
-    raw, _ = _call(runtime, data, _quantize(np.asarray(x, np.float32), inp), **options)
+    raw = _call(runtime, data, [_quantize(np.asarray(x, np.float32), inp)], **options)[0][0]
     return raw if quantized else _dequantize(raw, out)
 
 
@@ -285,7 +306,9 @@ def evaluate(path, x, y, runtime="both"):
     reference kernels, which must agree within one quantization step, carried through a final
     softmax or logistic (``max_diff_ok``, ``max_diff_allowed``: `allowed_difference`), and
     compared with LiteRT's optimized builtin kernels, which round differently (reported only).
-    Refuses a file that does not score classes (``class_count``)."""
+    Refuses a file that does not score classes (``class_count``). With both, a file LiteRT
+    cannot load or run is scored on TFLite Micro alone, the device's runtime (``litert_error``
+    says why); a TFLite Micro failure raises ``RuntimeFailure``."""
     runtimes = ("litert", "micro") if runtime == "both" else (runtime,)
     data = read_bytes(path)
     y = np.asarray(y).reshape(-1)
@@ -293,12 +316,18 @@ def evaluate(path, x, y, runtime="both"):
     step = output_step(data)
     results, raws = {"samples": int(len(y))}, {}
     for rt in runtimes:
-        raws[rt] = predict(data, x, runtime=rt, quantized=True)
+        try:
+            raws[rt] = predict(data, x, runtime=rt, quantized=True)
+        except RuntimeFailure as e:
+            if rt == "micro" or runtime != "both":
+                raise
+            results["litert_error"] = str(e)
+            continue
         correct = np.argmax(raws[rt], -1) == y
         results[f"{rt}_accuracy"] = float(np.mean(correct))
         results[f"{rt}_per_class"] = [float(np.mean(correct[y == c])) if np.any(y == c) else None
                                       for c in range(raws[rt].shape[-1])]
-    if len(runtimes) == 2:
+    if len(raws) == 2:
         reference = predict(data, x, runtime="litert", quantized=True, reference=True)
         results["agreement"], results["max_diff_steps"] = _compare(reference, raws["micro"], step)
         results["max_diff_allowed"] = allowed_difference(data)

@@ -20,6 +20,7 @@ def main(model, out, arrays, settings):
 
     from pea_keras import tflite
     from pea_keras.errors import UserError
+    from pea_keras.training import export
 
     with np.load(arrays) as loaded:
         calibration = loaded["calibration"]
@@ -29,8 +30,7 @@ def main(model, out, arrays, settings):
     except UserError as e:
         print(e, file=sys.stderr)
         return 3
-    print(json.dumps({"size_bytes": conversion.size_bytes, "arena_bytes": conversion.arena_bytes,
-                      "kit": list(conversion.c_array)}))
+    print(json.dumps(export.facts_of(conversion)))
     return 0
 
 

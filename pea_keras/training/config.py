@@ -6,7 +6,9 @@ import os
 import re
 
 from pea_keras import schedules
+from pea_keras.data.arrays import DEFAULT_CALIBRATION_SAMPLES
 from pea_keras.errors import SettingError, UsageError
+from pea_keras.files import missing
 
 
 def setting(default, help, choices=None, check=None, resumable=False):
@@ -40,8 +42,8 @@ def _augment_spec(v):
 
 
 def _distill_spec(v):
-    ok = v in ("none", "self") or (v.startswith("teacher:") and len(v) > len("teacher:"))
-    return ok, "must be none, self or teacher:PATH"
+    ok = v in ("none", "self", "init") or (v.startswith("teacher:") and len(v) > len("teacher:"))
+    return ok, "must be none, self, init or teacher:PATH"
 
 
 # Spellings of earlier versions, rewritten before flags are parsed so existing commands keep working.
@@ -83,9 +85,21 @@ class RunConfig:
     mode: str = setting("pea", "pea: ReLU and g blended by a schedule, then stripped to ReLU; relu: plain "
                         "ReLU baseline; surrogate: ReLU forward and g's derivative backward (SUGAR, no "
                         "schedule; deploys as ReLU); novel: g everywhere (alpha = 0, an upper bound that "
-                        "cannot be deployed ReLU-only).", ("pea", "relu", "surrogate", "novel"))
+                        "cannot be deployed ReLU-only); relufy: hand a trained network with other "
+                        "activations (--init_from) over to ReLU in a short fine-tune (pea_keras.relufy; "
+                        "its recipe sets unset flags: see RECIPES).",
+                        ("pea", "relu", "surrogate", "novel", "relufy"))
+    init_from: str = setting("", "Start from this saved Keras model (.keras, .h5 or SavedModel, of the "
+                             "--keras flavour) instead of a new --arch network: its inputs must be the "
+                             "task's images and its outputs the classes' logits. --mode relufy needs it; "
+                             "with pea, surrogate or novel its ReLUs are wrapped as for --arch; relu "
+                             "fine-tunes it unchanged.")
     activation: str = setting("silu", "The novel activation g: a name from pea_keras.activations.names() "
                               "(silu, gelu, mish, hard_swish, elu, ...).")
+    relu_gradient: str = setting("relu", "The gradient of the blend's ReLU branch (--mode pea, novel, relufy): "
+                                 "relu, its own; g, g's derivative (0 above a ReLU6 cap), which makes the "
+                                 "blend PEA while alpha < 1 and the surrogate (SUGAR) at alpha 1, at no extra "
+                                 "cost (relufy's gates keep the hard sigmoid's).", ("relu", "g"))
     schedule: str = setting("cosine", "How alpha moves from 0 to 1 between --pea_start and --pea_end "
                             "(constant: alpha = 1, i.e. ReLU with PEA layers).",
                             schedules.names())
@@ -95,7 +109,8 @@ class RunConfig:
     distill: str = setting("none", "Knowledge distillation: none; self (the teacher is an exponential moving "
                            "average of the model evaluated with g, alpha 0; --mode pea, not on JAX); "
                            "teacher:PATH (a saved model with the same inputs and logits, e.g. a --mode novel "
-                           "run's pea_model.keras). Costs a teacher forward pass per step.", check=_distill_spec)
+                           "run's pea_model.keras); init (the --init_from model as it was loaded, frozen). "
+                           "Costs a teacher forward pass per step.", check=_distill_spec)
     distill_temperature: float = setting(4.0, "Distillation temperature T (soft targets softmax(logits / T)).",
                                          check=_positive)
     distill_weight: float = setting(0.5, "Share of the distillation term in the loss; the labels' loss "
@@ -160,15 +175,24 @@ class RunConfig:
                            "auto (1 on a terminal, else 2).", ("auto", "0", "1", "2"), resumable=True)
 
     # Deployment.
+    bn_reestimate: int = setting(0, "Batches of training data over which the stripped ReLU network's "
+                                 "batch-normalisation statistics are recomputed before it is scored and "
+                                 "exported (pea_keras.reestimate_batchnorm); 0 keeps the trained ones, which "
+                                 "are the blend's.", check=_at_least(0))
     export: bool = setting(True, "Write the int8 TFLite file (--noexport to skip).", resumable=True)
+    allow_gates: bool = setting(False, "Accept ReLU6 channel gates (squeeze-excite blocks) in the int8 file's "
+                                "ReLU-only proof, named in metrics.json and the summary (pea-tflite convert "
+                                "--allow_gates); --mode relufy sets it: it turns sigmoid gates into them.",
+                                resumable=True)
     qat_epochs: int = setting(0, "Quantization-aware fine-tuning epochs before int8 export.",
                               check=_at_least(0), resumable=True)
     tflite_dir: str = setting("tflite", "Folder for the int8 .tflite file, named after the run "
                               "directory.", resumable=True)
     tflite_name: str = setting("", "Stem of the int8 file and its kit in --tflite_dir; default: the run "
                                "directory's name (with --compare: it and the output folder's name + _relu / _pea).")
-    calibration_examples: int = setting(256, "Training images used to calibrate int8.", check=_at_least(1),
-                                        resumable=True)
+    calibration_examples: int = setting(DEFAULT_CALIBRATION_SAMPLES, "Training images used to calibrate int8 "
+                                        "(the ones pea-tflite convert --calib takes, as many as its "
+                                        "--calib_samples).", check=_at_least(1), resumable=True)
     tflite_eval_examples: int = setting(0, "Test examples scored on LiteRT; 0 = all.", check=_at_least(0),
                                         resumable=True)
 
@@ -177,9 +201,15 @@ class RunConfig:
         return self.keras == "2" or self.backend == "tensorflow"
 
     def run_name(self):
-        """<arch>_<mode>_<dataset>, the dataset made file-name safe (folder:/a/b -> folder-a-b)."""
+        """<arch or --init_from's stem>_<mode>_<dataset>, file-name safe (folder:/a/b -> folder-a-b); the
+        mode is <mode>-g with --relu_gradient g, so such a run never meets its baseline's directory."""
         dataset = re.sub(r"[^A-Za-z0-9]+", "-", self.dataset).strip("-")
-        return f"{self.arch}_{self.mode}_{dataset}"
+        network = self.arch
+        if self.init_from:
+            stem = os.path.splitext(os.path.basename(os.path.normpath(self.init_from)))[0]
+            network = re.sub(r"[^A-Za-z0-9_]+", "-", stem).strip("-") or "model"
+        mode = f"{self.mode}-g" if self.relu_gradient == "g" else self.mode
+        return f"{network}_{mode}_{dataset}"
 
     def run_dir(self):
         """The run directory, absolute and normalised (so runs/x, ./runs/x and /abs/runs/x agree)."""
@@ -187,6 +217,21 @@ class RunConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+# A mode's own defaults, for the settings a user leaves unset (flags not given, RunConfig fields not
+# passed to `recipe`). relufy fine-tunes a trained network for 20 % of a 15-epoch training: alpha
+# reaches 1 at half of it, so half the steps train the ReLU network at a useful learning rate; the
+# loaded network teaches; the stripped network's batch-norm statistics are recomputed. Chosen on
+# the validation split by benchmarks/relufy_accuracy.py (docs/RESULTS.md).
+RECIPES = {"relufy": dict(epochs=3, lr=5e-4, pea_end=0.5, distill="init", bn_reestimate=50, allow_gates=True)}
+
+
+def recipe(mode="pea", **settings):
+    """A RunConfig for `mode` with `settings`; the rest from RECIPES[mode], then the field defaults."""
+    unknown = set(settings) - set(FIELDS)
+    if unknown:
+        raise TypeError(f"unknown RunConfig settings: {', '.join(sorted(unknown))}")
+    return RunConfig(**{**RECIPES.get(mode, {}), **settings, "mode": mode})
 # Flags that may change between an interrupted run and its --resume.
 RESUMABLE = tuple(name for name, f in FIELDS.items() if f.metadata["resumable"])
 
@@ -208,7 +253,9 @@ def define_flags(flags):
 
 
 def from_flags(flag_values):
-    return RunConfig(**{name: flag_values[name].value for name in FIELDS})
+    """The RunConfig of the flags given; a flag not given takes its mode's recipe value, if any."""
+    given = {name: flag_values[name].value for name in FIELDS if flag_values[name].present}
+    return recipe(flag_values["mode"].value, **{k: v for k, v in given.items() if k != "mode"})
 
 
 def flavour(name):
@@ -269,8 +316,19 @@ def validate(config):
                                      and config.backend == "jax"):
         raise UsageError("--distill self needs --mode pea (its teacher is the model evaluated with g) and "
                          "TensorFlow or PyTorch (under JAX fit's compiled step keeps the teacher fixed)")
-    if config.distill.startswith("teacher:") and not os.path.exists(config.distill[len("teacher:"):]):
-        raise UsageError(f"--distill {config.distill}: no such file or directory")
+    problem = config.distill.startswith("teacher:") and missing(config.distill[len("teacher:"):])
+    if problem:
+        raise UsageError(f"--distill {config.distill}: {problem}")
+    if config.relu_gradient != "relu" and config.mode not in ("pea", "novel", "relufy"):
+        raise UsageError(f"--relu_gradient {config.relu_gradient} needs --mode pea, novel or relufy (--mode "
+                         f"{config.mode} has no blend)")
+    if config.mode == "relufy" and not config.init_from:
+        raise UsageError("--mode relufy needs --init_from PATH: the trained model whose activations become ReLU")
+    if config.distill == "init" and not config.init_from:
+        raise UsageError("--distill init needs --init_from PATH: the teacher is the model loaded from it")
+    problem = config.init_from and missing(config.init_from)
+    if problem:
+        raise UsageError(f"--init_from {config.init_from}: {problem}")
     if config.dataset:
         from pea_keras.data import sources
 

@@ -18,16 +18,20 @@ from pea_keras.training import rundir
 _WORKER = "pea_keras.training._tensorflow_export"
 
 
-def _convert(model, path, calibration, qat_epochs, qat_data, kit_dir, class_names):
+def facts_of(conversion):
+    """What a run keeps of a `tflite.Conversion` (JSON, so the TensorFlow child can send it)."""
+    return {"size_bytes": conversion.size_bytes, "arena_bytes": conversion.arena_bytes,
+            "kit": list(conversion.c_array), "notes": list(conversion.notes)}
+
+
+def _convert(model, path, calibration, qat_epochs, qat_data, allow_gates, kit_dir, class_names):
     """The facts of `tflite.convert` with the kit in `kit_dir` (None: no kit): {size_bytes,
-    arena_bytes, kit}; run in this process when the model is on TensorFlow, else in a TensorFlow
-    child process on the model saved as .keras."""
+    arena_bytes, kit, notes}; run in this process when the model is on TensorFlow, else in a
+    TensorFlow child process on the model saved as .keras."""
     settings = dict(overwrite=True, qat_epochs=qat_epochs, require_runtimes=("litert",),
-                    c_array_dir=kit_dir, class_names=tuple(class_names))
+                    c_array_dir=kit_dir, class_names=tuple(class_names), allow_gates=allow_gates)
     if flavor.runs_on_tensorflow(model):
-        conversion = tflite.convert(model, path, calibration, qat_data=qat_data, **settings)
-        return {"size_bytes": conversion.size_bytes, "arena_bytes": conversion.arena_bytes,
-                "kit": list(conversion.c_array)}
+        return facts_of(tflite.convert(model, path, calibration, qat_data=qat_data, **settings))
     with tempfile.TemporaryDirectory(prefix="pea-export-") as tmp:
         keras_path, arrays = os.path.join(tmp, "relu_model.keras"), os.path.join(tmp, "arrays.npz")
         model.save(keras_path)
@@ -55,7 +59,7 @@ def export_int8(config, task, data, model, test_ds, run_dir, warn):
     calibration = task.calibration(data, config, config.calibration_examples)
     qat_data = task.qat_data(data, config, max(config.calibration_examples, 1024)) if config.qat_epochs else None
     # Replacing an existing file was allowed by rundir.check (--overwrite or --resume).
-    convert = functools.partial(_convert, model, path, calibration, config.qat_epochs, qat_data)
+    convert = functools.partial(_convert, model, path, calibration, config.qat_epochs, qat_data, config.allow_gates)
     class_names = getattr(data, "class_names", ())
     try:
         facts = convert(config.tflite_dir, class_names)
@@ -65,6 +69,7 @@ def export_int8(config, task, data, model, test_ds, run_dir, warn):
     files.atomic_copy(path, os.path.join(run_dir, "model_int8.tflite"))
     size_bytes, arena_bytes = facts["size_bytes"], facts["arena_bytes"]
     return {"path": path, "size_bytes": size_bytes, "relu_only": True, "violations": [],
+            "passed_outside_relu": facts["notes"],  # What the proof accepted by name (allow_gates).
             "qat_epochs": config.qat_epochs, "micro_arena_bytes": arena_bytes, "micro_kit": facts["kit"],
             "device": devices.needs(size_bytes, arena_bytes),
             "evaluation": task.evaluate_tflite(path, test_ds, data, config.tflite_eval_examples)}

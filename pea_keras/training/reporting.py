@@ -10,7 +10,7 @@ import math
 import os
 
 from pea_keras import files
-from pea_keras.tflite import devices
+from pea_keras.tflite import devices, micro_kit
 
 ALPHA_TRACE = "alpha_trace.json"
 METRICS = "metrics.json"
@@ -185,8 +185,11 @@ def summary_table(metrics):
              f"wall time {metrics['wall_time_s']['total']:.0f} s"]
     tflite = metrics.get("tflite") or {}
     if tflite.get("path"):
+        notes = "".join(f", with {note}" for note in tflite.get("passed_outside_relu", ()))
         extra.append(f"int8 file: {tflite['path']} "
-                     f"({'ReLU-only' if tflite.get('relu_only') else 'NOT ReLU-only'})")
+                     f"({'ReLU-only' if tflite.get('relu_only') else 'NOT ReLU-only'}{notes})")
+        if tflite.get("micro_kit"):  # Its files sit next to it, named as this line says.
+            extra.append(micro_kit.build_line(os.path.splitext(os.path.basename(tflite["path"]))[0]))
     if tflite.get("device"):
         extra.append(devices.describe(tflite["device"]))
     extra.append(f"run directory: {metrics['run_dir']}")

@@ -3,14 +3,11 @@
     metrics = run(RunConfig(arch="mobilenet_v2"))
 
 `run` is the composition of the steps, each usable alone (benchmarks train through them):
-prepare (check settings, load data) -> build (model, wrap, optimizer, checkpoint) -> train ->
-score (every model form, strip) -> deploy (int8 file and kit) -> report (metrics.json, plots).
-
-build (random init) -> wrap every ReLU in a PEALayer -> train while PEAScheduler moves alpha
-0 -> 1 -> strip to the plain ReLU network -> int8 TFLite (checked ReLU-only) -> score every form
-on the test split -> metrics.json, history.csv, TensorBoard logs, plots, summary table.
-
-The chain is task-agnostic: data, model, loss and score come from a `tasks.Task`.
+prepare (check settings, load data) -> build (the --arch or --init_from model, wrapped or relufied;
+optimizer, checkpoint) -> train (PEAScheduler moves alpha 0 -> 1) -> score (every model form on the
+test split, strip to ReLU) -> deploy (int8 file checked ReLU-only, kit) -> report (metrics.json,
+history.csv, TensorBoard logs, plots, summary table). The chain is task-agnostic: data, model,
+loss and score come from a `tasks.Task`.
 """
 
 import dataclasses
@@ -27,11 +24,11 @@ import numpy as np
 import tensorflow as tf
 
 import pea_keras
-from pea_keras import console, files, flavor, schedules
-from pea_keras.errors import UsageError, UserError
+from pea_keras import console, files, schedules
+from pea_keras.errors import UsageError
 from pea_keras.training import callbacks as run_callbacks
 from pea_keras.training import config as config_lib
-from pea_keras.training import distribute, export, reporting, rundir, storage, tasks
+from pea_keras.training import distribute, export, reporting, rundir, starting, storage, tasks
 from pea_keras.training.config import RunConfig
 
 __all__ = ["RunConfig", "Ablation", "run", "compare", "prepare", "build", "train", "score", "deploy", "report"]
@@ -152,7 +149,7 @@ def prepare(config, ablation=None):
     r.schedule = make_schedule(config, r.total_steps) if config.mode not in ("relu", "surrogate") else None
     if ablation is not None and config.mode not in ("relu", "surrogate"):
         r.schedule = None if ablation.trainable_alpha else ablation.schedule
-    elif config.mode == "pea" and r.schedule(r.total_steps - 1) < 1.0:
+    elif config.mode in ("pea", "relufy") and r.schedule(r.total_steps - 1) < 1.0:
         how = ("lower --pea_end below 1: at 1, alpha reaches 1 only after the last step" if config.pea_end >= 1
                else f"lower --pea_end (now {config.pea_end}) or train more steps (now {r.total_steps})")
         raise UsageError(f"alpha would end at {r.schedule(r.total_steps - 1):.3f} < 1, so the model "
@@ -165,13 +162,18 @@ def build(r):
     config = r.config
     r.K.utils.set_random_seed(config.seed)  # The same initial weights for every mode.
     with r.strategy.scope():
-        model = r.task.build_model(r.K, config, r.data)
+        initial = starting.initial_model(config, r.task, r.K, r.data, r.splits[0])
         if config.mode == "surrogate":
-            model = pea_keras.surrogate(model, activation=config.activation)
+            model = pea_keras.surrogate(initial, activation=config.activation)
+        elif config.mode == "relufy":
+            model = pea_keras.relufy(initial, relu_gradient=config.relu_gradient)
         elif config.mode != "relu":
-            model = pea_keras.wrap(model, activation=config.activation, alpha=0.0,
+            model = pea_keras.wrap(initial, activation=config.activation, alpha=0.0,
+                                   relu_gradient=config.relu_gradient,
                                    trainable_alpha=bool(r.ablation and r.ablation.trainable_alpha))
-        r.trainer = _trainer(config, model)
+        else:
+            model = initial
+        r.trainer = starting.trainer(config, model, initial)
         r.optimizer, r.lr_schedule = make_optimizer(r.K, config, r.total_steps, r.steps_per_epoch)
         r.trainer.compile(optimizer=r.optimizer, loss=r.task.loss(r.K, config, r.data),
                           metrics=r.task.metrics(r.K, r.data))
@@ -193,29 +195,6 @@ def build(r):
         r.trace = reporting.load_alpha_trace(r.run_dir, before_step=step)
         reporting.truncate_history(r.run_dir, r.initial_epoch)
         _log(config, f"Resuming {r.run_dir} at epoch {r.initial_epoch} (step {step})")
-
-
-def _trainer(config, model):
-    """`model`, or with --distill a distiller that trains it against the teacher."""
-    if config.distill == "none":
-        return model
-    from pea_keras import distillation
-
-    teacher = "self"
-    if config.distill.startswith("teacher:"):
-        path = config.distill[len("teacher:"):]
-        try:
-            teacher = pea_keras.load_model(path)
-        except UserError as e:
-            raise UsageError(f"--distill teacher:{path}: {e}") from None
-        names = {True: "tf_keras (--keras 2)", False: "Keras 3 (--keras 3)"}
-        if flavor.is_tf_keras(teacher) != flavor.is_tf_keras(model):
-            raise UsageError(f"--distill teacher:{path} is a {names[flavor.is_tf_keras(teacher)]} model; this "
-                             f"run trains {names[flavor.is_tf_keras(model)]}")
-    try:
-        return distillation.distiller(model, teacher, config.distill_temperature, config.distill_weight)
-    except ValueError as e:
-        raise UsageError(f"--distill {config.distill}: {e}") from None
 
 
 def _fit_callbacks(r, extra):
@@ -292,11 +271,13 @@ def score(r):
         _log(r.config, "Mode novel: g everywhere cannot be deployed ReLU-only; skipping strip and export")
         return scores, sizes, None
     deployable = pea_keras.strip(r.model, force=r.ablation is not None)  # Else raises if any alpha != 1.
+    if r.config.bn_reestimate:
+        pea_keras.reestimate_batchnorm(deployable, r.splits[0], batches=r.config.bn_reestimate)
     predicted_relu = scores.add("stripped", r.task.evaluate(deployable, test_ds, r.data))
     relu_path = os.path.join(r.run_dir, "relu_model.keras")
     storage.save_model(deployable, relu_path)
     sizes["relu_model_bytes"] = rundir.size_bytes(relu_path)
-    if scores.main["stripped"] != scores.main["pea"] and r.ablation is None:
+    if scores.main["stripped"] != scores.main["pea"] and r.ablation is None and not r.config.bn_reestimate:
         _warn(r, f"stripped model scores {scores.main['stripped']} but the PEA model "
                  f"{scores.main['pea']} (prediction agreement {np.mean(predicted == predicted_relu):.4f})")
     return scores, sizes, deployable
@@ -393,7 +374,9 @@ def compare(config, callbacks=()):
     base = config.output_dir or os.path.join("runs", dataclasses.replace(config, mode="compare").run_name())
     stem = config.tflite_name or os.path.basename(os.path.realpath(base))  # Two sweeps never share a file.
     configs = {mode: dataclasses.replace(config, mode=mode, output_dir=os.path.join(base, mode),
-                                         tflite_name=f"{stem}_{mode}") for mode in ("relu", "pea")}
+                                         tflite_name=f"{stem}_{mode}",
+                                         relu_gradient=config.relu_gradient if mode == "pea" else "relu")
+               for mode in ("relu", "pea")}
     started = {mode: rundir.has_progress(c.run_dir()) for mode, c in configs.items()}
     if config.resume and any(started.values()):  # --resume: a half stopped before its first checkpoint starts over.
         configs = {m: c if started[m] else dataclasses.replace(c, resume=False) for m, c in configs.items()}

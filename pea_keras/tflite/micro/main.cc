@@ -1,12 +1,14 @@
 // Self-test of one model's TensorFlow Lite Micro kit, as written by `pea-tflite convert`:
-// runs the kit's golden inputs through tflite::MicroInterpreter, compares every output byte with
-// the outputs TFLite Micro's reference kernels computed when the kit was made, and prints PASS or
-// FAIL, the arena used and the time per inference. Exit code 0 = every output bit-exact.
+// runs the kit's golden inputs (every input tensor) through tflite::MicroInterpreter, compares
+// every byte of every output tensor with the outputs TFLite Micro's reference kernels computed
+// when the kit was made, and prints PASS or FAIL, the arena used and the time per inference.
+// Exit code 0 = every output bit-exact.
 //
 // Compile it with the kit's folder on the include path, TFLite Micro's CXXFLAGS and INCLUDES for
-// your target, and the kit's stem as PEA_MODEL, e.g. -DPEA_MODEL=tiny_pea_digits_int8 for
-// tiny_pea_digits_int8_model_data.cc and its neighbours; link <stem>_model_data.cc,
-// <stem>_test_data.cc and the TFLite Micro library. Optional: -DPEA_TIMED_RUNS=N adds N timed
+// your target, and the kit's name as PEA_MODEL: the -DPEA_MODEL=... that `pea-tflite convert`
+// printed, e.g. -DPEA_MODEL=tiny_pea_digits_int8 for tiny_pea_digits_int8_model_data.cc and its
+// neighbours (the file's stem as a C identifier); link <name>_model_data.cc,
+// <name>_test_data.cc and the TFLite Micro library. Optional: -DPEA_TIMED_RUNS=N adds N timed
 // inferences of the first sample (default 10). tflite/README.md walks through a build.
 // Plain C++11 on top of TFLite Micro: no heap, no file system, no OS.
 
@@ -21,7 +23,7 @@
 #include "tensorflow/lite/schema/schema_generated.h"
 
 #ifndef PEA_MODEL
-#error "Define PEA_MODEL as the stem of the generated files, e.g. -DPEA_MODEL=tiny_pea_digits_int8"
+#error "Define PEA_MODEL as the kit's name that pea-tflite convert printed, e.g. -DPEA_MODEL=tiny_pea_digits_int8"
 #endif
 #ifndef PEA_TIMED_RUNS
 #define PEA_TIMED_RUNS 10
@@ -31,7 +33,7 @@
 #define PEA_STR(x) PEA_STR_(x)
 #define PEA_CAT_(a, b) a##b
 #define PEA_CAT(a, b) PEA_CAT_(a, b)
-// PEA_KIT_FILE(_model_data) -> "<stem>_model_data.h"
+// PEA_KIT_FILE(_model_data) -> "<name>_model_data.h"
 #define PEA_KIT_FILE(suffix) PEA_STR(PEA_CAT(PEA_MODEL, suffix).h)
 
 #include PEA_KIT_FILE(_model_data)
@@ -61,18 +63,48 @@ int Fail(const char* why) {
   return 1;
 }
 
-// Elements of `output` that differ from `expected`, and the largest difference.
-int CountMismatches(const kit::OutputType* output, const kit::OutputType* expected,
-                    double* max_diff) {
-  int mismatches = 0;
-  for (int i = 0; i < kit::kOutputSize; ++i) {
-    if (memcmp(&output[i], &expected[i], sizeof(kit::OutputType)) != 0) {
-      const double diff = static_cast<double>(output[i]) - static_cast<double>(expected[i]);
-      if ((diff < 0 ? -diff : diff) > *max_diff) *max_diff = diff < 0 ? -diff : diff;
-      ++mismatches;
+// One element of a tensor of `type` as a number (for the size of a difference).
+double Element(TfLiteType type, const void* data, int i) {
+  switch (type) {
+    case kTfLiteInt8: return static_cast<double>(static_cast<const int8_t*>(data)[i]);
+    case kTfLiteUInt8: return static_cast<double>(static_cast<const uint8_t*>(data)[i]);
+    case kTfLiteInt16: return static_cast<double>(static_cast<const int16_t*>(data)[i]);
+    case kTfLiteInt32: return static_cast<double>(static_cast<const int32_t*>(data)[i]);
+    case kTfLiteFloat32: return static_cast<double>(static_cast<const float*>(data)[i]);
+    default: return 0;
+  }
+}
+
+int ElementBytes(TfLiteType type) {
+  switch (type) {
+    case kTfLiteInt16: return 2;
+    case kTfLiteInt32:
+    case kTfLiteFloat32: return 4;
+    default: return 1;
+  }
+}
+
+// Elements of `output` that differ from `expected` (one sample of the tensor's golden outputs);
+// adds them to *elements and *mismatches and raises *max_diff to the largest difference.
+void Compare(const TfLiteTensor* output, const void* expected, int* elements, int* mismatches,
+             double* max_diff) {
+  const int size = ElementBytes(output->type);
+  const int n = static_cast<int>(output->bytes) / size;
+  for (int i = 0; i < n; ++i) {
+    if (memcmp(static_cast<const char*>(output->data.data) + i * size,
+               static_cast<const char*>(expected) + i * size, size) != 0) {
+      double diff = Element(output->type, output->data.data, i) - Element(output->type, expected, i);
+      if (diff < 0) diff = -diff;
+      if (diff > *max_diff) *max_diff = diff;
+      ++*mismatches;
     }
   }
-  return mismatches;
+  *elements += n;
+}
+
+// Sample `s` of a tensor's golden data.
+const void* Sample(const kit::GoldenTensor& golden, int s) {
+  return static_cast<const char*>(golden.samples) + s * golden.sample_bytes;
 }
 
 }  // namespace
@@ -94,11 +126,15 @@ int main(int argc, char* argv[]) {
   if (interpreter.AllocateTensors() != kTfLiteOk) {
     return Fail("AllocateTensors failed (arena too small or an op missing)");
   }
-  TfLiteTensor* input = interpreter.input(0);
-  TfLiteTensor* output = interpreter.output(0);
-  if (input->bytes != sizeof(kit::kTestInputs[0]) ||
-      output->bytes != sizeof(kit::kTestOutputs[0])) {
-    return Fail("input or output tensor size differs from the model settings");
+  for (int i = 0; i < kit::kNumInputs; ++i) {
+    if (interpreter.input(i)->bytes != kit::kGoldenInputs[i].sample_bytes) {
+      return Fail("an input tensor's size differs from the model settings");
+    }
+  }
+  for (int i = 0; i < kit::kNumOutputs; ++i) {
+    if (interpreter.output(i)->bytes != kit::kGoldenOutputs[i].sample_bytes) {
+      return Fail("an output tensor's size differs from the model settings");
+    }
   }
 
   int failed_samples = 0;
@@ -106,21 +142,26 @@ int main(int argc, char* argv[]) {
   int runs = 0;
   for (int s = 0; s < kit::kNumTestSamples + PEA_TIMED_RUNS; ++s) {
     const int sample = s < kit::kNumTestSamples ? s : 0;
-    memcpy(input->data.data, kit::kTestInputs[sample], sizeof(kit::kTestInputs[0]));
+    for (int i = 0; i < kit::kNumInputs; ++i) {
+      memcpy(interpreter.input(i)->data.data, Sample(kit::kGoldenInputs[i], sample),
+             kit::kGoldenInputs[i].sample_bytes);
+    }
     const uint32_t start = tflite::GetCurrentTimeTicks();
     if (interpreter.Invoke() != kTfLiteOk) return Fail("Invoke failed");
     ticks += static_cast<uint32_t>(tflite::GetCurrentTimeTicks() - start);
     ++runs;
     if (s >= kit::kNumTestSamples) continue;
+    int elements = 0, bad = 0;
     double max_diff = 0;
-    const int bad = CountMismatches(reinterpret_cast<const kit::OutputType*>(output->data.data),
-                                    kit::kTestOutputs[s], &max_diff);
+    for (int i = 0; i < kit::kNumOutputs; ++i) {
+      Compare(interpreter.output(i), Sample(kit::kGoldenOutputs[i], s), &elements, &bad, &max_diff);
+    }
     if (bad) {
       ++failed_samples;
-      MicroPrintf("sample %d: %d of %d outputs differ, by up to %d", s, bad, kit::kOutputSize,
+      MicroPrintf("sample %d: %d of %d outputs differ, by up to %d", s, bad, elements,
                   static_cast<int>(max_diff + 0.5));
     } else {
-      MicroPrintf("sample %d: %d outputs bit-exact", s, kit::kOutputSize);
+      MicroPrintf("sample %d: %d outputs bit-exact", s, elements);
     }
   }
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from pea_keras.data import arrays
 from pea_keras.data import classification as data_lib
 
 from ..base import Evaluation, Task
@@ -84,10 +85,16 @@ class Classification(Task):
         return Evaluation(float(np.mean(predicted == labels)), predicted)
 
     def calibration(self, data, config, n):
-        """`n` un-augmented training images (float32, model input shape) for int8 calibration."""
+        """`n` un-augmented training images (float32, model input shape) for int8 calibration: of
+        data held in memory (digits) the subset `--calib` takes (`arrays.fixed_subset`), so that
+        `pea-tflite convert` of the saved model with `--calib digits` writes the same file; of
+        streamed data the first `n`, as `--calib tfds:NAME` reads them."""
         ds = data_lib.pipeline(data, "train", image_size=config.image_size,
                                batch_size=min(n, 256), seed=config.seed)
-        return data_lib.to_numpy(ds, limit=n)[0]
+        if data.natural:
+            return data_lib.to_numpy(ds, limit=n)[0]
+        x = data_lib.to_numpy(ds)[0]
+        return x[arrays.fixed_subset(len(x), n)]
 
     def qat_data(self, data, config, n):
         """(x, int labels) arrays for quantization-aware fine-tuning."""

@@ -1,0 +1,299 @@
+"""From the model you have to a ReLU network: every way to relufy a trained network, paired by seed.
+
+For each network and seed, a "user's model" is trained first: the network with its own activation
+(MobileNetV2 0.35 with SiLU in place of every ReLU; keras.applications MobileNetV3Small, full, with
+hard-swish and hard-sigmoid gates; EfficientNetB0 with SiLU and sigmoid gates), 15 epochs on digits
+at 32 px through train.py's chain (`--init_from` the untrained network, `--mode relu`, which trains a
+model as it is). Then every way to a ReLU network fine-tunes it for a budget of 10 % and 20 % of those
+steps at a learning rate of 5e-4, each through train.py's chain too:
+
+  relufy        --mode relufy with its recipe (pea_keras.training.config.RECIPES): the product's way
+  relufy_naive  relufy used as the library's defaults would: alpha 1 at 75 %, no teacher, BN kept
+  relufy_*      one change to the recipe each (no teacher, no BN re-estimation, alpha 1 at 25 %,
+                g' as the ReLU branch's gradient, a learning rate of 2e-3)
+  swap_ft       every g swapped for ReLU (gates for ReLU6 hard-sigmoids), then fine-tuned (ReLU
+                Strikes Back)
+  swap_kd       the same, distilled from the user's model (KD-ReLUification)
+  surrogate     the swapped network with g's derivative in the backward pass (SUGAR)
+and two references: the swapped network without training (swap) and the ReLU network trained from
+scratch for 15 epochs (relu_scratch) and for 15 plus the budget (relu_equal). The swapped network is
+`strip` of `relufy` at alpha 1: the ReLU network with the user's weights.
+
+Recipe variants (relufy_*) are scored on the validation split to choose the recipe; the tables report
+the test split. Every result is written to the JSON at once; a restart skips what is done, so it
+runs in the background and resumes:
+
+    nice python benchmarks/relufy_accuracy.py --work runs/relufy_bench &   # jobs in priority order
+    python benchmarks/relufy_accuracy.py --report                           # tables into docs/
+    python benchmarks/relufy_accuracy.py --quick --work /tmp/q               # smoke: 1 seed, 1 epoch
+"""
+import argparse
+import os
+import sys
+import time
+import traceback
+
+import results_store
+from compact_accuracy import now
+from paired_stats import gap_fraction, paired
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+PRETRAIN_EPOCHS = 15
+LR = 5e-4
+BUDGETS = (0.1, 0.2)
+MEASURES = ("float", "stripped", "int8", "validation")
+NETWORKS = ("mobilenet_v2_silu", "mobilenet_v3_small", "efficientnet_b0")
+WAYS = {  # name -> (start from "user" or "swapped", RunConfig settings)
+    "relufy": ("user", dict(mode="relufy")),
+    "relufy_naive": ("user", dict(mode="relufy", pea_end=0.75, distill="none", bn_reestimate=0)),
+    "relufy_no_kd": ("user", dict(mode="relufy", distill="none")),
+    "relufy_no_bn": ("user", dict(mode="relufy", bn_reestimate=0)),
+    "relufy_end_0.25": ("user", dict(mode="relufy", pea_end=0.25)),
+    "relufy_hybrid": ("user", dict(mode="relufy", relu_gradient="g")),
+    "relufy_lr_2e-3": ("user", dict(mode="relufy", lr=2e-3)),
+    "swap_ft": ("swapped", dict(mode="relu")),
+    "swap_kd": ("swapped", dict(mode="relu", distill="teacher:USER")),
+    "surrogate": ("swapped", dict(mode="surrogate")),
+}
+G = {"mobilenet_v2_silu": "silu", "mobilenet_v3_small": "hard_swish", "efficientnet_b0": "silu"}
+
+
+def user_network(name, K, seed):
+    """The untrained network with its own activation, [0, 1] images of 32x32x1 (digits) in, 10 logits out."""
+    import pea_keras
+    from pea_keras.training.tasks.classification import archs
+
+    K.utils.set_random_seed(seed)
+    if name == "mobilenet_v2_silu":
+        return pea_keras.replace_relu(archs.build("mobilenet_v2", K, (32, 32, 1), 10, width=0.35), "silu")
+    inputs = K.Input((32, 32, 1), name="image")
+    if name == "mobilenet_v3_small":
+        net = K.applications.MobileNetV3Small(input_shape=(32, 32, 1), weights=None, classes=10,
+                                               minimalistic=False, include_preprocessing=False,
+                                               classifier_activation=None)
+        outputs = net(inputs)
+    else:  # EfficientNet rescales 0-255 pixels itself.
+        net = K.applications.EfficientNetB0(input_shape=(32, 32, 1), weights=None, classes=10,
+                                            classifier_activation=None)
+        outputs = net(K.layers.Rescaling(255.0)(inputs))
+    for layer in net.layers:  # As archs.build does: 0.99/0.999 stay at chance after short runs.
+        if isinstance(layer, K.layers.BatchNormalization):
+            layer.momentum = 0.9
+    return K.Model(inputs, outputs, name=name)
+
+
+def _record(metrics, **extra):
+    top1 = metrics["top1"]
+    return {"float": top1["pea"], "stripped": top1.get("stripped"), "int8": top1.get("int8"),
+            "validation": top1.get("validation"), "steps": metrics["total_steps"],
+            "train_wall_s": metrics["wall_time_s"]["train"], "finished_utc": now(), **extra}
+
+
+def _train(work, job, **settings):
+    from pea_keras.training import config as config_lib
+    from pea_keras.training import run
+
+    folder = os.path.join(work, "runs", job.replace("/", "_"))
+    config = config_lib.recipe(verbose="0", overwrite=True, output_dir=folder,
+                               tflite_dir=os.path.join(folder, "tflite"), **settings)
+    return run.run(config), folder
+
+
+def pretrain(work, net, seed, epochs):
+    """The user's model of (net, seed): its file, its steps per epoch and its scores."""
+    import keras
+
+    folder = os.path.join(work, "models", f"{net}_{seed}")
+    os.makedirs(folder, exist_ok=True)
+    untrained = os.path.join(folder, "untrained.keras")
+    user_network(net, keras, seed).save(untrained)
+    metrics, run_dir = _train(work, f"{net}/pretrain/{seed}", mode="relu", init_from=untrained, epochs=epochs,
+                              seed=seed, export=False)
+    os.replace(os.path.join(run_dir, "pea_model.keras"), os.path.join(folder, "user.keras"))
+    return _record(metrics, steps_per_epoch=metrics["steps_per_epoch"])
+
+
+def _swap(path, target):
+    """The ReLU network of the model in `path` (relufy, alpha 1, strip), saved to `target`."""
+    import pea_keras
+
+    model = pea_keras.relufy(pea_keras.load_model(path))
+    pea_keras.set_alpha(model, 1.0)
+    pea_keras.strip(model).save(target)
+
+
+def fine_tune(work, net, seed, way, budget, steps_per_epoch, pretrain_epochs):
+    """One way at one budget, from the (net, seed) user's model."""
+    folder = os.path.join(work, "models", f"{net}_{seed}")
+    start, settings = WAYS[way]
+    settings = {"lr": LR, **settings}
+    if settings.get("distill") == "teacher:USER":
+        settings["distill"] = f"teacher:{os.path.join(folder, 'user.keras')}"
+    steps = max(1, round(budget * pretrain_epochs * steps_per_epoch))
+    epochs = max(1, min(3, steps // 4))  # Whole epochs of equal steps: the recipe's fractions are of steps.
+    metrics, _ = _train(work, f"{net}/{way}_{budget}/{seed}", init_from=os.path.join(folder, f"{start}.keras"),
+                        activation=G[net], seed=seed, epochs=epochs,
+                        steps_per_epoch=max(1, steps // epochs), **settings)
+    return _record(metrics)
+
+
+def scratch(work, net, seed, epochs):
+    folder = os.path.join(work, "models", f"{net}_{seed}")
+    metrics, _ = _train(work, f"{net}/relu_scratch_{epochs}/{seed}", mode="relu",
+                        init_from=os.path.join(folder, "untrained_relu.keras"), epochs=epochs, seed=seed)
+    return _record(metrics)
+
+
+def swapped_score(work, net, seed):
+    """Writes the swapped networks (trained and untrained) and scores the trained one as it is."""
+    import pea_keras
+    from pea_keras.training import config as config_lib
+    from pea_keras.training import run
+
+    folder = os.path.join(work, "models", f"{net}_{seed}")
+    _swap(os.path.join(folder, "user.keras"), os.path.join(folder, "swapped.keras"))
+    _swap(os.path.join(folder, "untrained.keras"), os.path.join(folder, "untrained_relu.keras"))
+    config = config_lib.recipe(mode="relu", init_from=os.path.join(folder, "swapped.keras"), seed=seed, verbose="0")
+    r = run.prepare(config)
+    model = pea_keras.load_model(config.init_from)
+    _, val, test = r.splits
+    return {"float": r.task.evaluate(model, test, r.data).score,
+            "validation": r.task.evaluate(model, val, r.data).score, "finished_utc": now()}
+
+
+def plan(quick):
+    """(net, job kind, way, budget, seed) in priority order: the two compact networks first."""
+    if quick:
+        return [("mobilenet_v2_silu", "pretrain", "", 0, 0), ("mobilenet_v2_silu", "swap", "", 0, 0),
+                ("mobilenet_v2_silu", "way", "relufy", 0.1, 0), ("mobilenet_v2_silu", "way", "swap_ft", 0.1, 0)]
+    jobs = []
+    for seeds, nets in ((range(10), NETWORKS[:2]), (range(5), NETWORKS[2:])):
+        for seed in seeds:
+            for net in nets:
+                jobs += [(net, "pretrain", "", 0, seed), (net, "swap", "", 0, seed),
+                         (net, "scratch", "", PRETRAIN_EPOCHS, seed)]
+                jobs += [(net, "way", way, budget, seed) for budget in BUDGETS[::-1] for way in WAYS]
+                jobs += [(net, "scratch", "", round(PRETRAIN_EPOCHS * (1 + b)), seed) for b in BUDGETS]
+    return jobs
+
+
+def key(net, kind, way, budget, seed):
+    name = {"pretrain": "user", "swap": "swap", "scratch": f"relu_scratch_{budget}"}.get(kind, f"{way}_{budget}")
+    return f"{net}/{name}/{seed}"
+
+
+EMPTY = {"runs": {}, "failed": {}}
+
+
+def read_store(path):
+    return results_store.read(path, EMPTY)
+
+
+def update_store(path, change):
+    results_store.update(path, EMPTY, change)
+
+
+def worker(args):
+    epochs = 1 if args.quick else PRETRAIN_EPOCHS
+    for job in plan(args.quick):
+        net, kind, way, budget, seed = job
+        if args.only and kind != args.only:
+            continue
+        store = read_store(args.json)
+        name = key(*job)
+        if name in store["runs"] or name in store["failed"]:
+            continue
+        user = store["runs"].get(key(net, "pretrain", "", 0, seed))
+        swapped = key(net, "swap", "", 0, seed) in store["runs"]
+        if kind != "pretrain" and (user is None or kind != "swap" and not swapped):
+            continue  # What it starts from failed.
+        t0 = time.time()
+        try:
+            if kind == "pretrain":
+                result = pretrain(args.work, net, seed, epochs)
+            elif kind == "swap":
+                result = swapped_score(args.work, net, seed)
+            elif kind == "scratch":
+                result = scratch(args.work, net, seed, budget if not args.quick else 1)
+            else:
+                result = fine_tune(args.work, net, seed, way, budget, user["steps_per_epoch"], epochs)
+        except Exception as e:  # noqa: BLE001 (recorded; the other jobs go on)
+            traceback.print_exc()
+            update_store(args.json, lambda s, n=name, e=e: s["failed"].__setitem__(n, f"{type(e).__name__}: {e}"[:400]))
+            continue
+        update_store(args.json, lambda s, n=name, r=result: s["runs"].__setitem__(n, r))
+        print(f"{name:44s} test {100 * result['float']:.2f}  {time.time() - t0:.0f} s", flush=True)
+
+
+def _values(store, net, name, measure):
+    """{seed: value} of one configuration."""
+    found = {}
+    for k, r in store["runs"].items():
+        n, config, seed = k.split("/")
+        if n == net and config == name and r.get(measure) is not None:
+            found[int(seed)] = r[measure]
+    return found
+
+
+def report(store):
+    """Per network and budget: each way's test top-1, its share of the gap from ReLU from scratch to
+    the user's model (95 % bootstrap interval) and its paired difference to relufy."""
+    lines = []
+    for net in NETWORKS:
+        high = _values(store, net, "user", "float")
+        low = _values(store, net, f"relu_scratch_{PRETRAIN_EPOCHS}", "stripped")
+        if not high:
+            continue
+        lines += [f"\n### {net}\n", "| way | budget | measure | n | top-1 % | gap recovered [95 % CI] | "
+                  "vs relufy: pt [95 % CI] | validation top-1 % |", "|---|---|---|---|---|---|---|---|"]
+        for budget in BUDGETS:
+            for way in WAYS:
+                name = f"{way}_{budget}"
+                for measure in ("stripped", "int8"):
+                    got = _values(store, net, name, measure)
+                    if not got:
+                        continue
+                    seeds = sorted(set(got) & set(low) & set(high))
+                    share = gap_fraction([got[s] for s in seeds], [low[s] for s in seeds], [high[s] for s in seeds])
+                    ref = _values(store, net, f"relufy_{budget}", measure)
+                    common = sorted(set(got) & set(ref))
+                    d = paired([got[s] for s in common], [ref[s] for s in common]) if way != "relufy" else None
+                    val = _values(store, net, name, "validation")
+                    lines.append(
+                        f"| {way} | {int(budget * 100)} % | {measure} | {len(got)} | "
+                        f"{100 * sum(got.values()) / len(got):.2f} | "
+                        + (f"{100 * share['fraction']:.0f} % [{100 * share['ci95'][0]:.0f}, "
+                           f"{100 * share['ci95'][1]:.0f}]" if share else "-") + " | "
+                        + (f"{100 * d['mean']:+.2f} [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]"
+                           if d and d["ci95"] else "-") + " | "
+                        + (f"{100 * sum(val.values()) / len(val):.2f}" if val else "-") + " |")
+        refs = {"user's model (g)": high, "ReLU from scratch, 15 epochs": low,
+                "swapped, no training": _values(store, net, "swap", "float")}
+        for budget in BUDGETS:
+            refs[f"ReLU from scratch, equal compute ({int(100 * budget)} %)"] = _values(
+                store, net, f"relu_scratch_{round(PRETRAIN_EPOCHS * (1 + budget))}", "stripped")
+        lines += ["", "| reference | n | top-1 % |", "|---|---|---|"]
+        lines += [f"| {label} | {len(v)} | {100 * sum(v.values()) / len(v):.2f} |" for label, v in refs.items() if v]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", default=os.path.join(REPO, "runs", "relufy_bench"),
+                        help="Folder for the models and run directories (kept for resuming).")
+    parser.add_argument("--json", default=os.path.join(REPO, "docs", "results", "relufy_accuracy.json"))
+    parser.add_argument("--report", action="store_true", help="Print the tables of the JSON and exit.")
+    parser.add_argument("--quick", action="store_true", help="Smoke run: one seed, one epoch, two ways.")
+    parser.add_argument("--only", choices=("pretrain", "swap", "scratch", "way"), help="Run only this kind of job.")
+    args = parser.parse_args()
+    if args.report:
+        print(report(read_store(args.json)))
+        return
+    worker(args)
+
+
+if __name__ == "__main__":
+    main()
