@@ -97,7 +97,8 @@ def _train(work, job, **settings):
     from pea_keras.training import run
 
     folder = os.path.join(work, "runs", job.replace("/", "_"))
-    config = config_lib.recipe(verbose="0", overwrite=True, output_dir=folder,
+    # Every ReLU network here keeps its squeeze-excite gates as ReLU6 hard sigmoids: named, accepted.
+    config = config_lib.recipe(verbose="0", overwrite=True, output_dir=folder, allow_gates=True,
                                tflite_dir=os.path.join(folder, "tflite"), **settings)
     return run.run(config), folder
 
