@@ -1,6 +1,6 @@
 """Does PEA help segmentation? mIoU of the ReLU baseline and PEA over seeds, float and int8.
 
-For each seed, `train.py --task segmentation --compare` (the product's chain, `run.compare`)
+For each seed, `train.py --task segmentation --compare` (the product's chain, `comparison.compare`)
 trains, from the same initial weights and on the same batches of the same digit scenes:
   relu        the plain ReLU network
   pea_<g>     PEA with g (default silu): PEAScheduler with the default cosine schedule
@@ -38,13 +38,13 @@ MEASURES = ("float", "int8")
 
 
 def one_seed(config, seed, work):
-    """run.compare for one seed -> {"relu"|"pea_<g>": {float, int8, pixel accuracy, seconds}}."""
-    from pea_keras.training import run
+    """comparison.compare for one seed -> {"relu"|"pea_<g>": {float, int8, pixel accuracy, seconds}}."""
+    from pea_keras.training.comparison import compare
 
     t = time.time()
     cfg = dataclasses.replace(config, seed=seed, output_dir=os.path.join(work, f"seed{seed}"),
                               tflite_dir=os.path.join(work, f"seed{seed}", "tflite"))
-    comparison = run.compare(cfg)
+    comparison = compare(cfg)
     out = {}
     for mode in ("relu", "pea"):
         with open(os.path.join(comparison["runs"][mode], "metrics.json")) as f:

@@ -8,7 +8,6 @@ and a cumulative average in place of the moving one, is the standard repair afte
 change (as PyTorch's `swa_utils.update_bn` does); it trains no weight.
 """
 
-import numpy as np
 
 from pea_keras import flavor
 
@@ -74,8 +73,3 @@ def reestimate_batchnorm(model, data, batches=100):
         raise ValueError("data holds no batch to re-estimate the batch-normalisation statistics on.")
     return used
 
-
-def moving_statistics(model):
-    """{layer name: (moving mean, moving variance)} as numpy arrays, for tests and reports."""
-    return {layer.name: (np.array(layer.moving_mean), np.array(layer.moving_variance))
-            for layer in batchnorm_layers(model)}

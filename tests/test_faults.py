@@ -616,7 +616,8 @@ def test_compare_stopped_in_its_second_half_resumes(tmp_path):
     import pea_keras
     from pea_keras import console
     from pea_keras.callbacks import BothFlavoursCallback
-    from pea_keras.training.run import RunConfig, compare
+    from pea_keras.training.comparison import compare
+    from pea_keras.training.run import RunConfig
 
     class StopInThePEAHalf(BothFlavoursCallback):
         def on_train_batch_end(self, batch, logs=None):

@@ -40,12 +40,12 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # TensorFlow's Python INFO lines are noise here.
     from pea_keras.files import StorageError
     from pea_keras.tflite import TFLiteError
-    from pea_keras.training import run, rundir
+    from pea_keras.training import comparison, run, rundir
 
     config = config_lib.from_flags(FLAGS)
     try:
         if FLAGS.compare:
-            run.compare(config)
+            comparison.compare(config)
         else:
             run.run(config)
     except TFLiteError as e:

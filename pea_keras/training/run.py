@@ -12,7 +12,6 @@ loss and score come from a `tasks.Task`.
 
 import dataclasses
 import importlib.util
-import json
 import os
 import shutil
 import sys
@@ -24,14 +23,14 @@ import numpy as np
 import tensorflow as tf
 
 import pea_keras
-from pea_keras import console, files, schedules
+from pea_keras import console, schedules
 from pea_keras.errors import UsageError
 from pea_keras.training import callbacks as run_callbacks
 from pea_keras.training import config as config_lib
 from pea_keras.training import distribute, export, reporting, rundir, starting, storage, tasks
 from pea_keras.training.config import RunConfig
 
-__all__ = ["RunConfig", "Ablation", "run", "compare", "prepare", "build", "train", "score", "deploy", "report"]
+__all__ = ["RunConfig", "Ablation", "run", "prepare", "build", "train", "score", "deploy", "report"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -365,53 +364,3 @@ def run(config, callbacks=(), ablation=None):
     if not r.chief:
         shutil.rmtree(r.run_dir, ignore_errors=True)
     return metrics
-
-
-def compare(config, callbacks=()):
-    """Trains the ReLU baseline and PEA with the same seed and data order; returns both and
-    PEA minus ReLU for each model form (also written to <output_dir>/compare.json)."""
-    config = settle(config)
-    base = config.output_dir or os.path.join("runs", dataclasses.replace(config, mode="compare").run_name())
-    stem = config.tflite_name or os.path.basename(os.path.realpath(base))  # Two sweeps never share a file.
-    configs = {mode: dataclasses.replace(config, mode=mode, output_dir=os.path.join(base, mode),
-                                         tflite_name=f"{stem}_{mode}",
-                                         relu_gradient=config.relu_gradient if mode == "pea" else "relu")
-               for mode in ("relu", "pea")}
-    started = {mode: rundir.has_progress(c.run_dir()) for mode, c in configs.items()}
-    if config.resume and any(started.values()):  # --resume: a half stopped before its first checkpoint starts over.
-        configs = {m: c if started[m] else dataclasses.replace(c, resume=False) for m, c in configs.items()}
-    with rundir.owned(list(configs.values()), folder=base):
-        return _compare(config, base, configs, callbacks)
-
-
-def _compare(config, base, configs, callbacks):
-    finished = {}
-    for mode, mode_config in configs.items():  # Refuse before training either model.
-        try:
-            rundir.check(mode_config)
-        except rundir.RunFinished:  # --resume: a finished half is read back, not trained again.
-            with open(os.path.join(mode_config.run_dir(), reporting.METRICS)) as f:
-                finished[mode] = json.load(f)
-    if len(finished) == len(configs) and os.path.exists(os.path.join(os.path.realpath(base), "compare.json")):
-        raise rundir.RunFinished(f"{os.path.realpath(base)} has finished (both runs and compare.json): nothing "
-                                 "to resume; to train it again, pass --overwrite instead of --resume")
-    results = {mode: finished.get(mode) or run(mode_config, callbacks) for mode, mode_config in configs.items()}
-    metric = results["pea"]["metric"]
-    relu, pea = results["relu"][metric], results["pea"][metric]
-    comparison = {
-        "metric": metric, "seed": config.seed, "relu": relu, "pea": pea,
-        "difference": {k: pea[k] - relu[k] for k in ("pea", "stripped", "int8", "validation")
-                       if k in pea and k in relu},
-        "runs": {m: r["run_dir"] for m, r in results.items()},
-    }
-    path = os.path.join(os.path.realpath(base), "compare.json")
-    try:
-        reporting.write_json(path, comparison)
-    except OSError as e:
-        message = files.write_error_message(e, safe="both runs are complete",
-                                            retry="run again with --resume")
-        if message is None:
-            raise
-        raise files.StorageError(message) from e
-    _log(config, "\n" + reporting.compare_table(comparison))
-    return comparison
