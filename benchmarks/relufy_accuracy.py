@@ -23,7 +23,8 @@ Recipe variants (relufy_*) are scored on the validation split to choose the reci
 the test split. Every result is written to the JSON at once; a restart skips what is done, so it
 runs in the background and resumes:
 
-    nice python benchmarks/relufy_accuracy.py --work runs/relufy_bench &   # jobs in priority order
+    nice python benchmarks/relufy_accuracy.py --work runs/relufy_bench --worker 0/2 &   # priority order
+    nice python benchmarks/relufy_accuracy.py --work runs/relufy_bench --worker 1/2 &
     python benchmarks/relufy_accuracy.py --report                           # tables into docs/
     python benchmarks/relufy_accuracy.py --quick --work /tmp/q               # smoke: 1 seed, 1 epoch
 """
@@ -54,6 +55,7 @@ WAYS = {  # name -> (start from "user" or "swapped", RunConfig settings)
     "relufy_end_0.25": ("user", dict(mode="relufy", pea_end=0.25)),
     "relufy_hybrid": ("user", dict(mode="relufy", relu_gradient="g")),
     "relufy_lr_2e-3": ("user", dict(mode="relufy", lr=2e-3)),
+    "relufy_hybrid_lr_2e-3": ("user", dict(mode="relufy", relu_gradient="g", lr=2e-3)),
     "swap_ft": ("swapped", dict(mode="relu")),
     "swap_kd": ("swapped", dict(mode="relu", distill="teacher:USER")),
     "surrogate": ("swapped", dict(mode="surrogate")),
@@ -170,20 +172,37 @@ def swapped_score(work, net, seed):
             "validation": r.task.evaluate(model, val, r.data).score, "finished_utc": now()}
 
 
-def plan(quick):
-    """(net, job kind, way, budget, seed) in priority order: the two compact networks first."""
+# Run first, for every seed: the recipe candidates and the published ways at the larger budget.
+FIRST = ("relufy", "relufy_hybrid", "relufy_lr_2e-3", "relufy_hybrid_lr_2e-3", "swap_ft", "swap_kd", "surrogate")
+
+
+def _blocks(quick):
+    """[(net, seed, jobs)] in priority order; a block's jobs depend on its first ones, so one worker
+    runs a whole block."""
     if quick:
-        return [("mobilenet_v2_silu", "pretrain", "", 0, 0), ("mobilenet_v2_silu", "swap", "", 0, 0),
-                ("mobilenet_v2_silu", "way", "relufy", 0.1, 0), ("mobilenet_v2_silu", "way", "swap_ft", 0.1, 0)]
-    jobs = []
-    for seeds, nets in ((range(10), NETWORKS[:2]), (range(5), NETWORKS[2:])):
-        for seed in seeds:
-            for net in nets:
-                jobs += [(net, "pretrain", "", 0, seed), (net, "swap", "", 0, seed),
-                         (net, "scratch", "", PRETRAIN_EPOCHS, seed)]
-                jobs += [(net, "way", way, budget, seed) for budget in BUDGETS[::-1] for way in WAYS]
-                jobs += [(net, "scratch", "", round(PRETRAIN_EPOCHS * (1 + b)), seed) for b in BUDGETS]
-    return jobs
+        net = "mobilenet_v2_silu"
+        return [(net, 0, [(net, "pretrain", "", 0, 0), (net, "swap", "", 0, 0),
+                          (net, "way", "relufy", 0.1, 0), (net, "way", "swap_ft", 0.1, 0)])]
+
+    def first(net, seed):
+        return ([(net, "pretrain", "", 0, seed), (net, "swap", "", 0, seed),
+                 (net, "scratch", "", PRETRAIN_EPOCHS, seed)]
+                + [(net, "way", way, BUDGETS[-1], seed) for way in FIRST])
+
+    def rest(net, seed):
+        return ([(net, "way", way, budget, seed) for budget in BUDGETS[::-1] for way in WAYS]
+                + [(net, "scratch", "", round(PRETRAIN_EPOCHS * (1 + b)), seed) for b in BUDGETS])
+
+    compact = NETWORKS[:2]
+    return ([(n, s, first(n, s)) for seeds in (range(5), range(5, 10)) for s in seeds for n in compact]
+            + [(n, s, rest(n, s)) for s in range(10) for n in compact]
+            + [(n, s, first(n, s) + rest(n, s)) for s in range(5) for n in NETWORKS[2:]])
+
+
+def plan(quick, worker=(0, 1)):
+    """(net, job kind, way, budget, seed) of this worker (every N-th block), in priority order."""
+    index, count = worker
+    return [job for i, (_, _, jobs) in enumerate(_blocks(quick)) if i % count == index for job in jobs]
 
 
 def key(net, kind, way, budget, seed):
@@ -204,7 +223,7 @@ def update_store(path, change):
 
 def worker(args):
     epochs = 1 if args.quick else PRETRAIN_EPOCHS
-    for job in plan(args.quick):
+    for job in plan(args.quick, args.worker):
         net, kind, way, budget, seed = job
         if args.only and kind != args.only:
             continue
@@ -293,6 +312,8 @@ def main():
     parser.add_argument("--json", default=os.path.join(REPO, "docs", "results", "relufy_accuracy.json"))
     parser.add_argument("--report", action="store_true", help="Print the tables of the JSON and exit.")
     parser.add_argument("--quick", action="store_true", help="Smoke run: one seed, one epoch, two ways.")
+    parser.add_argument("--worker", default=(0, 1), type=lambda v: tuple(map(int, v.split("/"))),
+                        help="I/N: run every N-th block of jobs, starting at the I-th (workers share the JSON).")
     parser.add_argument("--only", choices=("pretrain", "swap", "scratch", "way"), help="Run only this kind of job.")
     args = parser.parse_args()
     if args.report:
