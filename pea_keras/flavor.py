@@ -172,6 +172,15 @@ def replay(model, inputs, call):
     return _pack_inputs(model, inputs), tf.nest.pack_sequence_as(model._nested_outputs, outputs)
 
 
+def name_op(tensor, name):
+    """Names the Keras 3 operation that made the symbolic `tensor`: `x + 3` takes Keras' next
+    auto-name ("add"), which a model loaded in this process may already use. (tf_keras makes its
+    op layers' names unique itself.)"""
+    operation = getattr(getattr(tensor, "_keras_history", None), "operation", None)
+    if operation is not None and not is_layer(operation):
+        operation.name = name
+
+
 def is_layer(obj):
     """True for a layer of either flavour; False for a Keras 3 operation such as `keras.ops.relu`."""
     return isinstance(obj, keras_of(obj).layers.Layer)

@@ -184,7 +184,11 @@ class HardSigmoid:
         self.layer = k.layers.ReLU(6.0, name=name)
 
     def __call__(self, x):
-        return self.layer(x + 3.0) * (1.0 / 6.0)
+        shifted = x + 3.0
+        gate = self.layer(shifted) * (1.0 / 6.0)
+        for tensor, suffix in ((shifted, "plus_3"), (gate, "times_1_6")):
+            flavor.name_op(tensor, f"{self.layer.name}_{suffix}")
+        return gate
 
 
 def with_activation(layer, activation):

@@ -310,3 +310,24 @@ def test_relufied_model_fine_tunes_to_relu_and_strips(k):
     assert [layer.alpha_value for layer in pea_keras.pea_layers(relufied)] == [1.0] * 4
     stripped = pea_keras.strip(relufied)
     assert max_diff(relufied, stripped) <= 1e-5
+
+
+def test_a_loaded_model_strips_in_a_fresh_process(k, tmp_path):
+    """The stripped gate's ops take names of their own: a fresh process that loads a model with
+    Keras' first auto-names ("multiply", "add") relufies and strips it."""
+    from fresh import fresh_python
+
+    inputs = k.Input((8, 8, 3))
+    x = k.layers.Conv2D(4, 1, activation="swish")(inputs)
+    se = k.layers.Dense(4, activation="sigmoid")(k.layers.GlobalAveragePooling2D()(x))
+    x = k.layers.Multiply(name="multiply")([x, k.layers.Reshape((1, 1, 4))(se)])
+    x = k.layers.Add(name="add")([x, x])
+    k.Model(inputs, k.layers.GlobalAveragePooling2D()(x)).save(tmp_path / "user.keras")
+    printed = fresh_python("""
+        import sys, pea_keras
+        relufied = pea_keras.relufy(pea_keras.load_model(sys.argv[1]))
+        pea_keras.set_alpha(relufied, 1.0)
+        stripped = pea_keras.strip(relufied)
+        print(len(stripped.layers), len(pea_keras.pea_layers(stripped)))
+    """, tmp_path / "user.keras")
+    assert printed.split()[1] == "0"

@@ -93,3 +93,25 @@ def test_relufy_run_turns_a_silu_model_into_a_relu_only_int8_file(tmp_path, flav
                        "print(sorted({l.get_config().get('activation', '') for l in m.layers} - {''}))",
                        str(out / "relu_model.keras"))
     assert check.stdout.strip() == "['linear', 'relu']", check.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_relufy_runs_on_jax_and_torch(tmp_path, backend):
+    """The relufy recipe (teacher, blend, strip, batch-norm re-estimation) on a Keras 3 backend; the
+    int8 export runs under TensorFlow in a child, as for every mode."""
+    pytest.importorskip(backend)
+    import keras
+
+    user = _saved(keras, tmp_path)
+    out, tfl = tmp_path / "run", tmp_path / "tflite"
+    result = run_script("train.py", f"--init_from={user}", "--mode=relufy", f"--backend={backend}", "--epochs=2",
+                        "--steps_per_epoch=4", "--batch_size=16", "--calibration_examples=16",
+                        "--tflite_eval_examples=16", "--verbose=0", f"--output_dir={out}", f"--tflite_dir={tfl}",
+                        timeout=HANG_S)
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["mode"], m["backend"], m["flags"]["distill"]) == ("relufy", backend, "init")
+    assert m["alpha_final"] == 1.0 and m["alpha_trace"]["alpha"][0] == 0.0
+    assert relu_only_violations(str(tfl / "run_int8.tflite"), int8=True, allow_gates=True) == []
+    assert m["top1"]["stripped"] is not None and m["top1"]["int8"] is not None
