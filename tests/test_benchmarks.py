@@ -150,7 +150,7 @@ def test_folder_augmentation_trains_a_user_folder_with_and_without_augmentation(
     rows = json.loads(out.read_text())["rows"]
     assert [r["run"] for r in rows] == ["defaults", "--noaugment"]
     assert rows[0]["augmentation"].startswith("pad-and-crop (reflect 2 px, random crop back), no flips")
-    assert rows[1]["augmentation"] == "no crop, no flips: --augment none"
+    assert rows[1]["augmentation"] == "no crop, no flips: augment=none"
     assert rows[0]["train_examples"] == 320 and "defaults     float" in printed
 
 

@@ -7,9 +7,10 @@ import pytest
 from train_cli import call_main
 
 from pea_keras.data import augmentation
-from pea_keras.data import classification as data
-from pea_keras.errors import UsageError
+from pea_keras.errors import SettingError
 from pea_keras.training import config as config_lib
+from pea_keras.training.tasks import Splits
+from pea_keras.training.tasks.classification import data
 
 
 def test_parse():
@@ -17,7 +18,7 @@ def test_parse():
     assert augmentation.parse("none") == frozenset()
     assert augmentation.parse("flip,crop") == augmentation.parse(" Crop , flip") == {"flip", "crop"}
     for bad in ("flips", "", "crop,,flip", "true"):
-        with pytest.raises(UsageError, match=r"--augment must be auto, none, or a comma list"):
+        with pytest.raises(SettingError, match=r"^augment must be auto, none, or a comma list"):
             augmentation.parse(bad)
 
 
@@ -31,8 +32,8 @@ def test_earlier_spellings_keep_working():
 
 
 def _data(name, source_size, kind="tfds", natural=True):
-    return data.Data(name=name, splits={}, sizes={}, num_classes=10, channels=3, natural=natural,
-                     source_size=source_size, kind=kind)
+    return Splits(name=name, datasets={}, sizes={}, num_classes=10, channels=3, natural=natural,
+                  source_size=source_size, kind=kind)
 
 
 def test_auto_flips_only_datasets_known_to_keep_their_classes_mirrored():
@@ -46,7 +47,7 @@ def test_auto_flips_only_datasets_known_to_keep_their_classes_mirrored():
         assert "change meaning when mirrored" in a.reason
     folder = choose(_data("folder:/x", 28, kind="folder"), 32)
     assert (folder.flip, folder.crop) == (False, "pad")
-    assert "pass --augment flip,crop" in folder.describe()
+    assert "set augment=flip,crop when a mirrored image keeps its class" in folder.describe()
     # Only images stored at twice the input or more (or of varied size) get the random-resized crop.
     imagenet = choose(_data("imagenet2012", 0), 224)
     assert (imagenet.flip, imagenet.crop, imagenet.scale) == (True, "resized", (0.08, 1.0))
@@ -60,7 +61,7 @@ def test_auto_flips_only_datasets_known_to_keep_their_classes_mirrored():
     assert choose(_data("cifar10", 32), 32, "none") == augmentation.NONE
     digits = _data("digits", 8, kind="digits", natural=False)
     assert not choose(digits, 32).flip and not choose(digits, 32).crop
-    with pytest.raises(UsageError, match="the built-in digits are not augmented"):
+    with pytest.raises(SettingError, match="^augment crop: the built-in digits are not augmented; use auto or none"):
         choose(digits, 32, "crop")
 
 
@@ -71,8 +72,8 @@ def _gradients(n=8, side=16):
     ramp = np.tile(np.linspace(0, 255, side, dtype=np.float32)[None, :, None], (side, 1, 3))
     images = np.repeat(ramp[None].astype(np.uint8), n, axis=0)
     ds = tf.data.Dataset.from_tensor_slices((images, np.zeros(n, np.int64)))
-    return data.Data(name="ramps", splits={"train": ds}, sizes={"train": n}, num_classes=2,
-                     channels=3, natural=True, source_size=side, kind="folder")
+    return Splits(name="ramps", datasets={"train": ds}, sizes={"train": n}, num_classes=2,
+                  channels=3, natural=True, source_size=side, kind="folder")
 
 
 def test_the_default_never_mirrors_and_pads_by_reflection():
@@ -129,7 +130,7 @@ def test_default_augmentation_lets_a_folder_with_a_handedness_learn(tmp_path, ca
 def test_segmentation_keeps_crop_and_flip_unless_asked_otherwise():
     from types import SimpleNamespace
 
-    from pea_keras.data import segmentation
+    from pea_keras.training.tasks.segmentation import data as segmentation
 
     photos, scenes = SimpleNamespace(natural=True), SimpleNamespace(natural=False)
     auto = segmentation.choose_augmentation(photos)
@@ -139,5 +140,5 @@ def test_segmentation_keeps_crop_and_flip_unless_asked_otherwise():
     assert (crop.flip, crop.crop) == (False, "margin")
     assert segmentation.choose_augmentation(photos, "none") == augmentation.NONE
     assert not segmentation.choose_augmentation(scenes).flip
-    with pytest.raises(UsageError, match="generated scenes are not augmented"):
+    with pytest.raises(SettingError, match="generated scenes are not augmented"):
         segmentation.choose_augmentation(scenes, "flip")

@@ -53,8 +53,8 @@ def test_train_then_convert_its_saved_model(tmp_path):
                             cwd=tmp_path, capture_output=True, text=True, env=env(), timeout=HANG_S)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["augmentation"]["reason"] == "--augment none"  # The earlier spelling still works.
-    assert "Augmentation: no crop, no flips: --augment none" in result.stdout.splitlines()
+    assert metrics["augmentation"]["reason"] == "augment=none"  # The earlier spelling still works.
+    assert "Augmentation: no crop, no flips: augment=none" in result.stdout.splitlines()
     # The run ends by saying what the int8 file needs on a microcontroller, and where it fits.
     device = metrics["tflite"]["device"]
     assert device["flash_bytes"] == metrics["sizes"]["tflite_int8_bytes"] and device["ram_bytes"] > 0

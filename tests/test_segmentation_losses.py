@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import pea_keras
-from pea_keras.data import segmentation as data
 from pea_keras.training.tasks.segmentation import (
     build_segmentation_model,
+    data,
     evaluate_segmentation,
     mean_iou_metric,
     segmentation_loss,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from train_cli import call_main, refusal
 
-from pea_keras.data import scenes  # noqa: E402
 from pea_keras.training import tasks  # noqa: E402
 from pea_keras.training.run import RunConfig, run  # noqa: E402
+from pea_keras.training.tasks.segmentation import scenes  # noqa: E402
 
 TINY = dict(task="segmentation", width=0.35, image_size=32, epochs=1, steps_per_epoch=4,
             batch_size=8, verbose="0", calibration_examples=8, tflite_eval_examples=16)
@@ -108,7 +108,7 @@ def test_compare_segmentation_relu_vs_pea_in_keras_3(tmp_path):
     (["--task=segmentation", "--arch=mobilenet_v2"], "--arch must be one of lraspp_mobilenet_v2, deeplabv3"),
     (["--task=segmentation", "--image_size=40"], "--image_size must give sides that are multiples of 16"),
     (["--task=segmentation", "--qat_epochs=1"], "--qat_epochs is not available"),
-    (["--task=segmentation", "--dataset=nope"], "unknown segmentation dataset 'nope'"),
+    (["--task=segmentation", "--dataset=nope"], "error: --dataset 'nope' is not a segmentation dataset; use"),
     (["--task=segmentation", "--dataset=folder:/no/such/dir"], "no such directory"),
 ])
 def test_user_mistakes_are_one_line(tmp_path, capsys, args, reason):

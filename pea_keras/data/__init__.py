@@ -2,15 +2,15 @@
 
     sources         SOURCE strings: digits, digit_scenes, folder:, tfds:, npy:, npz:
     images          image files: extensions, class folders, a decode check, typical size
-    augmentation    which random changes training images get (--augment), chosen for the data
-    digits          scikit-learn's digits, the offline default
+    augmentation    which random changes training images get (setting `augment`), chosen for the data
+    digits          scikit-learn's handwritten digits, the offline default
     arrays          model inputs as checked numpy arrays (calibration, QAT, evaluation)
-    classification  tf.data pipelines of labelled images for training
-    scenes          digit scenes, the offline segmentation data
-    segmentation    tf.data pipelines of (image, mask) pairs for training
-    batches         the tf.data steps both pipelines share (in-memory batching, back to arrays)
+    batches         the tf.data steps every task's pipeline shares (in-memory batching, back to arrays)
 
-Training pipelines need TensorFlow; `sources`, `images` and `arrays` import it only on demand.
+Each training task loads its own data and builds its pipelines in its folder
+(`pea_keras.training.tasks.classification.data`, `...segmentation.data`, `...segmentation.scenes`).
+A setting that cannot work raises `SettingError` naming it (`augment`); train.py says it as its flag.
+`batches` needs TensorFlow; the others import it only on demand.
 """
 
 from pea_keras.data.arrays import calibration_samples, check_inputs, class_names, load_arrays

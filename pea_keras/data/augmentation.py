@@ -1,7 +1,7 @@
 """What random changes a training image gets, chosen for the data at hand.
 
-`--augment` names them: `auto` (the default) chooses by dataset, `none` turns them off, and a
-comma list of `flip` and `crop` asks for exactly those. Horizontal flips are off unless a dataset
+The setting `augment` names them: `auto` (the default) chooses by dataset, `none` turns them off,
+and a comma list of `flip` and `crop` asks for exactly those. Horizontal flips are off unless a dataset
 is known to keep its classes when mirrored (photos of objects: CIFAR, ImageNet) or the user asks:
 digits, text, arrows, anything with a handedness loses its signal when flipped. The crop follows
 the image size, as established recipes do: small images (stored at less than twice the model input)
@@ -12,7 +12,7 @@ MNIST recipes); only large images get the random-resized crop of ImageNet traini
 
 import dataclasses
 
-from pea_keras.errors import UsageError
+from pea_keras.errors import SettingError
 
 PARTS = ("flip", "crop")
 SPEC_HELP = "auto, none, or a comma list of flip and crop (flip,crop)"
@@ -27,7 +27,7 @@ PAD_FRACTION = 1 / 16
 
 
 def parse(spec):
-    """The parts asked for (a frozenset of PARTS), or None for `auto`; UsageError when malformed."""
+    """The parts asked for (a frozenset of PARTS), or None for `auto`; SettingError when malformed."""
     text = str(spec).strip().lower()
     if text == "auto":
         return None
@@ -36,7 +36,7 @@ def parse(spec):
     parts = [p.strip() for p in text.split(",")]
     unknown = [p for p in parts if p not in PARTS]
     if unknown or not text:
-        raise UsageError(f"--augment must be {SPEC_HELP}, got {spec!r}")
+        raise SettingError("augment", f"must be {SPEC_HELP}, got {spec!r}")
     return frozenset(parts)
 
 
@@ -67,20 +67,20 @@ class Augmentation:
         return {**dataclasses.asdict(self), "description": self.describe()}
 
 
-NONE = Augmentation(reason="--augment none")
+NONE = Augmentation(reason="augment=none")
 
 
 def asked(spec, natural, never):
     """(parts asked for, or None for `auto`; the Augmentation already decided, or None): `none`
     decides at once, and so does data that is never augmented (`natural` False, `never` saying
-    what it is: "the built-in digits"), for which asking for a part is a UsageError."""
+    what it is: "the built-in digits"), for which asking for a part is a SettingError."""
     parts = parse(spec)
     if parts == frozenset():
         return parts, NONE
     if natural:
         return parts, None
     if parts:
-        raise UsageError(f"--augment {spec}: {never} are not augmented; use --augment auto or none")
+        raise SettingError("augment", f"{spec}: {never} are not augmented; use auto or none")
     return parts, dataclasses.replace(NONE, reason=f"{never} are not augmented")
 
 

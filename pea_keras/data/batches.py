@@ -1,4 +1,4 @@
-"""The tf.data steps the classification and segmentation pipelines share: batching data that is
+"""The tf.data steps every task's pipeline shares: batching data that is
 already in memory, and collecting a batched pipeline back into arrays."""
 import numpy as np
 import tensorflow as tf

@@ -3,7 +3,7 @@
     digits[:SPLIT]         scikit-learn's handwritten digits (shipped offline)
     digit_scenes           segmentation scenes of those digits (generated offline)
     folder:PATH            an image folder (one sub-folder per class, or images/ + masks/)
-    tfds:NAME[:SPLIT]      a TFDS dataset (prepared in --data_dir)
+    tfds:NAME[:SPLIT]      a TFDS dataset (prepared in the TFDS data_dir)
     npy:PATH | npz:PATH    numpy arrays (an .npz holds x and y, or one array per model input)
 
 A bare existing folder, a bare ``.npy``/``.npz`` path or a bare TFDS name (``cifar10``) means

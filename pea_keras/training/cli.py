@@ -20,7 +20,7 @@ import sys
 from absl import app, flags
 
 from pea_keras import console
-from pea_keras.errors import UsageError
+from pea_keras.errors import SettingError, UsageError
 from pea_keras.training import config as config_lib  # Settings only: TensorFlow loads later.
 
 FLAGS = flags.FLAGS
@@ -51,6 +51,9 @@ def main(argv):
     except TFLiteError as e:
         print(f"{_prog()}: error: int8 export failed: {e}", file=sys.stderr)
         return 1
+    except SettingError as e:  # The library names the setting; train.py's flag of the same name says it.
+        print(f"{_prog()}: error: --{e.setting} {e.problem}", file=sys.stderr)
+        return 2
     except UsageError as e:
         print(f"{_prog()}: error: {e}", file=sys.stderr)
         return 2

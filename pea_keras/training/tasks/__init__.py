@@ -1,6 +1,6 @@
 """What a run trains and how it is scored, one task per folder (keras-hub style):
 
-    base            the `Task` interface and its `Evaluation`
+    base            the `Task` interface, the `Splits` it loads and its `Evaluation`
     classification  top-1 on digits, TFDS and image folders; the compact classifiers
     segmentation    mIoU on digit scenes, Cityscapes and folders; Lite R-ASPP and ASPP-lite heads
 
@@ -13,10 +13,10 @@ import importlib
 
 from pea_keras.errors import UsageError
 
-from .base import Evaluation, Task
+from .base import Evaluation, Splits, Task
 
 # Task name -> "module:class"; a task loads on first use (segmentation imports both flavours).
-__all__ = ["Evaluation", "Task", "get", "names", "with_defaults"]
+__all__ = ["Evaluation", "Splits", "Task", "get", "names", "with_defaults"]
 
 TASKS = {"classification": "classification.task:Classification",
          "segmentation": "segmentation.task:Segmentation"}

@@ -1,5 +1,5 @@
 """The `Task` interface: what a run trains and how it is scored. `run.py` talks to a task only
-through it; a task is stateless, and the data it loaded comes back to it as an argument."""
+through it; a task is stateless, and the `Splits` it loaded come back to it as an argument."""
 
 import abc
 import dataclasses
@@ -7,6 +7,27 @@ import dataclasses
 import numpy as np
 
 from pea_keras.errors import SettingError
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclasses.dataclass
+class Splits:
+    """A task's data cut into SPLITS: unbatched `tf.data` datasets of (image, label or mask) and
+    what the model and the task's pipeline need to know of them. Natural images (`natural`) are
+    uint8 of any size, resized in the pipeline; generated ones (digits, digit scenes) are float32
+    in [0, 1] already at the model size."""
+
+    name: str
+    datasets: dict  # "train" | "validation" | "test" -> tf.data.Dataset
+    sizes: dict  # split -> number of examples
+    num_classes: int
+    channels: int
+    natural: bool
+    class_names: tuple = ()  # label -> name, where the source names its classes
+    kind: str = ""  # the SOURCE kind: digits, digit_scenes, tfds or folder
+    source_size: int = 0  # typical side of the stored images (0: unknown or varied)
+    ignore_label: int | None = None  # mask value of pixels that count nowhere (segmentation)
 
 
 @dataclasses.dataclass
@@ -44,11 +65,11 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def load_data(self, config):
-        """The dataset (`pea_keras.data` classification or segmentation data)."""
+        """The task's data as `Splits`."""
 
     @abc.abstractmethod
     def augmentation(self, data, config):
-        """The `pea_keras.data.augmentation.Augmentation` the training split gets (--augment)."""
+        """The `pea_keras.data.augmentation.Augmentation` the training split gets (setting `augment`)."""
 
     @abc.abstractmethod
     def datasets(self, data, config):

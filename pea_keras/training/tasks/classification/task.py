@@ -3,10 +3,10 @@
 import numpy as np
 
 from pea_keras.data import arrays
-from pea_keras.data import classification as data_lib
 
 from ..base import Evaluation, Task
 from . import archs
+from . import data as data_lib
 
 
 def _images(x, y):

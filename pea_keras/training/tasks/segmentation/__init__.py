@@ -3,14 +3,12 @@
 Building blocks for ``train.py --task segmentation``:
   * ``archs.build_segmentation_model``: Lite R-ASPP / ASPP-lite on MobileNetV2, int8-ready.
   * ``scenes.make_digit_scenes`` / ``digit_scene_splits``: the offline digit-scene dataset.
-  * ``data.load`` / ``data.pipeline``: digit scenes, Cityscapes (TFDS) and ``folder:PATH``.
+  * ``data.load`` / ``data.pipeline``: digit scenes, Cityscapes (TFDS) and ``folder:PATH`` as ``Splits``.
   * ``losses.segmentation_loss`` / ``losses.mean_iou_metric``: ignore-label loss and metric.
   * ``metrics``: confusion-matrix mIoU, per-class IoU, pixel accuracy (numpy, streaming).
   * ``metrics.evaluate_segmentation``: those scores of a model (or any callable) on a data set.
   * ``task.Segmentation``: the ``--task segmentation`` entry of ``pea_keras.training.tasks``.
 """
-
-from pea_keras.data.scenes import digit_scene_splits, make_digit_scenes
 
 from .archs import ARCHS, build_segmentation_model
 from .losses import (
@@ -27,6 +25,7 @@ from .metrics import (
     mean_iou,
     scores_from_confusion,
 )
+from .scenes import digit_scene_splits, make_digit_scenes
 
 __all__ = [
     "ARCHS",

@@ -9,7 +9,8 @@ the Cityscapes and PASCAL VOC evaluation scripts.
 
 import numpy as np
 
-from pea_keras.data.segmentation import IGNORE_LABEL
+# Mask value of pixels that count nowhere (Cityscapes' void classes).
+IGNORE_LABEL = 255
 
 
 def confusion_matrix(y_true, y_pred, num_classes, ignore_label=IGNORE_LABEL):

@@ -12,12 +12,12 @@ writes next to it in metrics.json. Keras models and the int8 TFLite file are sco
 
 import numpy as np
 
-from pea_keras.data import segmentation as data_lib
 from pea_keras.data import sources
 from pea_keras.errors import SettingError
 
 from ..base import Evaluation, Task
 from . import archs
+from . import data as data_lib
 from .losses import mean_iou_metric, segmentation_loss
 from .metrics import ConfusionMatrix
 

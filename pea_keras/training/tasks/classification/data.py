@@ -1,4 +1,4 @@
-"""Labelled image datasets for training classifiers, and their `tf.data` pipelines.
+"""The data of the classification task: labelled images as `Splits`, and their `tf.data` pipelines.
 
 Three SOURCE kinds (`pea_keras.data.sources`):
   * `digits` (the offline default): scikit-learn's handwritten digits (1,797 real 8x8 scans that ship
@@ -7,10 +7,10 @@ Three SOURCE kinds (`pea_keras.data.sources`):
     `data_dir`; downloaded only when a network is reachable (or `download="always"`).
   * `folder:PATH`: one sub-folder of images per class; every file is checked to decode first.
 
-Models take float images in [0, 1]; any normalisation is inside the model.
+Models take float images in [0, 1]; any normalisation is inside the model. Mistakes raise
+`SettingError` naming the setting (`dataset`, `data_dir`, `download`), which train.py says as its flag.
 """
 
-import dataclasses
 import os
 import socket
 
@@ -20,7 +20,9 @@ import tensorflow as tf
 from pea_keras.data import augmentation as augment_lib
 from pea_keras.data import batches, images, sources
 from pea_keras.data.digits import load_digits_split
-from pea_keras.errors import DataError, UsageError
+from pea_keras.errors import DataError, SettingError, first_line
+
+from ..base import Splits
 
 DIGITS = "digits"
 # Natural images are cached in memory (decoded, resized) when they take less than this.
@@ -29,29 +31,11 @@ CACHE_LIMIT_BYTES = 4 << 30
 EVAL_CROP_FRACTION = 0.875
 SHUFFLE_BUFFER = 10_000
 # TFDS datasets whose classes survive a horizontal flip (photos of objects), and ones whose do
-# not (digits, characters); any other dataset or folder gets no flips unless --augment asks.
+# not (digits, characters); any other dataset or folder gets no flips unless `augment` asks.
 FLIP_SAFE = ("cifar10", "cifar100", "imagenet2012", "imagenette", "imagewang", "tf_flowers",
              "oxford_flowers102", "oxford_iiit_pet", "food101", "cats_vs_dogs", "stanford_dogs",
              "caltech101")
 NO_FLIP = ("mnist", "fashion_mnist", "kmnist", "emnist", "svhn_cropped", "binary_alpha_digits")
-
-
-@dataclasses.dataclass
-class Data:
-    """Unbatched splits of (image, int label) plus what the model and the pipeline need to know.
-
-    Images are uint8 of any size for natural images (`natural=True`, resized in the pipeline) or
-    float32 already in [0, 1] at the model size (digits).
-    """
-    name: str
-    splits: dict            # "train" | "validation" | "test" -> tf.data.Dataset
-    sizes: dict             # split -> number of examples
-    num_classes: int
-    channels: int
-    natural: bool
-    source_size: int = 0    # typical side of the stored images (0: unknown)
-    kind: str = ""          # the SOURCE kind: digits, tfds or folder
-    class_names: tuple = ()  # label -> name, where the source names its classes
 
 
 def default_image_size(dataset):
@@ -64,7 +48,7 @@ def default_image_size(dataset):
 
 
 def load(dataset, *, image_size, seed=0, data_dir=None, download="auto"):
-    """Loads the SOURCE `dataset` (see the module docstring) as a `Data`."""
+    """Loads the SOURCE `dataset` (see the module docstring) as `Splits`."""
     source = sources.parse(dataset)
     if source.kind == "digits":
         return _digits(image_size, seed)
@@ -72,15 +56,14 @@ def load(dataset, *, image_size, seed=0, data_dir=None, download="auto"):
         return _folder(source.location, seed)
     if source.kind == "tfds":
         return _tfds(source.location, data_dir, download)
-    raise DataError(f"--dataset {dataset}: classification trains on digits, folder:PATH or a TFDS "
-                    "dataset")
+    raise SettingError("dataset", f"{dataset}: classification trains on digits, folder:PATH or a TFDS dataset")
 
 
 def _digits(image_size, seed):
     split = load_digits_split(image_size, channels=1, seed=seed)
-    return Data(
+    return Splits(
         name=DIGITS,
-        splits={k: tf.data.Dataset.from_tensor_slices(v) for k, v in split.items()},
+        datasets={k: tf.data.Dataset.from_tensor_slices(v) for k, v in split.items()},
         sizes={k: len(v[1]) for k, v in split.items()},
         num_classes=10, channels=1, natural=False, source_size=8, kind="digits",
         class_names=tuple(str(d) for d in range(10)))
@@ -95,51 +78,52 @@ def network_reachable(host="storage.googleapis.com", port=443, timeout=3.0):
         return False
 
 
-def _prepare_hint(name, builder):
+def _not_prepared(name, builder, failure=None):
+    """The error of a TFDS dataset `builder` has not prepared: how to prepare it, in its `data_dir`
+    (`failure`: why downloading it failed)."""
     data_dir = os.path.dirname(os.path.dirname(builder.data_dir))
     if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
-        return (f"dataset {name!r} is not prepared in {data_dir}: it needs a manual download; put its "
-                f"archives (for imagenet2012: ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar) in "
-                f"{os.path.join(data_dir, 'downloads', 'manual')} and run "
-                f"`tfds build {name} --data_dir {data_dir}`")
-    return (f"dataset {name!r} is not prepared in {data_dir} and cannot be downloaded here; on a machine "
-            f"with a network run `tfds build {name} --data_dir {data_dir}` and copy that folder, "
-            f"or pass --data_dir where it is")
+        return DataError(f"dataset {name!r} is not prepared in {data_dir}: it needs a manual download; put its "
+                         f"archives (for imagenet2012: ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar) in "
+                         f"{os.path.join(data_dir, 'downloads', 'manual')} and run "
+                         f"`tfds build {name} --data_dir {data_dir}`")
+    why = (f"downloading it failed ({type(failure).__name__}: {first_line(failure)})" if failure
+           else "it cannot be downloaded here")
+    return SettingError("data_dir", f"{data_dir} holds no prepared {name!r} and {why}; on a machine with a "
+                        f"network run `tfds build {name} --data_dir {data_dir}` and copy that folder here, "
+                        "or name the folder that holds it")
 
 
 def _tfds(name, data_dir, download):
     import tensorflow_datasets as tfds
 
     if download not in ("auto", "always", "never"):
-        raise UsageError(f"--download must be auto, always or never, got {download!r}")
+        raise SettingError("download", f"must be auto, always or never, got {download!r}")
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except (tfds.core.registered.DatasetNotFoundError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"unknown --dataset {name!r} ({first}); use 'digits', 'folder:PATH' or a "
-                        "TFDS name such as cifar10, imagenette or imagenet2012") from None
+        raise SettingError("dataset", f"{name!r} is unknown ({first_line(e)}); use 'digits', 'folder:PATH' or "
+                           "a TFDS name such as cifar10, imagenette or imagenet2012") from None
     if not builder.is_prepared():
         manual = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
         can_download = download == "always" or (download == "auto" and network_reachable())
         if manual or not can_download:
-            raise DataError(_prepare_hint(name, builder))
+            raise _not_prepared(name, builder)
         try:
             builder.download_and_prepare()
         except Exception as e:  # noqa: BLE001 (network and archive errors come in many types)
-            raise DataError(f"could not download {name!r} ({type(e).__name__}: "
-                            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
-                            + _prepare_hint(name, builder)) from None
+            raise _not_prepared(name, builder, failure=e) from None
     info = builder.info
     if "image" not in info.features or "label" not in info.features:
         raise DataError(f"dataset {name!r} has no 'image' and 'label' features; "
                         "only image classification datasets are supported")
     names = split_names(name, set(info.splits.keys()))
-    splits = {k: builder.as_dataset(split=s, as_supervised=True, shuffle_files=(k == "train"),
-                                    read_config=tfds.ReadConfig(shuffle_seed=0))
-              for k, s in names.items()}
+    datasets = {k: builder.as_dataset(split=s, as_supervised=True, shuffle_files=(k == "train"),
+                                      read_config=tfds.ReadConfig(shuffle_seed=0))
+                for k, s in names.items()}
     shape = info.features["image"].shape
-    return Data(
-        name=name, splits=splits,
+    return Splits(
+        name=name, datasets=datasets,
         sizes={k: info.splits[s].num_examples for k, s in names.items()},
         num_classes=info.features["label"].num_classes,
         channels=shape[-1] or 3, natural=True,
@@ -163,15 +147,15 @@ def split_names(name, available):
 def _folder(path, seed):
     files, labels, classes = images.class_folders(path)
     if len(classes) < 2:
-        raise DataError(f"--dataset folder:{path} needs one sub-folder per class (at least 2), "
-                        f"found {len(classes)}")
+        raise SettingError("dataset", f"folder:{path} needs one sub-folder per class (at least 2), "
+                           f"found {len(classes)}")
     seen = set(labels)
     empty = [os.path.join(path, name) for label, name in enumerate(classes) if label not in seen]
     if empty:  # Else the model gets an output for a class it never sees.
-        raise DataError(f"--dataset folder:{path}: no images ({', '.join(images.IMAGE_EXTENSIONS)}) in class "
-                        f"folder{'s' * (len(empty) > 1)} {', '.join(empty)}; add images or remove the folder")
+        raise SettingError("dataset", f"folder:{path}: no images ({', '.join(images.IMAGE_EXTENSIONS)}) in class "
+                           f"folder{'s' * (len(empty) > 1)} {', '.join(empty)}; add images or remove the folder")
     if len(files) < 10:
-        raise DataError(f"--dataset folder:{path} has {len(files)} images; need at least 10")
+        raise SettingError("dataset", f"folder:{path} has {len(files)} images; need at least 10")
     images.check_decodable(files)
     source_size = images.typical_side(files)
     order = np.random.default_rng(seed).permutation(len(files))
@@ -185,16 +169,16 @@ def _folder(path, seed):
         image = tf.io.decode_image(tf.io.read_file(f), channels=3, expand_animations=False)
         return tf.ensure_shape(image, [None, None, 3]), y
 
-    splits = {k: tf.data.Dataset.from_tensor_slices((files[s], labels[s])).map(
+    datasets = {k: tf.data.Dataset.from_tensor_slices((files[s], labels[s])).map(
         decode, num_parallel_calls=tf.data.AUTOTUNE) for k, s in parts.items()}
-    return Data(name=f"folder:{path}", splits=splits,
-                sizes={k: len(files[s]) for k, s in parts.items()},
-                num_classes=len(classes), channels=3, natural=True, source_size=source_size,
-                kind="folder", class_names=tuple(classes))
+    return Splits(name=f"folder:{path}", datasets=datasets,
+                  sizes={k: len(files[s]) for k, s in parts.items()},
+                  num_classes=len(classes), channels=3, natural=True, source_size=source_size,
+                  kind="folder", class_names=tuple(classes))
 
 
 def choose_augmentation(data, image_size, spec="auto"):
-    """The `augmentation.Augmentation` of `data` trained at `image_size` for `--augment spec`:
+    """The `augmentation.Augmentation` of `data` trained at `image_size` for the setting `augment=spec`:
     `auto` flips only datasets known to keep their classes mirrored (FLIP_SAFE) and crops by image
     size (`augmentation.crop_for`); the built-in digits are never augmented."""
     parts, decided = augment_lib.asked(spec, data.natural, "the built-in digits")
@@ -206,7 +190,7 @@ def choose_augmentation(data, image_size, spec="auto"):
         flip = base in FLIP_SAFE or base.startswith("imagenet2012")
         reason = f"images {size}, input {image_size} px; {_flip_reason(base, flip, data.kind)}"
     else:
-        flip, reason = "flip" in parts, f"--augment {spec} (images {size}, input {image_size} px)"
+        flip, reason = "flip" in parts, f"augment={spec} (images {size}, input {image_size} px)"
     crop, pad, scale, aspect = augment_lib.crop_for(data.source_size, image_size, photos=flip)
     if parts is not None and "crop" not in parts:
         crop, pad, scale, aspect = "", 0, None, None
@@ -220,7 +204,7 @@ def _flip_reason(base, flip, kind):
     if base in NO_FLIP:
         return f"{base} holds digits or characters, which change meaning when mirrored"
     what = "folder images" if kind == "folder" else base
-    return (f"{what} may have a handedness (digits, text, arrows); pass --augment flip,crop when a "
+    return (f"{what} may have a handedness (digits, text, arrows); set augment=flip,crop when a "
             "mirrored image keeps its class")
 
 
@@ -253,12 +237,12 @@ def pipeline(data, split, *, image_size, batch_size, seed=0, training=False, aug
     """Batched `(image, one-hot label)` dataset for `split`.
 
     Training: cache (when it fits in memory), shuffle with `seed` (the same order for the same
-    seed, so `--compare` sees the same batches), repeat forever (use `steps_per_epoch`), apply
+    seed, so a comparison sees the same batches), repeat forever (use `steps_per_epoch`), apply
     `augmentation` (an `augmentation.Augmentation` from `choose_augmentation`; None: none) to
     natural images, batch (dropping the last partial batch), prefetch. Evaluation: in order, every
     example once.
     """
-    ds = data.splits[split]
+    ds = data.datasets[split]
     num_classes = data.num_classes
     channels = data.channels
     augmentation = augmentation or augment_lib.NONE
@@ -288,7 +272,7 @@ def pipeline(data, split, *, image_size, batch_size, seed=0, training=False, aug
             num_parallel_calls=tf.data.AUTOTUNE).cache()
     ds = ds.shuffle(min(data.sizes[split], SHUFFLE_BUFFER), seed=seed,
                     reshuffle_each_iteration=True).repeat()
-    # One stateless seed per example: augmentation is reproducible for a given --seed.
+    # One stateless seed per example: augmentation is reproducible for a given seed.
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
 
     def augment_fn(example, s):

@@ -1,4 +1,4 @@
-"""Segmentation data: folder format, Cityscapes mapping and instructions, pipelines."""
+"""pea_keras.training.tasks.segmentation.data: folder format, Cityscapes mapping and instructions, pipelines."""
 
 import os
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pea_keras.data import segmentation as data
-from pea_keras.errors import DataError
+from pea_keras.errors import DataError, SettingError
+from pea_keras.training.tasks.segmentation import data, scenes
 
 
 def _write_png(path, array):
@@ -81,7 +81,7 @@ def test_folder_with_split_subfolders_and_explicit_errors(tmp_path):
 
 
 def test_missing_cityscapes_says_how_to_prepare_it(tmp_path):
-    with pytest.raises(DataError) as error:
+    with pytest.raises(SettingError, match=f"data_dir {tmp_path} holds no prepared Cityscapes") as error:
         data.load("cityscapes", image_size=(256, 512), data_dir=str(tmp_path))
     message = str(error.value)
     manual_dir = os.path.join(str(tmp_path), "downloads", "manual")
@@ -105,8 +105,6 @@ def test_digit_scenes_pipeline_keeps_the_generated_arrays():
     d = data.load("digit_scenes", image_size=32, sizes=(8, 4, 4), seed=0)
     assert d.num_classes == 11 and d.channels == 1 and not d.natural
     x, y = data.to_numpy(data.pipeline(d, "validation", image_size=32, batch_size=3))
-    from pea_keras.data import scenes
-
     expected = scenes.digit_scene_splits(sizes=(8, 4, 4), canvas_size=32, seed=0)["validation"]
     np.testing.assert_array_equal(x, expected[0])
     np.testing.assert_array_equal(y, expected[1])

@@ -1,4 +1,4 @@
-"""Segmentation datasets and their ``tf.data`` pipelines.
+"""The data of the segmentation task: (image, mask) datasets as ``Splits``, and their ``tf.data`` pipelines.
 
 Three sources:
   * ``digit_scenes`` (the offline default): ``scenes.digit_scene_splits``, scenes of real
@@ -14,10 +14,10 @@ Three sources:
 
 Pipelines yield ``(image float32 [0, 1] (B, H, W, C), mask int32 (B, H, W))``: images are
 resized bilinearly, masks with nearest neighbour (a label is never interpolated); training
-pipelines of natural images add a joint random crop and horizontal flip.
+pipelines of natural images add a joint random crop and horizontal flip. Mistakes in a setting
+raise ``SettingError`` naming it (``dataset``, ``data_dir``), which train.py says as its flag.
 """
 
-import dataclasses
 import math
 import os
 
@@ -25,18 +25,18 @@ import numpy as np
 import tensorflow as tf
 
 from pea_keras.data import augmentation as augment_lib
-from pea_keras.data import batches, scenes, sources
+from pea_keras.data import batches, sources
 from pea_keras.data import images as image_files
-from pea_keras.errors import DataError, UsageError
+from pea_keras.errors import DataError, SettingError
 
-# Mask value of pixels that count nowhere (Cityscapes' void classes).
-IGNORE_LABEL = 255
+from ..base import SPLITS, Splits
+from . import scenes
+from .metrics import IGNORE_LABEL
 
 DIGIT_SCENES = "digit_scenes"
 CITYSCAPES = "cityscapes"
 CITYSCAPES_CONFIG = "cityscapes/semantic_segmentation"
 CITYSCAPES_ZIPS = ("leftImg8bit_trainvaltest.zip", "gtFine_trainvaltest.zip")
-SPLITS = ("train", "validation", "test")
 # Training crops are taken from images resized to this multiple of the model input.
 CROP_MARGIN = 1.125
 SHUFFLE_BUFFER = 1000
@@ -55,24 +55,6 @@ CITYSCAPES_CLASS_NAMES = (
 )  # fmt: skip
 
 
-@dataclasses.dataclass
-class SegmentationData:
-    """Unbatched splits of ``(image, mask)`` plus what the model and the pipeline need.
-
-    Natural images (``natural=True``) are uint8 of any size with uint8 masks (H, W), resized in
-    ``pipeline``; digit scenes are float32 in [0, 1] already at the model size.
-    """
-
-    name: str
-    splits: dict  # "train" | "validation" | "test" -> tf.data.Dataset of (image, mask)
-    sizes: dict  # split -> number of examples
-    num_classes: int
-    channels: int
-    natural: bool
-    class_names: tuple = ()
-    ignore_label: int = IGNORE_LABEL
-
-
 def cityscapes_train_id_table():
     """uint8 lookup table of 256 entries: ``table[labelId]`` is the trainId or 255."""
     table = np.full(256, IGNORE_LABEL, np.uint8)
@@ -85,20 +67,19 @@ def cityscapes_instructions(data_dir):
     """How to prepare Cityscapes for TFDS in ``data_dir`` (it cannot be downloaded by script)."""
     manual_dir = os.path.join(data_dir, "downloads", "manual")
     return (
-        f"Cityscapes is not prepared in {data_dir}. It needs a manual download: register on the "
-        f"Cityscapes website, download {' and '.join(CITYSCAPES_ZIPS)}, put both zip files "
-        f"(unextracted) in {manual_dir}, then run `tfds build {CITYSCAPES_CONFIG} "
-        f"--data_dir {data_dir} --manual_dir {manual_dir}`, and pass --data_dir {data_dir}."
+        f"Cityscapes needs a manual download: register on the Cityscapes website, download "
+        f"{' and '.join(CITYSCAPES_ZIPS)}, put both zip files (unextracted) in {manual_dir}, then run "
+        f"`tfds build {CITYSCAPES_CONFIG} --data_dir {data_dir} --manual_dir {manual_dir}`"
     )
 
 
 def load(dataset, *, image_size, seed=0, data_dir=None, sizes=None, num_classes=None):
-    """Loads ``dataset`` (see the module docstring) as ``SegmentationData``.
+    """Loads ``dataset`` (see the module docstring) as ``Splits``.
 
     ``image_size``: int or ``(height, width)``; used by ``digit_scenes`` (square canvases) only.
     ``sizes``: scenes per split for ``digit_scenes`` (default ``(2000, 400, 400)``).
     ``num_classes``: for ``folder:`` (default: 1 + the largest non-ignored mask value).
-    Raises ``DataError`` (a ``UsageError``) with instructions when the data is not there.
+    Raises ``SettingError`` or ``DataError`` (both ``UsageError``) saying how to prepare data that is not there.
     """
     source = sources.parse(dataset)
     if source.kind == DIGIT_SCENES:
@@ -107,25 +88,26 @@ def load(dataset, *, image_size, seed=0, data_dir=None, sizes=None, num_classes=
         return _folder(source.location, seed, num_classes)
     if source.kind == "tfds" and source.location.split("/")[0] == CITYSCAPES:
         return _cityscapes(data_dir)
-    raise UsageError(
-        f"unknown segmentation dataset {dataset!r}; use {DIGIT_SCENES!r}, {CITYSCAPES!r} or "
-        "'folder:PATH'"
+    raise SettingError(
+        "dataset", f"{dataset!r} is not a segmentation dataset; use {DIGIT_SCENES!r}, {CITYSCAPES!r} or 'folder:PATH'"
     )
 
 
 def _digit_scenes(image_size, seed, sizes):
     height, width = _pair(image_size)
     if height != width:
-        raise UsageError(f"{DIGIT_SCENES} are square; got image_size {image_size!r}")
+        raise SettingError("image_size", f"must be square for {DIGIT_SCENES}, got {image_size!r}")
     split = scenes.digit_scene_splits(sizes or (2000, 400, 400), canvas_size=height, seed=seed)
-    return SegmentationData(
+    return Splits(
         name=DIGIT_SCENES,
-        splits={k: tf.data.Dataset.from_tensor_slices(v) for k, v in split.items()},
+        datasets={k: tf.data.Dataset.from_tensor_slices(v) for k, v in split.items()},
         sizes={k: len(v[1]) for k, v in split.items()},
         num_classes=scenes.NUM_CLASSES,
         channels=1,
         natural=False,
         class_names=scenes.CLASS_NAMES,
+        kind=DIGIT_SCENES,
+        ignore_label=IGNORE_LABEL,
     )
 
 
@@ -135,7 +117,7 @@ def _cityscapes(data_dir):
     data_dir = os.path.expanduser(data_dir or os.path.join("~", "tensorflow_datasets"))
     builder = tfds.builder(CITYSCAPES_CONFIG, data_dir=data_dir)
     if not builder.is_prepared():
-        raise DataError(cityscapes_instructions(data_dir))
+        raise SettingError("data_dir", f"{data_dir} holds no prepared Cityscapes. {cityscapes_instructions(data_dir)}")
     table = tf.constant(cityscapes_train_id_table())
 
     def to_pair(example):
@@ -143,20 +125,22 @@ def _cityscapes(data_dir):
         return example["image_left"], tf.gather(table, label_ids)
 
     names = {"train": "train", "validation": "validation", "test": "validation"}
-    splits = {
+    datasets = {
         k: builder.as_dataset(
             split=s, shuffle_files=(k == "train"), read_config=tfds.ReadConfig(shuffle_seed=0)
         ).map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
         for k, s in names.items()
     }
-    return SegmentationData(
+    return Splits(
         name=CITYSCAPES,
-        splits=splits,
+        datasets=datasets,
         sizes={k: builder.info.splits[s].num_examples for k, s in names.items()},
         num_classes=len(CITYSCAPES_CLASS_NAMES),
         channels=3,
         natural=True,
         class_names=CITYSCAPES_CLASS_NAMES,
+        kind="tfds",
+        ignore_label=IGNORE_LABEL,
     )
 
 
@@ -221,18 +205,20 @@ def _folder(path, seed, num_classes):
         mask = tf.io.decode_png(tf.io.read_file(mask_file), channels=1)[..., 0]
         return tf.ensure_shape(image, [None, None, 3]), tf.ensure_shape(mask, [None, None])
 
-    splits = {
+    datasets = {
         s: tf.data.Dataset.from_tensor_slices(pair).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
         for s, pair in files.items()
     }
-    return SegmentationData(
+    return Splits(
         name=f"folder:{path}",
-        splits=splits,
+        datasets=datasets,
         sizes={s: len(pair[0]) for s, pair in files.items()},
         num_classes=int(num_classes),
         channels=3,
         natural=True,
         class_names=tuple(f"class_{c}" for c in range(int(num_classes))),
+        kind="folder",
+        ignore_label=IGNORE_LABEL,
     )
 
 
@@ -251,7 +237,7 @@ def resize_pair(image, mask, size):
 
 
 def choose_augmentation(data, spec="auto"):
-    """The ``augmentation.Augmentation`` of ``data`` for ``--augment spec``: natural images get a
+    """The ``augmentation.Augmentation`` of ``data`` for the setting ``augment=spec``: natural images get a
     random crop of the image resized ``CROP_MARGIN`` x and a horizontal flip (street scenes keep
     their classes mirrored) unless ``spec`` says otherwise; generated scenes are never augmented."""
     parts, decided = augment_lib.asked(spec, data.natural, "generated scenes")
@@ -261,7 +247,7 @@ def choose_augmentation(data, spec="auto"):
         return augment_lib.Augmentation(flip=True, crop="margin",
                                         reason="scenes keep their classes when mirrored")
     return augment_lib.Augmentation(flip="flip" in parts, crop="margin" if "crop" in parts else "",
-                                    reason=f"--augment {spec}")
+                                    reason=f"augment={spec}")
 
 
 def pipeline(data, split, *, image_size, batch_size, seed=0, training=False, augmentation=None):
@@ -275,7 +261,7 @@ def pipeline(data, split, *, image_size, batch_size, seed=0, training=False, aug
     """
     augmentation = augmentation or augment_lib.NONE
     height, width = _pair(image_size)
-    ds = data.splits[split]
+    ds = data.datasets[split]
     channels = data.channels
 
     def finish(image, mask):

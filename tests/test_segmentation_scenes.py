@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pea_keras.data import scenes
+from pea_keras.training.tasks.segmentation import scenes
 
 
 def test_same_seed_is_byte_equal_and_another_seed_differs():

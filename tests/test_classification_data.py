@@ -1,11 +1,13 @@
-"""pea_keras.training.data: the digits split of the contract, pipelines and clear data errors."""
+"""pea_keras.training.tasks.classification.data: the digits split of the contract, pipelines and
+clear data errors, each naming its setting."""
 import re
 
 import numpy as np
 import pytest
 
-from pea_keras.data import classification as data
-from pea_keras.errors import DataError
+from pea_keras.errors import DataError, SettingError
+from pea_keras.training.tasks import Splits
+from pea_keras.training.tasks.classification import data
 
 
 def test_load_digits_split_follows_the_contract():
@@ -65,8 +67,9 @@ def test_folder_dataset(tmp_path):
 
     # A class folder without images would be a class the model never sees: refused, by its path.
     (tmp_path / "bird").mkdir()
-    with pytest.raises(DataError, match=re.escape(f"no images (.png, .jpg, .jpeg, .bmp, .gif) in class folder "
-                                                  f"{tmp_path / 'bird'}; add images or remove the folder")):
+    with pytest.raises(SettingError, match=re.escape(f"dataset folder:{tmp_path}: no images (.png, .jpg, .jpeg, "
+                                                     f".bmp, .gif) in class folder {tmp_path / 'bird'}; add images "
+                                                     "or remove the folder")):
         data.load(f"folder:{tmp_path}", image_size=32, seed=0)
     (tmp_path / "bird").rmdir()
 
@@ -77,12 +80,16 @@ def test_folder_dataset(tmp_path):
 
 
 def test_missing_datasets_say_how_to_prepare_them(tmp_path):
-    with pytest.raises(DataError, match=r"tfds build cifar10 --data_dir"):
+    with pytest.raises(SettingError, match=rf"data_dir {tmp_path} holds no prepared 'cifar10' .*tfds build cifar10 "
+                                           r"--data_dir") as error:
         data.load("cifar10", image_size=32, data_dir=str(tmp_path), download="never")
+    assert error.value.setting == "data_dir"
     with pytest.raises(DataError, match=r"manual.*ILSVRC2012_img_train.tar.*tfds build imagenet2012"):
         data.load("imagenet2012", image_size=224, data_dir=str(tmp_path), download="auto")
-    with pytest.raises(DataError, match="unknown --dataset 'no_such_dataset'"):
+    with pytest.raises(SettingError, match="dataset 'no_such_dataset' is unknown"):
         data.load("no_such_dataset", image_size=32, data_dir=str(tmp_path))
+    with pytest.raises(SettingError, match="download must be auto, always or never, got 'maybe'"):
+        data.load("cifar10", image_size=32, data_dir=str(tmp_path), download="maybe")
     with pytest.raises(DataError, match="no such directory"):
         data.load(f"folder:{tmp_path / 'absent'}", image_size=32)
 
@@ -110,10 +117,10 @@ def test_small_natural_images_are_cached_and_cropped():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (20, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, 20)
-    d = data.Data(name="small", splits={k: tf.data.Dataset.from_tensor_slices((images, labels))
-                                        for k in ("train", "validation", "test")},
-                  sizes={"train": 20, "validation": 20, "test": 20}, num_classes=10, channels=3,
-                  natural=True, source_size=32)
+    d = Splits(name="small", datasets={k: tf.data.Dataset.from_tensor_slices((images, labels))
+                                       for k in ("train", "validation", "test")},
+               sizes={"train": 20, "validation": 20, "test": 20}, num_classes=10, channels=3,
+               natural=True, source_size=32)
     shifts = data.choose_augmentation(d, 32)
     assert (shifts.crop, shifts.pad, shifts.flip) == ("pad", 2, False)
 
