@@ -1,5 +1,6 @@
 """relufy: a model with other activations becomes a PEA model that computes exactly it at alpha 0,
 its ReLU network at alpha 1, and strips to ReLU/ReLU6 layers only."""
+import functools
 import warnings
 
 import numpy as np
@@ -331,3 +332,30 @@ def test_a_loaded_model_strips_in_a_fresh_process(k, tmp_path):
         print(len(stripped.layers), len(pea_keras.pea_layers(stripped)))
     """, tmp_path / "user.keras")
     assert printed.split()[1] == "0"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("app", sorted(APPLICATIONS))
+def test_applications_at_224_px_convert_to_int8_files_that_pass_the_check(app, tmp_path):
+    """At their native size the gates act on 7x7 maps or larger: the relufied, stripped network
+    converts to a full-int8 file that `pea-tflite check --int8 --allow_gates` passes, every gate named."""
+    import keras
+    from fresh import pea_tflite
+
+    from pea_keras.tflite import relu_only_violations
+
+    build = {"EfficientNetB0": keras.applications.EfficientNetB0,  # MobileNetV3's default input is any size.
+             "MobileNetV3Small": functools.partial(keras.applications.MobileNetV3Small, minimalistic=False)}[app]
+    # Logits out: TFLite Micro aborts on an int8 softmax of the huge logits of random weights.
+    relufied = pea_keras.relufy(build(input_shape=(224, 224, 3), weights=None, classes=10,
+                                      classifier_activation=None))
+    set_all_alpha(relufied, 1.0)
+    pea_keras.strip(relufied).save(tmp_path / "relu.keras")
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).uniform(0, 255, (4, 224, 224, 3)).astype("float32"))
+    code, out, err = pea_tflite("convert", tmp_path / "relu.keras", "-o", tmp_path / "relu_int8.tflite",
+                                "--calib", f"npy:{tmp_path / 'calib.npy'}", "--calib_any_range", "--allow_gates")
+    assert code == 0, err[-3000:]
+    assert relu_only_violations(str(tmp_path / "relu_int8.tflite"), int8=True, allow_gates=True) == []
+    code, out, err = pea_tflite("check", tmp_path / "relu_int8.tflite", "--int8", "--allow_gates")
+    gates = out.split("with channel gates at ops ")[1].split(" (--allow_gates)")[0].split(", ")
+    assert (code, len(gates)) == (0, {"EfficientNetB0": 16, "MobileNetV3Small": 9}[app]), out
