@@ -28,7 +28,8 @@ def _convert(model, path, calibration, qat_epochs, qat_data, allow_gates, kit_di
     """The facts of `tflite.convert` with the kit in `kit_dir` (None: no kit): {size_bytes,
     arena_bytes, kit, notes}; run in this process when the model is on TensorFlow, else in a
     TensorFlow child process on the model saved as .keras."""
-    settings = dict(overwrite=True, qat_epochs=qat_epochs, require_runtimes=("litert",),
+    # The run owns the file's lock (rundir.owned) and the file may serve phones alone: TFLite Micro is not required.
+    settings = dict(overwrite=True, qat_epochs=qat_epochs, require_runtimes=("litert",), lock=False,
                     c_array_dir=kit_dir, class_names=tuple(class_names), allow_gates=allow_gates)
     if flavor.runs_on_tensorflow(model):
         return facts_of(tflite.convert(model, path, calibration, qat_data=qat_data, **settings))
