@@ -13,7 +13,7 @@ import os
 
 from pea_keras import files
 from pea_keras.errors import TFLiteError, UnfinishedScheduleError, first_line
-from pea_keras.saving import load_model, revived_layers
+from pea_keras.saving import revived_layers
 from pea_keras.tflite import converter, targets
 from pea_keras.tflite.check import analyze
 from pea_keras.tflite.converter import quantize
@@ -94,9 +94,10 @@ def convert(model, output_path, calibration, *, target="micro", io=None, overwri
     target, write.
 
     Args:
-        model: a Keras model, or a model file: without QAT, a file loads, strips and converts in
-            one TensorFlow child process (``converter.quantize_file``) and this process never
-            imports TensorFlow. ``trust_code`` is ``load_model``'s.
+        model: a Keras model, or a model file: a file loads, strips, fine-tunes (QAT) and
+            converts in one TensorFlow child process (``converter.quantize_file``) and this
+            process never imports TensorFlow, whichever Keras backend it runs. ``trust_code`` is
+            ``load_model``'s.
         output_path: the .tflite file; nothing is written unless every step passes, and the
             file appears atomically.
         calibration: inputs (one array, or one per model input) for the int8 ranges, or a
@@ -143,11 +144,12 @@ def convert(model, output_path, calibration, *, target="micro", io=None, overwri
 
 def _quantized(model, calibration, io, force_strip, qat_epochs, qat_data, trust_code, verbose):
     """(int8 TFLite bytes, {input name: calibration array}, PEA layers stripped) of `model`."""
-    if isinstance(model, (str, os.PathLike)) and not qat_epochs:
-        return converter.quantize_file(model, calibration if callable(calibration) else lambda inputs: calibration,
-                                       io=io, force_strip=force_strip, trust_code=trust_code, verbose=verbose)
     if isinstance(model, (str, os.PathLike)):
-        model = load_model(model, trust_code=trust_code)
+        return converter.quantize_file(
+            model, calibration if callable(calibration) else lambda inputs: calibration, io=io,
+            force_strip=force_strip, qat_epochs=qat_epochs,
+            qat_data_for=qat_data if callable(qat_data) or qat_data is None else lambda inputs: qat_data,
+            trust_code=trust_code, verbose=verbose)
     check_exportable(model)
     import pea_keras
 

@@ -102,7 +102,7 @@ class Target:
 MICRO = Target("micro", "micro (default): int8 I/O, C array next to the file, TFLite Micro load test")
 PHONE = Target("phone", "phone: float I/O, LiteRT load test", io="float", runtimes=("litert",),
                kit_next_to_file=False)
-_registry = {}
+_registry = {MICRO.name: MICRO, PHONE.name: PHONE}
 _loaded = False
 
 
@@ -120,7 +120,6 @@ def _load():
     if _loaded:
         return
     _loaded = True
-    register(MICRO, PHONE)
     for module in _MODULES:
         importlib.import_module(module)
     plugins = [m.strip() for m in os.environ.get(PLUGINS_VARIABLE, "").split(",") if m.strip()]
