@@ -122,12 +122,12 @@ def micro_check(data, x, y):
 def ethos_u_estimates(data, accelerators):
     """{accelerator: Vela's estimates for the file} with Vela's default system config of each."""
     from pea_keras.tflite import TFLiteError
-    from pea_keras.tflite.vela import Target, compile_file
+    from pea_keras.tflite.vela import Config, compile_file
 
     out = {}
     for accelerator in accelerators:
         try:
-            c = compile_file(data, Target(accelerator))
+            c = compile_file(data, Config(accelerator))
         except TFLiteError as e:
             out[accelerator] = {"error": str(e)[:160]}
             continue

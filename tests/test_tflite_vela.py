@@ -11,7 +11,7 @@ import pytest
 from fresh import fresh_python
 from tflite_cli import pea_tflite
 
-from pea_keras.tflite import cli, inspect, relu_only_violations, vela
+from pea_keras.tflite import inspect, relu_only_violations, targets, vela
 
 MODELS = """
     import sys
@@ -61,7 +61,7 @@ def test_the_accelerators_are_the_ones_vela_knows():
     from ethosu.vela.architecture_features import Accelerator
 
     assert tuple(Accelerator.member_list()) == vela.ACCELERATORS
-    assert [t for t in cli.TARGETS if t.startswith("ethos-u")] == list(vela.ACCELERATORS)
+    assert [t for t in targets.names() if t.startswith("ethos-u")] == list(vela.ACCELERATORS)
 
 
 def test_an_unknown_accelerator_is_refused_by_the_parser(tmp_path):
@@ -231,7 +231,7 @@ def test_require_npu_refuses_a_cpu_fallback_and_writes_nothing(models, tmp_path)
 def test_every_accelerator_compiles_the_proven_file(gather):
     out, _ = gather
     for accelerator in vela.ACCELERATORS:
-        compiled = vela.compile_file(out / "g.tflite", vela.Target(accelerator))
+        compiled = vela.compile_file(out / "g.tflite", vela.Config(accelerator))
         assert compiled.cycles > 0 and compiled.arena_bytes > 0, accelerator
         assert compiled.npu_operators >= 1 and set(compiled.cpu_operators) <= {"GATHER"}, accelerator
 
@@ -246,7 +246,7 @@ def test_a_vela_crash_is_one_line(tmp_path, monkeypatch):
     """))
     monkeypatch.setattr(vela, "_WORKER", str(fake))
     with pytest.raises(vela.TFLiteError) as e:
-        vela.compile_file(_smallest_tflite(), vela.Target("ethos-u55-128"))
+        vela.compile_file(_smallest_tflite(), vela.Config("ethos-u55-128"))
     assert str(e.value) == "Vela crashed (SIGSEGV) compiling for ethos-u55-128: compiling"
 
 

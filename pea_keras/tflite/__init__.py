@@ -1,6 +1,7 @@
 """Deploy PEA models: full-integer TFLite files proven ReLU-only, run on LiteRT and TFLite Micro.
 
     conv = convert(model, "model.tflite", calibration)     # strip, quantize, check, load-test, write
+    convert(model, "npu.tflite", calibration, target="ethos-u55-128")  # + npu_vela.tflite (targets.py)
     relu_only_violations("model.tflite", int8=True)       # [] = the promise holds
     predict("model.tflite", x, runtime="micro")           # float outputs
     write_micro_kit("model.tflite", "fw", "model", x[:3])  # TFLite Micro sources + golden data

@@ -9,10 +9,12 @@ The calibration .npz holds one array per model input, keyed by the input's name 
 SavedModel signature's argument name), so several inputs can never be swapped.
 
 With ``--file`` the child does everything TensorFlow is needed for, so that `pea-tflite convert`
-imports it once: it loads MODEL (``pea_keras.load_model``), strips it, prints the stripped
-model's inputs, its PEA layer count and pea_keras' warnings as one JSON line, exports it (into
-the parent's temporary folder, SETTINGS' "saved_model") while the parent loads the calibration
-data, reads the calibration .npz path from stdin and converts. The child writes only into the
+and a run on JAX or PyTorch import it once: it loads MODEL (``pea_keras.load_model``), strips it,
+prints the stripped model's inputs, its PEA layer count and pea_keras' warnings as one JSON line,
+exports it (into the parent's temporary folder, SETTINGS' "saved_model") while the parent loads
+the calibration data, reads {"calibration": .npz path, "qat": .npz path of x and y, with
+SETTINGS' "qat_epochs"} as one JSON line from stdin, fine-tunes (QAT: then it exports) and
+converts. The child writes only into the
 parent's temporary folder, so a parent that is stopped kills it and leaves nothing behind.
 A user mistake is one JSON line {"error": class name, "message": text} on stderr and exit status 3.
 """
@@ -21,6 +23,8 @@ import json
 import os
 import sys
 import warnings
+
+import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -69,8 +73,6 @@ def tflite_bytes(saved_model, xs, io):
 
 
 def _load(path):
-    import numpy as np
-
     with np.load(path) as loaded:
         return {name: loaded[name] for name in loaded.files}
 
@@ -97,11 +99,19 @@ def convert_file(model_path, io, out, settings):
     ours = [str(w.message) for w in caught if os.path.abspath(w.filename).startswith(package)]
     print(json.dumps({"inputs": inputs, "pea_layers": n_pea, "warnings": ours}), flush=True)
     # In the parent's temporary folder, which the parent removes even when it had to kill this process.
-    converter.export_saved_model(plain, settings["saved_model"])  # While the parent loads the calibration.
-    calibration = sys.stdin.readline().strip()
-    if not calibration:  # The parent gave up (its calibration data was wrong).
+    saved_model, epochs = settings["saved_model"], settings["qat_epochs"]
+    if not epochs:
+        converter.export_saved_model(plain, saved_model)  # While the parent loads the calibration.
+    line = sys.stdin.readline().strip()
+    if not line:  # The parent gave up (its calibration or training data was wrong).
         return
-    data = tflite_bytes(settings["saved_model"], _load(calibration), io)  # Checked by the parent.
+    arrays = json.loads(line)
+    if epochs:
+        from pea_keras.tflite.qat import qat_model
+
+        with np.load(arrays["qat"]) as qat:
+            converter.export_saved_model(qat_model(plain, qat["x"], qat["y"], epochs), saved_model)
+    data = tflite_bytes(saved_model, _load(arrays["calibration"]), io)  # Checked by the parent.
     with open(out, "wb") as f:
         f.write(data)
 

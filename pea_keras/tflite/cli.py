@@ -11,8 +11,8 @@ import os
 import sys
 
 from pea_keras import console
-from pea_keras.tflite.cli_args import PROG, TARGETS, VELA_FLAGS, build_parser  # noqa: F401 (TARGETS: the API)
-from pea_keras.tflite.vela import ACCELERATORS
+from pea_keras.tflite import targets
+from pea_keras.tflite.cli_args import PROG, build_parser
 
 
 def _fail(message, code=1):
@@ -31,10 +31,9 @@ def _bench(args):
     from pea_keras.errors import TFLiteError
     from pea_keras.tflite.model_info import inspect
     from pea_keras.tflite.runtimes import RuntimeFailure, latency_ms, micro_arena_bytes, micro_measure
-    from pea_keras.tflite.vela import refuse_host_run
 
     info = inspect(args.file)
-    refuse_host_run(args.file, info, "bench")
+    _refuse_host_run(args.file, info, "bench")
     try:
         ms = latency_ms(args.file, runs=args.runs, num_threads=args.threads, xnnpack=not args.no_xnnpack)
     except RuntimeFailure as litert:  # A file only TFLite Micro runs: what it measures is the answer.
@@ -52,33 +51,22 @@ def _bench(args):
     return 0
 
 
-def _ethos_u_target(args):
-    """The Ethos-U target the flags ask for, checked (Vela installed, settings readable), or None."""
-    from pea_keras.errors import TFLiteError
-    from pea_keras.tflite.vela import Target
-
-    if args.target not in ACCELERATORS:
-        given = [f"--{flag}" for flag in VELA_FLAGS if getattr(args, flag) not in (None, False)]
-        if given:
-            raise TFLiteError(f"{', '.join(given)}: only for an Ethos-U --target ({', '.join(ACCELERATORS)})")
-        return None
-    target = Target(args.target, args.vela_config, args.system_config, args.memory_mode)
-    target.check()
-    return target
+def _refuse_host_run(path, info, verb):
+    """A file compiled for a target this machine is not (an Ethos-U NPU) is refused in one line."""
+    owner = targets.compiled_by(info)
+    if owner is not None:
+        owner.refuse_host_run(path, info, verb)
 
 
 def _convert(args):
-    ethos_u = _ethos_u_target(args)  # Before TensorFlow is imported: these mistakes answer at once.
+    # Nothing here imports TensorFlow: convert refuses a bad target or output path at once.
+    target = targets.configured(args.target, {o.dest: getattr(args, o.dest) for o in targets.options()})
     from pea_keras.data import DataError, calibration_samples, load_arrays
     from pea_keras.errors import TFLiteError
-    from pea_keras.files import StorageError, lock, write_error_message
-    from pea_keras.tflite.conversion import check_outputs, convert
+    from pea_keras.files import StorageError, write_error_message
+    from pea_keras.tflite.conversion import convert
 
-    io, c_array_next_to_file, required = TARGETS[args.target]
-    io = args.io or io
-    c_dir = args.c_array or ((os.path.dirname(args.output) or os.curdir) if c_array_next_to_file else None)
-    # Checks first, in the order they cost.
-    check_outputs(args.output, args.overwrite, c_dir, ethos_u=ethos_u is not None)
+    c_dir = args.c_array or ((os.path.dirname(args.output) or os.curdir) if target.kit_next_to_file else None)
 
     def shape_of(inputs):  # One input: its shape; several: [(name, shape)].
         return inputs[0][1] if len(inputs) == 1 else inputs
@@ -97,14 +85,12 @@ def _convert(args):
         except (DataError, ValueError) as e:
             raise TFLiteError(f"--train_data: {e}") from None
 
-    try:  # One convert at a time writes OUT.tflite and the files named after it (checked again inside).
-        with lock(args.output, "choose another -o"):
-            conv = convert(args.model, args.output, calibration, io=io, overwrite=args.overwrite,
-                           force_strip=args.force_strip, qat_epochs=args.qat_epochs,
-                           qat_data=qat_data if args.qat_epochs else None, c_array_dir=c_dir,
-                           require_runtimes=required, golden_samples=args.golden_samples, ethos_u=ethos_u,
-                           require_npu=args.require_npu, trust_code=args.trust_model_code,
-                           allow_gates=args.allow_gates, verbose=args.verbose)
+    try:  # convert checks the outputs first, then holds OUT.tflite's lock: one convert at a time writes it.
+        conv = convert(args.model, args.output, calibration, target=target, io=args.io, overwrite=args.overwrite,
+                       force_strip=args.force_strip, qat_epochs=args.qat_epochs,
+                       qat_data=qat_data if args.qat_epochs else None, c_array_dir=c_dir,
+                       golden_samples=args.golden_samples, trust_code=args.trust_model_code,
+                       allow_gates=args.allow_gates, verbose=args.verbose)
     except OSError as e:  # A full or read-only disk: the outputs are written all or nothing.
         message = write_error_message(e, safe="no file was changed")
         if message is None:
@@ -115,7 +101,6 @@ def _convert(args):
 
 
 def _inspect(args):
-    from pea_keras.tflite import vela
     from pea_keras.tflite.model_info import format_report, inspect, read_bytes
 
     info = inspect(args.file)
@@ -125,28 +110,27 @@ def _inspect(args):
         stem = os.path.splitext(os.path.basename(args.file))[0]
         print(op_resolver_header(info, stem, os.path.basename(args.file)), end="")
         return 0
-    npu = vela.describe(info, read_bytes(args.file)) if vela.is_vela_file(info) else None
+    owner = targets.compiled_by(info)
+    about = owner.describe(info, read_bytes(args.file)) if owner else None
     if args.json:
-        print(json.dumps({**info.to_dict(), **({"ethos_u": npu} if npu else {})}, indent=1))
+        print(json.dumps({**info.to_dict(), **({owner.json_key: about} if about else {})}, indent=1))
     else:
-        print(format_report(info) + (f"\n{npu}" if npu else ""))
+        print(format_report(info) + (f"\n{about}" if about else ""))
     return 0
 
 
 def _check(args):
-    from pea_keras.tflite import vela
     from pea_keras.tflite.check import analyze, by_operator, micro_blocker, verdict
     from pea_keras.tflite.model_info import inspect
 
     info = inspect(args.file)
     proof = analyze(info, strict=args.strict, int8=args.int8, allow_gates=args.allow_gates)
-    bad = proof.violations
-    if vela.is_vela_file(info):  # The NPU part is a command stream: only the CPU part can be read.
-        bad = [v for v in bad if v.type != vela.NPU_OP]
+    owner = targets.compiled_by(info)
+    bad = proof.violations if owner is None else owner.readable(proof.violations)
     for where, reasons in by_operator(bad):
         print(f"{where}: {'; '.join(reasons)}")
-    if vela.is_vela_file(info):
-        return _fail(f"{args.file}: {vela.check_verdict(info, verdict(bad, args.int8))}")
+    if owner is not None:
+        return _fail(f"{args.file}: {owner.unproven(info, verdict(bad, args.int8))}")
     if not bad:
         print(f"{args.file}: {verdict(bad, args.int8, proof.notes)}")
     blocker = None if args.int8 else micro_blocker(info)  # --int8 names these faults itself.
@@ -160,10 +144,9 @@ def _run(args):
     from pea_keras.errors import TFLiteError
     from pea_keras.tflite.model_info import inspect
     from pea_keras.tflite.runtimes import RUNTIMES, RuntimeFailure, class_count, evaluate
-    from pea_keras.tflite.vela import refuse_host_run
 
     info = inspect(args.file)
-    refuse_host_run(args.file, info, "run")
+    _refuse_host_run(args.file, info, "run")
     class_count(info)  # Refuse what top-1 cannot score before reading any data.
     x, y = load_arrays(args.data, tuple(int(d) for d in info.inputs[0].shape), labelled=True,
                        split=args.split, limit=args.limit)
@@ -226,10 +209,15 @@ def main(argv=None):
 
 
 def _main(argv):
-    args = build_parser().parse_args(argv)
+    from pea_keras.errors import UserError
+
+    try:
+        parser = build_parser()
+    except UserError as e:  # A target plugin that cannot be imported (targets.PLUGINS_VARIABLE).
+        return _fail(str(e))
+    args = parser.parse_args(argv)
     console.quiet(PROG, args.verbose)
     os.environ["KERAS_BACKEND"] = "tensorflow"  # The converter needs TensorFlow models.
-    from pea_keras.errors import UserError
 
     try:
         code = COMMANDS[args.command](args)

@@ -1,21 +1,14 @@
-"""The grammar of ``pea-tflite``: its commands, options, targets and their help, parsed before
-TensorFlow is imported so that ``--help`` and mistakes answer at once (``cli`` runs the commands)."""
+"""The grammar of ``pea-tflite``: its commands and options, with the targets and their options
+from the registry (``targets``), parsed before TensorFlow is imported so that ``--help`` and
+mistakes answer at once (``cli`` runs the commands)."""
 
 import argparse
 import re
 import sys
 
-from pea_keras.tflite.vela import ACCELERATORS
+from pea_keras.tflite import targets
 
 PROG = "pea-tflite"
-TARGETS = {
-    # io, write a C array next to the file, runtimes that must load it
-    "micro": ("int8", True, ("litert", "micro")),
-    "phone": ("float", False, ("litert",)),
-    # An Ethos-U NPU: the micro preset, then Vela compiles the proven file; the kit is the Vela file's.
-    **{name: ("int8", True, ("litert", "micro")) for name in ACCELERATORS},
-}
-VELA_FLAGS = ("vela_config", "system_config", "memory_mode", "require_npu")
 _GATES_HELP = ("accept ReLU6 channel gates (squeeze-excite: a feature map times relu6(x + 3) / 6 of its "
                "pooled channels, as in MobileNetV3), each named in the verdict; a product of activations, "
                "so refused by default")
@@ -82,12 +75,9 @@ def build_parser():
                                    "ReLU-only, load-test it, then write it atomically.")
     c.add_argument("model", metavar="MODEL", help=".keras, .h5 or SavedModel directory (Keras 3 or tf_keras)")
     c.add_argument("-o", "--output", required=True, metavar="OUT.tflite", help="file to write")
-    c.add_argument("--target", choices=list(TARGETS), default="micro", metavar="TARGET",
-                   help="micro (default): int8 I/O, C array next to the file, TFLite Micro load test; "
-                        "phone: float I/O, LiteRT load test; an Ethos-U NPU (" + ", ".join(ACCELERATORS)
-                        + "): the micro checks, then Arm's Vela compiles the proven file into "
-                        "OUT_vela.tflite with its kit and prints its estimates (needs "
-                        "pip install 'pea_keras[npu]'). Explicit flags override the preset.")
+    helps = dict.fromkeys(t.help for t in targets.all_targets())  # Targets of one family share theirs.
+    c.add_argument("--target", choices=targets.names(), default="micro", metavar="TARGET",
+                   help="; ".join(helps) + ". Explicit flags override the preset.")
     c.add_argument("--calib", default="digits", metavar="SOURCE",
                    help="calibration inputs shaped like the model input (default: digits, which "
                         "fits only greyscale square inputs of 8 to 64 pixels)")
@@ -109,17 +99,9 @@ def build_parser():
                         "_model_settings.h, _test_data.cc/.h (micro preset: next to the file)")
     c.add_argument("--golden_samples", type=_at_least(1), default=3, metavar="N",
                    help="calibration samples stored with their TFLite Micro outputs in the kit (default: 3)")
-    c.add_argument("--vela_config", metavar="FILE.ini",
-                   help="Ethos-U targets: Vela configuration file describing your system (default: "
-                        "Vela's Arm/vela.ini, generic reference systems)")
-    c.add_argument("--system_config", metavar="NAME",
-                   help="Ethos-U targets: [System_Config.NAME] of the .ini (clocks, bandwidths; default: "
-                        "Vela's default for the accelerator)")
-    c.add_argument("--memory_mode", metavar="NAME",
-                   help="Ethos-U targets: [Memory_Mode.NAME] of the .ini (which memory holds the arena and "
-                        "its cache; default: Vela's default for the accelerator)")
-    c.add_argument("--require_npu", action="store_true",
-                   help="Ethos-U targets: fail, instead of warning, when Vela leaves an operator on the CPU")
+    for option in targets.options():
+        c.add_argument(option.flag, help=option.help, **({"action": "store_true"} if option.switch
+                                                          else {"metavar": option.metavar}))
     c.add_argument("--overwrite", action="store_true", help="replace existing output files")
     c.add_argument("--trust_model_code", action="store_true",
                    help="load a model file that runs code it stores (a Lambda layer's Python bytecode, "

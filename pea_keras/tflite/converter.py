@@ -115,7 +115,8 @@ def _run_child(args, tmp, verbose, between=None, loading=lambda: False):
     stdout), `loading()` says whether it was still loading the model. Raises the child's error;
     stderr passes through with `verbose`."""
     # TMPDIR: TensorFlow's own temporaries (autograph's generated files) go where ours go, and go with them.
-    env = child_env(TF_CPP_MIN_LOG_LEVEL="0" if verbose else "3", TMPDIR=tmp)
+    # KERAS_BACKEND: the converter needs models on TensorFlow, whichever backend this process runs.
+    env = child_env(TF_CPP_MIN_LOG_LEVEL="0" if verbose else "3", TMPDIR=tmp, KERAS_BACKEND="tensorflow")
     with open(os.path.join(tmp, "stderr.txt"), "w+") as err:
         with subprocess.Popen([sys.executable, "-P", "-m", _WORKER, *args], env=env, text=True,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err) as proc:
@@ -151,12 +152,14 @@ def convert_saved_model(directory, calibration, io="int8", verbose=False):
             return f.read()
 
 
-def quantize_file(path, calibration_for, *, io="int8", force_strip=False, trust_code=False, verbose=False):
+def quantize_file(path, calibration_for, *, io="int8", force_strip=False, qat_epochs=0, qat_data_for=None,
+                  trust_code=False, verbose=False):
     """(full-integer TFLite bytes, {input name: calibration array}, PEA layers stripped) of the
-    model file `path`, loaded, stripped (``conversion.strip_for_deploy``), exported and converted
-    in one child process: the caller never imports TensorFlow. `calibration_for(inputs)` gets the
-    stripped model's `model_inputs` and returns its calibration data (as `quantize` takes it);
-    it runs while the child exports."""
+    model file `path`, loaded, stripped (``conversion.strip_for_deploy``), QAT-fine-tuned for
+    `qat_epochs` (``qat.py``), exported and converted in one child process: the caller never
+    imports TensorFlow, whichever Keras backend it runs. `calibration_for(inputs)` gets the
+    stripped model's `model_inputs` and returns its calibration data (as `quantize` takes it), and
+    `qat_data_for(inputs)` its labelled (x, y); they run while the child exports."""
     _check_io(io)
     found = {}
 
@@ -173,12 +176,19 @@ def quantize_file(path, calibration_for, *, io="int8", force_strip=False, trust_
         inputs = [(name, tuple(shape)) for name, shape in facts["inputs"]]
         try:
             found["calibration"] = check_calibration(inputs, calibration_for(inputs))
+            arrays = {"calibration": calib}
+            if qat_epochs:
+                if qat_data_for is None:
+                    raise TFLiteError("QAT needs labelled training data (--train_data)")
+                x, y = qat_data_for(inputs)
+                np.savez(qat, x=x, y=y)
+                arrays["qat"] = qat
         except BaseException:
             tell(proc, "\n")  # Tell the child to stop, then report this error.
             raise
         np.savez(calib, **found["calibration"])
         found["pea_layers"] = facts["pea_layers"]
-        tell(proc, calib + "\n")
+        tell(proc, json.dumps(arrays) + "\n")
 
     def tell(proc, line):
         try:
@@ -188,8 +198,8 @@ def quantize_file(path, calibration_for, *, io="int8", force_strip=False, trust_
             pass
 
     with tempfile.TemporaryDirectory(prefix="pea-convert-") as tmp:
-        calib, out = os.path.join(tmp, "calibration.npz"), os.path.join(tmp, "model.tflite")
-        settings = json.dumps({"trust_code": trust_code, "force_strip": force_strip,
+        calib, qat, out = (os.path.join(tmp, name) for name in ("calibration.npz", "qat.npz", "model.tflite"))
+        settings = json.dumps({"trust_code": trust_code, "force_strip": force_strip, "qat_epochs": qat_epochs,
                                "saved_model": os.path.join(tmp, "saved_model")})
         _run_child(["--file", os.fspath(path), io, out, settings], tmp, verbose, calibrate,
                    loading=lambda: "facts" not in found)

@@ -72,7 +72,7 @@ def version():
 
 
 @dataclasses.dataclass(frozen=True)
-class Target:
+class Config:
     """An Ethos-U configuration: accelerator, and the system config and memory mode of a Vela
     .ini file (None: Vela's default for the accelerator, from Arm's example file)."""
 
@@ -142,11 +142,11 @@ def own_config_files():
 
 @dataclasses.dataclass
 class Compiled:
-    """What Vela made of one int8 file for one ``Target``: the file, where its operators run,
+    """What Vela made of one int8 file for one ``Config``: the file, where its operators run,
     and the estimates of Vela's performance model."""
 
     data: bytes
-    target: Target
+    config: Config
     system_config: str
     memory_mode: str
     config_name: str  # the .ini file, as the user or Vela named it
@@ -180,7 +180,7 @@ class Compiled:
             return None
         what = ", ".join(f"{t} x{n}" + (f" ({self.cpu_reasons[t]})" if t in self.cpu_reasons else "")
                          for t, n in ops.items())
-        return (f"{self.target.accelerator}: {sum(ops.values())} operator(s) run on the CPU, not the NPU: "
+        return (f"{self.config.accelerator}: {sum(ops.values())} operator(s) run on the CPU, not the NPU: "
                 f"{what}; replace them in the model to run it all on the NPU")
 
     def summary_lines(self, path):
@@ -188,11 +188,11 @@ class Compiled:
         cpu = self.cpu_operators
         placement = f"{self.npu_operators} NPU command stream(s) (CUSTOM:ethos-u), " + (
             "CPU fallback: " + ", ".join(f"{t} x{n}" for t, n in cpu.items()) if cpu else "no CPU operators")
-        origin = (f"from {self.config_name}; Vela's default for {self.target.accelerator} where not given: pass "
+        origin = (f"from {self.config_name}; Vela's default for {self.config.accelerator} where not given: pass "
                   "--vela_config, --system_config and --memory_mode for your board" if self.defaulted
                   else f"from {self.config_name}")
         return [
-            f"wrote {path}: {len(self.data)} bytes, Vela {version()} for {self.target.accelerator}",
+            f"wrote {path}: {len(self.data)} bytes, Vela {version()} for {self.config.accelerator}",
             f"  placement: {placement} (Vela: {self.npu_lowered} NPU / {self.cpu_lowered} CPU operations)",
             f"  estimated by Vela's performance model (not measured): {self.cycles} cycles = "
             f"{_duration(self.inference_s)} per inference at {self.clock_hz / 1e6:g} MHz; memory used: {memory}",
@@ -310,32 +310,32 @@ def refuse_host_run(path, info, verb):
                           "`pea-tflite convert --target ethos-u...` prints Vela's estimates)")
 
 
-def compile_file(data, target):
-    """Compile int8 ``.tflite`` bytes for ``target`` with Vela in a child process; a ``Compiled``.
+def compile_file(data, config):
+    """Compile int8 ``.tflite`` bytes for ``config`` with Vela in a child process; a ``Compiled``.
 
     Raises TFLiteError with Vela's own message when it refuses (a bad config), and one line
     naming the signal when it crashes.
     """
-    target.check()
+    config.check()
     data = read_bytes(data)
     with tempfile.TemporaryDirectory(prefix="pea-vela-") as tmp:
         model = os.path.join(tmp, "model.tflite")
         with open(model, "wb") as f:
             f.write(data)
         out = os.path.join(tmp, "out")
-        argv = [model, *target.vela_args(), "--output-dir", out]
+        argv = [model, *config.vela_args(), "--output-dir", out]
         try:
             proc = subprocess.run([sys.executable, "-P", _WORKER, *argv], capture_output=True, text=True,
                                   cwd=tmp, timeout=VELA_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            raise TFLiteError(f"Vela did not finish compiling for {target.accelerator} in "
+            raise TFLiteError(f"Vela did not finish compiling for {config.accelerator} in "
                               f"{VELA_TIMEOUT_S} s") from None
         if proc.returncode != 0:
-            raise TFLiteError(_failure(proc, target))
+            raise TFLiteError(_failure(proc, config))
         vela_path = os.path.join(out, "model_vela.tflite")
         summaries = glob.glob(os.path.join(out, "model_summary_*.csv"))
         if not os.path.exists(vela_path) or not summaries:
-            raise TFLiteError(f"Vela wrote no output for {target.accelerator}: {_last_line(proc)}")
+            raise TFLiteError(f"Vela wrote no output for {config.accelerator}: {_last_line(proc)}")
         with open(vela_path, "rb") as f:
             vela_data = f.read()
         with open(summaries[0], newline="") as f:
@@ -347,9 +347,9 @@ def compile_file(data, target):
     counts = {kind: int(n) for kind, n in re.findall(r"^(CPU|NPU) operators = (\d+)", proc.stdout, re.M)}
     reasons = dict(re.findall(r"operator: (\w+), ofm: .*\nReason: (.+)", proc.stdout))
     return Compiled(
-        data=vela_data, target=target, system_config=row["system_config"], memory_mode=row["memory_mode"],
-        config_name=target.config_file or DEFAULT_CONFIG,
-        defaulted=not (target.system_config and target.memory_mode),
+        data=vela_data, config=config, system_config=row["system_config"], memory_mode=row["memory_mode"],
+        config_name=config.config_file or DEFAULT_CONFIG,
+        defaulted=not (config.system_config and config.memory_mode),
         npu_lowered=counts.get("NPU", 0), cpu_lowered=counts.get("CPU", 0), cpu_reasons=reasons,
         cycles=int(float(row["cycles_total"])), inference_s=float(row["inference_time"]),
         clock_hz=float(row["core_clock"]),
@@ -364,12 +364,12 @@ def _last_line(proc):
     return lines[-1] if lines else "no message"
 
 
-def _failure(proc, target):
+def _failure(proc, config):
     lines = [line.strip() for line in (proc.stderr or "").splitlines() if line.strip()]
     refusal = next((line[19:] for line in reversed(lines) if line.startswith("pea-worker: error: ")), None)
     if proc.returncode == _REFUSED and refusal:
-        return f"Vela refused to compile for {target.accelerator}: {refusal}"
+        return f"Vela refused to compile for {config.accelerator}: {refusal}"
     if proc.returncode < 0:
         sig = signal_name(proc.returncode)
-        return f"Vela crashed ({sig}) compiling for {target.accelerator}: {_last_line(proc)}"
-    return f"Vela failed (exit {proc.returncode}) compiling for {target.accelerator}: {_last_line(proc)}"
+        return f"Vela crashed ({sig}) compiling for {config.accelerator}: {_last_line(proc)}"
+    return f"Vela failed (exit {proc.returncode}) compiling for {config.accelerator}: {_last_line(proc)}"
