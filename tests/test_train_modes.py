@@ -61,3 +61,11 @@ def test_a_registered_mode_trains_and_deploys_end_to_end(tmp_path):
     assert m["alpha_trace"]["alpha"] == [0.5] * 4 and m["warnings"] == []
     assert set(m["top1"]) == {"pea", "validation", "stripped", "int8"}
     assert relu_only_violations(str(tfl / "run_int8.tflite"), int8=True) == []
+
+
+def test_an_unknown_mode_is_one_line_naming_the_choices():
+    from pea_keras.errors import UsageError
+    from pea_keras.training import modes
+
+    with pytest.raises(UsageError, match=r"^--mode must be one of pea, relu, surrogate, novel, relufy, got 'bogus'$"):
+        modes.get("bogus")
