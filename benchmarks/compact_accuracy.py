@@ -4,7 +4,7 @@ Every run is `python train.py --arch ARCH --width W --keras 2` with the configur
 it trains through `pea_keras.training.run.run`, the chain train.py runs (data split and pipeline,
 model, wrap, BatchNorm momentum 0.9, Adam 2e-3 with cosine decay to 0, batch 64, 15 epochs, one
 pass per epoch, seeding, strip, int8 export and scoring), with its run directory in a scratch
-folder; ablations go through `run.Ablation`. The seed sets the data split, the batch order and the
+folder; ablations are `modes.Ablation` modes. The seed sets the data split, the batch order and the
 initial weights; every configuration of a seed starts from the same weights and sees the same
 batches, so differences are paired. Configurations:
 
@@ -167,12 +167,12 @@ def train_one(arch, config_name, seed, epochs, teachers=None, spec=None):
 
     from pea_keras import schedules
     from pea_keras.callbacks import BothFlavoursCallback
-    from pea_keras.training import run
+    from pea_keras.training import modes, run
 
     spec = spec or CONFIGS[config_name]
     mode = spec["mode"]
-    ablation = {"fixed": lambda: run.Ablation(schedule=schedules.Constant(spec["alpha"])),
-                "learned": lambda: run.Ablation(trainable_alpha=True)}.get(mode, lambda: None)()
+    ablation = {"fixed": lambda: modes.Ablation(schedule=schedules.Constant(spec["alpha"])),
+                "learned": lambda: modes.Ablation(trainable_alpha=True)}.get(mode, lambda: None)()
     distill, teacher_cpu_s = spec.get("distill", "none"), None
     if distill == "teacher":
         path, teacher_cpu_s = teacher(teachers, arch, seed, epochs)
@@ -193,7 +193,7 @@ def train_one(arch, config_name, seed, epochs, teachers=None, spec=None):
             activation=spec.get("activation", "silu"), schedule=spec.get("schedule", "cosine"),
             pea_end=spec.get("pea_end", 0.75), epochs=epochs, seed=seed, verbose="0", distill=distill,
             output_dir=spec.get("output_dir") or os.path.join(tmp, "run"), tflite_dir=os.path.join(tmp, "tflite"))
-        m = run.run(config, callbacks=[Clock()], ablation=ablation)
+        m = run.run(config, callbacks=[Clock()], mode=ablation)
     top1, alphas = m["top1"], m["alpha_trace"]["alpha"]
     return {
         "float": top1["pea"], "stripped": top1.get("stripped"), "int8": top1.get("int8"),

@@ -7,7 +7,7 @@ at 32 px through train.py's chain (`--init_from` the untrained network, `--mode 
 model as it is). Then every way to a ReLU network fine-tunes it for a budget of 10 % and 20 % of those
 steps at a learning rate of 5e-4, each through train.py's chain too:
 
-  relufy        --mode relufy with its recipe (pea_keras.training.config.RECIPES): the product's way
+  relufy        --mode relufy with its recipe (pea_keras.training.modes.Relufy.defaults): the product's way
   relufy_naive  relufy used as the library's defaults would: alpha 1 at 75 %, no teacher, BN kept
   relufy_*      one change to the recipe each (no teacher, no BN re-estimation, alpha 1 at 25 %,
                 g' as the ReLU branch's gradient, a learning rate of 2e-3)

@@ -152,9 +152,10 @@ def metrics(run_dir):
 def uninterrupted():
     """The alpha trace of a run never interrupted: PEAScheduler sets alpha = schedule(step) (as
     float32) at every step, and AlphaTrace records each (the 6 steps of FLAGS)."""
-    from pea_keras.training.run import RunConfig, make_schedule
+    from pea_keras.training import modes
+    from pea_keras.training.run import RunConfig
 
-    schedule = make_schedule(RunConfig(), 6)  # FLAGS keep the default mode, schedule, start and end.
+    schedule = modes.get("pea").schedule(RunConfig(), 6)  # FLAGS keep the default mode, schedule, start and end.
     return {"alpha_trace": {"step": list(range(6)),
                             "alpha": [float(np.float32(schedule(step))) for step in range(6)]}}
 

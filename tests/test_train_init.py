@@ -7,6 +7,7 @@ from train_cli import refusal, run_script
 
 from pea_keras.tflite import relu_only_violations
 from pea_keras.training import config as config_lib
+from pea_keras.training import modes
 
 
 def _silu_cnn(k, input_shape=(32, 32, 1), classes=10):
@@ -60,7 +61,7 @@ def test_a_model_for_other_inputs_or_classes_is_one_line(tmp_path, capsys):
 def test_the_relufy_recipe_fills_only_the_flags_not_given():
     config = config_lib.recipe("relufy", init_from="m.keras", epochs=5)
     assert (config.epochs, config.lr, config.pea_end, config.distill) == (5, 5e-4, 0.5, "init")
-    assert config.bn_reestimate == config_lib.RECIPES["relufy"]["bn_reestimate"] > 0
+    assert config.bn_reestimate == modes.get("relufy").defaults["bn_reestimate"] > 0
     assert config_lib.recipe("pea") == config_lib.RunConfig()
     with pytest.raises(TypeError, match="unknown RunConfig settings: bogus"):
         config_lib.recipe("pea", bogus=1)
@@ -84,7 +85,7 @@ def test_relufy_run_turns_a_silu_model_into_a_relu_only_int8_file(tmp_path, flav
     m = json.loads((out / "metrics.json").read_text())
     flags = m["flags"]
     assert (m["mode"], flags["distill"], flags["lr"], flags["pea_end"]) == ("relufy", "init", 5e-4, 0.5)
-    assert flags["bn_reestimate"] == config_lib.RECIPES["relufy"]["bn_reestimate"]
+    assert flags["bn_reestimate"] == modes.get("relufy").defaults["bn_reestimate"]
     assert m["alpha_final"] == 1.0 and m["alpha_trace"]["alpha"][0] == 0.0
     assert relu_only_violations(str(tfl / "run_int8.tflite"), int8=True, allow_gates=True) == []
     assert [note.split(" at op ")[0] for note in m["tflite"]["passed_outside_relu"]] == ["channel gate"]

@@ -20,8 +20,8 @@ def call_main(*args):
         train.FLAGS.unparse_flags()
 
 
-def run_script(*args, timeout=HANG_S):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+def run_script(*args, timeout=HANG_S, **extra_env):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO, **extra_env}
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
 

@@ -6,7 +6,7 @@ import json
 import os
 
 from pea_keras import files
-from pea_keras.training import reporting, rundir
+from pea_keras.training import modes, reporting, rundir
 from pea_keras.training.run import run, settle
 
 
@@ -18,7 +18,7 @@ def compare(config, callbacks=()):
     stem = config.tflite_name or os.path.basename(os.path.realpath(base))  # Two sweeps never share a file.
     configs = {mode: dataclasses.replace(config, mode=mode, output_dir=os.path.join(base, mode),
                                          tflite_name=f"{stem}_{mode}",
-                                         relu_gradient=config.relu_gradient if mode == "pea" else "relu")
+                                         relu_gradient=config.relu_gradient if modes.get(mode).blends else "relu")
                for mode in ("relu", "pea")}
     started = {mode: rundir.has_progress(c.run_dir()) for mode, c in configs.items()}
     if config.resume and any(started.values()):  # --resume: a half stopped before its first checkpoint starts over.

@@ -4,11 +4,13 @@ choices, and `train.py`'s flags are generated from them, so defaults and choices
 import dataclasses
 import os
 import re
+import sys
 
 from pea_keras import schedules
 from pea_keras.data.arrays import DEFAULT_CALIBRATION_SAMPLES
 from pea_keras.errors import SettingError, UsageError
 from pea_keras.files import missing
+from pea_keras.training import modes, tasks
 
 
 def setting(default, help, choices=None, check=None, resumable=False):
@@ -67,7 +69,7 @@ class RunConfig:
     # What is trained.
     task: str = setting("classification", "What to train: classification (scored by top-1) or "
                         "segmentation (per-pixel classes, scored by mean IoU). Unset --arch, --dataset "
-                        "and --image_size take the task's defaults.", ("classification", "segmentation"))
+                        "and --image_size take the task's defaults.", tasks.names())
     arch: str = setting("", "Network. Classification (default mobilenet_v2): mobilenet_v1, mobilenet_v2, "
                         "mobilenet_v3_small, mobilenet_v3_large (the ReLU-only minimalistic variants), "
                         "resnet18, resnet50, tiny (a microcontroller-sized CNN). Segmentation (default "
@@ -82,13 +84,7 @@ class RunConfig:
                               ">= 32; segmentation needs a multiple of 16.", check=_at_least(0))
     bn_momentum: float = setting(0.9, "BatchNormalization momentum for every BN layer (keras.applications' "
                                  "0.999 leaves short runs at chance on evaluation).", check=_fraction)
-    mode: str = setting("pea", "pea: ReLU and g blended by a schedule, then stripped to ReLU; relu: plain "
-                        "ReLU baseline; surrogate: ReLU forward and g's derivative backward (SUGAR, no "
-                        "schedule; deploys as ReLU); novel: g everywhere (alpha = 0, an upper bound that "
-                        "cannot be deployed ReLU-only); relufy: hand a trained network with other "
-                        "activations (--init_from) over to ReLU in a short fine-tune (pea_keras.relufy; "
-                        "its recipe sets unset flags: see RECIPES).",
-                        ("pea", "relu", "surrogate", "novel", "relufy"))
+    mode: str = setting("pea", modes.help_text(), modes.names())
     init_from: str = setting("", "Start from this saved Keras model (.keras, .h5 or SavedModel, of the "
                              "--keras flavour) instead of a new --arch network: its inputs must be the "
                              "task's images and its outputs the classes' logits. --mode relufy needs it; "
@@ -218,20 +214,15 @@ class RunConfig:
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 
-# A mode's own defaults, for the settings a user leaves unset (flags not given, RunConfig fields not
-# passed to `recipe`). relufy fine-tunes a trained network for 20 % of a 15-epoch training: alpha
-# reaches 1 at half of it, so half the steps train the ReLU network at a useful learning rate; the
-# loaded network teaches; the stripped network's batch-norm statistics are recomputed. Chosen on
-# the validation split by benchmarks/relufy_accuracy.py (docs/RESULTS.md).
-RECIPES = {"relufy": dict(epochs=3, lr=5e-4, pea_end=0.5, distill="init", bn_reestimate=50, allow_gates=True)}
-
-
 def recipe(mode="pea", **settings):
-    """A RunConfig for `mode` with `settings`; the rest from RECIPES[mode], then the field defaults."""
+    """A RunConfig for `mode` with `settings`; the rest from the mode's defaults, then the field defaults."""
     unknown = set(settings) - set(FIELDS)
     if unknown:
         raise TypeError(f"unknown RunConfig settings: {', '.join(sorted(unknown))}")
-    return RunConfig(**{**RECIPES.get(mode, {}), **settings, "mode": mode})
+    defaults = modes.get(mode).defaults if mode in modes.names() else {}  # validate names a wrong one.
+    return RunConfig(**{**defaults, **settings, "mode": mode})
+
+
 # Flags that may change between an interrupted run and its --resume.
 RESUMABLE = tuple(name for name, f in FIELDS.items() if f.metadata["resumable"])
 
@@ -270,12 +261,17 @@ def flavour(name):
 
 
 def use_backend(backend):
-    """Makes Keras 3 compute on `backend`: sets KERAS_BACKEND while keras is not imported yet
-    (Keras picks its backend once, at import); afterwards only a matching backend passes."""
-    import sys
-
+    """Makes Keras 3 compute on `backend` (where a run starts, before anything imports keras): sets
+    KERAS_BACKEND while keras is not imported yet (Keras picks its backend once, at import);
+    afterwards only a matching backend passes."""
     if "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = backend
+    check_backend(backend)
+
+
+def check_backend(backend):
+    """Raises UsageError if this process already runs Keras 3 on another backend."""
+    if "keras" not in sys.modules:
         return
     import keras
 
@@ -285,7 +281,7 @@ def use_backend(backend):
 
 
 def validate(config):
-    """Raises UsageError for values that cannot work, before anything slow happens."""
+    """Raises UsageError for values that cannot work, before anything slow happens; changes nothing."""
     for name, f in FIELDS.items():
         value, choices, check = getattr(config, name), f.metadata["choices"], f.metadata["check"]
         if choices and str(value) not in choices:
@@ -307,23 +303,23 @@ def validate(config):
             raise UsageError(f"--resume needs --backend tensorflow: runs on {config.backend} keep no "
                              "checkpoints")
     if config.keras == "3":
-        use_backend(config.backend)
+        check_backend(config.backend)
     if config.strategy == "multiworker" and config.keras == "3" and config.backend != "jax":
         # Measured with TF 2.21 / Keras 3.15: fit fails on PerReplica inputs under this strategy.
         raise UsageError("--strategy multiworker needs --keras 2 or --backend jax: Keras 3's fit does not run "
                          "under tf.distribute.MultiWorkerMirroredStrategy (Keras 3 scales out on JAX)")
-    if config.distill == "self" and (config.mode != "pea" or not config.trains_on_tensorflow()
+    mode = modes.get(config.mode)
+    if config.distill == "self" and (not mode.self_distills or not config.trains_on_tensorflow()
                                      and config.backend == "jax"):
-        raise UsageError("--distill self needs --mode pea (its teacher is the model evaluated with g) and "
-                         "TensorFlow or PyTorch (under JAX fit's compiled step keeps the teacher fixed)")
+        raise UsageError(f"--distill self needs --mode {modes.self_distilling()} (its teacher is the model evaluated "
+                         "with g) and TensorFlow or PyTorch (under JAX fit's compiled step keeps the teacher fixed)")
     problem = config.distill.startswith("teacher:") and missing(config.distill[len("teacher:"):])
     if problem:
         raise UsageError(f"--distill {config.distill}: {problem}")
-    if config.relu_gradient != "relu" and config.mode not in ("pea", "novel", "relufy"):
-        raise UsageError(f"--relu_gradient {config.relu_gradient} needs --mode pea, novel or relufy (--mode "
+    if config.relu_gradient != "relu" and not mode.blends:
+        raise UsageError(f"--relu_gradient {config.relu_gradient} needs --mode {modes.blending()} (--mode "
                          f"{config.mode} has no blend)")
-    if config.mode == "relufy" and not config.init_from:
-        raise UsageError("--mode relufy needs --init_from PATH: the trained model whose activations become ReLU")
+    mode.check(config)
     if config.distill == "init" and not config.init_from:
         raise UsageError("--distill init needs --init_from PATH: the teacher is the model loaded from it")
     problem = config.init_from and missing(config.init_from)
@@ -334,7 +330,6 @@ def validate(config):
 
         sources.parse(config.dataset)
     from pea_keras import activations
-    from pea_keras.training import tasks
 
     try:
         activations.get(config.activation)

@@ -1,5 +1,6 @@
-"""The --strategy of a run: tf.distribute strategies, and for Keras 3 on JAX multi-process data
-parallelism with `keras.distribution`. Batch sizes are global (split over replicas)."""
+"""The --strategy of a run, behind one `Runtime` interface: tf.distribute strategies, and for
+Keras 3 on JAX multi-process data parallelism with `keras.distribution`. Batch sizes are global
+(split over replicas)."""
 import contextlib
 import json
 import os
@@ -28,7 +29,35 @@ def cluster_from_tf_config():
     return members[0], len(members), index
 
 
-class JaxDataParallel:
+class Runtime:
+    """Where a run trains: the scope its model is built in, its replicas, whether this process
+    writes (the chief), and what happens after fit and at the end. For tf.distribute strategies."""
+
+    validates_in_fit = True  # fit scores the validation split after each epoch.
+
+    def __init__(self, strategy):
+        self.strategy = strategy
+        self.num_replicas_in_sync = strategy.num_replicas_in_sync
+
+    def scope(self):
+        return self.strategy.scope()
+
+    @property
+    def chief(self):
+        """Whether this process writes the run directory and the int8 file (worker 0 or the chief)."""
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        if resolver is None or not getattr(resolver, "task_type", None):
+            return True
+        return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
+
+    def after_training(self, model):
+        """Before scoring and saving `model`."""
+
+    def wait_for_all(self):
+        """At the end of the run, before this process leaves."""
+
+
+class JaxDataParallel(Runtime):
     """Keras 3 on JAX over several processes: `jax.distributed` joins them (the cluster of TF_CONFIG,
     as for tf_keras' MultiWorkerMirroredStrategy) and `keras.distribution.DataParallel` splits each
     global batch over every process's devices, keeping the weights replicated. On CPU the
@@ -42,7 +71,7 @@ class JaxDataParallel:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator_address=coordinator, num_processes=processes, process_id=index)
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
-        self.num_replicas_in_sync = jax.device_count()
+        self.strategy, self.num_replicas_in_sync = None, jax.device_count()
         self.process_index = jax.process_index()
 
     # fit's validation would split the validation split over processes in uneven batches; the
@@ -51,6 +80,10 @@ class JaxDataParallel:
 
     def scope(self):
         return contextlib.nullcontext()
+
+    @property
+    def chief(self):
+        return self.process_index == 0
 
     def after_training(self, model):
         """Every process keeps a local copy of the replicated weights, so that scoring, saving and
@@ -72,11 +105,15 @@ class JaxDataParallel:
         multihost_utils.sync_global_devices("pea_keras run finished")
 
 
-def make_strategy(name, tpu="", backend="tensorflow"):
-    """The strategy for `name`: default, mirrored (every local GPU, else every logical CPU),
-    multiworker (cluster from TF_CONFIG; on JAX a `JaxDataParallel`) or tpu."""
+def make_runtime(name, tpu="", backend="tensorflow"):
+    """The runtime for --strategy `name`: default, mirrored (every local GPU, else every logical
+    CPU), multiworker (cluster from TF_CONFIG; on JAX a `JaxDataParallel`) or tpu."""
     if name == "multiworker" and backend == "jax":
         return JaxDataParallel()
+    return Runtime(_strategy(name, tpu))
+
+
+def _strategy(name, tpu):
     if name == "mirrored":
         if tf.config.list_logical_devices("GPU"):
             return tf.distribute.MirroredStrategy()
@@ -94,12 +131,3 @@ def make_strategy(name, tpu="", backend="tensorflow"):
         return tf.distribute.TPUStrategy(resolver)
     return tf.distribute.get_strategy()
 
-
-def is_chief(strategy):
-    """Whether this process writes the run directory and the int8 file (worker 0 or the chief)."""
-    if isinstance(strategy, JaxDataParallel):
-        return strategy.process_index == 0
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(resolver, "task_type", None):
-        return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
