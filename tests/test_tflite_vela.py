@@ -8,8 +8,7 @@ import subprocess
 import textwrap
 
 import pytest
-from fresh import fresh_python
-from tflite_cli import pea_tflite
+from fresh import fresh_python, pea_tflite
 
 from pea_keras.tflite import cli, inspect, relu_only_violations, vela
 
