@@ -39,6 +39,7 @@ MEASURES = ("float", "int8")
 
 def one_seed(config, seed, work):
     """comparison.compare for one seed -> {"relu"|"pea_<g>": {float, int8, pixel accuracy, seconds}}."""
+    from pea_keras.tflite import relu_only_violations
     from pea_keras.training.comparison import compare
 
     t = time.time()
@@ -55,7 +56,7 @@ def one_seed(config, seed, work):
                      "pixel_accuracy_float": m["pixel_accuracy"]["stripped"],
                      "pixel_accuracy_int8": m["pixel_accuracy"]["int8"],
                      "per_class_iou_int8": m["per_class_iou"]["int8"],
-                     "relu_only": m["tflite"]["relu_only"], "params": m["params"],
+                     "relu_only": relu_only_violations(m["tflite"]["path"], int8=True) == [], "params": m["params"],
                      "int8_bytes": m["sizes"]["tflite_int8_bytes"],
                      "wall_s": m["wall_time_s"]["total"]}
     print(f"  seed {seed}: " + "  ".join(
