@@ -26,24 +26,19 @@ same test set):
     python benchmarks/accuracy.py --quick           # smoke run: 2 seeds, 3 epochs, 2 configs
 """
 import argparse
-import datetime
 import importlib
 import os
-import platform
 import statistics
-import sys
 import time
 import warnings
 
+import common
+import numpy as np
+from common import FLAVORS
 from paired_stats import paired
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np  # noqa: E402
 
 from pea_keras import files
 
-FLAVORS = {"3": "keras", "2": "tf_keras"}
 ACTIVATIONS = ["silu", "gelu", "mish"]
 CONFIGS = ["relu"] + [f"pea_{g}" for g in ACTIVATIONS] + [f"g_{g}" for g in ACTIVATIONS]
 MEASURES = ["float", "stripped", "int8"]
@@ -181,10 +176,7 @@ def print_table(table):
 
 
 def plot_seeds(runs, variants, configs, seeds, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = common.pyplot()
     fig, axes = plt.subplots(len(variants), len(MEASURES), figsize=(4.2 * len(MEASURES), 3.4 * len(variants)),
                              squeeze=False)
     for i, variant in enumerate(variants):
@@ -204,20 +196,14 @@ def plot_seeds(runs, variants, configs, seeds, path):
             ax.set_xticks(seeds)
             ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
 def plot_schedules(path, total=1000):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from pea_keras import schedules
 
     steps = np.arange(total + 1)
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+    fig, ax = common.pyplot().subplots(figsize=(6, 3.4))
     for label, s in [("Cosine.over(T)  (default: 0 -> 0.75 T)", schedules.default(total)),
                      ("Linear.over(T)", schedules.Linear.over(total)),
                      ("Step.over(T)", schedules.Step.over(total))]:
@@ -227,9 +213,7 @@ def plot_schedules(path, total=1000):
     ax.set_title("PEA alpha schedules (pea_keras.schedules)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
 def main():
@@ -251,18 +235,16 @@ def main():
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.epochs, args.configs = 2, 3, ["relu", "pea_silu"]
-        args.json = args.json.replace(".json", "_quick.json")
-        args.plot = args.plot.replace(".png", "_quick.png")
+        common.quick_paths(args, "json", "plot")
     if "relu" not in args.configs:
         args.configs = ["relu"] + args.configs
     warnings.filterwarnings("ignore")
-    import tensorflow as tf
     k = importlib.import_module(FLAVORS[args.keras])
 
     seeds_of = {v: list(range(args.seeds)) for v in args.variants}
     if args.hard_seeds is not None and "digits_hard" in seeds_of:
         seeds_of["digits_hard"] = list(range(args.hard_seeds))
-    started = datetime.datetime.now(datetime.UTC)
+    started = time.time()
     runs = {}
     for variant in args.variants:
         data = load_variant(variant, args.image_size)
@@ -281,11 +263,8 @@ def main():
 
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     files.atomic_write_json(args.json, {
-        "command": "python " + " ".join(sys.argv),
-        "started_utc": started.isoformat(timespec="seconds"),
-        "wall_s": (datetime.datetime.now(datetime.UTC) - started).total_seconds(),
-        "machine": platform.platform(), "tensorflow": tf.__version__, "keras_flavor": k.__name__,
-        "keras_version": k.__version__,
+        "command": common.command(), "started_utc": common.now(started), "wall_s": time.time() - started,
+        **common.machine(), "keras_flavor": k.__name__, "keras_version": k.__version__,
         "args": vars(args), "variants": {v: VARIANTS[v] for v in args.variants},
         "seeds": seeds_of,
         "runs": [{"variant": v, "config": c, "seed": s, **r} for (v, c, s), r in runs.items()],

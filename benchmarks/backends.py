@@ -19,16 +19,16 @@ shared machine say more about the machine than about PEA.
 import argparse
 import importlib.util
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 
+import common
+
 from pea_keras import files
 
 CONFIGS = ["relu", "pea_blend", "pea_relu", "g_only"]
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def measure(args):
@@ -88,9 +88,8 @@ def measure(args):
 
 def child(backend):
     """One repeat of `backend` in its own process: {"backend", "ms"}, or None (and a line on stderr)."""
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow" if backend == "tf_keras" else backend,
-           "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
+    env = common.child_env(KERAS_BACKEND="tensorflow" if backend == "tf_keras" else backend,
+                           TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
     done = subprocess.run([sys.executable, __file__, "--child", backend, *sys.argv[1:]],
                           capture_output=True, text=True, env=env)
     if done.returncode != 0:

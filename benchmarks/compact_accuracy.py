@@ -1,37 +1,34 @@
 """Does PEA help compact networks? MobileNets at 32x32 on digits, paired by seed, with ablations.
 
-Every run is `python train.py --arch ARCH --width W --keras 2` with the configuration's settings:
-it trains through `pea_keras.training.run.run`, the chain train.py runs (data split and pipeline,
-model, wrap, BatchNorm momentum 0.9, Adam 2e-3 with cosine decay to 0, batch 64, 15 epochs, one
-pass per epoch, seeding, strip, int8 export and scoring), with its run directory in a scratch
-folder; ablations are `modes.Ablation` modes. The seed sets the data split, the batch order and the
-initial weights; every configuration of a seed starts from the same weights and sees the same
+Every run is `python train.py --arch ARCH --width W --keras 2` with the configuration's settings: it trains through
+`pea_keras.training.run.run`, the chain train.py runs (data split and pipeline, model, wrap, BatchNorm momentum 0.9,
+Adam 2e-3 with cosine decay to 0, batch 64, 15 epochs, one pass per epoch, seeding, strip, int8 export and scoring),
+with its run directory in a scratch folder; ablations are `modes.Ablation` modes. The seed sets the data split, the
+batch order and the initial weights; every configuration of a seed starts from the same weights and sees the same
 batches, so differences are paired. Configurations:
 
   relu             the plain ReLU network
-  pea_<g>          PEA with g (silu, gelu, mish, hard_swish): cosine schedule, alpha 0 -> 1 over the
-                   first 75 % of steps (the defaults), then pea_keras.strip
+  pea_<g>          PEA with g (silu, gelu, mish, hard_swish): cosine schedule, alpha 0 -> 1 over the first 75 % of
+                   steps (the defaults), then pea_keras.strip
   g_silu           g everywhere (alpha = 0; an upper bound that cannot be deployed ReLU-only)
-  relu_equal_cost  ReLU trained for round(15 * r) epochs, r = the PEA/ReLU ratio of training CPU
-                   seconds measured on the relu and pea_silu runs of this benchmark (median over
-                   seeds, frozen once two pairs exist), so it costs what PEA costs
+  relu_equal_cost  ReLU trained for round(15 * r) epochs, r = the PEA/ReLU ratio of training CPU seconds measured on
+                   the relu and pea_silu runs of this benchmark (median over seeds, frozen once two pairs exist), so
+                   it costs what PEA costs
   sched_linear, sched_step     PEA silu with another schedule shape
   end_0.5, end_0.9             PEA silu with alpha reaching 1 at 50 % / 90 % of training
   fixed_0.5        alpha held at 0.5 throughout, then stripped by force (no progression)
-  learned_alpha    alpha a trainable weight of each PEALayer (from 0, clipped to [0, 1]), then
-                   stripped by force
-  relu_keras3, pea_silu_keras3   relu and pea_silu under Keras 3 (train.py's default flavour)
-                   instead of tf_keras; paired with each other, not with the tf_keras runs
+  learned_alpha    alpha a trainable weight of each PEALayer (from 0, clipped to [0, 1]), then stripped by force
+  relu_keras3, pea_silu_keras3   relu and pea_silu under Keras 3 (train.py's default flavour) instead of tf_keras;
+                   paired with each other, not with the tf_keras runs
 
-Each trained model is scored once, after the last epoch, on the test split (nothing is selected
-on it): float (the trained Keras model), stripped (the ReLU network: pea_keras.strip, by force for
-fixed_0.5 and learned_alpha) and int8 (train.py's int8 file of the stripped network, 256 training
-images calibrate it) on LiteRT; g_silu, which cannot deploy ReLU-only, has float only.
+Each trained model is scored once, after the last epoch, on the test split (nothing is selected on it): float (the
+trained Keras model), stripped (the ReLU network: pea_keras.strip, by force for fixed_0.5 and learned_alpha) and int8
+(train.py's int8 file of the stripped network, 256 training images calibrate it) on LiteRT; g_silu, which cannot
+deploy ReLU-only, has float only.
 
-The benchmark is resumable: each finished (arch, config, seed) is written to the JSON at once and
-skipped on restart; workers share one JSON, each taking every N-th job of the plan. Jobs run in
-priority order and seeds round-robin inside a priority, so every configuration of a block has
-comparable seeds whenever it is stopped.
+The benchmark is resumable: each finished (arch, config, seed) is written to the JSON at once and skipped on restart;
+workers share one JSON, each taking every N-th job of the plan. Jobs run in priority order and seeds round-robin
+inside a priority, so every configuration of a block has comparable seeds whenever it is stopped.
 
     python benchmarks/compact_accuracy.py --threads 1 --worker 0/2 &
     python benchmarks/compact_accuracy.py --threads 1 --worker 1/2 &
@@ -39,27 +36,20 @@ comparable seeds whenever it is stopped.
     python benchmarks/compact_accuracy.py --quick            # smoke: 2 seeds, 2 epochs
 """
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import traceback
-import warnings
 
+import common
 import results_store
-from paired_stats import gap_fraction, markdown, paired_rows
+from common import REPO, RESULTS, now
+from paired_stats import forest, gap_fraction, gap_text, markdown, paired_rows
 from results_store import locked
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
+from pea_keras import files
 
 MEASURES = ("float", "stripped", "int8")
 EPOCHS = 15
@@ -95,24 +85,20 @@ ALL_METHODS = ["relu", "relu_equal_cost", "pea_silu", "g_silu"] + METHODS
 V2, V3 = "mobilenet_v2", "mobilenet_v3_small"
 # Summaries: (name, arch, configs, reference configs for paired differences).
 GROUPS = [
-    ("mobilenet_v2", V2, ["relu", "pea_silu", "relu_equal_cost"] + ACTIVATIONS,
-     ["relu", "relu_equal_cost", "pea_silu"]),
+    ("mobilenet_v2", V2, MAIN + ACTIVATIONS, ["relu", "relu_equal_cost", "pea_silu"]),
     ("ablations", V2, ["relu", "pea_silu"] + ABLATIONS, ["relu", "pea_silu"]),
-    ("mobilenet_v3_small", V3, ["relu", "pea_silu", "relu_equal_cost"] + ACTIVATIONS,
-     ["relu", "relu_equal_cost", "pea_silu"]),
+    ("mobilenet_v3_small", V3, MAIN + ACTIVATIONS, ["relu", "relu_equal_cost", "pea_silu"]),
     ("keras3", V2, KERAS3, ["relu_keras3"]),
     ("ablations_mobilenet_v3_small", V3, ["relu", "pea_silu"] + ABLATIONS, ["relu", "pea_silu"]),
     ("methods_mobilenet_v3_small", V3, ALL_METHODS, ["relu", "pea_silu"]),
     ("methods_mobilenet_v2", V2, ALL_METHODS, ["relu", "pea_silu"]),
 ]
-SEGMENTATION = "segmentation"
 
 
 def plan(quick):
-    """The jobs in priority order: [(arch, config, seed)], segmentation as (SEGMENTATION, "", n)."""
+    """The jobs in priority order: [(arch, config, seed)]."""
     if quick:
-        return [(V2, c, s) for s in range(2)
-                for c in MAIN + ["g_silu", "fixed_0.5", "learned_alpha"]]
+        return [(V2, c, s) for s in range(2) for c in MAIN + ["g_silu", "fixed_0.5", "learned_alpha"]]
 
     def block(arch, configs, seeds):
         return [(arch, c, s) for s in seeds for c in configs]
@@ -121,8 +107,7 @@ def plan(quick):
             + block(V2, ABLATIONS, range(5))                 # 2. ablations, 5 seeds first
             + block(V3, ["relu", "pea_silu"], range(5))      # 3. a second compact network
             + block(V2, ACTIVATIONS, range(5))               # 4. other g
-            + [(SEGMENTATION, "", 5)]                        # 5. segmentation to 5 seeds
-            + block(V3, ["relu", "pea_silu"], range(5, 10))
+            + block(V3, ["relu", "pea_silu"], range(5, 10))  # 5. (segmentation_accuracy.py to 5 seeds)
             + block(V2, ACTIVATIONS, range(5, 10))
             + block(V3, ["relu_equal_cost"], range(10))     # 6. the rest of the configurations on V3
             + block(V3, ACTIVATIONS, range(5))
@@ -138,14 +123,7 @@ def key(arch, config, seed):
     return f"{arch}/{config}/{seed}"
 
 
-# ---------------------------------------------------------------------------------------------
-# The results file, shared by workers: read-modify-write under an exclusive lock, atomic replace.
-
 EMPTY = {"runs": {}, "equal_cost": {}}
-
-
-def read_store(path):
-    return results_store.read(path, EMPTY)
 
 
 def update_store(path, change):
@@ -156,13 +134,10 @@ def update_store(path, change):
     return results_store.update(path, EMPTY, with_summary)
 
 
-# ---------------------------------------------------------------------------------------------
-# Training one configuration: train.py's chain (pea_keras.training.run), in a scratch folder.
-
 def train_one(arch, config_name, seed, epochs, teachers=None, spec=None):
-    """Trains and scores one configuration through `run.run`; returns the result record. A
-    configuration distilled from a teacher gets the g_silu model of its seed from `teachers`
-    (trained there first if missing) and is charged its training CPU seconds."""
+    """Trains and scores one configuration through `run.run`; returns the result record. A configuration distilled
+    from a teacher gets the g_silu model of its seed from `teachers` (trained there first if missing) and is charged
+    its training CPU seconds."""
     import tensorflow as tf
 
     from pea_keras import schedules
@@ -220,31 +195,19 @@ def teacher(teachers, arch, seed, epochs):
         if not os.path.exists(record):
             shutil.rmtree(folder, ignore_errors=True)
             spec = dict(CONFIGS["g_silu"], output_dir=os.path.join(folder, "run"))
-            result = train_one(arch, "g_silu", seed, epochs, spec=spec)
-            from pea_keras import files
-
-            files.atomic_write_json(record, result)
-        with open(record) as f:
-            cpu = json.load(f)["train_cpu_s"]
+            files.atomic_write_json(record, train_one(arch, "g_silu", seed, epochs, spec=spec))
+        cpu = results_store.read(record, {})["train_cpu_s"]
     return os.path.join(folder, "run", "pea_model.keras"), cpu
 
-
-def now():
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-
-
-# ---------------------------------------------------------------------------------------------
-# Equal training cost.
 
 def equal_cost(store, arch, base_epochs, min_pairs):
     """{ratio, epochs, ...} for relu_equal_cost on `arch`, frozen in the store on first use."""
     frozen = store["equal_cost"].get(arch)
     if frozen:
         return frozen
-    runs = store["runs"]
     pairs = []
     for s in range(100):
-        relu, pea = runs.get(key(arch, "relu", s)), runs.get(key(arch, "pea_silu", s))
+        relu, pea = (store["runs"].get(key(arch, config, s)) for config in ("relu", "pea_silu"))
         if relu and pea:
             pairs.append({"seed": s, "pea_cpu_s": pea["train_cpu_s"], "relu_cpu_s": relu["train_cpu_s"],
                           "ratio": pea["train_cpu_s"] / relu["train_cpu_s"]})
@@ -256,142 +219,68 @@ def equal_cost(store, arch, base_epochs, min_pairs):
             "measure": "training CPU seconds (fit), PEA silu / ReLU, median over seeds"}
 
 
-# ---------------------------------------------------------------------------------------------
-# Worker: jobs in priority order, worker I of N taking every N-th one; finished jobs are skipped.
-
-def segmentation_done(args):
-    if not os.path.exists(args.segmentation_json):
-        return 0
-    with open(args.segmentation_json) as f:
-        return len(json.load(f).get("seeds", []))
-
-
 def worker(args):
-    index, count = args.worker
-    jobs = [j for i, j in enumerate(plan(args.quick)) if i % count == index]
     min_pairs = 1 if args.quick else 2
-    while True:
-        with locked(args.json):
-            store = read_store(args.json)
-        pending = [j for j in jobs if (j[0] == SEGMENTATION and segmentation_done(args) < j[2])
-                   or (j[0] != SEGMENTATION and key(*j) not in store["runs"]
-                       and key(*j) not in store.get("failed", {}))]
-        ready = [j for j in pending if j[0] == SEGMENTATION or not CONFIGS[j[1]].get("equal_cost")
-                 or equal_cost(store, j[0], args.epochs, min_pairs)]
-        if not pending or (args.stop_at and time.time() >= args.stop_at):
-            print(f"[{os.getpid()}] {len(pending)} jobs left", flush=True)
-            return
-        if not ready:  # The equal-cost runs wait for the ratio the other workers are measuring.
-            time.sleep(15)
-            continue
-        arch, config, seed = job = ready[0]
-        if arch == SEGMENTATION:
-            subprocess.call([sys.executable, os.path.join(REPO, "benchmarks", "segmentation_accuracy.py"),
-                             "--seeds", str(seed), "--resume", "--threads", str(args.threads),
-                             "--json", args.segmentation_json])
-            continue
-        epochs = args.epochs
+
+    def ready(store, job):  # The equal-cost runs wait for the ratio the other workers are measuring.
+        return not CONFIGS[job[1]].get("equal_cost") or equal_cost(store, job[0], args.epochs, min_pairs)
+
+    def run(job):
+        (arch, config, seed), epochs = job, args.epochs
         if CONFIGS[config].get("equal_cost"):
-            epochs = update_store(args.json, lambda s, a=arch: s["equal_cost"].setdefault(
-                a, equal_cost(s, a, args.epochs, min_pairs)))["equal_cost"][arch]["epochs"]
-        try:
-            result = train_one(arch, config, seed, epochs, args.teachers)
-        except Exception as e:  # noqa: BLE001 (recorded, not retried: the other jobs go on)
-            traceback.print_exc()
-            update_store(args.json, lambda s, job=job, e=e: s.setdefault("failed", {}).__setitem__(
-                key(*job), f"{type(e).__name__}: {str(e).strip()[:300]}"))
-            continue
-        update_store(args.json, lambda s, job=job, result=result: (
-            s["runs"].__setitem__(key(*job), result), s.setdefault("meta", {}).update(meta(args))))
+            epochs = update_store(args.json, lambda s: s["equal_cost"].setdefault(
+                arch, equal_cost(s, arch, args.epochs, min_pairs)))["equal_cost"][arch]["epochs"]
+        result = train_one(arch, config, seed, epochs, args.teachers)
         int8 = "n/a" if result["int8"] is None else f"{100 * result['int8']:.2f}"
         print(f"[{os.getpid()}] {key(*job):32s} {epochs:2d} ep  float {100 * result['float']:.2f}  "
               f"int8 {int8}  cpu {result['train_cpu_s']:.0f} s  wall {result['total_wall_s']:.0f} s", flush=True)
+        return result
+
+    jobs = plan(args.quick)[args.worker[0]::args.worker[1]]  # Every N-th from the I-th.
+    results_store.work(args.json, EMPTY, jobs, lambda job: key(*job), run, ready, args.stop_at, update_store,
+                       recorded=lambda s: s.setdefault("meta", {}).update(meta(args)))
 
 
 def meta(args):
-    import tensorflow as tf
     import tf_keras
 
     return {"command": "python benchmarks/compact_accuracy.py" + (" --quick" if args.quick else ""),
-            "machine": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
-            "tf_keras": tf_keras.__version__, "keras": KERAS, "epochs": args.epochs, "widths": WIDTHS,
-            "configs": CONFIGS, "updated_utc": now(),
+            **common.machine(), "tf_keras": tf_keras.__version__, "keras": KERAS, "epochs": args.epochs,
+            "widths": WIDTHS, "configs": CONFIGS, "updated_utc": now(),
             "recipe": "pea_keras.training.run.run (train.py's chain) with the run directory in a scratch folder"}
 
 
-# ---------------------------------------------------------------------------------------------
-# Statistics, tables, plot.
-
-def summarize(store, group):
-    name, arch, configs, references = next(g for g in GROUPS if g[0] == group)
-    by_config = {}
+def by_config(store, arch):
+    """{config: {seed: record}} of `arch`."""
+    found = {}
     for r in store["runs"].values():
         if r["arch"] == arch:
-            by_config.setdefault(r["config"], {})[r["seed"]] = r
-    return {"arch": arch, "width": WIDTHS[arch], "rows": paired_rows(by_config, configs, MEASURES, references)}
+            found.setdefault(r["config"], {})[r["seed"]] = r
+    return found
+
+
+def summarize(store, group):
+    _, arch, configs, references = next(g for g in GROUPS if g[0] == group)
+    rows = paired_rows(by_config(store, arch), configs, MEASURES, references)
+    return {"arch": arch, "width": WIDTHS[arch], "rows": rows}
 
 
 def plot(store, path):
     """Per configuration: stripped and int8 top-1 (mean, 95 % interval) and the paired difference."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [(g, store["summary"][g[0]]) for g in GROUPS]
-    heights = [len(g[2]) for g, _ in panels]
-    fig, axes = plt.subplots(len(panels), 2, figsize=(11, 0.42 * sum(heights) + 2.2),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
-    for i, ((name, _, configs, references), summary) in enumerate(panels):
-        ref = references[-1] if name == "ablations" else references[0]
-        for j, field in enumerate(("acc", f"vs_{ref}")):
-            ax = axes[i][j]
-            for k, measure in enumerate(("stripped", "int8")):
-                ys, xs, lo, hi = [], [], [], []
-                for c, config in enumerate(configs):
-                    row = next(r for r in summary["rows"]
-                               if r["config"] == config and r["measure"] == measure)
-                    stat = (row.get("mean"), row.get("ci95")) if field == "acc" else (
-                        (row.get(field) or {}).get("mean"), (row.get(field) or {}).get("ci95"))
-                    if stat[0] is None or (config.startswith("g_") and measure == "stripped"):
-                        continue  # g-only's forced strip is in the tables; here it would squash the axis.
-                    ci = stat[1] or [stat[0], stat[0]]
-                    ys.append(c + (k - 0.5) * 0.3)
-                    xs.append(100 * stat[0])
-                    lo.append(100 * (stat[0] - ci[0]))
-                    hi.append(100 * (ci[1] - stat[0]))
-                if xs:
-                    ax.errorbar(xs, ys, xerr=[lo, hi], fmt="o" if measure == "int8" else "s", ms=4,
-                                capsize=3, label=measure)
-            ax.set_yticks(range(len(configs)))
-            ax.set_yticklabels([f"{c} (n={_n(summary, c)})" for c in configs], fontsize=8)
-            ax.invert_yaxis()
-            ax.grid(alpha=0.3)
-            if field != "acc":
-                ax.axvline(0, color="black", lw=0.8)
-                ax.set_xlabel(f"paired difference vs {ref}, points (95 % t interval)")
-            else:
-                ax.set_xlabel("test top-1 % (mean, 95 % t interval)")
-            ax.set_title(f"{name} ({summary['arch']} {summary['width']}, 32x32 digits)", fontsize=9)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _n(summary, config):
-    return next(r["n"] for r in summary["rows"] if r["config"] == config and r["measure"] == "int8")
+    panels = []
+    for name, _, configs, references in GROUPS:
+        summary = store["summary"][name]
+        panels.append((f"{name} ({summary['arch']} {summary['width']}, 32x32 digits)", summary, configs,
+                       references[-1] if name == "ablations" else references[0]))
+    # g-only's forced strip is in the tables; in the plot it would squash the axis.
+    forest(panels, path, skip=lambda config, measure: config.startswith("g_") and measure == "stripped")
 
 
 def methods_table(store, arch):
-    """Per method: stripped and int8 top-1, the fraction of the ReLU -> g_silu gap its stripped ReLU
-    network recovers (against g_silu's float, which cannot deploy ReLU-only) and its training CPU
-    cost relative to ReLU, a teacher's training included."""
-    by = {}
-    for r in store["runs"].values():
-        if r["arch"] == arch:
-            by.setdefault(r["config"], {})[r["seed"]] = r
+    """Per method: stripped and int8 top-1, the fraction of the ReLU -> g_silu gap its stripped ReLU network recovers
+    (against g_silu's float, which cannot deploy ReLU-only) and its training CPU cost relative to ReLU, a teacher's
+    training included."""
+    by = by_config(store, arch)
     seeds = sorted(by.get("relu", {}))
     relu = [by["relu"][s]["stripped"] for s in seeds]
     g = [by.get("g_silu", {}).get(s, {}).get("float") for s in seeds]
@@ -406,9 +295,7 @@ def methods_table(store, arch):
         costs = [(runs[s]["train_cpu_s"] + (runs[s].get("teacher_cpu_s") or 0)) / by["relu"][s]["train_cpu_s"]
                  for s in seeds if s in runs]
         mean = {m: 100 * statistics.fmean(r[m] for r in runs.values()) for m in ("stripped", "int8")}
-        shown = "-" if gap is None else f"{100 * gap['fraction']:.0f} % [{100 * gap['ci95'][0]:.0f}, " \
-                                        f"{100 * gap['ci95'][1]:.0f}]"
-        lines.append(f"| {config} | {len(runs)} | {mean['stripped']:.2f} | {mean['int8']:.2f} | {shown} | "
+        lines.append(f"| {config} | {len(runs)} | {mean['stripped']:.2f} | {mean['int8']:.2f} | {gap_text(gap)} | "
                      f"{statistics.median(costs):.2f} |")
     return "\n".join(lines)
 
@@ -428,8 +315,6 @@ def report(args):
     plot(store, args.plot)
     ablation_runs = {k: r for k, r in store["runs"].items()
                      if r["arch"] == V2 and r["config"] in ["relu", "pea_silu"] + ABLATIONS}
-    from pea_keras import files
-
     files.atomic_write_json(args.ablations_json, {
         "source": os.path.relpath(args.json, REPO), "meta": store.get("meta"),
         "summary": store["summary"]["ablations"], "runs": ablation_runs, "markdown": texts[1]})
@@ -437,46 +322,25 @@ def report(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=0,
-                        help="TensorFlow intra- and inter-op threads (0: TensorFlow's default)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_threads_argument(parser)
     parser.add_argument("--report", action="store_true", help="only summarise the JSON: tables, plot")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 2 epochs, 6 configs")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
-    parser.add_argument("--stop_at", default="", help="UTC time HH:MM after which no new job starts")
-    parser.add_argument("--json", default=os.path.join(REPO, "docs", "results", "accuracy_compact.json"))
-    parser.add_argument("--ablations_json", default=os.path.join(REPO, "docs", "results", "ablations.json"))
-    parser.add_argument("--segmentation_json",
-                        default=os.path.join(REPO, "docs", "results", "segmentation.json"))
+    parser.add_argument("--json", default=os.path.join(RESULTS, "accuracy_compact.json"))
+    parser.add_argument("--ablations_json", default=os.path.join(RESULTS, "ablations.json"))
     parser.add_argument("--plot", default=os.path.join(REPO, "docs", "accuracy_compact.png"))
     parser.add_argument("--teachers", default=os.path.join(REPO, "runs", "compact_teachers"),
                         help="where the g_silu teachers of the distilled configurations are kept")
-    parser.add_argument("--worker", default="0/1", type=lambda t: tuple(map(int, t.split("/"))), metavar="I/N",
-                        help="this worker's share of the jobs: every N-th from the I-th (start 0/2 and 1/2 "
-                             "on 2 cores)")
+    common.add_worker_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.epochs = 2
-        for name in ("json", "ablations_json", "plot"):
-            root, ext = os.path.splitext(getattr(args, name))
-            setattr(args, name, f"{root}_quick{ext}")
-    if args.stop_at:
-        hour, minute = map(int, args.stop_at.split(":"))
-        today = datetime.datetime.now(datetime.UTC)
-        args.stop_at = today.replace(hour=hour, minute=minute, second=0, microsecond=0).timestamp()
+        common.quick_paths(args, "json", "ablations_json", "plot")
     if args.report:
         report(args)
         return
-    warnings.filterwarnings("ignore")
-    import tensorflow as tf
-
-    if args.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    from absl import logging
-
-    logging.set_verbosity(logging.WARNING)
+    common.quiet_tensorflow(args.threads)
     worker(args)
     if args.quick:
         report(args)

@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+import common
+
 from pea_keras import files
 
 BARE = """
@@ -70,7 +72,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = common.child_env()
     with tempfile.TemporaryDirectory(prefix="pea-convert-cost-") as tmp:
         paths = prepare(tmp, args.image_size, args.samples)
         bare = [sys.executable, "-c", BARE, paths["relu.keras"], paths["calib.npy"], os.path.join(tmp, "bare.tflite")]

@@ -26,11 +26,10 @@ import tempfile
 import time
 import warnings
 
+from common import FLAVORS
+
 from pea_keras.files import atomic_write_json
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-FLAVORS = {"3": "keras", "2": "tf_keras"}
 G_ACTIVATIONS = ["silu", "hard_swish", "gelu", "mish"]
 CONFIGS = ["pea_silu", "relu"] + [f"g_{g}" for g in G_ACTIVATIONS] + ["relu_float32"]
 ETHOS_U = ["ethos-u55-128", "ethos-u65-256", "ethos-u85-256"]

@@ -16,11 +16,11 @@ import subprocess
 import sys
 import tempfile
 
+import common
 import numpy as np
+from common import REPO
 
 from pea_keras import files
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_folder(root, n_images, seed=0):
@@ -46,8 +46,7 @@ def train(folder, out, args, *flags):
                "--verbose=0", f"--output_dir={out}", f"--tflite_dir={out}_tflite", *flags]
     if args.quick:
         command.append("--noexport")
-    done = subprocess.run(command, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"))
+    done = subprocess.run(command, capture_output=True, text=True, env=common.child_env())
     if done.returncode:
         sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     with open(os.path.join(out, "metrics.json")) as f:

@@ -111,3 +111,51 @@ def gap_fraction(method, low, high, resamples=10000, seed=0):
     draws = [fraction(rows[rng.integers(0, len(rows), len(rows))]) for _ in range(resamples)]
     return {"n": len(rows), "fraction": fraction(rows), "ci95": [float(np.nanpercentile(draws, 2.5)),
                                                                  float(np.nanpercentile(draws, 97.5))]}
+
+
+
+def gap_text(gap):
+    """A `gap_fraction` as the tables show it: "62 % [41, 80]" ("-" for None)."""
+    if gap is None:
+        return "-"
+    return f"{100 * gap['fraction']:.0f} % [{100 * gap['ci95'][0]:.0f}, {100 * gap['ci95'][1]:.0f}]"
+
+
+def forest(panels, path, measures=("stripped", "int8"), skip=lambda config, measure: False):
+    """Writes a figure of `paired_rows` summaries to `path`: per (title, summary, configs, ref) panel, each
+    configuration's mean top-1 with its 95 % interval and its paired difference to `ref`, in points, a
+    marker per measure (none where `skip(config, measure)`)."""
+    import common
+
+    plt = common.pyplot()
+    heights = [len(configs) for _, _, configs, _ in panels]
+    fig, axes = plt.subplots(len(panels), 2, figsize=(11, 0.42 * sum(heights) + 2.2),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for (title, summary, configs, ref), row in zip(panels, axes):
+        n = {r["config"]: r["n"] for r in summary["rows"] if r["measure"] == measures[-1]}
+        for ax, field in zip(row, ("acc", f"vs_{ref}")):
+            for k, measure in enumerate(measures):
+                points = []  # (y, mean, interval)
+                for c, config in enumerate(configs):
+                    found = next(r for r in summary["rows"] if r["config"] == config and r["measure"] == measure)
+                    stat = found if field == "acc" else (found.get(field) or {})
+                    if stat.get("mean") is not None and not skip(config, measure):
+                        points.append((c + (k - 0.5) * 0.3, stat["mean"], stat.get("ci95") or [stat["mean"]] * 2))
+                if points:
+                    ax.errorbar([100 * m for _, m, _ in points], [y for y, _, _ in points],
+                                xerr=[[100 * (m - ci[0]) for _, m, ci in points],
+                                      [100 * (ci[1] - m) for _, m, ci in points]],
+                                fmt="o" if measure == "int8" else "s", ms=4, capsize=3, label=measure)
+            ax.set_yticks(range(len(configs)))
+            ax.set_yticklabels([f"{c} (n={n[c]})" for c in configs], fontsize=8)
+            ax.invert_yaxis()
+            ax.grid(alpha=0.3)
+            if field == "acc":
+                ax.set_xlabel("test top-1 % (mean, 95 % t interval)")
+            else:
+                ax.axvline(0, color="black", lw=0.8)
+                ax.set_xlabel(f"paired difference vs {ref}, points (95 % t interval)")
+            ax.set_title(title, fontsize=9)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+    common.save_figure(fig, path)

@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import tempfile
+import time
+import traceback
 
 
 @contextlib.contextmanager
@@ -35,3 +37,32 @@ def update(path, empty, change):
         change(store)
         files.atomic_write_json(path, store)
         return store
+
+
+def work(path, empty, jobs, name, run, ready=lambda store, job: True, stop_at=0, write=None,
+         recorded=lambda store: None):
+    """Runs `run(job)` for each of `jobs`, in order, whose `name(job)` the store at `path` has neither under "runs"
+    nor under "failed" (shared with the other workers): its record under runs (then `recorded(store)`), or its error
+    under failed (the other jobs go on). A job not yet `ready(store, job)` waits for what other workers are
+    measuring. Ends when no job is left or after `stop_at` (a timestamp; 0: never); `write(path, change)` writes
+    the store (default `update`)."""
+    write = write or (lambda where, change: update(where, empty, change))
+    while True:
+        with locked(path):
+            store = read(path, empty)
+        pending = [j for j in jobs if name(j) not in store["runs"] and name(j) not in store.get("failed", {})]
+        if not pending or (stop_at and time.time() >= stop_at):
+            print(f"[{os.getpid()}] {len(pending)} jobs left", flush=True)
+            return
+        job = next((j for j in pending if ready(store, j)), None)
+        if job is None:
+            time.sleep(15)
+            continue
+        try:
+            result = run(job)
+        except Exception as e:  # noqa: BLE001 (recorded, not retried: the other jobs go on)
+            traceback.print_exc()
+            write(path, lambda s, e=e, job=job: s.setdefault("failed", {}).__setitem__(
+                name(job), f"{type(e).__name__}: {str(e).strip()[:300]}"))
+            continue
+        write(path, lambda s, job=job, result=result: (s["runs"].__setitem__(name(job), result), recorded(s)))

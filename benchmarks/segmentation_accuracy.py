@@ -18,27 +18,23 @@ generated scenes; the test split is scored once per trained model, nothing is se
 """
 import argparse
 import dataclasses
-import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
-import warnings
 
+import common
+from common import RESULTS
 from paired_stats import paired
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 MEASURES = ("float", "int8")
 
 
 def one_seed(config, seed, work):
     """comparison.compare for one seed -> {"relu"|"pea_<g>": {float, int8, pixel accuracy, seconds}}."""
+    from pea_keras.tflite import relu_only_violations
     from pea_keras.training.comparison import compare
 
     t = time.time()
@@ -55,7 +51,7 @@ def one_seed(config, seed, work):
                      "pixel_accuracy_float": m["pixel_accuracy"]["stripped"],
                      "pixel_accuracy_int8": m["pixel_accuracy"]["int8"],
                      "per_class_iou_int8": m["per_class_iou"]["int8"],
-                     "relu_only": m["tflite"]["relu_only"], "params": m["params"],
+                     "relu_only": relu_only_violations(m["tflite"]["path"], int8=True) == [], "params": m["params"],
                      "int8_bytes": m["sizes"]["tflite_int8_bytes"],
                      "wall_s": m["wall_time_s"]["total"]}
     print(f"  seed {seed}: " + "  ".join(
@@ -127,26 +123,20 @@ def main():
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--keras", default="2", choices=["2", "3"])
-    parser.add_argument("--threads", type=int, default=0,
-                        help="TensorFlow intra- and inter-op threads (0: TensorFlow's default)")
+    common.add_threads_argument(parser)
     parser.add_argument("--resume", action="store_true",
                         help="keep the seeds already in --json (same arguments) and run only the others; "
                              "the JSON is rewritten after every seed")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 seed, 32 px, 1 epoch of 4 steps, 64 test scenes on LiteRT")
-    parser.add_argument("--json", default=os.path.join(REPO, "docs", "results", "segmentation.json"))
+    parser.add_argument("--json", default=os.path.join(RESULTS, "segmentation.json"))
     args = parser.parse_args()
     eval_examples = 0
     if args.quick:
         args.seeds, args.image_size, args.epochs, args.steps_per_epoch = 1, 32, 1, 4
         eval_examples = 64
-        args.json = args.json.replace(".json", "_quick.json")
-    warnings.filterwarnings("ignore")
-    import tensorflow as tf
-
-    if args.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+        common.quick_paths(args, "json")
+    common.quiet_tensorflow(args.threads)
     from pea_keras.training.run import RunConfig
 
     config = RunConfig(task="segmentation", arch=args.arch, activation=args.activation,
@@ -158,13 +148,12 @@ def main():
     configs = ["relu", f"pea_{args.activation}"]
     runs, old = _kept_runs(args)
     runs = {s: r for s, r in runs.items() if s in seeds}
-    started = datetime.datetime.now(datetime.UTC)
+    started = time.time()
     history = (old or {}).get("history", [])
     if old:
         history = history or [{k: old.get(k) for k in ("command", "started_utc", "wall_s", "cpus")}
                               | {"seeds": old.get("seeds")}]
-    history.append({"command": "python " + " ".join(sys.argv),
-                    "started_utc": started.isoformat(timespec="seconds"), "threads": args.threads,
+    history.append({"command": common.command(), "started_utc": common.now(started), "threads": args.threads,
                     "cpus": os.cpu_count()})
     print(f"{args.arch} width {args.width} on digit_scenes {args.image_size} px, "
           f"{args.epochs} x {args.steps_per_epoch} steps of {args.batch_size}, seeds {seeds}"
@@ -174,15 +163,13 @@ def main():
         done = sorted(runs)
         table = summarize(runs, done, configs)
         text = markdown(table)
-        history[-1]["wall_s"] = (datetime.datetime.now(datetime.UTC) - started).total_seconds()
+        history[-1]["wall_s"] = time.time() - started
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         from pea_keras import files
 
         files.atomic_write_json(args.json, {
-            "command": "python " + " ".join(sys.argv),
-            "started_utc": started.isoformat(timespec="seconds"),
-            "wall_s": history[-1]["wall_s"],
-            "machine": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
+            "command": common.command(), "started_utc": common.now(started), "wall_s": history[-1]["wall_s"],
+            **common.machine(),
             "args": vars(args), "run_config": dataclasses.asdict(config), "seeds": done,
             "history": history,
             "runs": [{"seed": s, "config": c, **r} for s in done for c, r in runs[s].items()],

@@ -34,15 +34,13 @@ import sys
 import time
 import warnings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np  # noqa: E402
+import numpy as np
+from common import FLAVORS
 
 from pea_keras import files
 
 CONFIGS = ["relu", "pea_blend", "naive_blend", "pea_relu", "g_only"]
 METHODS = ["surrogate", "pea_kd", "pea_selfkd"]
-FLAVORS = {"3": "keras", "2": "tf_keras"}
 WIDTHS = {"mobilenet_v2": 0.35, "mobilenet_v3_small": 1.0}
 # (name, numerator, denominator, limit): the ratios --check holds to their limits.
 RATIOS = [("pea_blend / relu", "pea_blend", "relu", None), ("naive_blend / relu", "naive_blend", "relu", None),

@@ -6,22 +6,16 @@ whose package is not installed is skipped with the extra that installs it.
 """
 import importlib.util
 import json
-import os
-import pathlib
-import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from fresh import HANG_S, pea_tflite
+from fresh import HANG_S, fresh_python, pea_tflite, run
 
 from pea_keras import activations, numerics, tflite
 from pea_keras.layer import _ensemble, relu
 
-TESTS = pathlib.Path(__file__).parent
-ROOT = TESTS.parent
 ACTIVATIONS = ["silu", "gelu", "gelu_tanh", "mish", "hard_swish", "elu", "selu", "softplus"]
 # Each formula is checked on TF below; the other backends check the mechanics on two of them.
 BACKEND_ACTIVATIONS = ["silu", "hard_swish"]
@@ -29,12 +23,8 @@ BACKEND_ACTIVATIONS = ["silu", "hard_swish"]
 
 def run_under(backend, script, *args, timeout=HANG_S):
     """Runs `script` with KERAS_BACKEND=backend; returns the JSON its last stdout line prints."""
-    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS}",
-           "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
-                            capture_output=True, text=True, env=env, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    out = fresh_python(script, *args, timeout=timeout, KERAS_BACKEND=backend)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def needs(backend):
@@ -243,7 +233,6 @@ def test_jax_trained_model_loads_and_strips_under_tensorflow(tmp_path):
 def test_torch_trained_model_converts_in_a_new_process_and_agrees_with_torch(tmp_path):
     """Train under PyTorch, then deploy as a user would: the console script, a TensorFlow process."""
     path, predictions = _trained_under("torch", tmp_path)
-    sys.path.insert(0, str(TESTS))
     from tiny_models import small_data
 
     x, _ = small_data()
@@ -265,9 +254,7 @@ def test_torch_trained_model_converts_in_a_new_process_and_agrees_with_torch(tmp
 def test_missing_backend_package_names_the_extra(backend):
     # An installed package is hidden from the child (find_spec answers None for it), as if missing.
     hide = f"import sys; sys.modules[{backend!r}] = None; " if importlib.util.find_spec(backend) else ""
-    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", hide + "import pea_keras; pea_keras.wrap"], capture_output=True,
-                            text=True, env=env, timeout=HANG_S)
+    result = run(sys.executable, "-c", hide + "import pea_keras; pea_keras.wrap", KERAS_BACKEND=backend)
     assert result.returncode != 0
     name = {"torch": "PyTorch", "jax": "JAX"}[backend]
     assert (f"ImportError: KERAS_BACKEND={backend} needs {name}: pip install 'pea_keras[{backend}]'"

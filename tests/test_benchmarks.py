@@ -5,24 +5,19 @@ and not an hour into an evidence run.
 """
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 
 import pytest
-from fresh import HANG_S
+from fresh import REPO, run
 
 RATIOS = ["pea_blend / relu", "naive_blend / relu", "g_only / relu", "pea_relu / relu",
           "pea_blend / g_only", "pea_blend / naive_blend"]
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCHMARKS = os.path.join(REPO, "benchmarks")
+BENCHMARKS = REPO / "benchmarks"
 
 
 def run_benchmark(name, *args):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, name), *args], env=env,
-                          capture_output=True, text=True, timeout=HANG_S)
+    done = run(sys.executable, BENCHMARKS / name, *args)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return done.stdout
 

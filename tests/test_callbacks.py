@@ -1,14 +1,11 @@
 import json
-import os
-import pathlib
-import subprocess
 import sys
 import textwrap
 import warnings
 
 import numpy as np
 import pytest
-from fresh import HANG_S
+from fresh import run
 from tiny_models import small_cnn, small_data
 
 import pea_keras
@@ -135,11 +132,7 @@ MIRRORED = textwrap.dedent("""
 def test_mirrored_strategy_gives_every_replica_the_same_alpha(k, tmp_path):
     script = tmp_path / "mirrored.py"
     script.write_text(MIRRORED)
-    tests_dir = pathlib.Path(__file__).parent
-    # This checkout's pea_keras, not the installed one.
-    path = os.pathsep.join([str(tests_dir.parent), str(tests_dir)])
-    result = subprocess.run([sys.executable, str(script), k.__name__], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": path}, timeout=HANG_S)
+    result = run(sys.executable, script, k.__name__)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2

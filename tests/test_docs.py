@@ -14,12 +14,11 @@ import time
 
 import numpy as np
 import pytest
-from fresh import HANG_S, TESTS, env
+from fresh import HANG_S, REPO, fresh_python, pea_tflite, run
 
 from pea_keras.tflite.micro_kit import KIT_SUFFIXES
 
 pytestmark = pytest.mark.slow
-REPO = TESTS.parent
 DOCS = ("README.md", "tflite/README.md")
 
 # Shortening of every train.py command: one epoch of four small steps (the fewest at which alpha ends at
@@ -51,8 +50,7 @@ def shell(script, cwd, timeout=HANG_S):
             line = line.rstrip("& ") + " " + SHORT + (" &" if background else "")
         lines.append(line.replace("python train.py", f"python {REPO}/train.py"))
     code = "set -euo pipefail\n" + "\n".join(lines) + "\nwait\n"
-    result = subprocess.run(["bash", "-c", code], cwd=cwd, capture_output=True, text=True, env=env(),
-                            timeout=timeout)
+    result = run("bash", "-c", code, cwd=cwd, timeout=timeout)
     assert result.returncode == 0, f"{code}\n--- stderr:\n{result.stderr[-4000:]}"
     return result
 
@@ -85,8 +83,7 @@ def library(snippet, cwd):
         keras_model = _k.Model(_i, _k.layers.Dense(10, activation="softmax")(_k.layers.Flatten()(_h)))
     """)
     code = prelude + snippet.replace("epochs=20", "epochs=2")
-    result = subprocess.run(["python", "-c", code], cwd=cwd, capture_output=True, text=True, env=env(),
-                            timeout=HANG_S)
+    result = run("python", "-c", code, cwd=cwd)
     assert result.returncode == 0, result.stderr[-4000:]
 
 
@@ -177,12 +174,12 @@ def printed_kit_names(printed, cwd):
     """The names convert prints for a stem with '-', '.' and a leading digit, as the block shows
     them (its '...' standing for the files between), on a digits CNN saved where the block's
     paths expect it."""
-    subprocess.run(["python", "-c", textwrap.dedent("""
+    fresh_python("""
         import keras
         i = keras.Input((8, 8, 1))
         h = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu")(i))
         keras.Model(i, keras.layers.Dense(10)(h)).save("m.keras")
-    """)], cwd=cwd, check=True, env=env(), timeout=HANG_S)
+    """, cwd=cwd)
     (cwd / "tflite").mkdir()
     out = shell("pea-tflite convert m.keras -o tflite/1st-model.v2.tflite", cwd).stdout.splitlines()
     first, dots, last, build = printed.strip().splitlines()
@@ -270,8 +267,7 @@ SNIPPET_PRELUDE = """
 
 def snippet(code, cwd, before="", after=""):
     program = textwrap.dedent(SNIPPET_PRELUDE) + before + textwrap.dedent(code) + after
-    result = subprocess.run(["python", "-c", program],
-                            cwd=cwd, capture_output=True, text=True, env=env(), timeout=HANG_S)
+    result = run("python", "-c", program, cwd=cwd)
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout
 
@@ -294,8 +290,7 @@ def keras_export(code, cwd):
     """Keras' own export with the full-int8 settings, on the snippets' model at alpha 1: the file
     passes `pea-tflite check --int8`."""
     snippet(code, cwd, before="pea_keras.set_alpha(model, 1.0)  # Trained to the end of its schedule.\n")
-    result = subprocess.run(["pea-tflite", "check", "model_int8.tflite", "--int8"], cwd=cwd, capture_output=True,
-                            text=True, env=env(), timeout=HANG_S)
+    result = pea_tflite("check", "model_int8.tflite", "--int8", cwd=cwd)
     assert (result.returncode, result.stdout) == (0, "model_int8.tflite: ReLU-only int8\n"), result.stderr
 
 
@@ -307,8 +302,7 @@ def pretrained(code, cwd):
              "print(sorted({type(l).__name__ for l in m.layers if type(l).__name__ in ('ReLU', 'PEALayer')}),"
              " sorted({str(l.max_value) for l in m.layers if type(l).__name__ == 'ReLU'}),"
              " sorted({str(l.get_config().get('activation')) for l in m.layers} - {'None', 'linear'}))")
-    result = subprocess.run(["python", "-c", textwrap.dedent(code) + check], cwd=cwd, capture_output=True, text=True,
-                            env=env(), timeout=HANG_S)
+    result = run("python", "-c", textwrap.dedent(code) + check, cwd=cwd)
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stdout.strip().splitlines()[-1] == "['ReLU'] ['6.0', 'None'] ['relu', 'softmax']", result.stdout
 
@@ -322,10 +316,10 @@ def relufy_runs(script, cwd):
         h = keras.layers.Activation("silu")(keras.layers.BatchNormalization()(h))
         keras.Model(i, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h))).save("my_silu_model.keras")
     """)
-    subprocess.run(["python", "-c", code], cwd=cwd, check=True, env=env(), timeout=HANG_S)
+    fresh_python(code, cwd=cwd)
     shell(script, cwd)
-    for run in ("my_silu_model_relufy_digits", "longer"):
-        assert (cwd / "runs" / run / "metrics.json").is_file(), run
+    for name in ("my_silu_model_relufy_digits", "longer"):
+        assert (cwd / "runs" / name / "metrics.json").is_file(), name
 
 
 def compiled_elsewhere(script, cwd):
@@ -405,9 +399,8 @@ def _figures(text):
 def test_the_quick_start_prints_the_figures_of_the_readme(tmp_path):
     """The quick start as written (not shortened) prints README's table: top-1 within the noise between
     runs, the file sizes and device lines exactly; the byte counts quoted after it are its metrics.json's."""
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--arch", "mobilenet_v2", "--output_dir", "run",
-                             "--tflite_dir", "tflite"], cwd=tmp_path, env=env(), capture_output=True, text=True,
-                            timeout=1800)
+    result = run(sys.executable, REPO / "train.py", "--arch", "mobilenet_v2", "--output_dir", "run",
+                 "--tflite_dir", "tflite", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     readme = (REPO / "README.md").read_text()
     documented = _figures(readme[readme.index("## Quick start"):readme.index("Every run ends this way")])

@@ -14,44 +14,34 @@ resumed run restarts the shuffled data stream, so it sees other batches.)
 Full disks are small tmpfs mounts (root, as in CI; otherwise the tests skip and say why); kills
 come from the PEA_KERAS_FAULT test hook of pea_keras.files.
 """
-import collections
 import json
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 from disk import grow, mount_tmpfs, unmount
-from fresh import HANG_S
+from fresh import HANG_S, REPO, Result, cli_run, pea_tflite, run, start
 from train_cli import call_main
 
 from pea_keras import files
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = ["--arch=tiny", "--epochs=3", "--steps_per_epoch=2", "--batch_size=16", "--image_size=16",
          "--verbose=0", "--calibration_examples=16", "--tflite_eval_examples=32"]
 INT8 = "run_int8.tflite"  # Named after the run directory.
 SIGKILL = -9
 
 
-def run(*argv, fault=None, timeout=HANG_S):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
-    env.pop(files.FAULT_ENV, None)
-    if fault:
-        env[files.FAULT_ENV] = fault
-    return subprocess.run([sys.executable, *map(str, argv)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+def python(*argv, fault=None, timeout=HANG_S):
+    """A script of the repository in a child process; `fault`: the one injected (none otherwise)."""
+    return run(sys.executable, *argv, cwd=REPO, timeout=timeout, **{files.FAULT_ENV: fault or None})
 
 
 def train(output_dir, *flags, fault=None, tflite_dir=None):
     """train.py in a child process (to be killed by `fault`)."""
     tflite = ["--noexport"] if tflite_dir is None else [f"--tflite_dir={tflite_dir}"]
-    return run("train.py", *FLAGS, f"--output_dir={output_dir}", *tflite, *flags, fault=fault)
-
-
-Result = collections.namedtuple("Result", "returncode stdout stderr")
+    return python("train.py", *FLAGS, f"--output_dir={output_dir}", *tflite, *flags, fault=fault)
 
 
 def train_here(capsys, output_dir, *flags, tflite_dir=None):
@@ -64,12 +54,8 @@ def train_here(capsys, output_dir, *flags, tflite_dir=None):
 
 def convert(capsys, model, output, *flags):
     """pea-tflite convert, its main in this process."""
-    from pea_keras.tflite import cli
-
     capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        cli.main([str(a) for a in ("convert", model, "-o", output, "--calib_samples=16", *flags)])
-    return Result(exited.value.code, *capsys.readouterr())
+    return cli_run(capsys, "convert", model, "-o", output, "--calib_samples=16", *flags)
 
 
 def messages(result, prog="train.py"):
@@ -398,22 +384,14 @@ def test_sigterm_ends_like_ctrl_c_and_resume_of_a_finished_run_does_nothing(tmp_
 
 # One owner per output, outputs that are not regular files, and SIGTERM at any moment.
 
-def start(*argv, fault=None, **extra_env):
+def start_python(*argv, fault=None, **extra_env):
     """train.py (or any script of the repository) in a child process that keeps running."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, **extra_env)
-    env.pop(files.FAULT_ENV, None)
-    if fault:
-        env[files.FAULT_ENV] = fault
-    return subprocess.Popen([sys.executable, *map(str, argv)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return start(sys.executable, *argv, cwd=REPO, **{files.FAULT_ENV: fault or None, **extra_env})
 
 
 def start_pea_tflite(*args, **extra_env):
     """The installed `pea-tflite` console script in a child process that keeps running."""
-    from tflite_cli import command, env
-
-    return subprocess.Popen([*command(), *map(str, args)], env={**env(), **extra_env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return start("pea-tflite", *args, **extra_env)
 
 
 def finish(proc, timeout=300):
@@ -466,9 +444,9 @@ def test_two_trainings_into_one_output_dir_one_refuses_and_nothing_mixes(tmp_pat
     (exit 2) and writes nothing; so is a pea-tflite convert onto the run's int8 file, even with
     --overwrite. Every file of the run is the first run's."""
     out, tflite = tmp_path / "conc", tmp_path / "tflite"
-    first = start("train.py", *FLAGS, "--seed=1", f"--output_dir={out}", f"--tflite_dir={tflite}")
+    first = start_python("train.py", *FLAGS, "--seed=1", f"--output_dir={out}", f"--tflite_dir={tflite}")
     wait_for(lambda: (out / ".pea-lock").exists() or first.poll() is not None, what="the first run's lock")
-    second = finish(start("train.py", *FLAGS, "--seed=2", f"--output_dir={out}", f"--tflite_dir={tflite}"))
+    second = finish(start_python("train.py", *FLAGS, "--seed=2", f"--output_dir={out}", f"--tflite_dir={tflite}"))
     assert second.returncode == 2 and second.stdout == "", second.stderr[-3000:]
     assert only_line(second, "train.py") == (f"train.py: error: {out} is in use by another process: wait for it "
                                              "to finish, or choose another --output_dir")
@@ -520,8 +498,6 @@ def test_convert_never_replaces_a_device_node_or_a_fifo(tmp_path):
     before = {name: os.lstat(tmp_path / name) for name in ("null", "fifo", "link.tflite")}
     for output, kind in (("null", "a character device"), ("fifo", "a FIFO (named pipe)"),
                          ("link.tflite", "a character device")):
-        from tflite_cli import pea_tflite
-
         result = pea_tflite("convert", model, "-o", tmp_path / output, "--overwrite", "--target=phone")
         where = f"{tmp_path / 'null'} (where the link {tmp_path / output} leads)" if output == "link.tflite" else (
             tmp_path / output)
@@ -568,7 +544,7 @@ def test_sigterm_at_start_up_is_one_line(tmp_path, seconds):
     import time
 
     out = tmp_path / "run"
-    proc = start("train.py", *START_UP, f"--output_dir={out}", f"--tflite_dir={tmp_path / 'tflite'}")
+    proc = start_python("train.py", *START_UP, f"--output_dir={out}", f"--tflite_dir={tmp_path / 'tflite'}")
     time.sleep(seconds)
     assert proc.poll() is None, proc.communicate()[1][-3000:]
     proc.send_signal(15)
@@ -673,9 +649,7 @@ def test_sigterm_inside_a_finalizer_or_an_import_stops_right_after_it(tmp_path, 
     never lost, never a traceback."""
     (tmp_path / "slow_to_import.py").write_text(
         "import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(0.3)\nprint('imported')\n")
-    env = dict(os.environ, PYTHONPATH=REPO)
-    result = subprocess.run([sys.executable, "-c", DEFERRED, str(tmp_path), where], env=env, capture_output=True,
-                            text=True, timeout=60)
+    result = run(sys.executable, "-c", DEFERRED, tmp_path, where, timeout=60)
     assert result.returncode == 0 and result.stderr == "", result.stderr
     done = "finalizer finished" if where == "finalizer" else "imported"
     assert result.stdout.splitlines() == [done, "after it", "terminated"]

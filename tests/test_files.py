@@ -11,11 +11,9 @@ import sys
 
 import pytest
 from disk import mount_tmpfs, unmount
-from fresh import HANG_S
+from fresh import run, start
 
 from pea_keras import files
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
@@ -259,9 +257,8 @@ print("not reached")
 def test_a_kill_in_the_middle_of_a_write_leaves_the_previous_file(tmp_path):
     target = tmp_path / "history.csv"
     target.write_text("epoch,loss\n0,1.5\n")
-    env = dict(os.environ, PYTHONPATH=REPO, PEA_KERAS_FAULT="kill_during_write:history.csv")
-    result = subprocess.run([sys.executable, "-c", KILLED_WRITE, str(target), files.__file__], env=env,
-                            capture_output=True, text=True, timeout=HANG_S)
+    result = run(sys.executable, "-c", KILLED_WRITE, target, files.__file__,
+                 PEA_KERAS_FAULT="kill_during_write:history.csv")
     assert result.returncode == -9 and "not reached" not in result.stdout
     assert target.read_text() == "epoch,loss\n0,1.5\n"
     left = [name for name in os.listdir(tmp_path) if name != "history.csv"]
@@ -356,8 +353,7 @@ with files.lock(sys.argv[1], "choose another -o"):
 
 def _holder(path):
     """A process holding files.lock(path) (started and locked when this returns)."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], env=dict(os.environ, PYTHONPATH=REPO),
-                            stdout=subprocess.PIPE, text=True)
+    proc = start(sys.executable, "-c", HOLD_LOCK, path)
     assert proc.stdout.readline() == "locked\n"
     return proc
 

@@ -8,10 +8,9 @@ import sys
 import sysconfig
 
 import pytest
-from fresh import HANG_S, TESTS, env, fresh_python, pea_tflite
+from fresh import HANG_S, REPO, TESTS, fresh_python, pea_tflite, run
 
 pytestmark = pytest.mark.slow
-REPO = TESTS.parent
 
 
 def deploy_journey(model, tmp_path, calib="digits", **extra_env):
@@ -47,10 +46,9 @@ def deploy_journey(model, tmp_path, calib="digits", **extra_env):
 
 def test_train_then_convert_its_saved_model(tmp_path):
     run_dir = tmp_path / "runs" / "t"
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--arch", "tiny", "--epochs", "1",
-                             "--steps_per_epoch", "8", "--verbose", "2",
-                             "--noaugment", "--output_dir", run_dir, "--tflite_dir", tmp_path / "tflite"],
-                            cwd=tmp_path, capture_output=True, text=True, env=env(), timeout=HANG_S)
+    result = run(sys.executable, REPO / "train.py", "--arch", "tiny", "--epochs", "1", "--steps_per_epoch", "8",
+                 "--verbose", "2", "--noaugment", "--output_dir", run_dir, "--tflite_dir", tmp_path / "tflite",
+                 cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["augmentation"]["reason"] == "augment=none"  # The earlier spelling still works.
@@ -135,17 +133,15 @@ def test_the_wheel_gives_a_user_everything_without_the_checkout(tmp_path):
     venv = with_this_environment(tmp_path / "venv")
     # Only the tests' helpers on the path: a checkout on PYTHONPATH would shadow the installed package.
     installed = {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(TESTS)}
-    subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", "--no-index", "--force-reinstall", wheel],
-                   check=True, capture_output=True, env=env(**installed), timeout=HANG_S)
+    assert run(venv / "bin" / "pip", "install", "-q", "--no-deps", "--no-index", "--force-reinstall", wheel,
+               **installed).returncode == 0
     user = tmp_path / "work"
     user.mkdir()
-    where = subprocess.run([venv / "bin" / "python", "-c", "import pea_keras; print(pea_keras.__file__)"],
-                           cwd=user, capture_output=True, text=True, env=env(**installed), timeout=HANG_S)
+    where = run(venv / "bin" / "python", "-c", "import pea_keras; print(pea_keras.__file__)", cwd=user, **installed)
     assert where.stdout.startswith(str(venv)), where.stdout + where.stderr
 
-    result = subprocess.run(["pea-train", "--arch", "tiny", "--epochs", "1", "--steps_per_epoch", "8",
-                             "--calibration_examples", "64", "--verbose", "0"],
-                            cwd=user, capture_output=True, text=True, env=env(**installed), timeout=HANG_S)
+    result = run("pea-train", "--arch", "tiny", "--epochs", "1", "--steps_per_epoch", "8",
+                 "--calibration_examples", "64", "--verbose", "0", cwd=user, **installed)
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
     assert (user / "tflite" / "tiny_pea_digits_int8.tflite").is_file()  # Defaults under the working folder.
     deploy_journey(user / "runs" / "tiny_pea_digits" / "pea_model.keras", tmp_path, **installed)

@@ -2,12 +2,11 @@
 a model saved by one program loads in a fresh interpreter, whatever that interpreter imported first,
 in every format either flavour writes, and converts with the `pea-tflite` console script."""
 import json
-import subprocess
 import sys
 import textwrap
 
 import pytest
-from fresh import FORMATS, HANG_S, fresh_python
+from fresh import FORMATS, fresh_python, pea_tflite, run
 
 IMPORT_ORDERS = {
     "nothing": "",
@@ -135,12 +134,11 @@ def test_a_file_that_is_not_a_model_is_one_clear_error(tmp_path):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_pea_tflite_convert_reads_every_saved_format(saved, fmt, tmp_path):
     out = tmp_path / "m.tflite"
-    result = subprocess.run(["pea-tflite", "convert", str(saved / fmt), "-o", str(out),
-                             "--calib", str(saved / "calib.npy")], capture_output=True, text=True, timeout=HANG_S)
+    result = pea_tflite("convert", saved / fmt, "-o", out, "--calib", saved / "calib.npy")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.splitlines()[1] == "stripped 2 PEA layers to ReLU"
-    check = subprocess.run(["pea-tflite", "check", str(out), "--int8"], capture_output=True, text=True, timeout=HANG_S)
+    check = pea_tflite("check", out, "--int8")
     assert (check.returncode, check.stdout.strip()) == (0, f"{out}: ReLU-only int8")
 
 
@@ -150,5 +148,5 @@ def test_import_pea_keras_alone_stays_light():
         import sys, pea_keras, pea_keras.tflite, pea_keras.tflite.cli
         print(sorted(m for m in ("tensorflow", "keras", "tf_keras") if m in sys.modules))
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_S)
+    out = run(sys.executable, "-c", code)
     assert out.stdout.strip() == "[]", out.stderr

@@ -1,21 +1,18 @@
 """A model file is data: loading one for conversion never runs code stored in it, in any format,
 unless the user vouches for the file (`--trust_model_code`, `trust_code=True`), which says so."""
 import os
-import pathlib
 import re
 import shutil
-import subprocess
 import sys
 
 import pytest
-from fresh import HANG_S, fresh_python
+from fresh import TESTS, fresh_python, pea_tflite, run
 from payload_models import SNEAKY_MARKER
 
 from pea_keras.errors import UntrustedCodeError
 from pea_keras.saving import flavour_of_file, load_model, revived_layers
 from pea_keras.stored_code import code_in
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
 PAYLOADS = ["keras3.keras", "tf_keras.keras", "tf_keras.h5", "tf_keras_sm", "tf_keras_sm_pre25", "keras3.h5"]
 RUNS = "stores its function as Python bytecode{}, which would run when the model is loaded; refused: "
 FIX = {
@@ -27,18 +24,10 @@ FIX = {
 OPT_IN = ", or load it with trust_code=True (pea-tflite convert --trust_model_code) only if you trust the file"
 
 
-def _env(**extra):
-    env = dict(os.environ, **extra)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    return env
-
-
 @pytest.fixture(scope="module")
 def payloads(tmp_path_factory):
     folder = tmp_path_factory.mktemp("payloads")
-    result = subprocess.run([sys.executable, str(REPO / "tests" / "payload_models.py"), str(folder)],
-                            env=_env(), capture_output=True, text=True, timeout=HANG_S)
+    result = run(sys.executable, TESTS / "payload_models.py", folder, TF_CPP_MIN_LOG_LEVEL=None)
     assert result.returncode == 0, result.stderr[-3000:]
     return folder
 
@@ -46,9 +35,8 @@ def payloads(tmp_path_factory):
 def convert(model, tmp_path, *flags):
     """`pea-tflite convert MODEL -o out/m.tflite` as a user runs it; the payload's marker in tmp_path."""
     (tmp_path / "out").mkdir()
-    return subprocess.run([shutil.which("pea-tflite"), "convert", str(model), "-o", "out/m.tflite", *flags],
-                          cwd=tmp_path, env=_env(PEA_MARKER=str(tmp_path / "marker")),
-                          capture_output=True, text=True, timeout=HANG_S)
+    return pea_tflite("convert", model, "-o", "out/m.tflite", *flags, cwd=tmp_path, TF_CPP_MIN_LOG_LEVEL=None,
+                      PEA_MARKER=str(tmp_path / "marker"))
 
 
 def refusal(path):

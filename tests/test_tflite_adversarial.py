@@ -8,7 +8,7 @@ import flatbuffers
 import numpy as np
 import pytest
 import tensorflow as tf
-from tflite_cli import pea_tflite
+from fresh import pea_tflite
 
 from pea_keras.tflite import inspect, relu_only_violations
 from pea_keras.tflite.check import analyze, by_operator, verdict

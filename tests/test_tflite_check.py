@@ -6,17 +6,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from fresh import cli_run
 
-from pea_keras.tflite import cli, inspect, quantize, relu_only_violations
+from pea_keras.tflite import inspect, quantize, relu_only_violations
 
 X = np.random.default_rng(0).random((32, 8, 8, 1), dtype=np.float32)
-
-
-def cli_run(capsys, *argv):
-    with pytest.raises(SystemExit) as e:
-        cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 def write(tmp_path, data, name="m.tflite"):

@@ -5,19 +5,13 @@ import re
 
 import numpy as np
 import pytest
+from fresh import cli_run
 
 import pea_keras
 from pea_keras.data.digits import load_digits_split
-from pea_keras.tflite import cli, evaluate, inspect, predict, relu_only_violations
+from pea_keras.tflite import evaluate, inspect, predict, relu_only_violations
 
 DIGITS = load_digits_split(8, channels=1)
-
-
-def cli_run(capsys, *argv):
-    with pytest.raises(SystemExit) as e:
-        cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 def tiny_cnn(k):

@@ -2,24 +2,15 @@
 converter crash into one line, converts multi-input models, stays quiet and answers --help at once."""
 import os
 import stat
-import subprocess
 import sys
 
 import numpy as np
 import pytest
-import tflite_cli
-from fresh import HANG_S
+from fresh import HANG_S, cli_run, pea_tflite, run, start
 
-from pea_keras.tflite import cli, converter, inspect
+from pea_keras.tflite import converter, inspect
 
 SHAPE = (8, 8, 1)
-
-
-def cli_run(capsys, *argv):
-    with pytest.raises(SystemExit) as e:
-        cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 def plain_cnn(shape=SHAPE):
@@ -67,7 +58,7 @@ def test_a_converter_crash_is_one_error_not_a_segfault(tmp_path):
         converter.convert_saved_model(str(tmp_path / "sm"), {name: x})
 
 
-def test_a_crash_while_loading_the_model_blames_the_file_not_the_calibration(tmp_path, monkeypatch):
+def test_a_crash_while_loading_the_model_blames_the_file_not_the_calibration(tmp_path):
     """Code a trusted file runs while loading can crash the child: the one line says so."""
     import keras
 
@@ -76,9 +67,8 @@ def test_a_crash_while_loading_the_model_blames_the_file_not_the_calibration(tmp
     x = keras.Input(SHAPE)
     y = keras.layers.Dense(3)(keras.layers.Flatten()(keras.layers.Lambda(crash, name="payload")(x)))
     keras.Model(x, y).save(tmp_path / "crash.keras")
-    monkeypatch.setenv("CRASH_ON_LOAD", "1")
-    result = tflite_cli.pea_tflite("convert", tmp_path / "crash.keras", "-o", tmp_path / "m.tflite",
-                                   "--trust_model_code", "--target", "phone")
+    result = pea_tflite("convert", tmp_path / "crash.keras", "-o", tmp_path / "m.tflite", "--trust_model_code",
+                        "--target", "phone", CRASH_ON_LOAD="1")
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
         "pea-tflite: error: loading the model file crashed (SIGSEGV), before any conversion: code the "
@@ -142,18 +132,14 @@ def test_argument_mistakes_exit_2_with_one_line(capsys, argv, message):
 ])
 def test_an_unknown_option_is_named_with_the_usage(argv, usage):
     # Not the required argument it displaced (`convert --bogus x`: MODEL is x, -o is missing).
-    result = subprocess.run([*tflite_cli.command(), *argv], env=tflite_cli.env(), capture_output=True, text=True,
-                            timeout=300)
+    result = pea_tflite(*argv, timeout=300)
     lines = result.stderr.splitlines()
     assert (result.returncode, result.stdout) == (2, "")
     assert lines[0].startswith(usage) and lines[-1] == "pea-tflite: error: unrecognized option --bogus", lines
 
 
 def _script(*args, cwd):
-    env = dict(os.environ)
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=HANG_S)
+    return run(sys.executable, *args, cwd=cwd, TF_CPP_MIN_LOG_LEVEL=None)
 
 
 def test_help_answers_without_tensorflow(tmp_path):
@@ -195,8 +181,7 @@ def test_a_truncated_or_unreachable_file_is_named_in_one_line(tflite_file, tmp_p
     loop.symlink_to(loop)
     for path, problem in ((cut, "truncated or corrupt, not a valid TFLite flatbuffer"),
                           (loop, "too many levels of symbolic links")):
-        result = subprocess.run([*tflite_cli.command(), command[0], str(path), *command[1:]], env=tflite_cli.env(),
-                                capture_output=True, text=True, timeout=300)
+        result = pea_tflite(command[0], path, *command[1:], timeout=300)
         assert (result.returncode, result.stdout) == (1, "")
         assert result.stderr == f"pea-tflite: error: {path}: {problem}\n"
 
@@ -204,10 +189,9 @@ def test_a_truncated_or_unreachable_file_is_named_in_one_line(tflite_file, tmp_p
 @pytest.mark.parametrize("flags", [[], ["--json"], ["--resolver"]])
 def test_a_reader_that_leaves_ends_the_output_quietly(tflite_file, flags):
     """The pipe's reader is gone before pea-tflite writes (closed at once): exit 0, no message."""
-    proc = subprocess.Popen([*tflite_cli.command(), "inspect", str(tflite_file), *flags], env=tflite_cli.env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start("pea-tflite", "inspect", tflite_file, *flags)
     proc.stdout.close()
-    err = proc.stderr.read().decode()
+    err = proc.stderr.read()
     assert proc.wait(timeout=HANG_S) == 0 and err == ""
 
 
@@ -229,8 +213,6 @@ def long_file(tmp_path_factory):
 
 
 def test_inspect_into_head_exits_0(long_file):
-    pipeline = f"{' '.join(tflite_cli.command())} inspect {long_file} --json | head -n 2"
-    result = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], env=tflite_cli.env(),
-                            capture_output=True, text=True, timeout=HANG_S)
+    result = run("bash", "-o", "pipefail", "-c", f"pea-tflite inspect {long_file} --json | head -n 2")
     assert result.returncode == 0 and result.stderr == ""
     assert result.stdout.splitlines() == ["{", f' "size_bytes": {long_file.stat().st_size},']

@@ -8,14 +8,12 @@ import shutil
 import subprocess
 import textwrap
 
-import fresh
 import numpy as np
 import pytest
-from fresh import HANG_S
+from fresh import HANG_S, REPO, cli_run, fresh_python, pea_tflite
 
-from pea_keras.tflite import TFLiteError, cli, convert, inspect, micro_kit, op_resolver, predict, quantize, runtimes
+from pea_keras.tflite import TFLiteError, convert, inspect, micro_kit, op_resolver, predict, quantize, runtimes
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN_CC = os.path.join(REPO, "pea_keras", "tflite", "micro", "main.cc")
 # MicroMutableOpResolver's method for each op of the test model (TFLM's names, written out here).
 METHODS = {"CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "ADD": "AddAdd",
@@ -98,9 +96,7 @@ def test_resolver_registers_exactly_the_ops_inspect_reports(kit, capsys):
         assert registered[METHODS[op]] == f"tflite::Register_{op}_INT8()"
     assert registered["AddMean"] == registered["AddReshape"] == ""
     # `inspect --resolver` prints the same header.
-    with pytest.raises(SystemExit) as e:
-        cli.main(["inspect", str(path), "--resolver"])
-    assert e.value.code == 0 and capsys.readouterr().out == header
+    assert cli_run(capsys, "inspect", path, "--resolver")[:2] == (0, header)
 
 
 def test_int8_kernels_only_where_every_instance_is_int8(kit):
@@ -537,8 +533,6 @@ def test_resolver_list_matches_the_tflm_header():
 
 
 def test_an_op_tflm_cannot_register_is_refused_in_one_line(kit, tmp_path):
-    from tflite_cli import pea_tflite
-
     _, path, _, _, _, _ = kit
     first = inspect(path).operators[0].type  # CONV_2D: operator code 0
     gelu = tmp_path / "gelu.tflite"
@@ -588,9 +582,9 @@ def two_by_two(request, tmp_path_factory):
     each flavour, converted by `pea-tflite convert` to a file whose stem is no C identifier
     (`1st-two.io`): the folder, the printed lines, the calibration data."""
     folder = tmp_path_factory.mktemp(f"two_by_two_{request.param}")
-    fresh.fresh_python(TWO_BY_TWO, folder, request.param)
-    code, stdout, stderr = fresh.pea_tflite("convert", folder / "two_by_two.keras", "-o", folder / "1st-two.io.tflite",
-                                   "--calib", f"npz:{folder / 'calib.npz'}")
+    fresh_python(TWO_BY_TWO, folder, request.param)
+    code, stdout, stderr = pea_tflite("convert", folder / "two_by_two.keras", "-o", folder / "1st-two.io.tflite",
+                                      "--calib", f"npz:{folder / 'calib.npz'}")
     assert (code, stderr) == (0, ""), stderr
     with np.load(folder / "calib.npz") as calib:
         return folder, stdout.splitlines(), dict(calib)

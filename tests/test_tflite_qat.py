@@ -2,17 +2,13 @@
 int8 file no worse than post-training quantization. Runs through the CLI in a child
 process: importing tfmot flips TF_USE_LEGACY_KERAS for its whole process."""
 import importlib
-import os
-import subprocess
-import sys
 
 import pytest
-from fresh import HANG_S
+from fresh import pea_tflite
 
 from pea_keras.data.digits import load_digits_split
 from pea_keras.tflite import convert, evaluate, relu_only_violations
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGITS = load_digits_split(8, channels=1)
 
 
@@ -23,13 +19,6 @@ def qat_cnn(k):
                          L.BatchNormalization(momentum=0.9), L.ReLU(), L.MaxPooling2D(),
                          L.Conv2D(16, 3, padding="same", activation="relu"),
                          L.Flatten(), L.Dense(10, activation="softmax")])
-
-
-def pea_tflite(*argv):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", "pea_keras.tflite", *map(str, argv)],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=HANG_S)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import flatbuffers
 import numpy as np
 import pytest
 import tensorflow as tf
-from tflite_cli import pea_tflite
+from fresh import pea_tflite
 
 from pea_keras.tflite import TFLiteError, inspect, runtimes
 
@@ -154,11 +154,11 @@ def test_micro_never_needs_litert(files, tmp_path):
     (blocked / "__init__.py").write_text(f"__path__.append({os.path.dirname(ai_edge_litert.__file__)!r})\n")
     (blocked / "interpreter.py").write_text("raise ImportError('LiteRT is not installed here')\n")
     result = pea_tflite("run", files["litert_refuses"], "--data", files["data"], "--runtime", "micro",
-                        pythonpath=[blocked.parent])
+                        path=[blocked.parent])
     assert result.returncode == 0, result.stderr
     assert [line[:16] for line in result.stdout.splitlines()[1:]] == ["  micro   top-1 "]
     blocked_litert = pea_tflite("run", files["classifier"], "--data", files["data"], "--runtime", "litert",
-                                pythonpath=[blocked.parent])
+                                path=[blocked.parent])
     assert one_error(blocked_litert) == "LiteRT failed (exit 1) while loading the model: ImportError: " \
                                         "LiteRT is not installed here"
 

@@ -8,8 +8,7 @@ import subprocess
 import textwrap
 
 import pytest
-from fresh import fresh_python
-from tflite_cli import pea_tflite
+from fresh import fresh_python, pea_tflite
 
 from pea_keras.tflite import inspect, relu_only_violations, targets, vela
 
@@ -78,7 +77,7 @@ def test_without_vela_the_target_names_the_extra(tmp_path):
     (tmp_path / "shadow" / "ethosu").mkdir(parents=True)
     (tmp_path / "shadow" / "ethosu" / "__init__.py").write_text("")
     result = pea_tflite("convert", "missing.keras", "-o", tmp_path / "m.tflite", "--target", "ethos-u65-256",
-                        pythonpath=[tmp_path / "shadow"])
+                        path=[tmp_path / "shadow"])
     assert one_error(result) == ("--target ethos-u65-256 needs Arm's Vela compiler (the ethos-u-vela package): "
                                  "pip install 'pea_keras[npu]'")
     assert files_in(tmp_path) == ["shadow"]

@@ -5,10 +5,12 @@ it can, in a subprocess where TensorFlow must be configured first or exit codes 
 """
 import dataclasses
 import json
+import os
+import sys
 import textwrap
 
 import pytest
-from fresh import HANG_S
+from fresh import HANG_S, start
 from train_cli import call_main, refusal, run_script
 
 from pea_keras.tflite import relu_only_violations  # noqa: E402
@@ -473,25 +475,16 @@ def _free_ports(n):
 def test_two_multiworker_processes_train_in_step_and_only_the_chief_writes(tmp_path, flavour):
     """tf_keras under MultiWorkerMirroredStrategy, Keras 3 under keras.distribution on JAX: the
     same TF_CONFIG, the same alpha at every step on both processes, one run directory."""
-    import os
-    import subprocess
-    import sys
-
-    from train_cli import REPO
-
     if flavour != "tf_keras":
         pytest.importorskip("jax")
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    backend = {} if flavour == "tf_keras" else {"KERAS_BACKEND": "jax"}
     procs = []
     for index in range(2):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, JAX_PLATFORMS="cpu", TF_CONFIG=json.dumps(
-            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
-        if flavour != "tf_keras":
-            env["KERAS_BACKEND"] = "jax"
+        cluster = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
         script = MULTIWORKER if flavour == "tf_keras" else JAX_MULTIWORKER
-        procs.append(subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "run"),
-                                       str(tmp_path / "tflite")], cwd=tmp_path, env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        procs.append(start(sys.executable, "-c", script, tmp_path / "run", tmp_path / "tflite", cwd=tmp_path,
+                           TF_CONFIG=cluster, **backend))
     outs = [p.communicate(timeout=HANG_S) for p in procs]
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]

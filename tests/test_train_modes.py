@@ -1,11 +1,10 @@
 """A training mode added from outside: one `modes.Mode` object, registered as an entry point of
 the group `pea_keras.modes` by a package on the path, is a `train.py --mode` choice that trains."""
 import json
-import os
 import textwrap
 
 import pytest
-from train_cli import REPO, run_script
+from train_cli import run_script
 
 from pea_keras.tflite import relu_only_violations
 
@@ -30,17 +29,17 @@ PLUGIN = textwrap.dedent('''
 
 def installed_plugin(folder):
     """What `pip install` of a package declaring `fake = "fake_mode:FAKE"` in the group leaves:
-    the module and its metadata; returns the PYTHONPATH that finds them."""
+    the module and its metadata; returns the folder to search first."""
     (folder / "fake_mode.py").write_text(PLUGIN)
     info = folder / "fake_mode-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-mode\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text("[pea_keras.modes]\nfake = fake_mode:FAKE\n")
-    return os.pathsep.join((str(folder), REPO))
+    return [folder]
 
 
 def test_a_registered_mode_is_a_choice_with_its_help(tmp_path):
-    result = run_script("train.py", "--helpshort", PYTHONPATH=installed_plugin(tmp_path))
+    result = run_script("train.py", "--helpshort", path=installed_plugin(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "fake: alpha held at 0.5, then stripped by force." in " ".join(result.stdout.split())
     assert "<pea|relu|surrogate|novel|relufy|fake>" in result.stdout
@@ -53,7 +52,7 @@ def test_a_registered_mode_trains_and_deploys_end_to_end(tmp_path):
     out, tfl = tmp_path / "run", tmp_path / "tflite"
     result = run_script("train.py", "--arch=tiny", "--mode=fake", "--epochs=1", "--steps_per_epoch=4",
                         "--batch_size=16", "--calibration_examples=16", "--tflite_eval_examples=16", "--verbose=0",
-                        f"--output_dir={out}", f"--tflite_dir={tfl}", PYTHONPATH=installed_plugin(tmp_path))
+                        f"--output_dir={out}", f"--tflite_dir={tfl}", path=installed_plugin(tmp_path))
     assert (result.returncode, result.stderr) == (0, ""), result.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
     assert (m["mode"], m["flags"]["pea_end"], m["alpha_final"]) == ("fake", 0.5, 0.5)

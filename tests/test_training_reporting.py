@@ -27,10 +27,9 @@ def test_tables():
                "alpha_final": 1.0, "wall_time_s": {"total": 3.0}, "run_dir": "/r",
                "top1": {"pea": 0.9, "stripped": 0.9, "int8": 0.85},
                "sizes": {"pea_model_bytes": 2048, "relu_model_bytes": 1024, "tflite_int8_bytes": 300},
-               "tflite": {"path": "/t.tflite", "relu_only": True,
-                          "device": devices.needs(640_000, 40_000)}}
+               "tflite": {"path": "/t.tflite", "device": devices.needs(640_000, 40_000)}}
     table = reporting.summary_table(metrics)
-    assert re.search(r"int8 TFLite \(LiteRT\)\s+85.00 %", table) and "ReLU-only" in table
+    assert re.search(r"int8 TFLite \(LiteRT\)\s+85.00 %", table) and "int8 file: /t.tflite (ReLU-only)" in table
     assert table.splitlines()[-5:-1] == [
         "on a microcontroller: flash 625 KB (model) + ~128 KB (runtime), RAM 44 KB (TFLite Micro arena)",
         "  256 KB flash / 64 KB RAM (small Cortex-M0+/M4): too small (flash)",

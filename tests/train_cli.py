@@ -1,12 +1,9 @@
 """Running train.py from tests: its main in this process, or the script in a child process."""
-import os
-import subprocess
 import sys
 
-from fresh import HANG_S
+from fresh import HANG_S, REPO, run
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+sys.path.insert(0, str(REPO))
 
 
 def call_main(*args):
@@ -20,10 +17,9 @@ def call_main(*args):
         train.FLAGS.unparse_flags()
 
 
-def run_script(*args, timeout=HANG_S, **extra_env):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO, **extra_env}
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+def run_script(*args, timeout=HANG_S, **options):
+    """A script of the repository (train.py) in a child process, run from the repository."""
+    return run(sys.executable, *args, cwd=REPO, timeout=timeout, **options)
 
 
 def refusal(tmp_path, capsys, *args):

@@ -46,7 +46,7 @@ def export_int8(config, task, data, model, test_ds, run_dir, warn):
         warn(f"no TFLite Micro kit for {path}: {e}")
     files.atomic_copy(path, os.path.join(run_dir, "model_int8.tflite"))
     size_bytes, arena_bytes = conversion.size_bytes, conversion.arena_bytes
-    return {"path": path, "size_bytes": size_bytes, "relu_only": True, "violations": [],
+    return {"path": path, "size_bytes": size_bytes,
             "passed_outside_relu": list(conversion.notes),  # What the proof accepted by name (allow_gates).
             "qat_epochs": config.qat_epochs, "micro_arena_bytes": arena_bytes, "micro_kit": list(conversion.c_array),
             "device": devices.needs(size_bytes, arena_bytes),

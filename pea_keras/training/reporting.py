@@ -185,9 +185,9 @@ def summary_table(metrics):
              f"wall time {metrics['wall_time_s']['total']:.0f} s"]
     tflite = metrics.get("tflite") or {}
     if tflite.get("path"):
+        # Written only once `convert` proved it ReLU-only.
         notes = "".join(f", with {note}" for note in tflite.get("passed_outside_relu", ()))
-        extra.append(f"int8 file: {tflite['path']} "
-                     f"({'ReLU-only' if tflite.get('relu_only') else 'NOT ReLU-only'}{notes})")
+        extra.append(f"int8 file: {tflite['path']} (ReLU-only{notes})")
         if tflite.get("micro_kit"):  # Its files sit next to it, named as this line says.
             extra.append(micro_kit.build_line(os.path.splitext(os.path.basename(tflite["path"]))[0]))
     if tflite.get("device"):
