@@ -134,7 +134,8 @@ def run(args):
                 for f in FILES}
         networks[net] = {**rows, "g / relufied": ratios(rows["g"], rows["relufied"], args.ethos_u)}
         print(f"  {net}: measured", flush=True)
-    return {"args": vars(args), "litert": deploy.litert_version(),
+    settings = {key: value for key, value in vars(args).items() if key not in ("json", "report")}
+    return {"args": settings, "litert": deploy.litert_version(),
             "vela": deploy.vela_version() if args.ethos_u else None, "tensorflow": tf.__version__,
             "keras": keras.__version__, "networks": networks}
 
