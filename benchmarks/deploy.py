@@ -33,6 +33,7 @@ from pea_keras.files import atomic_write_json
 G_ACTIVATIONS = ["silu", "hard_swish", "gelu", "mish"]
 CONFIGS = ["pea_silu", "relu"] + [f"g_{g}" for g in G_ACTIVATIONS] + ["relu_float32"]
 ETHOS_U = ["ethos-u55-128", "ethos-u65-256", "ethos-u85-256"]
+KERNELS = {"builtin": False, "xnnpack": True}  # LiteRT: XNNPACK off, on
 
 
 def train_briefly(model, k, x, y, steps, pea=False):
@@ -138,15 +139,46 @@ def ethos_u_estimates(data, accelerators):
     return out
 
 
+def available_ethos_u(accelerators):
+    """`accelerators`, or none when Vela is not installed (said once)."""
+    from pea_keras.tflite.vela import installed
+
+    if accelerators and not installed():
+        print("Vela is not installed (pip install 'pea_keras[npu]'): no Ethos-U columns", flush=True)
+        return []
+    return accelerators
+
+
+def vela_version():
+    from pea_keras.tflite.vela import version
+
+    return version()
+
+
+def interleaved_latency(files, repeats, runs):
+    """{(name, kernel): median ms of one LiteRT invoke} for {name: tflite bytes}, batch 1 on one thread,
+    with the builtin kernels and with XNNPACK: the median over `repeats` rounds of `runs` invokes, the
+    rounds interleaved so that drift in machine load hits every file alike (warm-up excluded)."""
+    from pea_keras.tflite.runtimes import latency_ms
+
+    for data in files.values():  # Warm-up: load and run every file on both paths once.
+        for xnn in KERNELS.values():
+            latency_ms(data, runs=3, warmup=3, num_threads=1, xnnpack=xnn)
+    times = {(name, kn): [] for name in files for kn in KERNELS}
+    for _ in range(repeats):
+        for name, data in files.items():
+            for kn, xnn in KERNELS.items():
+                times[(name, kn)].append(latency_ms(data, runs=runs, num_threads=1, xnnpack=xnn))
+    return {key: statistics.median(t) for key, t in times.items()}
+
+
 def _ratio(estimate, base, key):
     return estimate[key] / base[key] if base.get(key) else float("nan")
 
 
 def print_ethos_u(rows, accelerators):
-    from pea_keras.tflite.vela import version
-
     base = next(r for r in rows if r["config"] == "relu")["ethos_u"]
-    print(f"\nEthos-U, Vela {version()} performance model (estimates, not measurements), Vela's default "
+    print(f"\nEthos-U, Vela {vela_version()} performance model (estimates, not measurements), Vela's default "
           "system config per accelerator; x relu = ratio to the plain ReLU int8 file")
     for a in accelerators:
         if "system_config" in base[a]:
@@ -195,12 +227,8 @@ def main():
 
     from pea_keras.data.digits import load_digits_split
     from pea_keras.tflite import inspect, relu_only_violations
-    from pea_keras.tflite.runtimes import latency_ms
-    from pea_keras.tflite.vela import installed
 
-    if args.ethos_u and not installed():
-        print("Vela is not installed (pip install 'pea_keras[npu]'): no Ethos-U columns", flush=True)
-        args.ethos_u = []
+    args.ethos_u = available_ethos_u(args.ethos_u)
 
     k = importlib.import_module(FLAVORS[args.keras])
     split = load_digits_split(args.image_size, channels=3, seed=0)
@@ -214,15 +242,7 @@ def main():
           f"; byte-identical: {'yes' if ok['pea_silu'] == ok['relu'] else 'no (different weights)'}",
           flush=True)
 
-    kernels = {"builtin": False, "xnnpack": True}
-    for data in ok.values():  # Warm-up: load and run every file on both paths once.
-        for xnn in kernels.values():
-            latency_ms(data, runs=3, warmup=3, num_threads=1, xnnpack=xnn)
-    times = {(c, kn): [] for c in ok for kn in kernels}
-    for _ in range(args.repeats):  # Interleaved, so drift in machine load hits every file alike.
-        for c, data in ok.items():
-            for kn, xnn in kernels.items():
-                times[(c, kn)].append(latency_ms(data, runs=args.runs, num_threads=1, xnnpack=xnn))
+    times = interleaved_latency(ok, args.repeats, args.runs)
 
     x_test, y_test = split["test"]
     rows = []
@@ -236,12 +256,12 @@ def main():
             "config": c, "bytes": len(data),
             "relu_only": not relu_only_violations(data, int8=(c != "relu_float32")),
             "ops": len(op_signature(data)), "op_histogram": inspect(data).op_histogram(),
-            **{f"{kn}_ms": statistics.median(times[(c, kn)]) for kn in kernels},
+            **{f"{kn}_ms": times[(c, kn)] for kn in KERNELS},
             "micro": micro, "arena_bytes": arena, "micro_agreement": agreement, "micro_note": note,
             **({"ethos_u": ethos_u_estimates(data, args.ethos_u)} if args.ethos_u and c != "relu_float32" else {})})
     base = next(r for r in rows if r["config"] == "relu")
 
-    print(f"\nLiteRT {_litert_version()}, batch 1, num_threads=1, median of {args.repeats} x {args.runs} "
+    print(f"\nLiteRT {litert_version()}, batch 1, num_threads=1, median of {args.repeats} x {args.runs} "
           f"invokes; x relu = ratio to the plain ReLU int8 file")
     print(f"{'config':13s} {'bytes':>9s} {'x relu':>6s} {'ReLU-only':>9s} {'ops':>4s} {'builtin ms':>10s} "
           f"{'x relu':>6s} {'XNNPACK ms':>10s} {'x relu':>6s}  {'TFLM':4s} {'arena B':>9s} {'agree':>5s}")
@@ -265,7 +285,7 @@ def main():
         atomic_write_json(args.json, {"args": vars(args), "same_op_list_pea_vs_relu": same_ops, "rows": rows})
 
 
-def _litert_version():
+def litert_version():
     try:
         from importlib.metadata import version
         return version("ai-edge-litert")

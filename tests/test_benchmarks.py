@@ -161,3 +161,19 @@ def test_backends_benchmark(tmp_path):
                for row in ratios.values())
     assert ratios["tensorflow"]["relu_vs_tf"] == 1.0
     assert " ms" not in stdout and "ms/step" not in stdout  # Ratios only.
+
+
+@pytest.mark.slow
+def test_relufy_deploy_benchmark(tmp_path):
+    stdout = run_benchmark("relufy_deploy.py", "--quick", "--json", str(tmp_path / "r.json"))
+    networks = json.loads((tmp_path / "r.json").read_text())["networks"]
+    assert list(networks) == ["mobilenet_v2_silu", "mobilenet_v3_small", "efficientnet_b0"]
+    for net, rows in networks.items():
+        # The g file keeps its activations (SiLU, hard-swish, sigmoid); the relufied one passes the check.
+        assert not rows["g"]["relu_only"] and rows["g"]["violations"] > 0, net
+        assert rows["relufied"]["relu_only"] and rows["relufied"]["violations"] == 0, net
+        assert rows["relufied"]["micro"] and rows["relufied"]["arena_bytes"] > 0
+        assert all(e["cycles"] > 0 and e["cpu_operators"] == {} for e in rows["relufied"]["ethos_u"].values())
+        assert set(rows["g / relufied"]) == {"bytes", "arena_bytes", "builtin_ms", "xnnpack_ms",
+                                             "ethos-u55-128", "ethos-u65-256"}
+        assert f"| {net} | **g / relufied** |" in stdout
