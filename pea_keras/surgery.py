@@ -133,9 +133,6 @@ def _wrap(model, activation, alpha, layers, include_gates, trainable_alpha, surr
     alpha = float(alpha)
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
-    selected, names = selector(layers)
-    found, notes = set(), _Notes()
-    find = _find_relus(model, selected, include_gates, notes)
     pea_class = layer_class(model)
 
     def make_pea(max_value, threshold, origin, name):
@@ -143,11 +140,7 @@ def _wrap(model, activation, alpha, layers, include_gates, trainable_alpha, surr
                          trainable_alpha=trainable_alpha, surrogate=surrogate, origin=origin, name=name,
                          relu_gradient=relu_gradient)
 
-    def swap(layer):
-        match = find(layer)
-        if match is None:
-            return None
-        found.add(layer.name)
+    def replace(layer, match):
         if match.kind == "fused":
             pea = make_pea(match.max_value, 0.0, {"fused_into": layer.name, "activation": match.key},
                            f"{layer.name}_pea")
@@ -160,10 +153,27 @@ def _wrap(model, activation, alpha, layers, include_gates, trainable_alpha, surr
             origin = {"lambda": getattr(layer.function, "__name__", "relu")}
         return Swap(OnFirstInput(make_pea(match.max_value, match.threshold, origin, layer.name)))
 
-    wrapped = Rebuilder(swap)(model)
+    return _swap_relus(model, layers, include_gates, replace)
+
+
+def _swap_relus(model, layers, include_gates, replace):
+    """`model` rebuilt with `replace(layer, match)` for every ReLU `wrap` takes (of `layers`);
+    what was left is logged, a selection that found nothing raises."""
+    selected, names = selector(layers)
+    found, notes = set(), _Notes()
+    find = _find_relus(model, selected, include_gates, notes)
+
+    def swap(layer):
+        match = find(layer)
+        if match is None:
+            return None
+        found.add(layer.name)
+        return replace(layer, match)
+
+    rebuilt = Rebuilder(swap)(model)
     notes.report(found)
     _check_found(model, layers, names, found, notes)
-    return wrapped
+    return rebuilt
 
 
 def surrogate(model, activation="silu", layers=None, include_gates=False):
@@ -225,23 +235,13 @@ def replace_relu(model, activation="silu", layers=None, include_gates=False):
     check_model(model)
     k = flavor.keras_of(model)
     g = activations.get(activation, activations.TF if flavor.runs_on_tensorflow(model) else activations.OPS).g
-    selected, names = selector(layers)
-    found, notes = set(), _Notes()
-    find = _find_relus(model, selected, include_gates, notes)
 
-    def swap(layer):
-        match = find(layer)
-        if match is None:
-            return None
-        found.add(layer.name)
+    def replace(layer, match):
         if match.kind == "fused":
             return Swap(forms.with_activation(layer, g), same_weights=True)
         return Swap(OnFirstInput(k.layers.Activation(g, name=layer.name)))
 
-    replaced = Rebuilder(swap)(model)
-    notes.report(found)
-    _check_found(model, layers, names, found, notes)
-    return replaced
+    return _swap_relus(model, layers, include_gates, replace)
 
 
 def _fused_targets(model):
