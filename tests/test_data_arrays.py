@@ -60,9 +60,9 @@ def test_every_model_format_loads(tmp_path):
     build(tf_keras).save(tmp_path / "k2.h5")
     build(tf_keras).save(tmp_path / "saved", save_format="tf")
     expected = {"k3.keras": "keras", "k2.keras": "tf_keras", "k2.h5": "tf_keras", "saved": "tf_keras"}
-    for name, flavour in expected.items():
+    for name, flavor in expected.items():
         model = load_model(tmp_path / name)
-        assert type(model).__module__.split(".")[0] == flavour, name
+        assert type(model).__module__.split(".")[0] == flavor, name
 
 
 def test_uint8_io_is_int8_inside():

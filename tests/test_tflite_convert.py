@@ -24,7 +24,7 @@ def tiny_cnn(k):
 
 @pytest.fixture(scope="module", params=["keras", "tf_keras"])
 def trained(request, tmp_path_factory):
-    """A SiLU-PEA model trained until alpha = 1, saved in its flavour's format."""
+    """A SiLU-PEA model trained until alpha = 1, saved in its flavor's format."""
     k = importlib.import_module(request.param)
     k.utils.set_random_seed(0)
     model = pea_keras.wrap(tiny_cnn(k), activation="silu")

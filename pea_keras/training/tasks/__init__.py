@@ -15,7 +15,7 @@ from pea_keras.errors import UsageError
 
 from .base import Evaluation, Splits, Task
 
-# Task name -> "module:class"; a task loads on first use (segmentation imports both flavours).
+# Task name -> "module:class"; a task loads on first use (segmentation imports both flavors).
 __all__ = ["Evaluation", "Splits", "Task", "get", "names", "with_defaults"]
 
 TASKS = {"classification": "classification.task:Classification",
