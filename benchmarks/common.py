@@ -1,4 +1,4 @@
-"""What every benchmark shares: this checkout importable, quiet TensorFlow, the Keras flavours, and the
+"""What every benchmark shares: this checkout importable, quiet TensorFlow, the Keras flavors, and the
 time, command and machine a results file records."""
 import datetime
 import os

@@ -18,7 +18,7 @@ batches, so differences are paired. Configurations:
   end_0.5, end_0.9             PEA silu with alpha reaching 1 at 50 % / 90 % of training
   fixed_0.5        alpha held at 0.5 throughout, then stripped by force (no progression)
   learned_alpha    alpha a trainable weight of each PEALayer (from 0, clipped to [0, 1]), then stripped by force
-  relu_keras3, pea_silu_keras3   relu and pea_silu under Keras 3 (train.py's default flavour) instead of tf_keras;
+  relu_keras3, pea_silu_keras3   relu and pea_silu under Keras 3 (train.py's default flavor) instead of tf_keras;
                    paired with each other, not with the tf_keras runs
 
 Each trained model is scored once, after the last epoch, on the test split (nothing is selected on it): float (the
@@ -53,7 +53,7 @@ from pea_keras import files
 
 MEASURES = ("float", "stripped", "int8")
 EPOCHS = 15
-KERAS = "2"  # tf_keras: the flavour every recorded run used (train.py's default was then "2").
+KERAS = "2"  # tf_keras: the flavor every recorded run used (train.py's default was then "2").
 WIDTHS = {"mobilenet_v2": 0.35, "mobilenet_v3_small": 1.0}
 CONFIGS = {
     "relu": dict(mode="relu"),
@@ -141,7 +141,7 @@ def train_one(arch, config_name, seed, epochs, teachers=None, spec=None):
     import tensorflow as tf
 
     from pea_keras import schedules
-    from pea_keras.callbacks import BothFlavoursCallback
+    from pea_keras.callbacks import BothFlavorsCallback
     from pea_keras.training import modes, run
 
     spec = spec or CONFIGS[config_name]
@@ -154,7 +154,7 @@ def train_one(arch, config_name, seed, epochs, teachers=None, spec=None):
         distill = f"teacher:{path}"
     epoch_times = []
 
-    class Clock(BothFlavoursCallback):  # CPU and wall seconds of each epoch.
+    class Clock(BothFlavorsCallback):  # CPU and wall seconds of each epoch.
         def on_epoch_begin(self, epoch, logs=None):
             self.start = (time.process_time(), time.perf_counter())
 

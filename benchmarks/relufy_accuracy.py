@@ -67,28 +67,28 @@ G = {"mobilenet_v2_silu": "silu", "mobilenet_v3_small": "hard_swish", "efficient
 NO_INT8 = {"mobilenet_v3_small", "efficientnet_b0"}
 
 
-def user_network(name, K, seed):
+def user_network(name, k, seed):
     """The untrained network with its own activation, [0, 1] images of 32x32x1 (digits) in, 10 logits out."""
     import pea_keras
     from pea_keras.training.tasks.classification import archs
 
-    K.utils.set_random_seed(seed)
+    k.utils.set_random_seed(seed)
     if name == "mobilenet_v2_silu":
-        return pea_keras.replace_relu(archs.build("mobilenet_v2", K, (32, 32, 1), 10, width=0.35), "silu")
-    inputs = K.Input((32, 32, 1), name="image")
+        return pea_keras.replace_relu(archs.build("mobilenet_v2", k, (32, 32, 1), 10, width=0.35), "silu")
+    inputs = k.Input((32, 32, 1), name="image")
     if name == "mobilenet_v3_small":
-        net = K.applications.MobileNetV3Small(input_shape=(32, 32, 1), weights=None, classes=10,
+        net = k.applications.MobileNetV3Small(input_shape=(32, 32, 1), weights=None, classes=10,
                                                minimalistic=False, include_preprocessing=False,
                                                classifier_activation=None)
         outputs = net(inputs)
     else:  # EfficientNet rescales 0-255 pixels itself.
-        net = K.applications.EfficientNetB0(input_shape=(32, 32, 1), weights=None, classes=10,
+        net = k.applications.EfficientNetB0(input_shape=(32, 32, 1), weights=None, classes=10,
                                             classifier_activation=None)
-        outputs = net(K.layers.Rescaling(255.0)(inputs))
+        outputs = net(k.layers.Rescaling(255.0)(inputs))
     for layer in net.layers:  # As archs.build does: 0.99/0.999 stay at chance after short runs.
-        if isinstance(layer, K.layers.BatchNormalization):
+        if isinstance(layer, k.layers.BatchNormalization):
             layer.momentum = 0.9
-    return K.Model(inputs, outputs, name=name)
+    return k.Model(inputs, outputs, name=name)
 
 
 def _record(metrics, **extra):

@@ -1,6 +1,6 @@
 """What PEA costs in training: step time and activation memory, as ratios measured in one run.
 
-For each Keras flavour, network and resolution it builds, on one random batch:
+For each Keras flavor, network and resolution it builds, on one random batch:
   relu         the plain network
   pea_blend    PEA while blending (alpha = 0.5, the phase PEAScheduler traces): the fused op
   naive_blend  the same ensemble written as a*relu(x) + (1-a)*g(x) with autodiff

@@ -12,7 +12,7 @@ tf_keras models on TensorFlow.
 
 Names load on first use, so the command-line tools start without TensorFlow. Touching any
 public name (`pea_keras.wrap`, `pea_keras.PEALayer`, `pea_keras.load_model`, ...) registers
-`PEALayer` with both Keras flavours, so saved PEA models load without `custom_objects`:
+`PEALayer` with both Keras flavors, so saved PEA models load without `custom_objects`:
 `pea_keras.load_model(path)` does it for you; before a bare `keras.models.load_model`, run
 `from pea_keras import PEALayer` (any order of imports).
 """

@@ -41,7 +41,7 @@ def reestimate_batchnorm(model, data, batches=100):
     is put back. Use training data (augmented as in training, or not: both are standard).
 
     Args:
-        model: a Keras model (either flavour, any Keras 3 backend).
+        model: a Keras model (either flavor, any Keras 3 backend).
         data: an iterable of batches (`tf.data.Dataset`, a generator, a list of arrays), each an
             input array or an `(x, y)` tuple; a dataset that repeats forever is fine.
         batches: the most batches to use (a few hundred images suffice for compact networks).

@@ -51,7 +51,7 @@ def set_alpha(model, alpha, phase=None):
     return len(layers)
 
 
-class BothFlavoursCallback(keras.callbacks.Callback):
+class BothFlavorsCallback(keras.callbacks.Callback):
     """A Keras 3 callback that tf_keras' `fit` runs too: tf_keras' CallbackList asks every callback
     which batch hooks it implements, and a Keras 3 callback does not answer."""
 
@@ -65,7 +65,7 @@ class BothFlavoursCallback(keras.callbacks.Callback):
         return False
 
 
-class PEAScheduler(BothFlavoursCallback):
+class PEAScheduler(BothFlavorsCallback):
     """Sets alpha from the optimizer's step at the start of every training batch.
 
     Reading the optimizer's iteration counter (not counting batches) makes a run restored

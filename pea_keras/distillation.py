@@ -14,7 +14,7 @@ The teacher is a model with the student's inputs and logits (for PEA, the networ
 everywhere: `replace_relu`), frozen; or "self": an exponential moving average of the student's
 weights evaluated as the g network (its PEA layers at alpha 0), updated after every step by
 `trainer.teacher_updates`, so no teacher is trained beforehand. Either costs a teacher forward
-pass per step ("self" also the average's update). Both Keras flavours; "self" on TensorFlow and
+pass per step ("self" also the average's update). Both Keras flavors; "self" on TensorFlow and
 PyTorch (under JAX, fit's compiled step keeps the teacher's weights fixed).
 """
 import warnings
@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from pea_keras import flavor, numerics
-from pea_keras.callbacks import BothFlavoursCallback
+from pea_keras.callbacks import BothFlavorsCallback
 from pea_keras.surgery import pea_layers
 
 __all__ = ["distiller", "kd_loss"]
@@ -45,7 +45,7 @@ class _Hidden:
 
 
 class _DistillerMixin:
-    """Trains `student` with a distillation loss against a teacher ({flavour})."""
+    """Trains `student` with a distillation loss against a teacher ({flavor})."""
 
     def __init__(self, student, teacher, temperature, weight, **kwargs):
         super().__init__(name=f"{student.name}_distiller", **kwargs)
@@ -70,7 +70,7 @@ class _DistillerMixin:
 _DISTILLERS = flavor.twin_classes(_DistillerMixin, "Model", "PEADistiller", register=False)
 
 
-class EMATeacher(BothFlavoursCallback):
+class EMATeacher(BothFlavorsCallback):
     """After every training step: teacher = decay * teacher + (1 - decay) * student, every weight
     but the teacher's alphas (which stay 0)."""
 
@@ -162,7 +162,7 @@ def _probabilities(teacher, student):
 
 
 def distiller(student, teacher, temperature=4.0, weight=0.5, decay=0.99):
-    """A model of `student`'s flavour that trains `student` (in place) with the distillation loss.
+    """A model of `student`'s flavor that trains `student` (in place) with the distillation loss.
 
     Args:
         student: the model to train (PEA-wrapped, surrogate or plain).

@@ -36,7 +36,20 @@ class SettingError(UsageError, ValueError):
 
 
 class DataError(UsageError, ValueError):
-    """Data that cannot be read or used here (the message says how to prepare it)."""
+    """Data that cannot be read or used here (the message says how to prepare it). `settings`
+    ({keyword: value}) are the keyword arguments its advice names as `keyword=value`, so a
+    command-line tool can say its own flags instead (`spelled`)."""
+
+    def __init__(self, message, settings=None):
+        self.settings = dict(settings or {})
+        super().__init__(message)
+
+    def spelled(self, spell):
+        """The message with each `keyword=value` of `settings` written as `spell(keyword, value)`."""
+        text = str(self)
+        for name, value in self.settings.items():
+            text = text.replace(f"{name}={value!r}", spell(name, value))
+        return text
 
 
 class ModelFileError(UserError, ValueError):

@@ -1,10 +1,10 @@
 """The one place that tells Keras 3 (`keras`) from Keras 2 (`tf_keras`), and Keras 3's backends.
 
-TF 2.21 ships both. A model's flavour follows its classes, never `TF_USE_LEGACY_KERAS`,
-so both flavours can live in one process. Keras 3 runs on TensorFlow, JAX or PyTorch
+TF 2.21 ships both. A model's flavor follows its classes, never `TF_USE_LEGACY_KERAS`,
+so both flavors can live in one process. Keras 3 runs on TensorFlow, JAX or PyTorch
 (`KERAS_BACKEND`); tf_keras always runs on TensorFlow. This module also hides the two
-flavours' different functional-graph internals behind `replay`, and builds the twin
-classes (one per flavour) of the package's serializable objects with `twin_classes`.
+flavors' different functional-graph internals behind `replay`, and builds the twin
+classes (one per flavor) of the package's serializable objects with `twin_classes`.
 """
 import types
 
@@ -51,7 +51,7 @@ def runs_on_tensorflow(obj):
 
 
 class Twins(tuple):
-    """(Keras 3 class, tf_keras class) of one concept; `of(x)` picks the one matching `x`'s flavour."""
+    """(Keras 3 class, tf_keras class) of one concept; `of(x)` picks the one matching `x`'s flavor."""
 
     def __new__(cls, keras3, tf_keras_):
         return super().__new__(cls, (keras3, tf_keras_))
@@ -86,7 +86,7 @@ def twin_classes(mixin, base, name, package="pea_keras", register=True, doc=None
     """Two classes named `name`, `mixin` on `keras.<base>` and on `tf_keras.<base>`.
 
     Both carry the same class name, so both serialize as "<package>>name" and a file saved by
-    either flavour loads in that flavour without `custom_objects`. The shared behaviour lives in
+    either flavor loads in that flavor without `custom_objects`. The shared behaviour lives in
     `mixin` (which must not subclass any Keras class); `base` is a dotted path such as
     "layers.Layer", "losses.Loss" or "callbacks.Callback".
 
@@ -98,9 +98,9 @@ def twin_classes(mixin, base, name, package="pea_keras", register=True, doc=None
         parent = k
         for part in base.split("."):
             parent = getattr(parent, part)
-        flavour = "Keras 3" if k is keras else "tf_keras"
+        flavor = "Keras 3" if k is keras else "tf_keras"
         namespace = {"__module__": mixin.__module__, "__qualname__": name,
-                     "__doc__": (doc or mixin.__doc__ or "").replace("{flavour}", flavour)}
+                     "__doc__": (doc or mixin.__doc__ or "").replace("{flavor}", flavor)}
         cls = type(mixin)(name, (mixin, parent), namespace)
         if register:
             k.saving.register_keras_serializable(package=package)(cls)
@@ -182,7 +182,7 @@ def name_op(tensor, name):
 
 
 def is_layer(obj):
-    """True for a layer of either flavour; False for a Keras 3 operation such as `keras.ops.relu`."""
+    """True for a layer of either flavor; False for a Keras 3 operation such as `keras.ops.relu`."""
     return isinstance(obj, keras_of(obj).layers.Layer)
 
 

@@ -27,7 +27,7 @@ Form = collections.namedtuple("Form", "g max_value gate", defaults=(None, None, 
 _RELU, _RELU6 = Form(), Form(max_value=6.0)
 _SIGMOID, _HARD_SIGMOID = Form("sigmoid", gate=True), Form("hard_sigmoid", gate=True)
 
-# Activation names in either flavour's configs. tf_keras' hard_sigmoid is Keras 2's, clip(0.2 x + 0.5).
+# Activation names in either flavor's configs. tf_keras' hard_sigmoid is Keras 2's, clip(0.2 x + 0.5).
 _NAMES = {"relu": _RELU, "relu6": _RELU6, "silu": Form("silu"), "swish": Form("silu"), "gelu": Form("gelu"),
           "hard_silu": Form("hard_swish"), "hard_swish": Form("hard_swish"), "mish": Form("mish"),
           "elu": Form("elu"), "selu": Form("selu"), "sigmoid": _SIGMOID, "hard_sigmoid": _HARD_SIGMOID}
@@ -168,7 +168,7 @@ def g_match(layer):
 
 
 def relu_op_function(obj, key, max_value=None, threshold=0.0):
-    """The function that puts the ReLU operation `key` (a `Match`'s) into a graph of `obj`'s flavour."""
+    """The function that puts the ReLU operation `key` (a `Match`'s) into a graph of `obj`'s flavor."""
     if flavor.is_tf_keras(obj):
         return {"nn.relu": tf.nn.relu, "nn.relu6": tf.nn.relu6}[key]
     if key == "activations.relu":

@@ -2,7 +2,7 @@
 
 The same implementation serves Keras 3 (`PEALayer`) and tf_keras (`TFKerasPEALayer`);
 both are named "PEALayer" and registered as "pea_keras>PEALayer", so saved models load
-without `custom_objects`, and `isinstance(layer, PEALayer)` holds for either flavour.
+without `custom_objects`, and `isinstance(layer, PEALayer)` holds for either flavor.
 On TensorFlow (tf_keras, and Keras 3's TensorFlow backend) the layer uses TF's fused ReLU
 gradient ops; on Keras 3's other backends (JAX, PyTorch) the same graph in `keras.ops`.
 
@@ -19,7 +19,7 @@ __all__ = ["PEALayer", "TFKerasPEALayer", "is_pea_layer", "relu", "hard_sigmoid"
 
 
 def relu(x, max_value=None, threshold=0.0, B=numerics.TF):
-    """Keras' ReLU (both flavours compute exactly this): thresholded, optionally capped."""
+    """Keras' ReLU (both flavors compute exactly this): thresholded, optionally capped."""
     if threshold != 0:
         x = x * B.cast(x > threshold, x.dtype)
     elif max_value == 6:
@@ -151,21 +151,21 @@ def check_relu_gradient(value):
 
 
 class _PEAMeta(type):
-    """Makes `isinstance(layer, PEALayer)` true for the PEA layers of both flavours."""
+    """Makes `isinstance(layer, PEALayer)` true for the PEA layers of both flavors."""
 
     def __instancecheck__(cls, obj):
-        if cls.__dict__.get("_matches_every_flavour"):
+        if cls.__dict__.get("_matches_every_flavor"):
             return isinstance(obj, _PEAMixin)
         return super().__instancecheck__(obj)
 
     def __subclasscheck__(cls, sub):
-        if cls.__dict__.get("_matches_every_flavour"):
+        if cls.__dict__.get("_matches_every_flavor"):
             return isinstance(sub, type) and issubclass(sub, _PEAMixin)
         return super().__subclasscheck__(sub)
 
 
 class _PEAMixin(metaclass=_PEAMeta):
-    """Progressive ensemble of ReLU and a novel activation `g` ({flavour}).
+    """Progressive ensemble of ReLU and a novel activation `g` ({flavor}).
 
     Args:
         activation: name from `pea_keras.activations.names()` or a callable, the `g`.
@@ -310,14 +310,14 @@ class _PEAMixin(metaclass=_PEAMeta):
 
 
 PEALayer, TFKerasPEALayer = flavor.twin_classes(_PEAMixin, "layers.Layer", "PEALayer")
-PEALayer._matches_every_flavour = True  # isinstance(x, PEALayer) for both flavours' layers.
+PEALayer._matches_every_flavor = True  # isinstance(x, PEALayer) for both flavors' layers.
 
 
 def is_pea_layer(layer):
-    """True for a PEALayer of either flavour (the same as `isinstance(layer, PEALayer)`)."""
+    """True for a PEALayer of either flavor (the same as `isinstance(layer, PEALayer)`)."""
     return isinstance(layer, _PEAMixin)
 
 
-def layer_class(keras_module):
-    """The PEALayer class of a Keras flavour (`keras` or `tf_keras`, or an object of it)."""
-    return flavor.Twins(PEALayer, TFKerasPEALayer).of(keras_module)
+def layer_class(obj):
+    """The PEALayer class of a Keras flavor (`keras` or `tf_keras`, or an object of it)."""
+    return flavor.Twins(PEALayer, TFKerasPEALayer).of(obj)

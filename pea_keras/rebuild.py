@@ -1,7 +1,7 @@
 """The one primitive that rewrites model graphs: `Rebuilder`, used by every verb of `surgery`.
 
 It rebuilds a Functional or Sequential model layer by layer (nested models, shared layers,
-multiple inputs and outputs included), in the flavour of the model passed in. Every layer it
+multiple inputs and outputs included), in the flavor of the model passed in. Every layer it
 does not replace is a copy holding what Keras saves of the original (config, variables and
 assets, so adapted preprocessing layers keep their state); the original model is never modified.
 """

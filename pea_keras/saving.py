@@ -1,8 +1,8 @@
-"""`load_model`: a saved PEA model of either Keras flavour, in any format, ready to use.
+"""`load_model`: a saved PEA model of either Keras flavor, in any format, ready to use.
 
 Keras finds `PEALayer` by its registered name only once `pea_keras.layer` has been imported;
 `load_model` imports it first, so a file saved by one program loads in any other, whatever that
-program imported before. The flavour follows the file: a `.keras` archive and an `.h5` file name
+program imported before. The flavor follows the file: a `.keras` archive and an `.h5` file name
 the Keras version that wrote them; SavedModel directories are tf_keras'.
 
 A model file is data: before Keras sees it, `load_model` refuses one that would run code it
@@ -15,7 +15,7 @@ from pea_keras.errors import ModelFileError, UntrustedCodeError, first_line
 from pea_keras.files import missing
 from pea_keras.stored_code import StoredCode, archive_json, code_in
 
-__all__ = ["load_model", "flavour_of_file", "revived_layers"]
+__all__ = ["load_model", "flavor_of_file", "revived_layers"]
 
 _H5 = (".h5", ".hdf5")
 
@@ -29,7 +29,7 @@ def _keras_version_of_zip(path):
     raise ModelFileError(f"{path}: .keras archive without keras_version in metadata.json/config.json")
 
 
-def _h5_flavour(path):
+def _h5_flavor(path):
     """"keras" for a Keras 3 `.h5` (keras_version 3.x), else "tf_keras"; a weights file is refused."""
     import h5py
 
@@ -46,11 +46,11 @@ def _h5_flavour(path):
     return "keras" if version.startswith("3.") else "tf_keras"
 
 
-def flavour_of_file(path):
+def flavor_of_file(path):
     """"keras" (Keras 3) or "tf_keras" for a saved model, from the file alone (no TensorFlow).
 
     Raises:
-        ModelFileError: no such file, or not a format either flavour writes.
+        ModelFileError: no such file, or not a format either flavor writes.
     """
     path = os.fspath(path)
     problem = missing(path)
@@ -63,7 +63,7 @@ def flavour_of_file(path):
     if path.endswith(".keras"):
         return "tf_keras" if _keras_version_of_zip(path).startswith("2.") else "keras"
     if path.endswith(_H5):
-        return _h5_flavour(path)
+        return _h5_flavor(path)
     raise ModelFileError(f"{path}: not a Keras model (expected .keras, .h5 or a SavedModel directory)")
 
 
@@ -86,19 +86,19 @@ def load_model(path, compile=False, trust_code=False):
     import importlib
 
     path = os.fspath(path)
-    flavour = flavour_of_file(path)
-    found = code_in(path, flavour)
+    flavor = flavor_of_file(path)
+    found = code_in(path, flavor)
     if found and not trust_code:
         raise _refusal(path, found)
     if trust_code:
         what = f"; it runs code: {'; '.join(map(str, found))}" if found else ""
         warnings.warn(f"{path}: loaded with trust_code=True, Keras' safe mode off{what}",
                       stacklevel=2)
-    from pea_keras import layer  # noqa: F401  (registers PEALayer with both flavours)
+    from pea_keras import layer  # noqa: F401  (registers PEALayer with both flavors)
 
-    loader = importlib.import_module(flavour)
+    k = importlib.import_module(flavor)
     try:
-        model = loader.models.load_model(path, compile=compile, safe_mode=not trust_code)
+        model = k.models.load_model(path, compile=compile, safe_mode=not trust_code)
     except Exception as e:  # Keras raises anything from a bad file: report it in one line.
         raise ModelFileError(f"{path}: cannot load the model ({first_line(e)})") from None
     if not getattr(model, "inputs", None):

@@ -110,8 +110,8 @@ def _layer(node):
 
 
 class _Finder:
-    def __init__(self, flavour, imports):
-        self.flavour, self.imports, self.found = flavour, imports, []
+    def __init__(self, flavor, imports):
+        self.flavor, self.imports, self.found = flavor, imports, []
 
     def walk(self, node, layer="(unnamed)", key="value"):
         if isinstance(node, list):
@@ -128,7 +128,7 @@ class _Finder:
                      "that code before loading")
         if node.get("class_name") == "__lambda__":
             self.add(layer, f"stores its {key} as Python bytecode (a lambda), {_RUNS}",
-                     f"use a named function registered with {self.flavour}.saving."
+                     f"use a named function registered with {self.flavor}.saving."
                      "register_keras_serializable instead of the lambda")
             return
         if self.imports:
@@ -186,8 +186,8 @@ def _registered(name):
     return tf_keras.saving.get_registered_object(name) is not None
 
 
-def code_in(path, flavour):
-    """Every place where loading the file with `flavour` ("keras" or "tf_keras") would run code
+def code_in(path, flavor):
+    """Every place where loading the file with `flavor` ("keras" or "tf_keras") would run code
     the file stores or names, in file order; [] for a file that is only data.
 
     Raises:
@@ -202,7 +202,7 @@ def code_in(path, flavour):
         raise
     except (ValueError, OSError, DecodeError) as e:  # Malformed JSON or protobuf.
         raise ModelFileError(f"{path}: cannot read the model config ({first_line(e)})") from None
-    finder = _Finder(flavour, imports=flavour == "tf_keras" and not os.path.isdir(path)
+    finder = _Finder(flavor, imports=flavor == "tf_keras" and not os.path.isdir(path)
                      and path.endswith(".keras"))
     for config in configs:
         finder.walk(config)

@@ -1,7 +1,7 @@
 """The verbs that rewrite model graphs: `wrap`, `surrogate`, `replace_relu`, `relufy`, `strip`.
 
 Each finds activations with `forms` (the one table of activation forms) and rebuilds the model
-with `rebuild.Rebuilder`, in the flavour of the model passed in; the original is never modified.
+with `rebuild.Rebuilder`, in the flavor of the model passed in; the original is never modified.
 """
 import logging
 import warnings
@@ -22,7 +22,7 @@ def _check_activation_saves(activation, k):
         return
     try:
         restored = k.saving.deserialize_keras_object(k.saving.serialize_keras_object(activation))
-    except Exception:  # Each flavour fails differently (TypeError, ValueError, ...): all mean "not saved".
+    except Exception:  # Each flavor fails differently (TypeError, ValueError, ...): all mean "not saved".
         restored = None
     if restored is not activation:
         name = getattr(activation, "__name__", repr(activation))
@@ -101,7 +101,7 @@ def wrap(model, activation="silu", alpha=0.0, layers=None, include_gates=False, 
     in a warning, found by tracing on TensorFlow); ReLU6 layers that compute hard-sigmoid
     gates, ReLU6(x + 3) as in MobileNetV3 (logged at INFO level), unless `include_gates`.
     Every other layer is copied with what a Keras save keeps of it, so at alpha 1 the result
-    computes exactly what `model` computes; it has the flavour (Keras 3 or tf_keras) of `model`.
+    computes exactly what `model` computes; it has the flavor (Keras 3 or tf_keras) of `model`.
 
     Args:
         model: a built Functional or Sequential model, Keras 3 or tf_keras.
@@ -227,7 +227,7 @@ def replace_relu(model, activation="silu", layers=None, include_gates=False):
         model, activation, layers, include_gates: as for `wrap`.
 
     Returns:
-        A model of `model`'s flavour with the original weights.
+        A model of `model`'s flavor with the original weights.
 
     Raises:
         TypeError, ValueError: as for `wrap`.

@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 
 @pytest.fixture(params=["keras", "tf_keras"])
 def k(request):
-    """The Keras flavour under test: Keras 3 or tf_keras (Keras 2)."""
+    """The Keras flavor under test: Keras 3 or tf_keras (Keras 2)."""
     return importlib.import_module(request.param)
 
 

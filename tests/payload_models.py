@@ -19,7 +19,7 @@
     pea.keras, pea_tf_keras.keras, pea.h5, pea_keras3.h5, pea_sm/  PEA models in every format (no code)
 
 The payload appends to the file named by $PEA_MARKER whenever the lambda is called, which every
-flavour does while rebuilding the model from its file. The models are tiny CNNs on 8x8x1 inputs, so
+flavor does while rebuilding the model from its file. The models are tiny CNNs on 8x8x1 inputs, so
 the default digits calibration fits them.
 """
 import json

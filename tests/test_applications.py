@@ -24,7 +24,7 @@ def test_wrapped_application_is_finite_at_every_alpha(k, app):
         warnings.simplefilter("ignore")  # "weights=None at 32x32" notes from Keras itself.
         model = build(k.applications)
     wrapped = pea_keras.wrap(model)
-    assert len(pea_keras.pea_layers(wrapped)) == n_relu  # The same in both flavours.
+    assert len(pea_keras.pea_layers(wrapped)) == n_relu  # The same in both flavors.
     x = np.random.default_rng(0).uniform(0.0, 255.0, size=(2, 32, 32, 3)).astype("float32")
     for alpha in (0.0, 0.5, 1.0):
         for layer in pea_keras.pea_layers(wrapped):

@@ -1,4 +1,4 @@
-"""pea_keras.training.tasks.classification.archs: every --arch builds flat, random, ReLU-only, in both flavours."""
+"""pea_keras.training.tasks.classification.archs: every --arch builds flat, random, ReLU-only, in both flavors."""
 import numpy as np
 import pytest
 
@@ -9,14 +9,14 @@ from pea_keras.training.tasks.classification import archs
 SMALL = {"mobilenet_v1": 0.25, "mobilenet_v2": 0.35, "mobilenet_v3_small": 0.5, "tiny": 1.0}
 
 
-# Each flavour builds every architecture the same way; one flavour each keeps the suite quick.
-@pytest.mark.parametrize("flavour,name", [
+# Each flavor builds every architecture the same way; one flavor each keeps the suite quick.
+@pytest.mark.parametrize("flavor,name", [
     ("keras", "mobilenet_v2"), ("keras", "mobilenet_v3_small"), ("keras", "tiny"),
     ("tf_keras", "mobilenet_v1"), ("tf_keras", "mobilenet_v2"), ("tf_keras", "tiny")])
-def test_arch_builds_and_wraps(flavour, name):
+def test_arch_builds_and_wraps(flavor, name):
     import importlib
 
-    k = importlib.import_module(flavour)
+    k = importlib.import_module(flavor)
     model = archs.build(name, k, (32, 32, 1), 10, width=SMALL[name], bn_momentum=0.8)
     assert not [layer for layer in model.layers if isinstance(layer, k.Model)]  # Flat graph.
     assert {layer.momentum for layer in model.layers

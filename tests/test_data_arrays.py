@@ -60,9 +60,9 @@ def test_every_model_format_loads(tmp_path):
     build(tf_keras).save(tmp_path / "k2.h5")
     build(tf_keras).save(tmp_path / "saved", save_format="tf")
     expected = {"k3.keras": "keras", "k2.keras": "tf_keras", "k2.h5": "tf_keras", "saved": "tf_keras"}
-    for name, flavour in expected.items():
+    for name, flavor in expected.items():
         model = load_model(tmp_path / name)
-        assert type(model).__module__.split(".")[0] == flavour, name
+        assert type(model).__module__.split(".")[0] == flavor, name
 
 
 def test_uint8_io_is_int8_inside():
@@ -93,7 +93,7 @@ def test_one_source_syntax():
     (np.where(np.arange(4)[:, None, None, None] == 2, np.nan, np.zeros((4, 8, 8, 1), np.float32)),
      r"1 of 4 samples hold NaN or infinite values \(first: sample 2\)"),
     (np.arange(4 * 64).reshape(4, 8, 8, 1).astype(np.uint8), r"uint8 values \(0\.\.255\) where the model takes float"),
-    (np.zeros((4, 8, 8, 1), np.int64), r"int64 values .*--calib_scale 255"),
+    (np.zeros((4, 8, 8, 1), np.int64), r"int64 values .*or pass the divisor scale=255$"),
     (np.zeros((0, 8, 8, 1), np.float32), "no samples"),
     (np.zeros((4, 9, 8, 1), np.float32), r"does not match the model input \(N, 8, 8, 1\)"),
 ])
@@ -125,8 +125,10 @@ def test_calibration_far_outside_the_image_range_is_refused_unless_accepted(tmp_
     np.save(tmp_path / "x.npy", x)
     if refused:
         span = re.escape(f"x.npy: values span [{low:.4g}, {high:.4g}], more than 4x the range [0, 1] of the images")
-        with pytest.raises(DataError, match=span + r" models here take: .* --calib_any_range"):
+        with pytest.raises(DataError, match=span + r" models here take: .* \(integers: scale=255\), or pass "
+                                              r"any_range=True for a model that takes such inputs$") as refusal:
             calibration_samples(tmp_path / "x.npy", SHAPE)
+        assert refusal.value.settings == {"scale": 255, "any_range": True}  # pea-tflite says its flags.
     else:
         assert calibration_samples(tmp_path / "x.npy", SHAPE).shape == x.shape
     assert calibration_samples(tmp_path / "x.npy", SHAPE, any_range=True).shape == x.shape

@@ -592,11 +592,11 @@ def test_compare_stopped_in_its_second_half_resumes(tmp_path):
     advice is --resume, which reads the ReLU half back and trains the PEA half from its start."""
     import pea_keras
     from pea_keras import console
-    from pea_keras.callbacks import BothFlavoursCallback
+    from pea_keras.callbacks import BothFlavorsCallback
     from pea_keras.training.comparison import compare
     from pea_keras.training.run import RunConfig
 
-    class StopInThePEAHalf(BothFlavoursCallback):
+    class StopInThePEAHalf(BothFlavorsCallback):
         def on_train_batch_end(self, batch, logs=None):
             if pea_keras.pea_layers(self.model):
                 raise console.Terminated()

@@ -7,7 +7,7 @@ from pea_keras.training.tasks.segmentation import losses as seg_losses
 
 
 class _Scaled:
-    """A {flavour} constraint scaling weights by `factor`."""
+    """A {flavor} constraint scaling weights by `factor`."""
 
     def __init__(self, factor=2.0):
         self.factor = factor
@@ -19,7 +19,7 @@ class _Scaled:
         return {"factor": self.factor}
 
 
-def test_twins_share_name_registration_and_pick_by_flavour():
+def test_twins_share_name_registration_and_pick_by_flavor():
     twins = flavor.twin_classes(_Scaled, "constraints.Constraint", "Scaled", package="pea_tests")
     k3, k2 = twins
     assert k3.__name__ == k2.__name__ == "Scaled"
@@ -36,7 +36,7 @@ def test_twins_share_name_registration_and_pick_by_flavour():
 
 def test_segmentation_twins_follow_the_same_convention():
     for k in (keras, tf_keras):
-        loss = seg_losses.segmentation_loss(keras_module=k)
+        loss = seg_losses.segmentation_loss(k=k)
         assert flavor.keras_of(loss) is k and type(loss).__name__ == "IgnoreLabelCrossentropy"
         assert k.saving.get_registered_name(type(loss)) == "pea_keras>IgnoreLabelCrossentropy"
 

@@ -87,10 +87,10 @@ USER_SCRIPT = """
 """
 
 
-@pytest.mark.parametrize("flavour, suffix", [("keras", ".keras"), ("tf_keras", ".keras"), ("tf_keras", ".h5")])
-def test_a_model_the_user_wraps_trains_and_saves_converts(tmp_path, flavour, suffix):
+@pytest.mark.parametrize("flavor, suffix", [("keras", ".keras"), ("tf_keras", ".keras"), ("tf_keras", ".h5")])
+def test_a_model_the_user_wraps_trains_and_saves_converts(tmp_path, flavor, suffix):
     path = tmp_path / f"mine{suffix}"
-    fresh_python(USER_SCRIPT.format(k=flavour), path)
+    fresh_python(USER_SCRIPT.format(k=flavor), path)
     deploy_journey(path, tmp_path)
 
 

@@ -192,7 +192,7 @@ def test_rejects_alpha_outside_unit_interval(k):
         layer_class(k)("silu", alpha=-0.5)
 
 
-def test_registered_under_the_same_name_in_both_flavours(k):
+def test_registered_under_the_same_name_in_both_flavors(k):
     assert k.saving.get_registered_name(layer_class(k)) == "pea_keras>PEALayer"
     assert type(layer_class(k)("silu")).__name__ == "PEALayer"
 
@@ -235,7 +235,7 @@ def _tape_grad(fn, x):
     return tape.gradient(y, x)
 
 
-def test_isinstance_of_pealayer_holds_for_both_flavours(k):
+def test_isinstance_of_pealayer_holds_for_both_flavors(k):
     layer = layer_class(k)("silu")
     assert isinstance(layer, pea_keras.PEALayer)
     assert issubclass(type(layer), pea_keras.PEALayer)

@@ -96,7 +96,7 @@ def test_sequential_model(k):
 
 
 def _ops(k):
-    """(the flavour's activation functions that put a graph operation into a model, their g)."""
+    """(the flavor's activation functions that put a graph operation into a model, their g)."""
     if k.__name__ == "keras":
         return [(k.ops.silu, "silu"), (k.ops.gelu, "gelu_tanh"), (k.activations.gelu, "gelu"),
                 (k.ops.hard_silu, "hard_swish"), (k.ops.elu, "elu"), (k.ops.selu, "selu"),
@@ -149,7 +149,7 @@ def test_hard_swish_and_swish_written_as_products(k):
 
 def se_model(k, relu=False):
     """Squeeze-excite gates: sigmoid fused (EfficientNet), Activation('sigmoid'), Activation('hard_sigmoid')
-    (each flavour's), a ReLU6(x + 3) / 6 gate (already ReLU), a graph op (keras.ops.hard_sigmoid,
+    (each flavor's), a ReLU6(x + 3) / 6 gate (already ReLU), a graph op (keras.ops.hard_sigmoid,
     tf.sigmoid) and a sigmoid output (not a gate)."""
     L = k.layers
 

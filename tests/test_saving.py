@@ -1,6 +1,6 @@
 """pea_keras.load_model and the documented bare `keras.models.load_model`, as users meet them:
 a model saved by one program loads in a fresh interpreter, whatever that interpreter imported first,
-in every format either flavour writes, and converts with the `pea-tflite` console script."""
+in every format either flavor writes, and converts with the `pea-tflite` console script."""
 import json
 import sys
 import textwrap
@@ -43,13 +43,13 @@ SAVE = """
     np.save(f"{out}/calib.npy", np.random.default_rng(0).uniform(0, 1, (128, 12, 12, 1)).astype("float32"))
 """
 
-# What a loaded model says about itself: its flavour, and each PEA layer's class and alpha.
+# What a loaded model says about itself: its flavor, and each PEA layer's class and alpha.
 DESCRIBE = """
     import json
     def describe(model):
         import pea_keras
         layers = pea_keras.pea_layers(model)
-        return {"flavour": pea_keras.flavor.keras_of(model).__name__,
+        return {"flavor": pea_keras.flavor.keras_of(model).__name__,
                 "pea_layers": [type(layer).__name__ for layer in layers],
                 "alpha": [layer.alpha_value for layer in layers]}
 """
@@ -68,7 +68,7 @@ def _after(order, body):
 
 
 def _expect(fmt):
-    return {"flavour": "keras" if fmt == "k3.keras" else "tf_keras",
+    return {"flavor": "keras" if fmt == "k3.keras" else "tf_keras",
             "pea_layers": ["PEALayer", "PEALayer"], "alpha": [1.0, 1.0]}
 
 

@@ -10,7 +10,7 @@ from fresh import TESTS, fresh_python, pea_tflite, run
 from payload_models import SNEAKY_MARKER
 
 from pea_keras.errors import UntrustedCodeError
-from pea_keras.saving import flavour_of_file, load_model, revived_layers
+from pea_keras.saving import flavor_of_file, load_model, revived_layers
 from pea_keras.stored_code import code_in
 
 PAYLOADS = ["keras3.keras", "tf_keras.keras", "tf_keras.h5", "tf_keras_sm", "tf_keras_sm_pre25", "keras3.h5"]
@@ -40,9 +40,9 @@ def convert(model, tmp_path, *flags):
 
 
 def refusal(path):
-    flavour = flavour_of_file(path)
-    return (f"{path}: layer 'payload' (Lambda) " + RUNS.format(" (a lambda)" if flavour == "keras" else "")
-            + FIX[flavour] + OPT_IN)
+    flavor = flavor_of_file(path)
+    return (f"{path}: layer 'payload' (Lambda) " + RUNS.format(" (a lambda)" if flavor == "keras" else "")
+            + FIX[flavor] + OPT_IN)
 
 
 @pytest.mark.parametrize("name", PAYLOADS)
@@ -121,7 +121,7 @@ def registered():
 def test_registered_objects_carry_no_code_and_load(payloads, registered):
     double, Double = registered
     for name, layer_type in (("registered.keras", "Lambda"), ("registered.h5", "Double")):
-        assert code_in(payloads / name, flavour_of_file(payloads / name)) == []
+        assert code_in(payloads / name, flavor_of_file(payloads / name)) == []
         model = load_model(payloads / name)
         assert type(model.get_layer("double")).__name__ == layer_type
     assert load_model(payloads / "registered.keras").get_layer("double").function is double
@@ -131,7 +131,7 @@ def test_registered_objects_carry_no_code_and_load(payloads, registered):
 def test_pea_models_carry_no_code_and_load(payloads, name):
     import pea_keras
 
-    assert code_in(payloads / name, flavour_of_file(payloads / name)) == []
+    assert code_in(payloads / name, flavor_of_file(payloads / name)) == []
     assert len(pea_keras.pea_layers(load_model(payloads / name))) == 1
 
 

@@ -31,8 +31,8 @@ def _activation_names(model):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_logits_at_input_resolution_in_both_flavours(k, arch):
-    model = build_segmentation_model(arch, 11, 64, width=0.35, keras_module=k, channels=1)
+def test_logits_at_input_resolution_in_both_flavors(k, arch):
+    model = build_segmentation_model(arch, 11, 64, width=0.35, k=k, channels=1)
     assert pea_keras.flavor.keras_of(model) is k
     x = np.random.default_rng(0).random((2, 64, 64, 1), dtype=np.float32)
     y = np.asarray(model(x, training=False))
@@ -56,7 +56,7 @@ def test_every_nonlinearity_is_a_relu_layer(arch):
 
 
 def test_wrap_finds_every_relu_and_strip_restores_the_network(k):
-    model = build_segmentation_model("lraspp_mobilenet_v2", 4, 32, width=0.35, keras_module=k)
+    model = build_segmentation_model("lraspp_mobilenet_v2", 4, 32, width=0.35, k=k)
     relus = sum(map(_relu_like, model.layers))
     wrapped = pea_keras.wrap(model, activation="silu", alpha=0.0)
     assert len(pea_keras.pea_layers(wrapped)) == relus
@@ -119,8 +119,8 @@ def test_tiny_lraspp_converts_to_relu_only_int8_tflite():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
-def test_every_arch_converts_to_relu_only_int8_tflite_in_both_flavours(arch, flavour):
-    module = {"keras": keras, "tf_keras": tf_keras}[flavour]
-    model = build_segmentation_model(arch, 5, 32, width=0.35, keras_module=module)
+@pytest.mark.parametrize("flavor", ["keras", "tf_keras"])
+def test_every_arch_converts_to_relu_only_int8_tflite_in_both_flavors(arch, flavor):
+    k = {"keras": keras, "tf_keras": tf_keras}[flavor]
+    model = build_segmentation_model(arch, 5, 32, width=0.35, k=k)
     _check_int8_ops(_int8_tflite(model, 32), 32, 5)

@@ -19,10 +19,10 @@ def test_pea_training_on_digit_scenes_strips_to_the_same_relu_network(k):
     train = data.pipeline(d, "train", image_size=32, batch_size=16, seed=0, training=True)
     validation = data.to_numpy(data.pipeline(d, "validation", image_size=32, batch_size=16))
     model = build_segmentation_model("lraspp_mobilenet_v2", d.num_classes, 32, width=0.35,
-                                     keras_module=k, channels=d.channels)  # fmt: skip
+                                     k=k, channels=d.channels)  # fmt: skip
     wrapped = pea_keras.wrap(model, activation="silu")
-    wrapped.compile(optimizer=k.optimizers.Adam(3e-3), loss=segmentation_loss(keras_module=k),
-                    metrics=[mean_iou_metric(d.num_classes, keras_module=k)])  # fmt: skip
+    wrapped.compile(optimizer=k.optimizers.Adam(3e-3), loss=segmentation_loss(k=k),
+                    metrics=[mean_iou_metric(d.num_classes, k=k)])  # fmt: skip
     steps, epochs = 4, 3
     history = wrapped.fit(
         train, epochs=epochs, steps_per_epoch=steps, validation_data=validation, verbose=0,

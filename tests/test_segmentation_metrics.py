@@ -62,7 +62,7 @@ def test_out_of_range_labels_are_an_error():
 
 def test_keras_mean_iou_metric_matches_numpy(k):
     logits = np.eye(3, dtype=np.float32)[Y_PRED].reshape(1, 2, 4, 3)
-    metric = mean_iou_metric(3, keras_module=k)
+    metric = mean_iou_metric(3, k=k)
     metric.update_state(Y_TRUE.reshape(1, 2, 4), logits)
     assert float(metric.result()) == pytest.approx(0.5)
 
@@ -72,7 +72,7 @@ def test_loss_averages_only_labelled_pixels(k):
                                [[0.2, 0.2, 0.6], [0.3, 0.3, 0.4]]]], np.float32))  # fmt: skip
     labels = np.array([[[0, 1], [255, 255]]])
     expected = -(np.log(0.5) + np.log(0.8)) / 2
-    loss = segmentation_loss(keras_module=k)
+    loss = segmentation_loss(k=k)
     assert float(loss(labels, logits)) == pytest.approx(expected, rel=1e-5)
     assert float(loss(labels[..., None], logits)) == pytest.approx(expected, rel=1e-5)
     # The second example has no labelled pixel: the mean over the batch stays the same.
@@ -90,13 +90,13 @@ def _tiny_segmenter(k, num_classes):
     return k.Model(inputs, k.layers.Conv2D(num_classes, 1)(x))
 
 
-def test_metric_reaches_history_and_equals_the_full_scores_in_both_flavours(k, rng):
+def test_metric_reaches_history_and_equals_the_full_scores_in_both_flavors(k, rng):
     x = rng.random((8, 16, 16, 1), dtype=np.float32)
     y = (x[..., 0] > 0.5).astype(np.int32)
     y[:, 0, :] = 255
     model = _tiny_segmenter(k, 2)
-    model.compile(optimizer="adam", loss=segmentation_loss(keras_module=k),
-                  metrics=[mean_iou_metric(2, keras_module=k)])  # fmt: skip
+    model.compile(optimizer="adam", loss=segmentation_loss(k=k),
+                  metrics=[mean_iou_metric(2, k=k)])  # fmt: skip
     history = model.fit(x, y, validation_data=(x[:4], y[:4]), epochs=2, batch_size=4, verbose=0)
     logs = history.history
     for key in ("mean_iou", "val_mean_iou", "loss"):

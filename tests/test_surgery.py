@@ -240,7 +240,7 @@ def test_relu_inside_recurrent_layers_is_left_alone_with_one_warning(k, rng):
 
 
 def _relu_ops(k):
-    """The flavour's ReLU functions that put a ReLU op (not a layer) into a graph."""
+    """The flavor's ReLU functions that put a ReLU op (not a layer) into a graph."""
     import tensorflow as tf
 
     return (k.ops.relu, k.ops.relu6, k.activations.relu) if k.__name__ == "keras" else (

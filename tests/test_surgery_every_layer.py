@@ -1,4 +1,4 @@
-"""Every public layer class of both flavours survives wrap -> alpha 1 -> strip unchanged.
+"""Every public layer class of both flavors survives wrap -> alpha 1 -> strip unchanged.
 
 One tiny model per class: the layer under test on its own input (adapted first where it
 adapts, with non-default weights where it has any), beside a `Dense(relu)` branch so there
@@ -215,8 +215,8 @@ REFUSED = {
 }
 
 
-def not_in_a_model(flavour):
-    return {**_NOT_IN_ANY_MODEL, **{name: why for (f, name), why in KERAS_CANNOT_BUILD.items() if f == flavour}}
+def not_in_a_model(flavor):
+    return {**_NOT_IN_ANY_MODEL, **{name: why for (f, name), why in KERAS_CANNOT_BUILD.items() if f == flavor}}
 
 
 def _adapted(layer, data):
@@ -224,9 +224,9 @@ def _adapted(layer, data):
     return layer
 
 
-def public_layer_classes(flavour):
-    """{first public name: class} for every layer class in `<flavour>.layers` (aliases once)."""
-    L = importlib.import_module(flavour).layers
+def public_layer_classes(flavor):
+    """{first public name: class} for every layer class in `<flavor>.layers` (aliases once)."""
+    L = importlib.import_module(flavor).layers
     classes = {}
     for name in sorted(dir(L)):
         value = getattr(L, name)
@@ -235,19 +235,19 @@ def public_layer_classes(flavour):
     return classes
 
 
-_SWEPT = [(flavour, name) for flavour in ("keras", "tf_keras")
-          for name in public_layer_classes(flavour) if name not in not_in_a_model(flavour)]
+_SWEPT = [(flavor, name) for flavor in ("keras", "tf_keras")
+          for name in public_layer_classes(flavor) if name not in not_in_a_model(flavor)]
 
 
-@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
-def test_the_sweep_covers_every_public_layer_class(flavour):
-    assert sorted(set(public_layer_classes(flavour)) - set(CASES) - set(not_in_a_model(flavour))) == []
+@pytest.mark.parametrize("flavor", ["keras", "tf_keras"])
+def test_the_sweep_covers_every_public_layer_class(flavor):
+    assert sorted(set(public_layer_classes(flavor)) - set(CASES) - set(not_in_a_model(flavor))) == []
 
 
-@pytest.mark.parametrize("flavour, name", sorted(KERAS_CANNOT_BUILD))
-def test_the_layers_left_out_still_cannot_be_built_by_keras(flavour, name):
-    with pytest.raises((ValueError, TypeError), match=KERAS_CANNOT_BUILD[flavour, name]):
-        _build(importlib.import_module(flavour), CASES[name], np.random.default_rng(0))
+@pytest.mark.parametrize("flavor, name", sorted(KERAS_CANNOT_BUILD))
+def test_the_layers_left_out_still_cannot_be_built_by_keras(flavor, name):
+    with pytest.raises((ValueError, TypeError), match=KERAS_CANNOT_BUILD[flavor, name]):
+        _build(importlib.import_module(flavor), CASES[name], np.random.default_rng(0))
 
 
 def _build(k, case, rng):
@@ -279,12 +279,12 @@ def _assert_same_outputs(model, other, x):
             np.testing.assert_array_equal(b, a)
 
 
-@pytest.mark.parametrize("flavour, name", _SWEPT, ids=[f"{f}-{n}" for f, n in _SWEPT])
-def test_wrap_at_alpha_1_and_strip_compute_what_the_layer_computed(flavour, name):
-    k = importlib.import_module(flavour)
+@pytest.mark.parametrize("flavor, name", _SWEPT, ids=[f"{f}-{n}" for f, n in _SWEPT])
+def test_wrap_at_alpha_1_and_strip_compute_what_the_layer_computed(flavor, name):
+    k = importlib.import_module(flavor)
     model, x = _build(k, CASES[name], np.random.default_rng(0))
-    if (flavour, name) in REFUSED:
-        with pytest.raises(ValueError, match=REFUSED[flavour, name]):
+    if (flavor, name) in REFUSED:
+        with pytest.raises(ValueError, match=REFUSED[flavor, name]):
             pea_keras.wrap(model)
         return
     with warnings.catch_warnings():

@@ -15,7 +15,7 @@ from pea_keras.tflite.check import analyze, by_operator, verdict
 
 W = np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32)
 TABLE = (np.linspace(-1, 1, 64) ** 2).astype(np.float32)
-K, S1, S2 = (np.random.default_rng(2).standard_normal(s).astype(np.float32)
+KERNEL, S1, S2 = (np.random.default_rng(2).standard_normal(s).astype(np.float32)
              for s in ((3, 3, 3, 4), (1, 1, 4, 2), (1, 1, 2, 4)))
 IMAGE = (1, 8, 8, 3)
 
@@ -25,7 +25,7 @@ def dense(x):
 
 
 def conv(x):
-    return tf.nn.relu(tf.nn.conv2d(x, K, 1, "SAME"))
+    return tf.nn.relu(tf.nn.conv2d(x, KERNEL, 1, "SAME"))
 
 
 def hard_swish(h):
@@ -98,7 +98,7 @@ GRAPHS = {
     "channel_max": (lambda x: tf.reduce_max(conv(x), -1), "int8", IMAGE),
     "gate_hard_sigmoid": (squeeze_excite(hard_sigmoid), "int8", IMAGE),
     "gate_sigmoid": (squeeze_excite(tf.sigmoid), "int8", IMAGE),
-    "hard_swish_map": (lambda x: hard_swish(tf.nn.conv2d(x, K, 1, "SAME")), "int8", IMAGE),
+    "hard_swish_map": (lambda x: hard_swish(tf.nn.conv2d(x, KERNEL, 1, "SAME")), "int8", IMAGE),
 }
 
 

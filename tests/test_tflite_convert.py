@@ -24,7 +24,7 @@ def tiny_cnn(k):
 
 @pytest.fixture(scope="module", params=["keras", "tf_keras"])
 def trained(request, tmp_path_factory):
-    """A SiLU-PEA model trained until alpha = 1, saved in its flavour's format."""
+    """A SiLU-PEA model trained until alpha = 1, saved in its flavor's format."""
     k = importlib.import_module(request.param)
     k.utils.set_random_seed(0)
     model = pea_keras.wrap(tiny_cnn(k), activation="silu")
@@ -146,7 +146,9 @@ def test_bad_inputs_fail_with_one_line_and_leave_nothing(plain_model, tmp_path, 
         (["convert", plain_model, "-o", tmp / "a.tflite", "--calib", tmp / "wrong.npy"],
          "does not match the model input (N, 8, 8, 1)"),
         (["convert", plain_model, "-o", tmp / "a.tflite", "--calib", tmp / "huge.npy"],
-         "huge.npy: values span [0, 1e+06], more than 4x the range [0, 1] of the images models here take"),
+         "huge.npy: values span [0, 1e+06], more than 4x the range [0, 1] of the images models here take: int8 "
+         "would leave the real inputs a few steps; rescale the data (integers: --calib_scale 255), or pass "
+         "--calib_any_range for a model that takes such inputs\n"),
         (["convert", plain_model, "-o", tmp / "exists.tflite"], "exists (pass --overwrite"),
         (["convert", plain_model, "-o", tmp / "a.tflite", "--calib", "tfds:no_such_dataset_xyz:train"],
          "not available offline"),

@@ -79,6 +79,11 @@ def test_a_crash_while_loading_the_model_blames_the_file_not_the_calibration(tmp
 def test_integer_calibration_is_scaled_when_asked(model_file, tmp_path, capsys):
     np.save(tmp_path / "u8.npy", (calibration() * 255).astype(np.uint8))
     code, _, err = cli_run(capsys, "convert", model_file, "-o", tmp_path / "m.tflite", "--calib",
+                           tmp_path / "u8.npy", "--target", "phone")
+    assert code == 1 and err.count("\n") == 1 and not (tmp_path / "m.tflite").exists()
+    assert err.endswith("where the model takes float inputs (images in [0, 1]); convert them (e.g. x / 255) "
+                        "or pass the divisor --calib_scale 255\n"), err
+    code, _, err = cli_run(capsys, "convert", model_file, "-o", tmp_path / "m.tflite", "--calib",
                            tmp_path / "u8.npy", "--calib_scale", "255", "--target", "phone")
     assert code == 0, err
     scale = inspect(tmp_path / "m.tflite").tensors[0].scale  # The float input's quantize step.

@@ -579,7 +579,7 @@ TWO_BY_TWO = """
 @pytest.fixture(scope="module", params=["keras", "tf_keras"])
 def two_by_two(request, tmp_path_factory):
     """A model with two inputs (an image and a vector) and two outputs (scores and a number) in
-    each flavour, converted by `pea-tflite convert` to a file whose stem is no C identifier
+    each flavor, converted by `pea-tflite convert` to a file whose stem is no C identifier
     (`1st-two.io`): the folder, the printed lines, the calibration data."""
     folder = tmp_path_factory.mktemp(f"two_by_two_{request.param}")
     fresh_python(TWO_BY_TWO, folder, request.param)

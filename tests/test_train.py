@@ -158,22 +158,22 @@ MIRRORED = textwrap.dedent("""
     import pea_keras
     from pea_keras.training.run import RunConfig, run
 
-    flavour = sys.argv[2]
-    K = importlib.import_module("keras" if flavour == "3" else "tf_keras")
+    flavor = sys.argv[2]
+    k = importlib.import_module("keras" if flavor == "3" else "tf_keras")
     per_replica = []
 
     def replicas(variable):  # Keras 3 wraps the tf.distribute variable in .value.
-        v = variable if flavour == "2" else variable.value
+        v = variable if flavor == "2" else variable.value
         return [float(r.numpy()) for r in tf.distribute.get_strategy().experimental_local_results(v)]
 
-    class ReplicaAlphas(K.callbacks.Callback):
+    class ReplicaAlphas(k.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             with self.model.distribute_strategy.scope():
                 per_replica.append([replicas(layer.alpha)
                                     for layer in pea_keras.pea_layers(self.model)])
 
     m = run(RunConfig(arch="tiny", epochs=1, steps_per_epoch=6, batch_size=16, export=False,
-                      verbose="0", strategy="mirrored", keras=flavour, output_dir=sys.argv[1]),
+                      verbose="0", strategy="mirrored", keras=flavor, output_dir=sys.argv[1]),
             callbacks=[ReplicaAlphas()])
     print(json.dumps({"replicas": m["replicas"], "per_replica": per_replica,
                       "trace": m["alpha_trace"], "stripped_equals_pea": m["stripped_equals_pea"]}))
@@ -181,9 +181,9 @@ MIRRORED = textwrap.dedent("""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flavour", ["2", "3"])
-def test_mirrored_strategy_keeps_alpha_identical_on_replicas(tmp_path, flavour):
-    result = run_script("-c", MIRRORED, str(tmp_path), flavour)
+@pytest.mark.parametrize("flavor", ["2", "3"])
+def test_mirrored_strategy_keeps_alpha_identical_on_replicas(tmp_path, flavor):
+    result = run_script("-c", MIRRORED, str(tmp_path), flavor)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["replicas"] == 2
@@ -273,7 +273,7 @@ def test_a_jax_or_torch_run_ends_with_the_int8_file_and_its_kit(tmp_path, backen
 def test_surrogate_and_distilled_runs_deploy_relu_only_int8_files(tmp_path):
     """--mode novel trains a teacher; --mode surrogate learns from it (--distill teacher:PATH) and
     --distill self from its own average; each ends with a ReLU-only int8 file. A teacher of the
-    other flavour is one line."""
+    other flavor is one line."""
     short = ["--arch=tiny", "--epochs=1", "--steps_per_epoch=4", "--batch_size=16", "--calibration_examples=16",
              "--tflite_eval_examples=16", "--verbose=0", f"--tflite_dir={tmp_path / 'tflite'}"]
     teacher = tmp_path / "teacher"
@@ -295,7 +295,7 @@ def test_surrogate_and_distilled_runs_deploy_relu_only_int8_files(tmp_path):
 
 
 def save_teacher(k, path, input_shape=(32, 32, 1), classes=10, activation=None):
-    """A small saved classifier of flavour `k`, its last layer named `scores`."""
+    """A small saved classifier of flavor `k`, its last layer named `scores`."""
     inputs = k.Input(input_shape)
     hidden = k.layers.GlobalAveragePooling2D()(k.layers.Conv2D(4, 3, activation="relu")(inputs))
     k.Model(inputs, k.layers.Dense(classes, activation=activation, name="scores")(hidden)).save(path)
@@ -471,18 +471,18 @@ def _free_ports(n):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flavour", ["tf_keras", "keras 3 on jax"])
-def test_two_multiworker_processes_train_in_step_and_only_the_chief_writes(tmp_path, flavour):
+@pytest.mark.parametrize("flavor", ["tf_keras", "keras 3 on jax"])
+def test_two_multiworker_processes_train_in_step_and_only_the_chief_writes(tmp_path, flavor):
     """tf_keras under MultiWorkerMirroredStrategy, Keras 3 under keras.distribution on JAX: the
     same TF_CONFIG, the same alpha at every step on both processes, one run directory."""
-    if flavour != "tf_keras":
+    if flavor != "tf_keras":
         pytest.importorskip("jax")
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-    backend = {} if flavour == "tf_keras" else {"KERAS_BACKEND": "jax"}
+    backend = {} if flavor == "tf_keras" else {"KERAS_BACKEND": "jax"}
     procs = []
     for index in range(2):
         cluster = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-        script = MULTIWORKER if flavour == "tf_keras" else JAX_MULTIWORKER
+        script = MULTIWORKER if flavor == "tf_keras" else JAX_MULTIWORKER
         procs.append(start(sys.executable, "-c", script, tmp_path / "run", tmp_path / "tflite", cwd=tmp_path,
                            TF_CONFIG=cluster, **backend))
     outs = [p.communicate(timeout=HANG_S) for p in procs]

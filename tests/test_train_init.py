@@ -52,9 +52,9 @@ def test_a_model_for_other_inputs_or_classes_is_one_line(tmp_path, capsys):
     _silu_cnn(keras, classes=5).save(wrong_classes)
     assert (f"--init_from {wrong_classes} has outputs of shape (5,); this task needs one output of 10 logits"
             in refusal(tmp_path, capsys, f"--init_from={wrong_classes}", "--mode=relufy"))
-    other_flavour = _saved(tf_keras, tmp_path)
-    assert (f"--init_from {other_flavour} is a tf_keras (--keras 2) model; this run trains Keras 3 (--keras 3)"
-            in refusal(tmp_path, capsys, f"--init_from={other_flavour}", "--mode=relufy"))
+    other_flavor = _saved(tf_keras, tmp_path)
+    assert (f"--init_from {other_flavor} is a tf_keras (--keras 2) model; this run trains Keras 3 (--keras 3)"
+            in refusal(tmp_path, capsys, f"--init_from={other_flavor}", "--mode=relufy"))
     assert not (tmp_path / "run").exists()
 
 
@@ -68,15 +68,15 @@ def test_the_relufy_recipe_fills_only_the_flags_not_given():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
-def test_relufy_run_turns_a_silu_model_into_a_relu_only_int8_file(tmp_path, flavour):
+@pytest.mark.parametrize("flavor", ["keras", "tf_keras"])
+def test_relufy_run_turns_a_silu_model_into_a_relu_only_int8_file(tmp_path, flavor):
     """A fresh train.py process: the saved SiLU network is relufied, fine-tuned with the loaded model
     as teacher, stripped, its batch-norm statistics re-estimated, and exported ReLU-only."""
     import importlib
 
-    user = _saved(importlib.import_module(flavour), tmp_path)
+    user = _saved(importlib.import_module(flavor), tmp_path)
     out, tfl = tmp_path / "run", tmp_path / "tflite"
-    keras_flag = "--keras=3" if flavour == "keras" else "--keras=2"
+    keras_flag = "--keras=3" if flavor == "keras" else "--keras=2"
     result = run_script("train.py", f"--init_from={user}", "--mode=relufy", keras_flag, "--epochs=2",
                         "--steps_per_epoch=4", "--batch_size=16", "--calibration_examples=16",
                         "--tflite_eval_examples=16", "--verbose=2", f"--output_dir={out}", f"--tflite_dir={tfl}",

@@ -62,9 +62,11 @@ def test_a_registered_mode_trains_and_deploys_end_to_end(tmp_path):
     assert relu_only_violations(str(tfl / "run_int8.tflite"), int8=True) == []
 
 
-def test_an_unknown_mode_is_one_line_naming_the_choices():
-    from pea_keras.errors import UsageError
-    from pea_keras.training import modes
+def test_an_unknown_mode_or_task_is_one_line_naming_the_setting_and_the_choices():
+    from pea_keras.errors import SettingError
+    from pea_keras.training import modes, tasks
 
-    with pytest.raises(UsageError, match=r"^--mode must be one of pea, relu, surrogate, novel, relufy, got 'bogus'$"):
+    with pytest.raises(SettingError, match=r"^mode must be one of pea, relu, surrogate, novel, relufy, got 'bogus'$"):
         modes.get("bogus")
+    with pytest.raises(SettingError, match=r"^task must be one of classification, segmentation, got 'bogus'$"):
+        tasks.get("bogus")

@@ -42,8 +42,8 @@ def check_inputs(x, input_shape, what, scale=None):
     elif not np.issubdtype(x.dtype, np.floating):
         lo, hi = (x.min(), x.max()) if x.size and np.issubdtype(x.dtype, np.number) else ("?", "?")
         raise DataError(f"{what}: {x.dtype} values ({lo}..{hi}) where the model takes float inputs "
-                        f"(images in [0, 1]); convert them (e.g. x / 255) or pass the divisor "
-                        f"(--calib_scale 255, scale=255)")
+                        f"(images in [0, 1]); convert them (e.g. x / 255) or pass the divisor scale=255",
+                        settings={"scale": 255})
     x = x.astype(np.float32, copy=False)
     want, got = tuple(input_shape[1:]), x.shape[1:]
     if len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got)):
@@ -67,8 +67,8 @@ def check_image_range(x, input_shape, what):
     if max(hi, high) - min(lo, low) > MAX_RANGE_FACTOR * (high - low):
         raise DataError(f"{what}: values span [{lo:.4g}, {hi:.4g}], more than {MAX_RANGE_FACTOR}x the range "
                         f"[{low:g}, {high:g}] of the images models here take: int8 would leave the real inputs "
-                        f"a few steps; rescale the data (integers: --calib_scale 255), or pass --calib_any_range "
-                        f"for a model that takes such inputs")
+                        f"a few steps; rescale the data (integers: scale=255), or pass any_range=True "
+                        f"for a model that takes such inputs", settings={"scale": 255, "any_range": True})
 
 
 def _npz(path, names, labelled):

@@ -11,8 +11,9 @@ import os
 import sys
 
 from pea_keras import console
+from pea_keras.errors import DataError
 from pea_keras.tflite import targets
-from pea_keras.tflite.cli_args import PROG, build_parser
+from pea_keras.tflite.cli_args import PROG, build_parser, data_flag
 
 
 def _fail(message, code=1):
@@ -58,10 +59,15 @@ def _refuse_host_run(path, info, verb):
         owner.refuse_host_run(path, info, verb)
 
 
+def _in_flags(e):
+    """A data error as this tool says it: each library keyword it names as the flag that sets it."""
+    return e.spelled(data_flag) if isinstance(e, DataError) else str(e)
+
+
 def _convert(args):
     # Nothing here imports TensorFlow: convert refuses a bad target or output path at once.
     target = targets.configured(args.target, {o.dest: getattr(args, o.dest) for o in targets.options()})
-    from pea_keras.data import DataError, calibration_samples, load_arrays
+    from pea_keras.data import calibration_samples, load_arrays
     from pea_keras.errors import TFLiteError
     from pea_keras.files import StorageError, write_error_message
     from pea_keras.tflite.conversion import convert
@@ -76,14 +82,14 @@ def _convert(args):
             return calibration_samples(args.calib, shape_of(inputs), limit=args.calib_samples,
                                        scale=args.calib_scale, any_range=args.calib_any_range)
         except (DataError, ValueError) as e:
-            raise TFLiteError(f"--calib: {e}") from None
+            raise TFLiteError(f"--calib: {_in_flags(e)}") from None
 
     def qat_data(inputs):
         try:
             return load_arrays(args.train_data, shape_of(inputs), labelled=True, split="train",
                                scale=args.calib_scale)
         except (DataError, ValueError) as e:
-            raise TFLiteError(f"--train_data: {e}") from None
+            raise TFLiteError(f"--train_data: {_in_flags(e)}") from None
 
     try:  # convert checks the outputs first, then holds OUT.tflite's lock: one convert at a time writes it.
         conv = convert(args.model, args.output, calibration, target=target, io=args.io, overwrite=args.overwrite,

@@ -9,6 +9,8 @@ import sys
 from pea_keras.tflite import targets
 
 PROG = "pea-tflite"
+# The data library's keywords and the convert flags that set them: its errors name the keyword.
+DATA_FLAGS = {"scale": "--calib_scale", "any_range": "--calib_any_range"}
 _GATES_HELP = ("accept ReLU6 channel gates (squeeze-excite: a feature map times relu6(x + 3) / 6 of its "
                "pooled channels, as in MobileNetV3), each named in the verdict; a product of activations, "
                "so refused by default")
@@ -55,6 +57,11 @@ def _positive_float(text):
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
     return value
+
+
+def data_flag(keyword, value):
+    """The flag that passes `keyword=value` to the data library: "--calib_scale 255", "--calib_any_range"."""
+    return DATA_FLAGS[keyword] if value is True else f"{DATA_FLAGS[keyword]} {value}"
 
 
 def build_parser():

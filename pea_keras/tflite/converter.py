@@ -1,6 +1,6 @@
 """Keras model -> full-integer TFLite bytes: the converter steps `convert` and `qat` share.
 
-Both flavours go through a SavedModel (Keras 3: ``model.export``; tf_keras:
+Both flavors go through a SavedModel (Keras 3: ``model.export``; tf_keras:
 ``tf.saved_model.save``) and ``TFLiteConverter.from_saved_model``, with
 ``Optimize.DEFAULT``, ``TFLITE_BUILTINS_INT8`` only (so any op without an int8 kernel fails
 loudly instead of staying float) and per-channel weights (the converter default). The
@@ -64,7 +64,7 @@ def check_calibration(inputs, calibration):
 
 
 def export_saved_model(model, directory):
-    """A SavedModel of either flavour's model for the converter, traced for batch 1.
+    """A SavedModel of either flavor's model for the converter, traced for batch 1.
 
     A free batch dimension makes a Keras 3 `Flatten` export as SHAPE, STRIDED_SLICE and PACK
     ops computing the batch at run time, whose scalar int32 tensor TFLite Micro cannot plan
@@ -208,7 +208,7 @@ def quantize_file(path, calibration_for, *, io="int8", force_strip=False, qat_ep
 
 
 def quantize(model, calibration, *, io="int8", verbose=False):
-    """Full-integer TFLite bytes of a plain Keras model (either flavour); no ReLU checks.
+    """Full-integer TFLite bytes of a plain Keras model (either flavor); no ReLU checks.
     Use ``convert`` for the checked, written, load-tested file.
 
     Args:

@@ -1,8 +1,8 @@
 """The callbacks of a training run besides PEAScheduler: the alpha trace, history.csv, the epoch
 checkpoint and TensorBoard that survives its own storage errors.
 
-Like PEAScheduler they are `BothFlavoursCallback`s: one class serves both flavours' `fit`
-(TensorBoard: one that drives each flavour's own).
+Like PEAScheduler they are `BothFlavorsCallback`s: one class serves both flavors' `fit`
+(TensorBoard: one that drives each flavor's own).
 """
 
 import contextlib
@@ -11,11 +11,11 @@ import os
 import sys
 
 from pea_keras import console, files, surgery
-from pea_keras.callbacks import BothFlavoursCallback
+from pea_keras.callbacks import BothFlavorsCallback
 from pea_keras.training import reporting, storage
 
 
-class AlphaTrace(BothFlavoursCallback):
+class AlphaTrace(BothFlavorsCallback):
     """Records alpha every `stride` steps into `trace` (steps, alphas) and saves it each epoch
     to the run directory (the plot and metrics.json read it; --resume continues it)."""
 
@@ -40,7 +40,7 @@ class AlphaTrace(BothFlavoursCallback):
             reporting.save_alpha_trace(self.run_dir, *self.trace)
 
 
-class StopWhenTerminated(BothFlavoursCallback):
+class StopWhenTerminated(BothFlavorsCallback):
     """Stops training at the next batch after a SIGTERM whose exception native code dropped
     (`console.check_terminated`)."""
 
@@ -48,7 +48,7 @@ class StopWhenTerminated(BothFlavoursCallback):
         console.check_terminated()
 
 
-class EpochCheckpoint(BothFlavoursCallback):
+class EpochCheckpoint(BothFlavorsCallback):
     """Saves model, optimizer and the finished-epoch counter after every epoch, so --resume
     continues with the same alpha and learning rate (the shuffled data stream restarts, so a
     resumed run is not bit-identical to one never interrupted)."""
@@ -62,7 +62,7 @@ class EpochCheckpoint(BothFlavoursCallback):
         storage.save_checkpoint(self.manager, epoch + 1)
 
 
-class HistoryCSV(BothFlavoursCallback):
+class HistoryCSV(BothFlavorsCallback):
     """history.csv, one row per epoch (the columns of CSVLogger). Each epoch rewrites the small
     file atomically, so a kill or a full disk never leaves half a row; with `append` (--resume)
     it continues the rows already there."""
@@ -89,8 +89,8 @@ class HistoryCSV(BothFlavoursCallback):
             writer.writerows(self.rows)
 
 
-class GuardedTensorBoard(BothFlavoursCallback):
-    """K's TensorBoard callback, driven through this one: a storage error in its event files
+class GuardedTensorBoard(BothFlavorsCallback):
+    """The flavor's TensorBoard callback, driven through this one: a storage error in its event files
     stops only the logging (see `tensorboard`)."""
 
     def __init__(self, board, warnings):
@@ -141,8 +141,8 @@ for _hook in ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end"
     setattr(GuardedTensorBoard, _hook, _forwarder(_hook))
 
 
-def tensorboard(K, log_dir, warnings):
-    """K's TensorBoard callback (update_freq="epoch"), except that a storage error in its event
+def tensorboard(k, log_dir, warnings):
+    """`k`'s TensorBoard callback (update_freq="epoch"), except that a storage error in its event
     files (a full or read-only log folder) stops only the logging: one line on stderr
     ("PROG: warning: TensorBoard logging stopped: ..."), the same text appended to `warnings`
     (metrics.json keeps it), and training goes on.
@@ -152,4 +152,4 @@ def tensorboard(K, log_dir, warnings):
     checkpoint fails next and stops the run with the usual message). Event files are append-only
     logs, not replaced atomically: TensorBoard reads up to a cut last record.
     """
-    return GuardedTensorBoard(K.callbacks.TensorBoard(log_dir, update_freq="epoch"), warnings)
+    return GuardedTensorBoard(k.callbacks.TensorBoard(log_dir, update_freq="epoch"), warnings)

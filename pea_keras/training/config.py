@@ -249,7 +249,7 @@ def from_flags(flag_values):
     return recipe(flag_values["mode"].value, **{k: v for k, v in given.items() if k != "mode"})
 
 
-def flavour(name):
+def flavor(name):
     """The Keras module for --keras: "3" -> keras, "2" -> tf_keras."""
     if name == "3":
         import keras

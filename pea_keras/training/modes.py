@@ -17,7 +17,7 @@ import functools
 from importlib import metadata
 
 from pea_keras import schedules
-from pea_keras.errors import UsageError
+from pea_keras.errors import SettingError, UsageError
 
 __all__ = ["Mode", "Ablation", "MODES", "ENTRY_POINTS", "get", "names", "blending", "self_distilling"]
 
@@ -167,7 +167,7 @@ def get(name):
     try:
         return _registry()[name]
     except KeyError:
-        raise UsageError(f"--mode must be one of {', '.join(names())}, got {name!r}") from None
+        raise SettingError("mode", f"must be one of {', '.join(names())}, got {name!r}") from None
 
 
 def help_text():

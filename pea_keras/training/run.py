@@ -41,7 +41,7 @@ class _Run:
     config: RunConfig
     task: tasks.Task
     mode: modes.Mode
-    K: object
+    k: object
     runtime: distribute.Runtime
     run_dir: str
     data: object = None
@@ -63,22 +63,22 @@ class _Run:
     warnings: list = dataclasses.field(default_factory=list)  # Problems that did not stop the run.
 
 
-def make_optimizer(K, config, total_steps, steps_per_epoch):
+def make_optimizer(k, config, total_steps, steps_per_epoch):
     """(optimizer, learning-rate schedule): cosine decay to 0 after an optional linear warm-up."""
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
     decay = max(1, total_steps - warmup)
     if warmup:
-        lr = K.optimizers.schedules.CosineDecay(0.0, decay, warmup_target=config.lr, warmup_steps=warmup)
+        lr = k.optimizers.schedules.CosineDecay(0.0, decay, warmup_target=config.lr, warmup_steps=warmup)
     else:
-        lr = K.optimizers.schedules.CosineDecay(config.lr, decay)
+        lr = k.optimizers.schedules.CosineDecay(config.lr, decay)
     wd = config.weight_decay or None
     if config.optimizer == "sgd":
-        return K.optimizers.SGD(lr, momentum=config.momentum, nesterov=True, weight_decay=wd), lr
+        return k.optimizers.SGD(lr, momentum=config.momentum, nesterov=True, weight_decay=wd), lr
     if config.optimizer == "adam":
-        return K.optimizers.Adam(lr, weight_decay=wd), lr
+        return k.optimizers.Adam(lr, weight_decay=wd), lr
     if config.optimizer == "adamw":
-        return K.optimizers.AdamW(lr, weight_decay=config.weight_decay or 1e-4), lr
-    return K.optimizers.RMSprop(lr, rho=0.9, momentum=config.momentum, epsilon=1e-3, weight_decay=wd), lr
+        return k.optimizers.AdamW(lr, weight_decay=config.weight_decay or 1e-4), lr
+    return k.optimizers.RMSprop(lr, rho=0.9, momentum=config.momentum, epsilon=1e-3, weight_decay=wd), lr
 
 
 def _log(config, message):
@@ -114,11 +114,11 @@ def prepare(config, mode=None):
                                       config.backend if config.keras == "3" else "tensorflow")
     # Other workers train alongside and write only to a scratch folder, removed at the end.
     run_dir = config.run_dir() if runtime.chief else tempfile.mkdtemp(prefix="pea-keras-worker-")
-    r = _Run(config, tasks.get(config.task), mode or modes.get(config.mode), config_lib.flavour(config.keras),
+    r = _Run(config, tasks.get(config.task), mode or modes.get(config.mode), config_lib.flavor(config.keras),
              runtime, run_dir)
     # Before the pipelines: tf.data's shuffle order depends on the global seed too, so setting it
     # first gives every run with this --seed the same batches (also the second run of --compare).
-    r.K.utils.set_random_seed(config.seed)
+    r.k.utils.set_random_seed(config.seed)
     r.data = r.task.load_data(config)
     r.augmentation = r.task.augmentation(r.data, config)
     r.splits = r.task.datasets(r.data, config)
@@ -135,14 +135,14 @@ def prepare(config, mode=None):
 def build(r):
     """The model (as the mode makes it), optimizer and checkpoint; restored on --resume."""
     config = r.config
-    r.K.utils.set_random_seed(config.seed)  # The same initial weights for every mode.
+    r.k.utils.set_random_seed(config.seed)  # The same initial weights for every mode.
     with r.runtime.scope():
-        initial = starting.initial_model(config, r.task, r.K, r.data, r.splits[0])
+        initial = starting.initial_model(config, r.task, r.k, r.data, r.splits[0])
         model = r.mode.model(initial, config)
         r.trainer = starting.trainer(config, model, initial)
-        r.optimizer, r.lr_schedule = make_optimizer(r.K, config, r.total_steps, r.steps_per_epoch)
-        r.trainer.compile(optimizer=r.optimizer, loss=r.task.loss(r.K, config, r.data),
-                          metrics=r.task.metrics(r.K, r.data))
+        r.optimizer, r.lr_schedule = make_optimizer(r.k, config, r.total_steps, r.steps_per_epoch)
+        r.trainer.compile(optimizer=r.optimizer, loss=r.task.loss(r.k, config, r.data),
+                          metrics=r.task.metrics(r.k, r.data))
     r.model = model
     if not config.trains_on_tensorflow():  # tf.train.Checkpoint tracks TensorFlow variables only.
         return
@@ -164,7 +164,7 @@ def build(r):
 
 
 def _fit_callbacks(r, extra):
-    config, K = r.config, r.K
+    config, k = r.config, r.k
     found = [run_callbacks.StopWhenTerminated()]
     if r.schedule is not None:
         # Before history.csv and TensorBoard, so that they see logs["pea_alpha"].
@@ -172,7 +172,7 @@ def _fit_callbacks(r, extra):
     found += [run_callbacks.AlphaTrace(r.run_dir, r.trace, reporting.trace_stride(r.total_steps)),
               run_callbacks.HistoryCSV(os.path.join(r.run_dir, reporting.HISTORY), append=config.resume)]
     if importlib.util.find_spec("tensorboard") is not None:
-        found.append(run_callbacks.tensorboard(K, os.path.join(r.run_dir, "logs"), r.warnings))
+        found.append(run_callbacks.tensorboard(k, os.path.join(r.run_dir, "logs"), r.warnings))
     else:
         _log(config, "Note: the tensorboard package is not installed; no TensorBoard logs "
                      "(pip install tensorboard)")

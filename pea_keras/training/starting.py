@@ -6,18 +6,18 @@ from pea_keras import flavor
 from pea_keras.errors import UsageError, UserError
 
 
-def initial_model(config, task, K, data, train_ds):
+def initial_model(config, task, k, data, train_ds):
     """The network training starts from: a new --arch network, or the --init_from model, checked
     against the task's inputs and classes before anything is written."""
     if not config.init_from:
-        return task.build_model(K, config, data)
+        return task.build_model(k, config, data)
     try:
         model = pea_keras.load_model(config.init_from)
     except UserError as e:
         raise UsageError(f"--init_from {config.init_from}: {e}") from None
     if flavor.is_tf_keras(model) != (config.keras == "2"):
-        raise UsageError(f"--init_from {config.init_from} is a {FLAVOUR_NAMES[flavor.is_tf_keras(model)]} model; "
-                         f"this run trains {FLAVOUR_NAMES[config.keras == '2']}")
+        raise UsageError(f"--init_from {config.init_from} is a {FLAVOR_NAMES[flavor.is_tf_keras(model)]} model; "
+                         f"this run trains {FLAVOR_NAMES[config.keras == '2']}")
     spec = train_ds.element_spec  # What the training pipeline feeds: (images, labels).
     expected = tuple(spec[0].shape[1:])
     got = tuple(model.inputs[0].shape[1:]) if len(model.inputs) == 1 else None
@@ -33,7 +33,7 @@ def initial_model(config, task, K, data, train_ds):
     return model
 
 
-FLAVOUR_NAMES = {True: "tf_keras (--keras 2)", False: "Keras 3 (--keras 3)"}
+FLAVOR_NAMES = {True: "tf_keras (--keras 2)", False: "Keras 3 (--keras 3)"}
 
 
 def trainer(config, model, initial):
@@ -51,8 +51,8 @@ def trainer(config, model, initial):
         except UserError as e:
             raise UsageError(f"--distill teacher:{path}: {e}") from None
         if flavor.is_tf_keras(teacher) != flavor.is_tf_keras(model):
-            raise UsageError(f"--distill teacher:{path} is a {FLAVOUR_NAMES[flavor.is_tf_keras(teacher)]} model; "
-                             f"this run trains {FLAVOUR_NAMES[flavor.is_tf_keras(model)]}")
+            raise UsageError(f"--distill teacher:{path} is a {FLAVOR_NAMES[flavor.is_tf_keras(teacher)]} model; "
+                             f"this run trains {FLAVOR_NAMES[flavor.is_tf_keras(model)]}")
     try:
         return distillation.distiller(model, teacher, config.distill_temperature, config.distill_weight)
     except ValueError as e:

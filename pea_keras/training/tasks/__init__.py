@@ -11,11 +11,11 @@ import dataclasses
 import functools
 import importlib
 
-from pea_keras.errors import UsageError
+from pea_keras.errors import SettingError
 
 from .base import Evaluation, Splits, Task
 
-# Task name -> "module:class"; a task loads on first use (segmentation imports both flavours).
+# Task name -> "module:class"; a task loads on first use (segmentation imports both flavors).
 __all__ = ["Evaluation", "Splits", "Task", "get", "names", "with_defaults"]
 
 TASKS = {"classification": "classification.task:Classification",
@@ -30,7 +30,7 @@ def names():
 def get(name):
     """The task registered as `name` (one stateless instance per process)."""
     if name not in TASKS:
-        raise UsageError(f"unknown --task {name!r}; choose one of {', '.join(names())}")
+        raise SettingError("task", f"must be one of {', '.join(names())}, got {name!r}")
     module, cls = TASKS[name].split(":")
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)()
 

@@ -80,15 +80,15 @@ class Task(abc.ABC):
         return 1.0
 
     @abc.abstractmethod
-    def build_model(self, K, config, data):
-        """The network in Keras flavour `K`, randomly initialised, with plain ReLUs."""
+    def build_model(self, k, config, data):
+        """The network in Keras flavor `k`, randomly initialised, with plain ReLUs."""
 
     @abc.abstractmethod
-    def loss(self, K, config, data):
+    def loss(self, k, config, data):
         """The training loss."""
 
     @abc.abstractmethod
-    def metrics(self, K, data):
+    def metrics(self, k, data):
         """Keras metrics for fit's logs (including `keras_metric`)."""
 
     @abc.abstractmethod

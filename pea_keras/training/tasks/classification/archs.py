@@ -1,9 +1,9 @@
-"""Compact networks for PEA training, built for either Keras flavour.
+"""Compact networks for PEA training, built for either Keras flavor.
 
-`build(name, K, ...)` returns a flat Functional model (no nested sub-models, so `pea_keras.wrap`
+`build(name, k, ...)` returns a flat Functional model (no nested sub-models, so `pea_keras.wrap`
 and `strip` see every activation) that takes float images in [0, 1] and returns class logits.
-Networks come from `K.applications` where one exists, always with random init (`weights=None`:
-nothing is downloaded). `K` is the flavour module, `keras` or `tf_keras`.
+Networks come from `k.applications` where one exists, always with random init (`weights=None`:
+nothing is downloaded). `k` is the Keras module, `keras` or `tf_keras`.
 
 Every ReLU is a ReLU layer or an `Activation("relu")`, which is what PEA replaces. The MobileNetV3
 variants are the `minimalistic` ones (no hard-swish, no squeeze-excite) so that the stripped network
@@ -15,82 +15,82 @@ from pea_keras.errors import SettingError
 MOBILENET_MIN_SIZE = 32
 
 
-def _input(K, input_shape):
+def _input(k, input_shape):
     """Float images in [0, 1] go straight into the first convolution: with random init, the
     BatchNormalization after it absorbs any affine input scaling, and a Rescaling layer would
     only stand in the way of quantization-aware training (tfmot does not quantize it)."""
-    return K.Input(shape=input_shape, name="image")
+    return k.Input(shape=input_shape, name="image")
 
 
 def _application(fn, kwargs):
-    def build(K, input_shape, num_classes, width):
+    def build(k, input_shape, num_classes, width):
         # input_tensor names the input like our own networks; the applications return a model
         # whose inputs are a one-element list, which Keras 3 warns about when called with a
         # tensor, so the same layers are re-assembled with a single input (still flat).
-        inputs = _input(K, input_shape)
-        model = getattr(K.applications, fn)(
+        inputs = _input(k, input_shape)
+        model = getattr(k.applications, fn)(
             input_tensor=inputs, weights=None, include_top=True,
             classes=num_classes, classifier_activation=None, **kwargs(width))
-        return K.Model(inputs, model.output, name=model.name)
+        return k.Model(inputs, model.output, name=model.name)
     return build
 
 
-def _conv_bn_relu(K, x, filters, kernel, strides, name):
-    x = K.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+def _conv_bn_relu(k, x, filters, kernel, strides, name):
+    x = k.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
                         name=f"{name}_conv")(x)
-    x = K.layers.BatchNormalization(name=f"{name}_bn")(x)
-    return K.layers.ReLU(name=f"{name}_relu")(x)
+    x = k.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return k.layers.ReLU(name=f"{name}_relu")(x)
 
 
-def _resnet18(K, input_shape, num_classes, width):
+def _resnet18(k, input_shape, num_classes, width):
     """ResNet-18 (basic blocks, He et al. 2016). Inputs of 64 px or less get the CIFAR stem
     (3x3 stride 1, no max-pool) so that 32x32 images keep a useful feature map."""
-    inputs = x = _input(K, input_shape)
+    inputs = x = _input(k, input_shape)
     small = min(input_shape[:2]) <= 64
     widths = [max(8, int(c * width)) for c in (64, 128, 256, 512)]
     if small:
-        x = _conv_bn_relu(K, x, widths[0], 3, 1, "stem")
+        x = _conv_bn_relu(k, x, widths[0], 3, 1, "stem")
     else:
-        x = _conv_bn_relu(K, x, widths[0], 7, 2, "stem")
-        x = K.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+        x = _conv_bn_relu(k, x, widths[0], 7, 2, "stem")
+        x = k.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
     for stage, filters in enumerate(widths):
         for block in range(2):
             strides = 2 if (stage > 0 and block == 0) else 1
             name = f"stage{stage + 1}_block{block + 1}"
             shortcut = x
-            y = _conv_bn_relu(K, x, filters, 3, strides, f"{name}_1")
-            y = K.layers.Conv2D(filters, 3, padding="same", use_bias=False,
+            y = _conv_bn_relu(k, x, filters, 3, strides, f"{name}_1")
+            y = k.layers.Conv2D(filters, 3, padding="same", use_bias=False,
                                 name=f"{name}_2_conv")(y)
-            y = K.layers.BatchNormalization(name=f"{name}_2_bn")(y)
+            y = k.layers.BatchNormalization(name=f"{name}_2_bn")(y)
             if strides != 1 or shortcut.shape[-1] != filters:
-                shortcut = K.layers.Conv2D(filters, 1, strides=strides, use_bias=False,
+                shortcut = k.layers.Conv2D(filters, 1, strides=strides, use_bias=False,
                                            name=f"{name}_proj_conv")(shortcut)
-                shortcut = K.layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
-            x = K.layers.Add(name=f"{name}_add")([y, shortcut])
-            x = K.layers.ReLU(name=f"{name}_out_relu")(x)
-    x = K.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = K.layers.Dense(num_classes, name="logits")(x)
-    return K.Model(inputs, outputs, name="resnet18")
+                shortcut = k.layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+            x = k.layers.Add(name=f"{name}_add")([y, shortcut])
+            x = k.layers.ReLU(name=f"{name}_out_relu")(x)
+    x = k.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = k.layers.Dense(num_classes, name="logits")(x)
+    return k.Model(inputs, outputs, name="resnet18")
 
 
-def _tiny(K, input_shape, num_classes, width):
+def _tiny(k, input_shape, num_classes, width):
     """A microcontroller-sized depthwise-separable CNN (in the spirit of MLPerf Tiny's DS-CNN):
     a few thousand parameters, int8 file of a few kB at width 1."""
-    inputs = x = _input(K, input_shape)
+    inputs = x = _input(k, input_shape)
     def c(n):
         return max(4, int(n * width))
 
-    x = _conv_bn_relu(K, x, c(16), 3, 2, "stem")
+    x = _conv_bn_relu(k, x, c(16), 3, 2, "stem")
     for i, (filters, strides) in enumerate([(32, 2), (64, 2), (64, 1)]):
         name = f"block{i + 1}"
-        x = K.layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False,
+        x = k.layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False,
                                      name=f"{name}_dw")(x)
-        x = K.layers.BatchNormalization(name=f"{name}_dw_bn")(x)
-        x = K.layers.ReLU(name=f"{name}_dw_relu")(x)
-        x = _conv_bn_relu(K, x, c(filters), 1, 1, f"{name}_pw")
-    x = K.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = K.layers.Dense(num_classes, name="logits")(x)
-    return K.Model(inputs, outputs, name="tiny_cnn")
+        x = k.layers.BatchNormalization(name=f"{name}_dw_bn")(x)
+        x = k.layers.ReLU(name=f"{name}_dw_relu")(x)
+        x = _conv_bn_relu(k, x, c(filters), 1, 1, f"{name}_pw")
+    x = k.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = k.layers.Dense(num_classes, name="logits")(x)
+    return k.Model(inputs, outputs, name="tiny_cnn")
 
 
 _MOBILENETS = {
@@ -144,7 +144,7 @@ def check(name, input_shape, width=1.0):
         raise SettingError("image_size", f"must be >= {MOBILENET_MIN_SIZE} for {name}, got {input_shape[0]}")
 
 
-def build(name, K, input_shape, num_classes, width=1.0, bn_momentum=0.9):
+def build(name, k, input_shape, num_classes, width=1.0, bn_momentum=0.9):
     """Builds `name` with random weights: float [0, 1] images in, `num_classes` logits out.
 
     `bn_momentum` replaces every BatchNormalization momentum. keras.applications use 0.999, whose
@@ -152,8 +152,8 @@ def build(name, K, input_shape, num_classes, width=1.0, bn_momentum=0.9):
     (digits, 20 epochs) evaluation stays at chance while training accuracy is high.
     """
     check(name, input_shape, width)
-    model = ARCHS[name](K, tuple(input_shape), num_classes, width)
+    model = ARCHS[name](k, tuple(input_shape), num_classes, width)
     for layer in model.layers:
-        if isinstance(layer, K.layers.BatchNormalization):
+        if isinstance(layer, k.layers.BatchNormalization):
             layer.momentum = bn_momentum
     return model

@@ -50,17 +50,17 @@ class Classification(Task):
     def check(self, config):
         archs.check(config.arch, (config.image_size, config.image_size), config.width)
 
-    def build_model(self, K, config, data):
-        return archs.build(config.arch, K, (config.image_size, config.image_size, data.channels),
+    def build_model(self, k, config, data):
+        return archs.build(config.arch, k, (config.image_size, config.image_size, data.channels),
                            data.num_classes,
                            width=config.width, bn_momentum=config.bn_momentum)
 
-    def loss(self, K, config, data):
-        return K.losses.CategoricalCrossentropy(from_logits=True,
+    def loss(self, k, config, data):
+        return k.losses.CategoricalCrossentropy(from_logits=True,
                                                 label_smoothing=config.label_smoothing)
 
-    def metrics(self, K, data):
-        return [K.metrics.CategoricalAccuracy(name=self.keras_metric)]
+    def metrics(self, k, data):
+        return [k.metrics.CategoricalAccuracy(name=self.keras_metric)]
 
     def evaluate(self, model, ds, data):
         """Top-1 of a Keras model on a batched (image, one-hot) dataset, and its predicted classes."""

@@ -11,7 +11,7 @@ downloaded) and return per-pixel logits at the input resolution. They are built 
   a broadcast ``Add``; no sigmoid (``LOGISTIC``), no hard-swish (``HARD_SWISH``) and no product
   of two activations (``MUL`` of two non-constant tensors, which
   ``pea_keras.tflite.relu_only_violations`` rejects);
-* they build in either Keras flavour: pass ``keras_module=keras`` or ``keras_module=tf_keras``.
+* they build in either Keras flavor: pass ``k=keras`` or ``k=tf_keras``.
 
 Models take float images in [0, 1] straight into the first convolution: with random init the
 BatchNormalization after it absorbs any affine input scaling, and a ``Rescaling`` layer would only
@@ -48,7 +48,7 @@ def build_segmentation_model(
     num_classes,
     image_size,
     width=1.0,
-    keras_module=keras,
+    k=keras,
     bn_momentum=0.9,
     channels=3,
     head_channels=128,
@@ -64,7 +64,7 @@ def build_segmentation_model(
       num_classes: number of output channels (logits, no softmax).
       image_size: int (square) or ``(height, width)``; both must be multiples of 16 and >= 32.
       width: MobileNetV2 ``alpha`` (0.35 for the tiny test models).
-      keras_module: ``keras`` or ``tf_keras``; the model is built in that flavour.
+      k: ``keras`` or ``tf_keras``; the model is built in that flavor.
       bn_momentum: momentum of every BatchNormalization, backbone included. MobileNetV2's own
         default (0.999) leaves the moving statistics near their initial values for the first few
         thousand steps, which makes evaluation of short from-scratch runs meaningless.
@@ -83,14 +83,14 @@ def build_segmentation_model(
     is concatenated, i.e. also linear). It costs the same and converts to CONV_2D, MEAN and a
     broadcast ADD with the ReLU fused.
     """
-    layers = keras_module.layers
+    layers = k.layers
     check(arch, image_size, width)
     height, width_px = _pair(image_size)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
 
     inputs = layers.Input((height, width_px, channels), name="image")
-    backbone = keras_module.applications.MobileNetV2(
+    backbone = k.applications.MobileNetV2(
         input_tensor=inputs, weights=None, include_top=False, alpha=width
     )
     low = backbone.get_layer(_LOW_TAP).output
@@ -136,7 +136,7 @@ def build_segmentation_model(
         )(logits)
 
     logits = layers.Activation("linear", dtype="float32", name="logits")(logits)
-    model = keras_module.Model(inputs, logits, name=f"{arch}_{width:g}")
+    model = k.Model(inputs, logits, name=f"{arch}_{width:g}")
     for layer in model.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = bn_momentum

@@ -3,7 +3,7 @@
 ``IgnoreLabelCrossentropy`` (Keras 3) and ``TFKerasIgnoreLabelCrossentropy`` (tf_keras) compute
 the same thing: sparse categorical cross-entropy averaged over the pixels whose label is not
 ``ignore_label`` (255 for Cityscapes), like ``ignore_index`` with mean reduction in other
-frameworks. Use ``segmentation_loss(keras_module=...)`` to get the one matching a model.
+frameworks. Use ``segmentation_loss(k=...)`` to get the one matching a model.
 """
 
 import keras
@@ -20,7 +20,7 @@ def masked_crossentropy(y_true, y_pred, ignore_label=IGNORE_LABEL, from_logits=T
     ``y_true``: (N, H, W) or (N, H, W, 1) integer labels; ``y_pred``: (N, H, W, C) logits (or
     probabilities with ``from_logits=False``). Each example's value is its summed pixel loss
     times ``N / labelled pixels in the batch``, so the default "sum over batch size" reduction
-    of both flavours yields sum(loss) / labelled pixels; a batch with no labelled pixel gives 0.
+    of both flavors yields sum(loss) / labelled pixels; a batch with no labelled pixel gives 0.
     """
     y_pred = tf.cast(y_pred, tf.float32)
     y_true = tf.cast(y_true, tf.int32)
@@ -42,7 +42,7 @@ def masked_crossentropy(y_true, y_pred, ignore_label=IGNORE_LABEL, from_logits=T
 
 
 class _IgnoreLabelMixin:
-    """{flavour} loss: cross-entropy over labelled pixels (see ``masked_crossentropy``)."""
+    """{flavor} loss: cross-entropy over labelled pixels (see ``masked_crossentropy``)."""
 
     def __init__(self, ignore_label=IGNORE_LABEL, from_logits=True, name="ignore_label_ce", **kw):
         super().__init__(name=name, **kw)
@@ -60,18 +60,18 @@ _LOSSES = flavor.twin_classes(_IgnoreLabelMixin, "losses.Loss", "IgnoreLabelCros
 IgnoreLabelCrossentropy, TFKerasIgnoreLabelCrossentropy = _LOSSES
 
 
-def segmentation_loss(ignore_label=IGNORE_LABEL, from_logits=True, keras_module=keras):
-    """The ignore-label cross-entropy of the flavour ``keras_module`` (``keras`` or ``tf_keras``)."""
-    return _LOSSES.of(keras_module)(ignore_label=ignore_label, from_logits=from_logits)
+def segmentation_loss(ignore_label=IGNORE_LABEL, from_logits=True, k=keras):
+    """The ignore-label cross-entropy of the flavor ``k`` (``keras`` or ``tf_keras``)."""
+    return _LOSSES.of(k)(ignore_label=ignore_label, from_logits=from_logits)
 
 
-def mean_iou_metric(num_classes, ignore_label=IGNORE_LABEL, keras_module=keras, name="mean_iou"):
-    """The flavour's streaming ``MeanIoU`` for logits and sparse labels, ignoring ``ignore_label``.
+def mean_iou_metric(num_classes, ignore_label=IGNORE_LABEL, k=keras, name="mean_iou"):
+    """The flavor's streaming ``MeanIoU`` for logits and sparse labels, ignoring ``ignore_label``.
 
     Its mean skips classes absent from both labels and predictions, like ``metrics.py``; put it
     in ``compile(metrics=[...])`` and History gets ``mean_iou`` and ``val_mean_iou`` each epoch.
     """
-    return keras_module.metrics.MeanIoU(
+    return k.metrics.MeanIoU(
         num_classes=num_classes,
         ignore_class=ignore_label,
         sparse_y_true=True,

@@ -96,7 +96,7 @@ class ConfusionMatrix:
 def evaluate_segmentation(predict, data, num_classes, ignore_label=IGNORE_LABEL, batch_size=32):
     """Scores (``metrics.scores_from_confusion``) of ``predict`` on ``data``.
 
-    ``predict``: a Keras model (either flavour, called with ``training=False``) or any callable
+    ``predict``: a Keras model (either flavor, called with ``training=False``) or any callable
     mapping an image batch to logits or labels. ``data``: ``(images, masks)`` arrays, or an
     iterable of ``(images, masks)`` batches such as a batched ``tf.data.Dataset``.
     """

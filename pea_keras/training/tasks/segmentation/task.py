@@ -77,16 +77,16 @@ class Segmentation(Task):
                 data_lib.pipeline(data, "validation", **kw),
                 data_lib.pipeline(data, "test", **kw))
 
-    def build_model(self, K, config, data):
+    def build_model(self, k, config, data):
         return archs.build_segmentation_model(
             config.arch, data.num_classes, self.image_shape(config), width=config.width,
-            keras_module=K, bn_momentum=config.bn_momentum, channels=data.channels)
+            k=k, bn_momentum=config.bn_momentum, channels=data.channels)
 
-    def loss(self, K, config, data):
-        return segmentation_loss(ignore_label=data.ignore_label, keras_module=K)
+    def loss(self, k, config, data):
+        return segmentation_loss(ignore_label=data.ignore_label, k=k)
 
-    def metrics(self, K, data):
-        return [mean_iou_metric(data.num_classes, data.ignore_label, keras_module=K,
+    def metrics(self, k, data):
+        return [mean_iou_metric(data.num_classes, data.ignore_label, k=k,
                                 name=self.keras_metric)]
 
     def evaluate(self, model, ds, data):
