@@ -8,7 +8,7 @@ from PIL import Image
 from pea_keras import load_model
 from pea_keras.data import DataError, calibration_samples, check_inputs, load_arrays, parse
 from pea_keras.tflite import quantize, relu_only_violations
-from pea_keras.tflite.model_info import inspect
+from pea_keras.tflite.inspection import inspect
 
 SHAPE = (None, 8, 8, 1)
 

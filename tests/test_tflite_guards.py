@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fresh import HANG_S, cli_run, pea_tflite, run, start
 
-from pea_keras.tflite import converter, inspect
+from pea_keras.tflite import inspect, quantization
 
 SHAPE = (8, 8, 1)
 
@@ -52,10 +52,10 @@ def test_a_converter_crash_is_one_error_not_a_segfault(tmp_path):
     x = calibration(16)
     x[3, 0, 0, 0] = np.inf
     model = plain_cnn()
-    converter.export_saved_model(model, str(tmp_path / "sm"))
-    name = converter.model_inputs(model)[0][0]
-    with pytest.raises(converter.TFLiteError, match=r"the TFLite converter crashed \(SIG[A-Z]+\)"):
-        converter.convert_saved_model(str(tmp_path / "sm"), {name: x})
+    quantization.export_saved_model(model, str(tmp_path / "sm"))
+    name = quantization.model_inputs(model)[0][0]
+    with pytest.raises(quantization.TFLiteError, match=r"the TFLite converter crashed \(SIG[A-Z]+\)"):
+        quantization.convert_saved_model(str(tmp_path / "sm"), {name: x})
 
 
 def test_a_crash_while_loading_the_model_blames_the_file_not_the_calibration(tmp_path):

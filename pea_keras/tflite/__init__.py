@@ -16,9 +16,9 @@ _EXPORTS = {
     "write_c_array": "c_array",
     "Violation": "check", "relu_only_violations": "check",
     "Conversion": "conversion", "convert": "conversion",
-    "quantize": "converter",
+    "quantize": "quantization",
     "TFLiteError": "pea_keras.errors",
-    "ModelInfo": "model_info", "inspect": "model_info",
+    "ModelInfo": "inspection", "inspect": "inspection",
     "evaluate": "runtimes", "micro_arena_bytes": "runtimes", "predict": "runtimes",
     "write_micro_kit": "micro_kit",
 }

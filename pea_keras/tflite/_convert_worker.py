@@ -4,7 +4,7 @@
     python -m pea_keras.tflite._convert_worker --file MODEL IO OUT.tflite SETTINGS_JSON
 
 The converter can crash the whole process (a segmentation fault on calibration ranges it
-cannot represent), so `converter.py` runs this file and turns a crash into one error line.
+cannot represent), so `quantization.py` runs this file and turns a crash into one error line.
 The calibration .npz holds one array per model input, keyed by the input's name (the
 SavedModel signature's argument name), so several inputs can never be swapped.
 
@@ -85,7 +85,7 @@ def convert_saved_model(saved_model, calibration, io, out):
 def convert_file(model_path, io, out, settings):
     import pea_keras
     from pea_keras.saving import load_model
-    from pea_keras.tflite import conversion, converter
+    from pea_keras.tflite import conversion, quantization
 
     settings = json.loads(settings)
     package = os.path.dirname(os.path.abspath(pea_keras.__file__))
@@ -95,13 +95,13 @@ def convert_file(model_path, io, out, settings):
         conversion.check_exportable(model)
         n_pea = len(pea_keras.pea_layers(model))
         plain = conversion.strip_for_deploy(model, force_strip=settings["force_strip"])
-    inputs = converter.model_inputs(plain)
+    inputs = quantization.model_inputs(plain)
     ours = [str(w.message) for w in caught if os.path.abspath(w.filename).startswith(package)]
     print(json.dumps({"inputs": inputs, "pea_layers": n_pea, "warnings": ours}), flush=True)
     # In the parent's temporary folder, which the parent removes even when it had to kill this process.
     saved_model, epochs = settings["saved_model"], settings["qat_epochs"]
     if not epochs:
-        converter.export_saved_model(plain, saved_model)  # While the parent loads the calibration.
+        quantization.export_saved_model(plain, saved_model)  # While the parent loads the calibration.
     line = sys.stdin.readline().strip()
     if not line:  # The parent gave up (its calibration or training data was wrong).
         return
@@ -110,7 +110,7 @@ def convert_file(model_path, io, out, settings):
         from pea_keras.tflite.qat import qat_model
 
         with np.load(arrays["qat"]) as qat:
-            converter.export_saved_model(qat_model(plain, qat["x"], qat["y"], epochs), saved_model)
+            quantization.export_saved_model(qat_model(plain, qat["x"], qat["y"], epochs), saved_model)
     data = tflite_bytes(saved_model, _load(arrays["calibration"]), io)  # Checked by the parent.
     with open(out, "wb") as f:
         f.write(data)

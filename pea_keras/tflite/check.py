@@ -27,7 +27,7 @@ ReLU6 channel gates (``graph.channel_gate``).
 import dataclasses
 
 from pea_keras.tflite import graph
-from pea_keras.tflite.model_info import inspect
+from pea_keras.tflite.inspection import inspect
 
 RELU_OPS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1"})
 RELU_FUSED = frozenset({"NONE", "RELU", "RELU6", "RELU_N1_TO_1"})

@@ -30,7 +30,7 @@ def _micro_main(args):
 
 def _bench(args):
     from pea_keras.errors import TFLiteError
-    from pea_keras.tflite.model_info import inspect
+    from pea_keras.tflite.inspection import inspect
     from pea_keras.tflite.runtimes import RuntimeFailure, latency_ms, micro_arena_bytes, micro_measure
 
     info = inspect(args.file)
@@ -107,7 +107,7 @@ def _convert(args):
 
 
 def _inspect(args):
-    from pea_keras.tflite.model_info import format_report, inspect, read_bytes
+    from pea_keras.tflite.inspection import format_report, inspect, read_bytes
 
     info = inspect(args.file)
     if args.resolver:
@@ -127,7 +127,7 @@ def _inspect(args):
 
 def _check(args):
     from pea_keras.tflite.check import analyze, by_operator, micro_blocker, verdict
-    from pea_keras.tflite.model_info import inspect
+    from pea_keras.tflite.inspection import inspect
 
     info = inspect(args.file)
     proof = analyze(info, strict=args.strict, int8=args.int8, allow_gates=args.allow_gates)
@@ -148,7 +148,7 @@ def _check(args):
 def _run(args):
     from pea_keras.data import class_names, load_arrays
     from pea_keras.errors import TFLiteError
-    from pea_keras.tflite.model_info import inspect
+    from pea_keras.tflite.inspection import inspect
     from pea_keras.tflite.runtimes import RUNTIMES, RuntimeFailure, class_count, evaluate
 
     info = inspect(args.file)

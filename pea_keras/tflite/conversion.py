@@ -1,6 +1,6 @@
 """Keras model -> full-integer TFLite file that is proven ReLU-only and loads on device.
 
-``convert`` strips a PEA model, quantizes it (``converter.py``; QAT first with ``qat.py``),
+``convert`` strips a PEA model, quantizes it (``quantization.py``; QAT first with ``qat.py``),
 proves the result ReLU-only and integer-only, load-tests it on LiteRT and TFLite Micro, compiles
 the proven file for its target where the target has a compiler (``targets.py``: Ethos-U's Vela),
 and only then writes everything (``outputs.py``), atomically. A path is read with
@@ -14,11 +14,11 @@ import os
 from pea_keras import files
 from pea_keras.errors import TFLiteError, UnfinishedScheduleError, first_line
 from pea_keras.saving import revived_layers
-from pea_keras.tflite import converter, targets
+from pea_keras.tflite import quantization, targets
 from pea_keras.tflite.check import analyze
-from pea_keras.tflite.converter import quantize
-from pea_keras.tflite.model_info import inspect, totals_lines
+from pea_keras.tflite.inspection import inspect, totals_lines
 from pea_keras.tflite.outputs import Outputs, stem
+from pea_keras.tflite.quantization import quantize
 
 
 def strip_for_deploy(model, force_strip=False):
@@ -95,7 +95,7 @@ def convert(model, output_path, calibration, *, target="micro", io=None, overwri
 
     Args:
         model: a Keras model, or a model file: a file loads, strips, fine-tunes (QAT) and
-            converts in one TensorFlow child process (``converter.quantize_file``) and this
+            converts in one TensorFlow child process (``quantization.quantize_file``) and this
             process never imports TensorFlow, whichever Keras backend it runs. ``trust_code`` is
             ``load_model``'s.
         output_path: the .tflite file; nothing is written unless every step passes, and the
@@ -145,7 +145,7 @@ def convert(model, output_path, calibration, *, target="micro", io=None, overwri
 def _quantized(model, calibration, io, force_strip, qat_epochs, qat_data, trust_code, verbose):
     """(int8 TFLite bytes, {input name: calibration array}, PEA layers stripped) of `model`."""
     if isinstance(model, (str, os.PathLike)):
-        return converter.quantize_file(
+        return quantization.quantize_file(
             model, calibration if callable(calibration) else lambda inputs: calibration, io=io,
             force_strip=force_strip, qat_epochs=qat_epochs,
             qat_data_for=qat_data if callable(qat_data) or qat_data is None else lambda inputs: qat_data,
@@ -155,8 +155,8 @@ def _quantized(model, calibration, io, force_strip, qat_epochs, qat_data, trust_
 
     n_pea = len(pea_keras.pea_layers(model))
     plain = strip_for_deploy(model, force_strip=force_strip)
-    inputs = converter.model_inputs(plain)
-    calibration = converter.check_calibration(inputs, calibration(inputs) if callable(calibration) else calibration)
+    inputs = quantization.model_inputs(plain)
+    calibration = quantization.check_calibration(inputs, calibration(inputs) if callable(calibration) else calibration)
     if not qat_epochs:
         return quantize(plain, calibration, io=io, verbose=verbose), calibration, n_pea
     if qat_data is None:

@@ -30,7 +30,7 @@ import numpy as np
 from pea_keras.errors import TFLiteError
 from pea_keras.files import atomic_write_many
 from pea_keras.tflite import c_array
-from pea_keras.tflite.model_info import inspect, read_bytes
+from pea_keras.tflite.inspection import inspect, read_bytes
 from pea_keras.tflite.op_resolver import op_resolver_header
 
 # Margin on the measured arena: the measurement is on a 64-bit host with the reference kernels;

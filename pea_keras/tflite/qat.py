@@ -17,7 +17,7 @@ import tempfile
 import numpy as np
 
 from pea_keras.errors import TFLiteError
-from pea_keras.tflite import converter
+from pea_keras.tflite import quantization
 
 # Keras 3 config keys tf_keras does not know, per class ("*" = any layer).
 _KERAS3_ONLY = {"*": {"quantization_config", "lora_rank", "lora_alpha"},
@@ -161,5 +161,5 @@ def qat_tflite_bytes(model, x, y, epochs, calibration, io="int8", verbose=False)
     """Full-integer TFLite bytes of the QAT-fine-tuned model."""
     q = qat_model(model, x, y, epochs)
     with tempfile.TemporaryDirectory(prefix="pea-qat-") as tmp:
-        converter.export_saved_model(q, tmp)
-        return converter.convert_saved_model(tmp, calibration, io, verbose)
+        quantization.export_saved_model(q, tmp)
+        return quantization.convert_saved_model(tmp, calibration, io, verbose)

@@ -27,7 +27,7 @@ import numpy as np
 
 from pea_keras.errors import TFLiteError, signal_name
 from pea_keras.tflite import tflm_api
-from pea_keras.tflite.model_info import inspect, read_bytes
+from pea_keras.tflite.inspection import inspect, read_bytes
 
 _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_runtime_worker.py")
 _REFUSED = 3  # the worker's exit code when the runtime refuses the model (_runtime_worker.REFUSED)

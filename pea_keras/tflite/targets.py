@@ -80,7 +80,7 @@ class Target:
     json_key = "compiled"  # its facts in ``inspect --json``
 
     def recognises(self, info):
-        """True for a file this target compiled (``model_info.ModelInfo``)."""
+        """True for a file this target compiled (``inspection.ModelInfo``)."""
         return False
 
     def describe(self, info, data):

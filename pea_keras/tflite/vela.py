@@ -28,7 +28,7 @@ import tempfile
 import numpy as np
 
 from pea_keras.errors import TFLiteError, signal_name
-from pea_keras.tflite.model_info import inspect, read_bytes
+from pea_keras.tflite.inspection import inspect, read_bytes
 
 # Vela 5.2's --accelerator-config choices (``ethosu.vela.architecture_features.Accelerator``;
 # a test compares them with the installed Vela's).
@@ -159,7 +159,7 @@ class Compiled:
     clock_hz: float
     memory_bytes: dict  # area -> bytes used (nonzero areas only)
     arena_bytes: int
-    info: object  # model_info.ModelInfo of the Vela file
+    info: object  # inspection.ModelInfo of the Vela file
 
     @property
     def npu_operators(self):
