@@ -7,8 +7,8 @@
     arrays          model inputs as checked numpy arrays (calibration, QAT, evaluation)
     batches         the tf.data steps every task's pipeline shares (in-memory batching, back to arrays)
 
-Each training task loads its own data and builds its pipelines in its folder
-(`pea_keras.training.tasks.classification.data`, `...segmentation.data`, `...segmentation.scenes`).
+Each training task loads its own data and builds its pipelines in its own folder (the `data`
+module of each task under `training/tasks/`), on top of these.
 A setting that cannot work raises `SettingError` naming it (`augment`); train.py says it as its flag.
 `batches` needs TensorFlow; the others import it only on demand.
 """
