@@ -30,17 +30,14 @@ runs in the background and resumes:
 """
 import argparse
 import os
-import sys
 import time
 import traceback
 
 import results_store
-from compact_accuracy import now
+from common import REPO, RESULTS, now
 from paired_stats import gap_fraction, paired
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 PRETRAIN_EPOCHS = 15
 LR = 5e-4
@@ -309,7 +306,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default=os.path.join(REPO, "runs", "relufy_bench"),
                         help="Folder for the models and run directories (kept for resuming).")
-    parser.add_argument("--json", default=os.path.join(REPO, "docs", "results", "relufy_accuracy.json"))
+    parser.add_argument("--json", default=os.path.join(RESULTS, "relufy_accuracy.json"))
     parser.add_argument("--report", action="store_true", help="Print the tables of the JSON and exit.")
     parser.add_argument("--quick", action="store_true", help="Smoke run: one seed, one epoch, two ways.")
     parser.add_argument("--worker", default=(0, 1), type=lambda v: tuple(map(int, v.split("/"))),

@@ -23,16 +23,14 @@ config of each; per network the ratio g / relufied of each.
 """
 import argparse
 import os
-import sys
 import tempfile
 import time
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 import deploy  # noqa: E402
+from common import REPO, RESULTS  # noqa: E402
 
 from pea_keras.files import atomic_write_json  # noqa: E402
 
@@ -40,7 +38,7 @@ NETWORKS = ("mobilenet_v2_silu", "mobilenet_v3_small", "efficientnet_b0")
 FILES = ("g", "relufied")
 ETHOS_U = ["ethos-u55-128", "ethos-u65-256"]
 KERNELS = ("builtin", "xnnpack")
-JSON = os.path.join(REPO, "docs", "results", "relufy_deploy.json")
+JSON = os.path.join(RESULTS, "relufy_deploy.json")
 
 
 def g_network(name, k, size):
