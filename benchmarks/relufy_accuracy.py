@@ -25,6 +25,7 @@ runs in the background and resumes:
 
     nice python benchmarks/relufy_accuracy.py --work runs/relufy_bench --worker 0/2 &   # priority order
     nice python benchmarks/relufy_accuracy.py --work runs/relufy_bench --worker 1/2 &
+    ... --networks mobilenet_v2_silu                                        # one network's seeds only
     python benchmarks/relufy_accuracy.py --report                           # tables into docs/
     python benchmarks/relufy_accuracy.py --quick --work /tmp/q               # smoke: 1 seed, 1 epoch
 """
@@ -196,10 +197,12 @@ def _blocks(quick):
             + [(n, s, first(n, s) + rest(n, s)) for s in range(5) for n in NETWORKS[2:]])
 
 
-def plan(quick, worker=(0, 1)):
-    """(net, job kind, way, budget, seed) of this worker (every N-th block), in priority order."""
+def plan(quick, worker=(0, 1), networks=NETWORKS):
+    """(net, job kind, way, budget, seed) of this worker (every N-th block of `networks`), in priority
+    order."""
     index, count = worker
-    return [job for i, (_, _, jobs) in enumerate(_blocks(quick)) if i % count == index for job in jobs]
+    blocks = [jobs for net, _, jobs in _blocks(quick) if net in networks]
+    return [job for i, jobs in enumerate(blocks) if i % count == index for job in jobs]
 
 
 def key(net, kind, way, budget, seed):
@@ -220,7 +223,7 @@ def update_store(path, change):
 
 def worker(args):
     epochs = 1 if args.quick else PRETRAIN_EPOCHS
-    for job in plan(args.quick, args.worker):
+    for job in plan(args.quick, args.worker, args.networks):
         net, kind, way, budget, seed = job
         if args.only and kind != args.only:
             continue
@@ -311,6 +314,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="Smoke run: one seed, one epoch, two ways.")
     parser.add_argument("--worker", default=(0, 1), type=lambda v: tuple(map(int, v.split("/"))),
                         help="I/N: run every N-th block of jobs, starting at the I-th (workers share the JSON).")
+    parser.add_argument("--networks", nargs="+", choices=NETWORKS, default=NETWORKS,
+                        help="Run only these networks' jobs (say, the one whose evidence is short).")
     parser.add_argument("--only", choices=("pretrain", "swap", "scratch", "way"), help="Run only this kind of job.")
     args = parser.parse_args()
     if args.report:

@@ -517,8 +517,8 @@ def test_sigterm_during_convert_ends_the_converter_and_removes_its_temporaries(t
     temp, out = tmp_path / "tmp", tmp_path / "out"
     temp.mkdir()
     out.mkdir()
-    proc = start_pea_tflite("convert", small_model_file, "-o", out / "model.tflite", "--calib_samples=16",
-                            TMPDIR=str(temp))
+    proc = start_pea_tflite("convert", small_model_file, "-o", out / "model.tflite", "--calib_samples=100",
+                            TMPDIR=str(temp))  # 100: no few-samples warning races the signal.
     wait_for(lambda: any(os.path.exists(os.path.join(temp, d, "saved_model")) for d in os.listdir(temp))
              or proc.poll() is not None, what="the converter child's SavedModel export")
     converters = children(proc.pid)
