@@ -20,6 +20,11 @@ batches, so differences are paired. Configurations:
   learned_alpha    alpha a trainable weight of each PEALayer (from 0, clipped to [0, 1]), then stripped by force
   relu_keras3, pea_silu_keras3   relu and pea_silu under Keras 3 (train.py's default flavor) instead of tf_keras;
                    paired with each other, not with the tf_keras runs
+  sugar_silu, kd_relu, pea_silu_kd, pea_silu_selfkd   other ways to a better ReLU network: surrogate gradients,
+                   distillation from the g_silu network, PEA with that teacher, PEA distilled from its own g branch
+  pea_hybrid_silu  recipe candidate: --relu_gradient g (the blend's ReLU branch backpropagates g', so PEA turns
+                   into SUGAR at alpha 1); pea_silu_bn: --bn_reestimate 50 (the stripped network's batch-norm
+                   statistics recomputed on 50 training batches); pea_hybrid_silu_bn: both
 
 Each trained model is scored once, after the last epoch, on the test split (nothing is selected on it): float (the
 trained Keras model), stripped (the ReLU network: pea_keras.strip, by force for fixed_0.5 and learned_alpha) and int8
@@ -34,6 +39,7 @@ inside a priority, so every configuration of a block has comparable seeds whenev
     python benchmarks/compact_accuracy.py --threads 1 --worker 1/2 &
     python benchmarks/compact_accuracy.py --report           # tables, plot, ablations.json
     python benchmarks/compact_accuracy.py --quick            # smoke: 2 seeds, 2 epochs
+    python benchmarks/compact_accuracy.py --study recipes --threads 1 --worker 0/1 &   # then --study recipes --report
 """
 import argparse
 import json
@@ -52,6 +58,7 @@ from results_store import locked
 from pea_keras import files
 
 MEASURES = ("float", "stripped", "int8")
+VALIDATED = MEASURES + ("validation",)  # The deployed network's validation top-1, recorded since the recipe study.
 EPOCHS = 15
 KERAS = "2"  # tf_keras: the flavor every recorded run used (train.py's default was then "2").
 WIDTHS = {"mobilenet_v2": 0.35, "mobilenet_v3_small": 1.0}
@@ -75,13 +82,17 @@ CONFIGS = {
     "kd_relu": dict(mode="relu", distill="teacher"),
     "pea_silu_kd": dict(mode="pea", activation="silu", distill="teacher"),
     "pea_silu_selfkd": dict(mode="pea", activation="silu", distill="self"),
+    "pea_hybrid_silu": dict(mode="pea", activation="silu", relu_gradient="g"),
+    "pea_silu_bn": dict(mode="pea", activation="silu", bn_reestimate=50),
+    "pea_hybrid_silu_bn": dict(mode="pea", activation="silu", relu_gradient="g", bn_reestimate=50),
 }
 MAIN = ["relu", "pea_silu", "relu_equal_cost"]
 ABLATIONS = ["sched_linear", "sched_step", "end_0.5", "end_0.9", "fixed_0.5", "learned_alpha"]
 ACTIVATIONS = ["pea_gelu", "pea_mish", "pea_hard_swish", "g_silu"]
 KERAS3 = ["relu_keras3", "pea_silu_keras3"]
 METHODS = ["sugar_silu", "kd_relu", "pea_silu_kd", "pea_silu_selfkd"]
-ALL_METHODS = ["relu", "relu_equal_cost", "pea_silu", "g_silu"] + METHODS
+RECIPES = ["pea_hybrid_silu", "pea_silu_bn", "pea_hybrid_silu_bn"]  # Chosen among on validation.
+ALL_METHODS = ["relu", "relu_equal_cost", "pea_silu", "g_silu"] + METHODS + RECIPES
 V2, V3 = "mobilenet_v2", "mobilenet_v3_small"
 # Summaries: (name, arch, configs, reference configs for paired differences).
 GROUPS = [
@@ -90,8 +101,8 @@ GROUPS = [
     ("mobilenet_v3_small", V3, MAIN + ACTIVATIONS, ["relu", "relu_equal_cost", "pea_silu"]),
     ("keras3", V2, KERAS3, ["relu_keras3"]),
     ("ablations_mobilenet_v3_small", V3, ["relu", "pea_silu"] + ABLATIONS, ["relu", "pea_silu"]),
-    ("methods_mobilenet_v3_small", V3, ALL_METHODS, ["relu", "pea_silu"]),
-    ("methods_mobilenet_v2", V2, ALL_METHODS, ["relu", "pea_silu"]),
+    ("methods_mobilenet_v3_small", V3, ALL_METHODS, ["relu", "pea_silu", "sugar_silu"]),
+    ("methods_mobilenet_v2", V2, ALL_METHODS, ["relu", "pea_silu", "sugar_silu"]),
 ]
 
 
@@ -117,6 +128,13 @@ def plan(quick):
             + block(V3, ABLATIONS, range(10))                # 9. the defaults backed on V3 too
             + block(V3, METHODS, range(10))                  # 10. the other ways to a better ReLU network
             + block(V2, METHODS, range(10)))
+
+
+def recipes_plan():
+    """The recipe study (--study recipes, its own JSON): the candidates and the configurations they are chosen
+    against, all trained by today's code, V3 (the network furthest from the goal) first."""
+    return [(arch, c, s) for arch in (V3, V2) for s in range(10) for c in ["relu", "g_silu", "pea_silu", "sugar_silu"]
+            + RECIPES]
 
 
 def key(arch, config, seed):
@@ -167,11 +185,13 @@ def train_one(arch, config_name, seed, epochs, teachers=None, spec=None):
             arch=arch, width=WIDTHS[arch], mode="pea" if ablation else mode, keras=spec.get("keras", KERAS),
             activation=spec.get("activation", "silu"), schedule=spec.get("schedule", "cosine"),
             pea_end=spec.get("pea_end", 0.75), epochs=epochs, seed=seed, verbose="0", distill=distill,
+            relu_gradient=spec.get("relu_gradient", "relu"), bn_reestimate=spec.get("bn_reestimate", 0),
             output_dir=spec.get("output_dir") or os.path.join(tmp, "run"), tflite_dir=os.path.join(tmp, "tflite"))
         m = run.run(config, callbacks=[Clock()], mode=ablation)
     top1, alphas = m["top1"], m["alpha_trace"]["alpha"]
     return {
         "float": top1["pea"], "stripped": top1.get("stripped"), "int8": top1.get("int8"),
+        "validation": top1.get("validation"),
         "int8_bytes": m["sizes"].get("tflite_int8_bytes"), "arch": arch, "width": config.width,
         "keras": config.keras, "config": config_name, "seed": seed, "epochs": epochs, "steps": m["total_steps"],
         "params": m["params"], "alpha_final": m["alpha_final"] if alphas or ablation else None,
@@ -236,7 +256,8 @@ def worker(args):
               f"int8 {int8}  cpu {result['train_cpu_s']:.0f} s  wall {result['total_wall_s']:.0f} s", flush=True)
         return result
 
-    jobs = plan(args.quick)[args.worker[0]::args.worker[1]]  # Every N-th from the I-th.
+    jobs = recipes_plan() if args.study == "recipes" else plan(args.quick)
+    jobs = jobs[args.worker[0]::args.worker[1]]  # Every N-th from the I-th.
     results_store.work(args.json, EMPTY, jobs, lambda job: key(*job), run, ready, args.stop_at, update_store,
                        recorded=lambda s: s.setdefault("meta", {}).update(meta(args)))
 
@@ -244,7 +265,8 @@ def worker(args):
 def meta(args):
     import tf_keras
 
-    return {"command": "python benchmarks/compact_accuracy.py" + (" --quick" if args.quick else ""),
+    return {"command": "python benchmarks/compact_accuracy.py" + (" --quick" if args.quick else "")
+            + (" --study recipes" if args.study == "recipes" else ""),
             **common.machine(), "tf_keras": tf_keras.__version__, "keras": KERAS, "epochs": args.epochs,
             "widths": WIDTHS, "configs": CONFIGS, "updated_utc": now(),
             "recipe": "pea_keras.training.run.run (train.py's chain) with the run directory in a scratch folder"}
@@ -261,7 +283,7 @@ def by_config(store, arch):
 
 def summarize(store, group):
     _, arch, configs, references = next(g for g in GROUPS if g[0] == group)
-    rows = paired_rows(by_config(store, arch), configs, MEASURES, references)
+    rows = paired_rows(by_config(store, arch), configs, VALIDATED, references)
     return {"arch": arch, "width": WIDTHS[arch], "rows": rows}
 
 
@@ -277,31 +299,38 @@ def plot(store, path):
 
 
 def methods_table(store, arch):
-    """Per method: stripped and int8 top-1, the fraction of the ReLU -> g_silu gap its stripped ReLU network recovers
-    (against g_silu's float, which cannot deploy ReLU-only) and its training CPU cost relative to ReLU, a teacher's
-    training included."""
+    """Per method: stripped and int8 top-1, the fraction of the ReLU -> g_silu gap its stripped and int8 ReLU
+    networks recover (against g_silu's float, which cannot deploy ReLU-only; from ReLU's stripped and int8), the
+    deployed network's validation top-1 where recorded (recipes are chosen on it) and its training CPU cost
+    relative to ReLU, a teacher's training included."""
     by = by_config(store, arch)
     seeds = sorted(by.get("relu", {}))
-    relu = [by["relu"][s]["stripped"] for s in seeds]
     g = [by.get("g_silu", {}).get(s, {}).get("float") for s in seeds]
-    lines = ["| method | n | stripped top-1 % | int8 top-1 % | recovered of the ReLU -> g gap [95 % CI] | "
-             "training cost x ReLU |", "|---|---|---|---|---|---|"]
+    lines = ["| method | n | stripped top-1 % | int8 top-1 % | recovered of the ReLU -> g gap, stripped [95 % CI] | "
+             "int8 [95 % CI] | validation top-1 % | training cost x ReLU |", "|---|---|---|---|---|---|---|---|"]
     for config in ALL_METHODS:
         runs = by.get(config, {})
         if config == "g_silu" or not runs:
             continue
-        stripped = [runs.get(s, {}).get("stripped") for s in seeds]
-        gap = gap_fraction(stripped, relu, g)
+        gaps = [gap_text(gap_fraction([runs.get(s, {}).get(m) for s in seeds], [by["relu"][s][m] for s in seeds], g))
+                for m in ("stripped", "int8")]
         costs = [(runs[s]["train_cpu_s"] + (runs[s].get("teacher_cpu_s") or 0)) / by["relu"][s]["train_cpu_s"]
                  for s in seeds if s in runs]
         mean = {m: 100 * statistics.fmean(r[m] for r in runs.values()) for m in ("stripped", "int8")}
-        lines.append(f"| {config} | {len(runs)} | {mean['stripped']:.2f} | {mean['int8']:.2f} | {gap_text(gap)} | "
-                     f"{statistics.median(costs):.2f} |")
+        val = [r["validation"] for r in runs.values() if r.get("validation") is not None]
+        lines.append(f"| {config} | {len(runs)} | {mean['stripped']:.2f} | {mean['int8']:.2f} | {' | '.join(gaps)} | "
+                     + (f"{100 * statistics.fmean(val):.2f} ({len(val)})" if val else "-")
+                     + f" | {statistics.median(costs):.2f} |")
     return "\n".join(lines)
 
 
 def report(args):
     store = update_store(args.json, lambda store: None)
+    if args.study == "recipes":
+        print("\n\n".join(f"### {arch}\n\n" + methods_table(store, arch) + "\n\n"
+                           + markdown(store["summary"][f"methods_{arch}"], ["pea_silu", "sugar_silu"], VALIDATED)
+                           for arch in (V3, V2)))
+        return
     texts = []
     for name, _, _, references in GROUPS:
         texts.append(f"### {name}\n\n" + markdown(store["summary"][name], references, MEASURES))
@@ -327,13 +356,18 @@ def main():
     parser.add_argument("--report", action="store_true", help="only summarise the JSON: tables, plot")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 2 epochs, 6 configs")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
-    parser.add_argument("--json", default=os.path.join(RESULTS, "accuracy_compact.json"))
+    parser.add_argument("--study", choices=("main", "recipes"), default="main",
+                        help="recipes: the recipe candidates and what they are chosen against, in their own JSON")
+    parser.add_argument("--json", help="the results (default: docs/results/accuracy_compact.json, or "
+                                       "compact_recipes.json for --study recipes)")
     parser.add_argument("--ablations_json", default=os.path.join(RESULTS, "ablations.json"))
     parser.add_argument("--plot", default=os.path.join(REPO, "docs", "accuracy_compact.png"))
     parser.add_argument("--teachers", default=os.path.join(REPO, "runs", "compact_teachers"),
                         help="where the g_silu teachers of the distilled configurations are kept")
     common.add_worker_arguments(parser)
     args = parser.parse_args()
+    args.json = args.json or os.path.join(RESULTS, "compact_recipes.json" if args.study == "recipes"
+                                          else "accuracy_compact.json")
     if args.quick:
         args.epochs = 2
         common.quick_paths(args, "json", "ablations_json", "plot")

@@ -228,17 +228,18 @@ def score(r):
     scores, sizes = _Scores(), {"params": int(r.model.count_params())}
     _, val_ds, test_ds = r.splits
     predicted = scores.add("pea", r.task.evaluate(r.model, test_ds, r.data))
-    scores.add("validation", r.task.evaluate(r.model, val_ds, r.data))
     pea_path = os.path.join(r.run_dir, "pea_model.keras")
     storage.save_model(r.model, pea_path)
     sizes["pea_model_bytes"] = rundir.size_bytes(pea_path)
     if r.mode.undeployable:
         _log(r.config, f"Mode {r.config.mode}: {r.mode.undeployable}; skipping strip and export")
+        scores.add("validation", r.task.evaluate(r.model, val_ds, r.data))
         return scores, sizes, None
     deployable = r.mode.strip(r.model)
     if r.config.bn_reestimate:
         pea_keras.reestimate_batchnorm(deployable, r.splits[0], batches=r.config.bn_reestimate)
     predicted_relu = scores.add("stripped", r.task.evaluate(deployable, test_ds, r.data))
+    scores.add("validation", r.task.evaluate(deployable, val_ds, r.data))  # Recipes are chosen on what deploys.
     relu_path = os.path.join(r.run_dir, "relu_model.keras")
     storage.save_model(deployable, relu_path)
     sizes["relu_model_bytes"] = rundir.size_bytes(relu_path)
