@@ -92,6 +92,7 @@ ACTIVATIONS = ["pea_gelu", "pea_mish", "pea_hard_swish", "g_silu"]
 KERAS3 = ["relu_keras3", "pea_silu_keras3"]
 METHODS = ["sugar_silu", "kd_relu", "pea_silu_kd", "pea_silu_selfkd"]
 RECIPES = ["pea_hybrid_silu", "pea_silu_bn", "pea_hybrid_silu_bn"]  # Chosen among on validation.
+RECIPE_STUDY = ["relu", "g_silu", "pea_silu", "sugar_silu"] + RECIPES
 ALL_METHODS = ["relu", "relu_equal_cost", "pea_silu", "g_silu"] + METHODS + RECIPES
 V2, V3 = "mobilenet_v2", "mobilenet_v3_small"
 # Summaries: (name, arch, configs, reference configs for paired differences).
@@ -133,8 +134,7 @@ def plan(quick):
 def recipes_plan():
     """The recipe study (--study recipes, its own JSON): the candidates and the configurations they are chosen
     against, all trained by today's code, V3 (the network furthest from the goal) first."""
-    return [(arch, c, s) for arch in (V3, V2) for s in range(10) for c in ["relu", "g_silu", "pea_silu", "sugar_silu"]
-            + RECIPES]
+    return [(arch, c, s) for arch in (V3, V2) for s in range(10) for c in RECIPE_STUDY]
 
 
 def key(arch, config, seed):
@@ -327,9 +327,14 @@ def methods_table(store, arch):
 def report(args):
     store = update_store(args.json, lambda store: None)
     if args.study == "recipes":
-        print("\n\n".join(f"### {arch}\n\n" + methods_table(store, arch) + "\n\n"
-                           + markdown(store["summary"][f"methods_{arch}"], ["pea_silu", "sugar_silu"], VALIDATED)
-                           for arch in (V3, V2)))
+        references, texts = ["pea_silu", "sugar_silu"], []
+        for arch in (V3, V2):
+            runs = by_config(store, arch)
+            rows = [r for r in paired_rows(runs, RECIPE_STUDY, VALIDATED, references) if r["n"]]
+            if rows:
+                texts.append(f"### {arch}\n\n{methods_table(store, arch)}\n\n"
+                             + markdown({"rows": rows}, references, VALIDATED))
+        print("\n\n".join(texts))
         return
     texts = []
     for name, _, _, references in GROUPS:

@@ -32,7 +32,8 @@ def compact(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", ["pea_silu", "g_silu", "learned_alpha", "fixed_0.5", "pea_silu_keras3"])
+@pytest.mark.parametrize("config", ["pea_silu", "g_silu", "learned_alpha", "fixed_0.5", "pea_silu_keras3",
+                                    "pea_hybrid_silu_bn"])
 def test_compact_accuracy_trains_scores_and_quantizes_one_configuration(compact, config):
     """Through train.py's chain: the record's scores are the run's, ablations stripped by force."""
     r = compact.train_one("tiny", config, seed=0, epochs=1)
@@ -43,13 +44,31 @@ def test_compact_accuracy_trains_scores_and_quantizes_one_configuration(compact,
     if config == "g_silu":  # SiLU everywhere cannot deploy ReLU-only: no strip, no int8 file.
         assert r["alpha_final"] == 0.0 and r["stripped"] is None and r["int8"] is None
         return
-    assert r["int8"] is not None and r["int8_bytes"] > 0
-    if config.startswith("pea_silu"):  # The schedule ends at alpha 1: stripping changes nothing.
+    assert r["int8"] is not None and r["int8_bytes"] > 0 and 0 < r["validation"] <= 1
+    if config == "pea_hybrid_silu_bn":  # Re-estimated statistics: the stripped network is scored on its own.
+        assert r["alpha_final"] == 1.0
+    elif config.startswith("pea_silu"):  # The schedule ends at alpha 1: stripping changes nothing.
         assert r["alpha_final"] == 1.0 and r["stripped"] == r["float"]
     elif config == "fixed_0.5":
         assert r["alpha_final"] == 0.5
     else:  # A learned alpha stays in [0, 1] (it moved from 0), and the forced strip deploys ReLU.
         assert 0.0 < r["alpha_final"] <= 1.0
+
+
+def test_recipe_study_reports_gap_shares_validation_and_paired_differences(tmp_path):
+    """`--study recipes --report` of a store: per network the gap share of each way (ReLU stripped -> g float),
+    the validation top-1 the recipe is chosen on, and the paired differences against pea_silu and sugar_silu."""
+    top1 = {"relu": 0.80, "g_silu": 0.90, "pea_silu": 0.85, "sugar_silu": 0.86, "pea_hybrid_silu_bn": 0.88}
+    runs = {f"mobilenet_v3_small/{c}/{s}": {
+        "arch": "mobilenet_v3_small", "config": c, "seed": s, "float": v + s / 100, "stripped": v + s / 100,
+        "int8": v + s / 100, "validation": v, "train_cpu_s": 10.0} for c, v in top1.items() for s in range(3)}
+    (tmp_path / "r.json").write_text(json.dumps({"runs": runs, "equal_cost": {}}))
+    out = run_benchmark("compact_accuracy.py", "--study", "recipes", "--report", "--json", str(tmp_path / "r.json"))
+    assert "| pea_hybrid_silu_bn | 3 | 89.00 | 89.00 | 80 % [80, 80] | 80 % [80, 80] | 88.00 (3) | 1.00 |" in out
+    assert "| pea_silu | 3 | 86.00 | 86.00 | 50 % [50, 50] | 50 % [50, 50] | 85.00 (3) | 1.00 |" in out
+    assert ("| pea_hybrid_silu_bn | validation | 3 | 88.00 | 0.00 | +3.00 [+3.00, +3.00] | 3/0/0 | "
+            "+2.00 [+2.00, +2.00] | 3/0/0 |") in out
+    assert "kd_relu" not in out and "| pea_silu_bn |" not in out  # Only the study's ways that ran.
 
 
 def test_paired_difference_interval_and_record(monkeypatch):
