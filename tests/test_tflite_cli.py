@@ -26,6 +26,8 @@ MODELS = """
     b, c = L.Input((12, 12, 1), name="b"), L.Input((12, 12, 1), name="c")
     y = L.Conv2D(4, 3, activation="relu")(L.Concatenate()([b, c]))
     keras.Model([b, c], L.Dense(10)(L.GlobalAveragePooling2D()(y))).save(f"{out}/two_inputs.keras")
+    free = L.Input((None, None, 1), name="image")
+    keras.Model(free, L.GlobalAveragePooling2D()(L.Conv2D(4, 3, activation="relu")(free))).save(f"{out}/any_size.keras")
     rng = np.random.default_rng(0)
     x = lambda: rng.uniform(0, 1, (128, 12, 12, 1)).astype("float32")
     np.save(f"{out}/calib.npy", x())
@@ -78,6 +80,9 @@ def test_convert_of_a_model_file_imports_tensorflow_only_in_its_converter_child(
     (["plain.weights.h5", "-o", "{tmp}/m.tflite"],
      "{models}/plain.weights.h5: holds weights only, no model (as save_weights writes): build the model in code "
      "and call its load_weights, or save the whole model with model.save"),
+    (["any_size.keras", "-o", "{tmp}/m.tflite", "--calib", "calib.npy"],
+     "the model input image has free dimensions (None, None, 1): a device runs one fixed input size, so build the "
+     "model with it (keras.applications: input_shape=(224, 224, 3); keras.Input((224, 224, 3)))"),
     (["plain.keras", "-o", "{tmp}/m.tflite", "--calib", "tfds:mnist"],
      "--calib: tfds:mnist: TFDS dataset not available offline (prepare it first with `tfds build mnist`)"),
 ])

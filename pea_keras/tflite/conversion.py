@@ -36,7 +36,13 @@ def strip_for_deploy(model, force_strip=False):
 
 
 def check_exportable(model):
-    """Refuse, before converting, a model tf_keras cannot export for the converter."""
+    """Refuse, before converting, a model tf_keras cannot export for the converter, and one whose input
+    size is free: the file would hold placeholder 1x1 feature maps, not the network a device runs."""
+    for name, shape in quantization.model_inputs(model):
+        if None in shape[1:]:
+            raise TFLiteError(f"the model input {name} has free dimensions {shape[1:]}: a device runs one "
+                              "fixed input size, so build the model with it (keras.applications: "
+                              "input_shape=(224, 224, 3); keras.Input((224, 224, 3)))")
     revived = revived_layers(model)
     if revived:  # Trusted: tf_keras saves no layer it revived, and the converter reads a SavedModel.
         raise TFLiteError(f"{revived[0].where} was rebuilt from the TensorFlow graph in the file (its class is "
