@@ -92,7 +92,7 @@ def user_network(name, k, seed):
 def _record(metrics, **extra):
     top1 = metrics["top1"]
     return {"float": top1["pea"], "stripped": top1.get("stripped"), "int8": top1.get("int8"),
-            "validation": top1.get("validation"), "steps": metrics["total_steps"],
+            "validation": top1.get("validation"), "validation_of": "deployed", "steps": metrics["total_steps"],
             "train_wall_s": metrics["wall_time_s"]["train"], "finished_utc": now(), **extra}
 
 
@@ -253,6 +253,30 @@ def worker(args):
         print(f"{name:44s} test {100 * result['float']:.2f}  {time.time() - t0:.0f} s", flush=True)
 
 
+def rescore(args):
+    """Scores the validation split of every recorded run on its deployed network (relu_model.keras in its run
+    directory): train.py scored the trained model there before, which for a recipe with batch-norm
+    re-estimation is not the network it deploys. A file that does not reproduce the recorded test score is
+    left as it is, and said."""
+    import pea_keras
+    from pea_keras.training import config as config_lib
+    from pea_keras.training import run
+
+    for name, record in sorted(read_store(args.json)["runs"].items()):
+        path = os.path.join(args.work, "runs", name.replace("/", "_"), "relu_model.keras")
+        if record.get("validation_of") == "deployed" or not os.path.exists(path):
+            continue
+        r = run.prepare(config_lib.recipe(mode="relu", init_from=path, seed=int(name.split("/")[2]), verbose="0"))
+        _, val, test = r.splits
+        model = pea_keras.load_model(path)
+        if r.task.evaluate(model, test, r.data).score != record["stripped"]:
+            print(f"{name}: {path} does not reproduce the recorded test score; left as it is", flush=True)
+            continue
+        value = r.task.evaluate(model, val, r.data).score
+        update_store(args.json, lambda s, n=name, v=value: s["runs"][n].update(validation=v, validation_of="deployed"))
+        print(f"{name:44s} validation {100 * record['validation']:.2f} -> {100 * value:.2f}", flush=True)
+
+
 def _values(store, net, name, measure):
     """{seed: value} of one configuration."""
     found = {}
@@ -316,10 +340,15 @@ def main():
                         help="I/N: run every N-th block of jobs, starting at the I-th (workers share the JSON).")
     parser.add_argument("--networks", nargs="+", choices=NETWORKS, default=NETWORKS,
                         help="Run only these networks' jobs (say, the one whose evidence is short).")
+    parser.add_argument("--rescore_validation", action="store_true",
+                        help="Score the validation split of recorded runs on their deployed networks, and exit.")
     parser.add_argument("--only", choices=("pretrain", "swap", "scratch", "way"), help="Run only this kind of job.")
     args = parser.parse_args()
     if args.report:
         print(report(read_store(args.json)))
+        return
+    if args.rescore_validation:
+        rescore(args)
         return
     worker(args)
 

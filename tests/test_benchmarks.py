@@ -196,3 +196,29 @@ def test_relufy_deploy_benchmark(tmp_path):
         assert set(rows["g / relufied"]) == {"bytes", "arena_bytes", "builtin_ms", "xnnpack_ms",
                                              "ethos-u55-128", "ethos-u65-256"}
         assert f"| {net} | **g / relufied** |" in stdout
+
+
+@pytest.mark.slow
+def test_relufy_accuracy_benchmark_records_resumes_and_rescores(tmp_path):
+    """The smoke run trains the user's model and two ways through train.py's chain; a restart skips
+    what is recorded; `--rescore_validation` scores a run's deployed network on the validation split,
+    as train.py now records it, and leaves a file that does not reproduce its test score alone."""
+    args = ("--quick", "--work", str(tmp_path / "work"), "--json", str(tmp_path / "r.json"))
+    stdout = run_benchmark("relufy_accuracy.py", *args)
+    runs = json.loads((tmp_path / "r.json").read_text())["runs"]
+    net = "mobilenet_v2_silu"
+    assert set(runs) == {f"{net}/user/0", f"{net}/swap/0", f"{net}/relufy_0.1/0", f"{net}/swap_ft_0.1/0"}
+    assert all(0 <= r["validation"] <= 1 for r in runs.values()) and "test" in stdout
+    assert run_benchmark("relufy_accuracy.py", *args) == ""  # Nothing left to run.
+
+    recorded = runs[f"{net}/relufy_0.1/0"]
+    changed = {**runs, f"{net}/relufy_0.1/0": {**recorded, "validation": -1.0, "validation_of": "trained"},
+               f"{net}/swap_ft_0.1/0": {**runs[f"{net}/swap_ft_0.1/0"], "stripped": -1.0, "validation_of": "trained"}}
+    (tmp_path / "r.json").write_text(json.dumps({"runs": changed, "failed": {}}))
+    stdout = run_benchmark("relufy_accuracy.py", *args[1:], "--rescore_validation")
+    rescored = json.loads((tmp_path / "r.json").read_text())["runs"]
+    assert rescored[f"{net}/relufy_0.1/0"]["validation"] == recorded["validation"]
+    assert rescored[f"{net}/swap_ft_0.1/0"]["validation_of"] == "trained"
+    assert "swap_ft_0.1_0/relu_model.keras does not reproduce the recorded test score; left as it is" in stdout
+    assert "| relufy | 10 % | int8 | 1 |" in run_benchmark("relufy_accuracy.py", "--report", "--json",
+                                                           str(tmp_path / "r.json"))
