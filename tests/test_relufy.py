@@ -335,18 +335,22 @@ def test_a_loaded_model_strips_in_a_fresh_process(k, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("k_name", ["keras", "tf_keras"])
 @pytest.mark.parametrize("app", ["EfficientNetB0", "MobileNetV3Large", "MobileNetV3Small"])
-def test_applications_at_224_px_convert_to_int8_files_that_pass_the_check(app, tmp_path):
-    """At their native size the gates act on 7x7 maps or larger: the relufied, stripped network
-    converts to a full-int8 file that `pea-tflite check --int8 --allow_gates` passes, every gate named."""
-    import keras
+def test_applications_at_224_px_convert_to_int8_files_that_pass_the_check(app, k_name, tmp_path):
+    """At their native size the gates act on 7x7 maps or larger: the relufied, stripped network of
+    either flavour's application converts to a full-int8 file that `pea-tflite check --int8
+    --allow_gates` passes, every gate named."""
+    import importlib
+
     from fresh import pea_tflite
 
     from pea_keras.tflite import relu_only_violations
 
-    build = {"EfficientNetB0": keras.applications.EfficientNetB0,  # MobileNetV3's default input is any size.
-             "MobileNetV3Large": functools.partial(keras.applications.MobileNetV3Large, minimalistic=False),
-             "MobileNetV3Small": functools.partial(keras.applications.MobileNetV3Small, minimalistic=False)}[app]
+    apps = importlib.import_module(k_name).applications
+    build = {"EfficientNetB0": apps.EfficientNetB0,  # MobileNetV3's default input is any size.
+             "MobileNetV3Large": functools.partial(apps.MobileNetV3Large, minimalistic=False),
+             "MobileNetV3Small": functools.partial(apps.MobileNetV3Small, minimalistic=False)}[app]
     # Logits out: TFLite Micro aborts on an int8 softmax of the huge logits of random weights.
     relufied = pea_keras.relufy(build(input_shape=(224, 224, 3), weights=None, classes=10,
                                       classifier_activation=None))
