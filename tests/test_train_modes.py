@@ -45,6 +45,27 @@ def test_a_registered_mode_is_a_choice_with_its_help(tmp_path):
     assert "<pea|relu|surrogate|novel|relufy|fake>" in result.stdout
 
 
+@pytest.mark.parametrize("code, problem", [
+    ("raise ImportError('No module named torchvision')", "does not load (ImportError: No module named torchvision)"),
+    ("FAKE = 'fake'", "is not a Mode named 'fake' that is not one of pea, relu, surrogate, novel, relufy"),
+])
+def test_a_broken_registered_mode_is_left_out_with_one_warning(tmp_path, code, problem):
+    """Another package's broken mode never stops train.py: the built-in modes work, the warning names
+    the entry point and what is wrong, and choosing the broken mode is refused in one line."""
+    path = installed_plugin(tmp_path)
+    (tmp_path / "fake_mode.py").write_text(code + "\n")
+    result = run_script("train.py", "--helpshort", path=path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "<pea|relu|surrogate|novel|relufy>" in result.stdout
+    warning = (f"train.py: warning: mode fake (fake_mode:FAKE, entry point group pea_keras.modes) {problem}: left "
+               "out; fix or uninstall the package that declares it")
+    assert result.stderr.splitlines() == [warning]
+    result = run_script("train.py", "--mode=fake", path=path)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        warning, "train.py: error: flag --mode=fake: value should be one of <pea|relu|surrogate|novel|relufy> "
+                 "(see --helpshort)"]
+
+
 @pytest.mark.slow
 def test_a_registered_mode_trains_and_deploys_end_to_end(tmp_path):
     """The mode's schedule holds alpha at 0.5 and its default sets --pea_end; the force-stripped

@@ -16,12 +16,16 @@ the int8 TFLite file into --tflite_dir. Mistakes in flags or data print one line
 
 import os
 import sys
+import warnings
 
 from absl import app, flags
 
 from pea_keras import console
 from pea_keras.errors import SettingError, UsageError
-from pea_keras.training import config as config_lib  # Settings only: TensorFlow loads later.
+
+with warnings.catch_warnings(record=True) as _LOADING:  # Said once the tool's warning format is set.
+    warnings.simplefilter("always")
+    from pea_keras.training import config as config_lib  # Settings only: TensorFlow loads later.
 
 FLAGS = flags.FLAGS
 config_lib.define_flags(flags)
@@ -112,6 +116,8 @@ def start(tflite_dir=None):
                 FLAGS.set_default("tflite_dir", tflite_dir)
             # TensorFlow's own log lines show only when asked for with TF_CPP_MIN_LOG_LEVEL=0.
             console.quiet(_prog(), verbose=os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0")
+            for caught in _LOADING:  # A mode package that does not load, say.
+                warnings.warn(caught.message, stacklevel=1)
             app.run(main, flags_parser=parse_flags)
         except BaseException as e:  # Start-up and flag parsing included; C code may wrap the stop.
             if console.stop_of(e) is None:

@@ -14,10 +14,11 @@ outside the registry (alpha held or learned) that `run.run(config, mode=...)` ta
 """
 
 import functools
+import warnings
 from importlib import metadata
 
 from pea_keras import schedules
-from pea_keras.errors import SettingError, UsageError
+from pea_keras.errors import SettingError, UsageError, first_line
 
 __all__ = ["Mode", "Ablation", "MODES", "ENTRY_POINTS", "get", "names", "blending", "self_distilling"]
 
@@ -146,13 +147,21 @@ ENTRY_POINTS = "pea_keras.modes"  # The entry-point group through which other pa
 
 @functools.cache
 def _registry():
-    """MODES, then the modes of installed packages' `pea_keras.modes` entry points."""
+    """MODES, then the modes of installed packages' `pea_keras.modes` entry points. A broken one is
+    left out with a warning: another package's mistake must not stop the built-in modes."""
     found = dict(MODES)
     for entry in metadata.entry_points(group=ENTRY_POINTS):
-        mode = entry.load()
-        if not isinstance(mode, Mode) or mode.name != entry.name or entry.name in MODES:
-            raise ValueError(f"entry point {entry.name} = {entry.value} of {ENTRY_POINTS} must be a Mode named "
-                             f"{entry.name!r} that is not one of {', '.join(MODES)}")
+        try:
+            mode = entry.load()
+        except Exception as e:  # noqa: BLE001 (any failure of foreign code while importing)
+            problem = f"does not load ({type(e).__name__}: {first_line(e)})"
+        else:
+            ok = isinstance(mode, Mode) and mode.name == entry.name and entry.name not in MODES
+            problem = "" if ok else f"is not a Mode named {entry.name!r} that is not one of {', '.join(MODES)}"
+        if problem:
+            warnings.warn(f"mode {entry.name} ({entry.value}, entry point group {ENTRY_POINTS}) {problem}: left "
+                          "out; fix or uninstall the package that declares it", stacklevel=2)
+            continue
         found[entry.name] = mode
     return found
 
