@@ -25,8 +25,14 @@ def test_a_plugin_that_cannot_be_imported_is_one_line(tmp_path):
     code, stdout, stderr = pea_tflite("convert", "m.keras", "-o", tmp_path / "m.tflite",
                                       PEA_TFLITE_TARGETS="fake_target, missing_target")
     assert (code, stdout) == (1, "")
-    assert stderr == ("pea-tflite: error: PEA_TFLITE_TARGETS: cannot import the target module missing_target (No "
-                      "module named 'missing_target'): put it on PYTHONPATH or remove it from the variable\n")
+    assert stderr == ("pea-tflite: error: PEA_TFLITE_TARGETS: cannot import the target module missing_target "
+                      "(ModuleNotFoundError: No module named 'missing_target'): put it on PYTHONPATH or remove it "
+                      "from the variable\n")
+    (tmp_path / "broken_target.py").write_text("raise RuntimeError('needs the vendor SDK 3.2')\n")
+    code, stdout, stderr = pea_tflite("check", "m.tflite", path=[tmp_path], PEA_TFLITE_TARGETS="broken_target")
+    assert (code, stdout) == (1, "")
+    assert stderr == ("pea-tflite: error: PEA_TFLITE_TARGETS: cannot import the target module broken_target "
+                      "(RuntimeError: needs the vendor SDK 3.2): fix it or remove it from the variable\n")
 
 
 @pytest.mark.slow

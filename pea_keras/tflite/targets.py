@@ -18,7 +18,7 @@ import dataclasses
 import importlib
 import os
 
-from pea_keras.errors import TFLiteError
+from pea_keras.errors import TFLiteError, first_line
 
 # The package's own target modules besides the plain ones here, each registering its targets.
 _MODULES = ("pea_keras.tflite.ethos_u",)
@@ -126,9 +126,10 @@ def _load():
     for module in plugins:
         try:
             importlib.import_module(module)
-        except ImportError as e:
-            raise TFLiteError(f"{PLUGINS_VARIABLE}: cannot import the target module {module} ({e}): put it on "
-                              "PYTHONPATH or remove it from the variable") from None
+        except Exception as e:  # noqa: BLE001 (any failure of foreign code while importing)
+            fix = "put it on PYTHONPATH" if isinstance(e, ModuleNotFoundError) else "fix it"
+            raise TFLiteError(f"{PLUGINS_VARIABLE}: cannot import the target module {module} ({type(e).__name__}: "
+                              f"{first_line(e)}): {fix} or remove it from the variable") from None
 
 
 def all_targets():
