@@ -224,7 +224,8 @@ class _Scores:
 
 def score(r):
     """Scores the trained model, saves it, strips it to ReLU as its mode does (unless the mode is
-    not deployed) and scores that. Returns (scores, sizes, the deployable model or None)."""
+    not deployed) and scores that, on the test split and on the validation split. Returns (scores,
+    sizes, the deployable model or None)."""
     scores, sizes = _Scores(), {"params": int(r.model.count_params())}
     _, val_ds, test_ds = r.splits
     predicted = scores.add("pea", r.task.evaluate(r.model, test_ds, r.data))
