@@ -26,6 +26,12 @@ batches, so differences are paired. Configurations:
                    into SUGAR at alpha 1); pea_silu_bn: --bn_reestimate 50 (the stripped network's batch-norm
                    statistics recomputed on 50 training batches); pea_hybrid_silu_bn: both
 
+The recipe study (--study recipes, its own JSON) trains relu, g_silu, pea_silu, sugar_silu and the three candidates
+with today's code, seeds round-robin, MobileNetV3-Small first. The rule, fixed before any result: on each network
+the recipe is the one among pea_silu and the candidates with the highest mean validation top-1 of its deployed
+(stripped) network over the seeds all of them have; a candidate becomes train.py's default only if it is the
+choice on both networks. The test split then reports it against pea_silu and sugar_silu.
+
 Each trained model is scored once, after the last epoch, on the test split (nothing is selected on it): float (the
 trained Keras model), stripped (the ReLU network: pea_keras.strip, by force for fixed_0.5 and learned_alpha) and int8
 (train.py's int8 file of the stripped network, 256 training images calibrate it) on LiteRT; g_silu, which cannot
