@@ -305,10 +305,9 @@ def report(store):
                     got = _values(store, net, name, measure)
                     if not got:
                         continue
-                    split = "validation" if measure == "validation" else "float"
-                    high = _values(store, net, "user", split)
-                    low = _values(store, net, f"relu_scratch_{PRETRAIN_EPOCHS}",
-                                  "validation" if measure == "validation" else "stripped")
+                    of_user, of_scratch = ("validation",) * 2 if measure == "validation" else ("float", "stripped")
+                    high = _values(store, net, "user", of_user)
+                    low = _values(store, net, f"relu_scratch_{PRETRAIN_EPOCHS}", of_scratch)
                     seeds = sorted(set(got) & set(low) & set(high))
                     share = gap_fraction([got[s] for s in seeds], [low[s] for s in seeds], [high[s] for s in seeds])
                     ref = _values(store, net, f"relufy_{budget}", measure)
