@@ -289,7 +289,7 @@ def by_config(store, arch):
 
 def summarize(store, group):
     _, arch, configs, references = next(g for g in GROUPS if g[0] == group)
-    rows = paired_rows(by_config(store, arch), configs, VALIDATED, references)
+    rows = paired_rows(by_config(store, arch), configs, MEASURES, references)
     return {"arch": arch, "width": WIDTHS[arch], "rows": rows}
 
 

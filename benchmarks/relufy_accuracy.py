@@ -153,21 +153,27 @@ def scratch(work, net, seed, epochs):
     return _record(metrics)
 
 
-def swapped_score(work, net, seed):
-    """Writes the swapped networks (trained and untrained) and scores the trained one as it is."""
+def scorer(path, seed):
+    """score(model_path, split) -> top-1 on the "test" or "validation" split train.py makes for `seed`
+    (prepared once, for a model like the one in `path`)."""
     import pea_keras
     from pea_keras.training import config as config_lib
     from pea_keras.training import run
 
+    r = run.prepare(config_lib.recipe(mode="relu", init_from=path, seed=seed, verbose="0"))
+    _, val, test = r.splits
+    splits = {"validation": val, "test": test}
+    return lambda model_path, split: r.task.evaluate(pea_keras.load_model(model_path), splits[split], r.data).score
+
+
+def swapped_score(work, net, seed):
+    """Writes the swapped networks (trained and untrained) and scores the trained one as it is."""
     folder = os.path.join(work, "models", f"{net}_{seed}")
     _swap(os.path.join(folder, "user.keras"), os.path.join(folder, "swapped.keras"))
     _swap(os.path.join(folder, "untrained.keras"), os.path.join(folder, "untrained_relu.keras"))
-    config = config_lib.recipe(mode="relu", init_from=os.path.join(folder, "swapped.keras"), seed=seed, verbose="0")
-    r = run.prepare(config)
-    model = pea_keras.load_model(config.init_from)
-    _, val, test = r.splits
-    return {"float": r.task.evaluate(model, test, r.data).score,
-            "validation": r.task.evaluate(model, val, r.data).score, "finished_utc": now()}
+    path = os.path.join(folder, "swapped.keras")
+    score = scorer(path, seed)
+    return {"float": score(path, "test"), "validation": score(path, "validation"), "finished_utc": now()}
 
 
 # Run first, for every seed: the recipe candidates and the published ways at the larger budget.
@@ -258,21 +264,19 @@ def rescore(args):
     directory): train.py scored the trained model there before, which for a recipe with batch-norm
     re-estimation is not the network it deploys. A file that does not reproduce the recorded test score is
     left as it is, and said."""
-    import pea_keras
-    from pea_keras.training import config as config_lib
-    from pea_keras.training import run
-
+    scorers = {}  # Per (network, seed): the splits are the seed's, the input shape the network's.
     for name, record in sorted(read_store(args.json)["runs"].items()):
         path = os.path.join(args.work, "runs", name.replace("/", "_"), "relu_model.keras")
         if record.get("validation_of") == "deployed" or not os.path.exists(path):
             continue
-        r = run.prepare(config_lib.recipe(mode="relu", init_from=path, seed=int(name.split("/")[2]), verbose="0"))
-        _, val, test = r.splits
-        model = pea_keras.load_model(path)
-        if r.task.evaluate(model, test, r.data).score != record["stripped"]:
+        net, _, seed = name.split("/")
+        if (net, seed) not in scorers:
+            scorers[net, seed] = scorer(path, int(seed))
+        score = scorers[net, seed]
+        if score(path, "test") != record["stripped"]:
             print(f"{name}: {path} does not reproduce the recorded test score; left as it is", flush=True)
             continue
-        value = r.task.evaluate(model, val, r.data).score
+        value = score(path, "validation")
         update_store(args.json, lambda s, n=name, v=value: s["runs"][n].update(validation=v, validation_of="deployed"))
         print(f"{name:44s} validation {100 * record['validation']:.2f} -> {100 * value:.2f}", flush=True)
 
