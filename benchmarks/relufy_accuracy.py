@@ -193,9 +193,10 @@ def _blocks(quick):
                  (net, "scratch", "", PRETRAIN_EPOCHS, seed)]
                 + [(net, "way", way, BUDGETS[-1], seed) for way in FIRST])
 
-    def rest(net, seed):
-        return ([(net, "way", way, budget, seed) for budget in BUDGETS[::-1] for way in WAYS]
-                + [(net, "scratch", "", round(PRETRAIN_EPOCHS * (1 + b)), seed) for b in BUDGETS])
+    def rest(net, seed):  # The same ways at the smaller budgets, equal compute, then the ablations.
+        return ([(net, "way", way, budget, seed) for budget in BUDGETS[-2::-1] for way in FIRST]
+                + [(net, "scratch", "", round(PRETRAIN_EPOCHS * (1 + b)), seed) for b in BUDGETS]
+                + [(net, "way", way, budget, seed) for budget in BUDGETS[::-1] for way in WAYS if way not in FIRST])
 
     compact = NETWORKS[:2]
     return ([(n, s, first(n, s)) for seeds in (range(5), range(5, 10)) for s in seeds for n in compact]
