@@ -58,7 +58,7 @@ import time
 import common
 import results_store
 from common import REPO, RESULTS, now
-from paired_stats import forest, gap_fraction, gap_text, markdown, paired_rows
+from paired_stats import choice_text, forest, gap_fraction, gap_text, markdown, paired_rows
 from results_store import locked
 
 from pea_keras import files
@@ -338,7 +338,9 @@ def report(args):
             runs = by_config(store, arch)
             rows = [r for r in paired_rows(runs, RECIPE_STUDY, VALIDATED, references) if r["n"]]
             if rows:
-                texts.append(f"### {arch}\n\n{methods_table(store, arch)}\n\n"
+                validation = {c: {s: r["validation"] for s, r in runs.get(c, {}).items()}
+                              for c in ["pea_silu"] + RECIPES}
+                texts.append(f"### {arch}\n\n{choice_text(validation)}\n\n{methods_table(store, arch)}\n\n"
                              + markdown({"rows": rows}, references, VALIDATED))
         print("\n\n".join(texts))
         return

@@ -114,6 +114,28 @@ def gap_fraction(method, low, high, resamples=10000, seed=0):
 
 
 
+def choose(validation):
+    """The rule both accuracy benchmarks choose a recipe by: the highest mean validation top-1 over the
+    seeds every candidate has ({candidate: {seed: value}}, the incumbent first, which keeps a tie).
+    A candidate without any value has not run and is left out. Returns (choice, seeds, {candidate:
+    mean}); (None, [], {}) while no seed is common."""
+    validation = {c: v for c, v in validation.items() if v}
+    seeds = sorted(set.intersection(*(set(v) for v in validation.values()))) if validation else []
+    if not seeds:
+        return None, [], {}
+    means = {c: statistics.fmean(v[s] for s in seeds) for c, v in validation.items()}
+    return max(means, key=lambda c: (means[c], c == next(iter(means)))), seeds, means
+
+
+def choice_text(validation):
+    """One line: the choice by `choose` and every candidate's mean."""
+    chosen, seeds, means = choose(validation)
+    if chosen is None:
+        return "choice on validation: no seed common to every candidate yet"
+    return (f"choice on validation ({len(seeds)} common seeds): {chosen} ("
+            + ", ".join(f"{c} {100 * m:.2f}" for c, m in means.items()) + ")")
+
+
 def gap_text(gap):
     """A `gap_fraction` as the tables show it: "62 % [41, 80]" ("-" for None)."""
     if gap is None:

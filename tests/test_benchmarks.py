@@ -69,6 +69,19 @@ def test_recipe_study_reports_gap_shares_validation_and_paired_differences(tmp_p
     assert ("| pea_hybrid_silu_bn | validation | 3 | 88.00 | 0.00 | +3.00 [+3.00, +3.00] | 3/0/0 | "
             "+2.00 [+2.00, +2.00] | 3/0/0 |") in out
     assert "kd_relu" not in out and "| pea_silu_bn |" not in out  # Only the study's ways that ran.
+    assert "choice on validation (3 common seeds): pea_hybrid_silu_bn (pea_silu 85.00, pea_hybrid_silu_bn 88.00)" in out
+
+
+def test_the_recipe_rule_takes_the_best_mean_validation_over_common_seeds_and_keeps_a_tie(monkeypatch):
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    from paired_stats import choose
+
+    # Seed 2 is not common: b's 0.99 there does not count, and over seeds 0-1 b ties the incumbent a.
+    assert choose({"a": {0: 0.9, 1: 0.8}, "b": {0: 0.8, 1: 0.9, 2: 0.99}, "c": {0: 0.7, 1: 0.9}}) == (
+        "a", [0, 1], {"a": pytest.approx(0.85), "b": pytest.approx(0.85), "c": pytest.approx(0.8)})
+    assert choose({"a": {0: 0.8}, "b": {0: 0.81}})[0] == "b"
+    assert choose({"a": {0: 0.8}, "b": {}}) == ("a", [0], {"a": 0.8})  # b has not run.
+    assert choose({"a": {0: 0.8}, "b": {1: 0.9}}) == (None, [], {})
 
 
 def test_paired_difference_interval_and_record(monkeypatch):
