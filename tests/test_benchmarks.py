@@ -211,6 +211,24 @@ def test_relufy_deploy_benchmark(tmp_path):
         assert f"| {net} | **g / relufied** |" in stdout
 
 
+def test_the_relufy_benchmarks_recipe_way_is_the_modes_recipe_and_the_first_recipe_stays_pinned(monkeypatch):
+    """Its records keep their meaning when the defaults change: the recipe way trains what `--mode
+    relufy` trains, and the first recipe's ways what they trained before the change."""
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import relufy_accuracy
+
+    from pea_keras.training import config as config_lib
+
+    def trained(way):
+        _, settings = relufy_accuracy.WAYS[way]
+        return config_lib.recipe(**{"lr": relufy_accuracy.LR, **settings})
+
+    assert trained(relufy_accuracy.RECIPE) == config_lib.recipe("relufy")
+    first = trained("relufy")
+    assert (first.lr, first.relu_gradient, first.pea_end, first.distill, first.bn_reestimate) == (
+        5e-4, "relu", 0.5, "init", 50)
+
+
 @pytest.mark.slow
 def test_relufy_accuracy_benchmark_records_resumes_and_rescores(tmp_path):
     """The smoke run trains the user's model and two ways through train.py's chain; a restart skips
@@ -220,18 +238,19 @@ def test_relufy_accuracy_benchmark_records_resumes_and_rescores(tmp_path):
     stdout = run_benchmark("relufy_accuracy.py", *args)
     runs = json.loads((tmp_path / "r.json").read_text())["runs"]
     net = "mobilenet_v2_silu"
-    assert set(runs) == {f"{net}/user/0", f"{net}/swap/0", f"{net}/relufy_0.1/0", f"{net}/swap_ft_0.1/0"}
+    recipe = "relufy_hybrid_lr_2e-3"  # The way that is --mode relufy's recipe.
+    assert set(runs) == {f"{net}/user/0", f"{net}/swap/0", f"{net}/{recipe}_0.1/0", f"{net}/swap_ft_0.1/0"}
     assert all(0 <= r["validation"] <= 1 for r in runs.values()) and "test" in stdout
     assert run_benchmark("relufy_accuracy.py", *args) == ""  # Nothing left to run.
 
-    recorded = runs[f"{net}/relufy_0.1/0"]
-    changed = {**runs, f"{net}/relufy_0.1/0": {**recorded, "validation": -1.0, "validation_of": "trained"},
+    recorded = runs[f"{net}/{recipe}_0.1/0"]
+    changed = {**runs, f"{net}/{recipe}_0.1/0": {**recorded, "validation": -1.0, "validation_of": "trained"},
                f"{net}/swap_ft_0.1/0": {**runs[f"{net}/swap_ft_0.1/0"], "stripped": -1.0, "validation_of": "trained"}}
     (tmp_path / "r.json").write_text(json.dumps({"runs": changed, "failed": {}}))
     stdout = run_benchmark("relufy_accuracy.py", *args[1:], "--rescore_validation")
     rescored = json.loads((tmp_path / "r.json").read_text())["runs"]
-    assert rescored[f"{net}/relufy_0.1/0"]["validation"] == recorded["validation"]
+    assert rescored[f"{net}/{recipe}_0.1/0"]["validation"] == recorded["validation"]
     assert rescored[f"{net}/swap_ft_0.1/0"]["validation_of"] == "trained"
     assert "swap_ft_0.1_0/relu_model.keras does not reproduce the recorded test score; left as it is" in stdout
-    assert "| relufy | 10 % | int8 | 1 |" in run_benchmark("relufy_accuracy.py", "--report", "--json",
-                                                           str(tmp_path / "r.json"))
+    assert f"| {recipe} | 10 % | int8 | 1 |" in run_benchmark("relufy_accuracy.py", "--report", "--json",
+                                                             str(tmp_path / "r.json"))

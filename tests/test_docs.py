@@ -336,7 +336,7 @@ RUNNERS = {
     "pip install -e . && python train.py --arch mobilenet_v2": quick_start,
     "import keras          # or: import tf_keras as keras — both flavours are first class": library,
     "import keras": pretrained,
-    "python train.py --mode relufy --init_from my_silu_model.keras          # its recipe: 3 epochs, lr 5e-4, ...":
+    "python train.py --mode relufy --init_from my_silu_model.keras          # its recipe: 3 epochs, lr 2e-3, ...":
         relufy_runs,
     "pea-tflite convert runs/mobilenet_v2_pea_digits/pea_model.keras -o tflite/model.tflite --calib digits":
         after_quick_start,

@@ -60,8 +60,10 @@ def test_a_model_for_other_inputs_or_classes_is_one_line(tmp_path, capsys):
 
 def test_the_relufy_recipe_fills_only_the_flags_not_given():
     config = config_lib.recipe("relufy", init_from="m.keras", epochs=5)
-    assert (config.epochs, config.lr, config.pea_end, config.distill) == (5, 5e-4, 0.5, "init")
+    assert (config.epochs, config.lr, config.relu_gradient, config.pea_end, config.distill) == (
+        5, 2e-3, "g", 0.5, "init")
     assert config.bn_reestimate == modes.get("relufy").defaults["bn_reestimate"] > 0
+    assert config_lib.recipe("relufy", init_from="m.keras", relu_gradient="relu").relu_gradient == "relu"
     assert config_lib.recipe("pea") == config_lib.RunConfig()
     with pytest.raises(TypeError, match="unknown RunConfig settings: bogus"):
         config_lib.recipe("pea", bogus=1)

@@ -103,13 +103,15 @@ class Novel(Mode):
 
 class Relufy(Mode):
     # Fine-tunes a trained network for 20 % of a 15-epoch training: alpha reaches 1 at half of it,
-    # so half the steps train the ReLU network at a useful learning rate; the loaded network
-    # teaches; the stripped network's batch-norm statistics are recomputed. Chosen on the
-    # validation split by benchmarks/relufy_accuracy.py (docs/RESULTS.md).
+    # so half the steps train the ReLU network at a useful learning rate (2e-3, decaying), with
+    # g' as the ReLU branch's gradient (SUGAR once alpha is 1); the loaded network teaches; the
+    # stripped network's batch-norm statistics are recomputed. Chosen on the validation split
+    # by benchmarks/relufy_accuracy.py (docs/RESULTS.md section 8).
     name = "relufy"
     help = ("hand a trained network with other activations (--init_from) over to ReLU in a short fine-tune "
             "(pea_keras.relufy; its recipe sets unset flags: see pea_keras.training.modes)")
-    defaults = dict(epochs=3, lr=5e-4, pea_end=0.5, distill="init", bn_reestimate=50, allow_gates=True)
+    defaults = dict(epochs=3, lr=2e-3, relu_gradient="g", pea_end=0.5, distill="init", bn_reestimate=50,
+                    allow_gates=True)
 
     def check(self, config):
         if not config.init_from:
