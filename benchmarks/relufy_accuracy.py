@@ -190,8 +190,10 @@ FIRST = ("relufy", "relufy_hybrid", "relufy_lr_2e-3", "relufy_hybrid_lr_2e-3", "
 
 
 def _blocks(quick):
-    """[(net, seed, jobs)] in priority order; a block's jobs depend on its first ones, so one worker
-    runs a whole block."""
+    """[(net, seed, jobs)] in priority order: every seed's first block (the user's model, the swap and
+    the 20 % budget), then the smaller budgets, then the one-change ablations. A block's jobs depend
+    on its first ones, so one worker runs a whole block; a later block whose seed has no user's
+    model yet is skipped until the next start."""
     if quick:
         net = "mobilenet_v2_silu"
         return [(net, 0, [(net, "pretrain", "", 0, 0), (net, "swap", "", 0, 0),
@@ -202,15 +204,19 @@ def _blocks(quick):
                  (net, "scratch", "", PRETRAIN_EPOCHS, seed)]
                 + [(net, "way", way, BUDGETS[-1], seed) for way in FIRST])
 
-    def rest(net, seed):  # The same ways at the smaller budgets, equal compute, then the ablations.
+    def smaller(net, seed):  # The same ways at the smaller budgets, and ReLU from scratch at equal compute.
         return ([(net, "way", way, budget, seed) for budget in BUDGETS[-2::-1] for way in FIRST]
-                + [(net, "scratch", "", round(PRETRAIN_EPOCHS * (1 + b)), seed) for b in BUDGETS]
-                + [(net, "way", way, budget, seed) for budget in BUDGETS[::-1] for way in WAYS if way not in FIRST])
+                + [(net, "scratch", "", round(PRETRAIN_EPOCHS * (1 + b)), seed) for b in BUDGETS])
 
-    compact = NETWORKS[:2]
+    def ablations(net, seed):
+        return [(net, "way", way, budget, seed) for budget in BUDGETS[::-1] for way in WAYS if way not in FIRST]
+
+    compact, large = NETWORKS[:2], NETWORKS[2:]
     return ([(n, s, first(n, s)) for seeds in (range(5), range(5, 10)) for s in seeds for n in compact]
-            + [(n, s, rest(n, s)) for s in range(10) for n in compact]
-            + [(n, s, first(n, s) + rest(n, s)) for s in range(5) for n in NETWORKS[2:]])
+            + [(n, s, smaller(n, s)) for s in range(10) for n in compact]
+            + [(n, s, first(n, s) + smaller(n, s)) for s in range(5) for n in large]
+            + [(n, s, ablations(n, s)) for s in range(10) for n in compact]
+            + [(n, s, ablations(n, s)) for s in range(5) for n in large])
 
 
 def plan(quick, worker=(0, 1), networks=NETWORKS):

@@ -86,7 +86,8 @@ def test_relufy_run_turns_a_silu_model_into_a_relu_only_int8_file(tmp_path, flav
     assert (result.returncode, result.stderr) == (0, ""), result.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
     flags = m["flags"]
-    assert (m["mode"], flags["distill"], flags["lr"], flags["pea_end"]) == ("relufy", "init", 5e-4, 0.5)
+    assert (m["mode"], flags["distill"], flags["lr"], flags["relu_gradient"], flags["pea_end"]) == (
+        "relufy", "init", 2e-3, "g", 0.5)
     assert flags["bn_reestimate"] == modes.get("relufy").defaults["bn_reestimate"]
     assert m["alpha_final"] == 1.0 and m["alpha_trace"]["alpha"][0] == 0.0
     assert relu_only_violations(str(tfl / "run_int8.tflite"), int8=True, allow_gates=True) == []
