@@ -113,7 +113,6 @@ def gap_fraction(method, low, high, resamples=10000, seed=0):
                                                                  float(np.nanpercentile(draws, 97.5))]}
 
 
-
 def choose(validation):
     """The rule both accuracy benchmarks choose a recipe by: the highest mean validation top-1 over the
     seeds every candidate has ({candidate: {seed: value}}, the incumbent first, which keeps a tie).
