@@ -187,6 +187,8 @@ def swapped_score(work, net, seed):
 
 # Run first, for every seed: the recipe candidates and the published ways at the larger budget.
 FIRST = ("relufy", "relufy_hybrid", "relufy_lr_2e-3", "relufy_hybrid_lr_2e-3", "swap_ft", "swap_kd", "surrogate")
+# What the rule chooses among, the recipe first (it keeps a tie).
+CANDIDATES = [RECIPE] + [way for way in FIRST if way.startswith("relufy") and way != RECIPE]
 
 
 def _blocks(quick):
@@ -316,9 +318,8 @@ def report(store):
     for net in NETWORKS:
         if not _values(store, net, "user", "float"):
             continue
-        candidates = [RECIPE] + [w for w in FIRST if w.startswith("relufy") and w != RECIPE]
         choices = [f"{int(100 * b)} %: " + choice_text({w: _values(store, net, f"{w}_{b}", "validation")
-                                                        for w in candidates})
+                                                        for w in CANDIDATES})
                    for b in BUDGETS[::-1]]
         lines += [f"\n### {net}\n", *choices, "", "| way | budget | measure | n | top-1 % | gap recovered [95 % CI] | "
                   "vs recipe: pt [95 % CI] |", "|---|---|---|---|---|---|---|"]
