@@ -76,6 +76,7 @@ def test_relu_gradient_g_reaches_every_pealayer_and_names_the_run(tmp_path):
     """--relu_gradient g: every PEALayer of the run gives its ReLU branch g's gradient; the default run
     directory says so, so the run never meets its baseline's."""
     from pea_keras import pea_layers
+    from pea_keras.training import config as config_lib
     from pea_keras.training import run as run_lib
     from pea_keras.training import tasks
 
@@ -83,6 +84,10 @@ def test_relu_gradient_g_reaches_every_pealayer_and_names_the_run(tmp_path):
     run_lib.build(r)
     assert pea_layers(r.model) and all(layer.relu_gradient == "g" for layer in pea_layers(r.model))
     assert tasks.with_defaults(RunConfig(arch="tiny", relu_gradient="g")).run_name() == "tiny_pea-g_digits"
+    # relufy's recipe has the g gradient: its plain run keeps the plain name, the departure is named.
+    relufy = tasks.with_defaults(config_lib.recipe("relufy", init_from="my_silu_model.keras"))
+    assert relufy.run_name() == "my_silu_model_relufy_digits"
+    assert dataclasses.replace(relufy, relu_gradient="relu").run_name() == "my_silu_model_relufy-relu_digits"
 
 
 @pytest.mark.slow

@@ -198,13 +198,16 @@ class RunConfig:
 
     def run_name(self):
         """<arch or --init_from's stem>_<mode>_<dataset>, file-name safe (folder:/a/b -> folder-a-b); the
-        mode is <mode>-g with --relu_gradient g, so such a run never meets its baseline's directory."""
+        mode is <mode>-<gradient> when --relu_gradient is not the mode's own (pea-g, relufy-relu), so
+        such a run never meets its baseline's directory."""
         dataset = re.sub(r"[^A-Za-z0-9]+", "-", self.dataset).strip("-")
         network = self.arch
         if self.init_from:
             stem = os.path.splitext(os.path.basename(os.path.normpath(self.init_from)))[0]
             network = re.sub(r"[^A-Za-z0-9_]+", "-", stem).strip("-") or "model"
-        mode = f"{self.mode}-g" if self.relu_gradient == "g" else self.mode
+        own = modes.get(self.mode).defaults if self.mode in modes.names() else {}
+        own_gradient = own.get("relu_gradient", FIELDS["relu_gradient"].default)
+        mode = self.mode if self.relu_gradient == own_gradient else f"{self.mode}-{self.relu_gradient}"
         return f"{network}_{mode}_{dataset}"
 
     def run_dir(self):
