@@ -7,11 +7,12 @@ info and warning lines (native errors and fatal messages pass), hides dependenci
 Python warnings and absl log lines, and shows pea_keras' own warnings as one line:
 ``PROG: warning: ...``.
 
-`sigterm_stops` makes SIGTERM (a scheduler, a preempted machine) stop a CLI as Ctrl-C does:
+`signals_stop` makes SIGTERM (a scheduler, a preempted machine) stop a CLI as Ctrl-C does:
 `Terminated`, a KeyboardInterrupt, raised where the program is, so every `finally` removes its
 temporaries and ends its child processes; the CLI prints one line (`stopped`). Where an exception
-would be lost or leave native code half set up (an import, a finalizer, C code that drops it), the
-signal is delivered again a moment later, so it is never lost and never shows a traceback.
+would be lost or leave native code half set up (an import, a finalizer, TensorFlow's Python code,
+which its C++ calls back into), the signal is delivered again a moment later, so it is never lost
+and never shows a traceback; Ctrl-C is deferred the same way.
 """
 
 import atexit
@@ -89,35 +90,40 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program was, so that it stops as on Ctrl-C."""
 
 
-_sigterm = {"received": False, "raised": False}
+STOPS = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: Terminated}
+# Packages whose Python code their native code calls back into (tracing, conversions, building an
+# error): an exception raised there can be replaced by another, mangled or crash the process.
+_NATIVE_CALLERS = ("tensorflow", "numpy", "jax", "jaxlib", "torch")
+_stop = {"signal": None, "raised": False}
 
 
 def _unsafe(frame):
     """Whether `frame` runs where an exception would be lost or would leave native code half set up:
-    a finalizer (`__del__`, whose exceptions Python drops) or an import (TensorFlow's start-up, after
-    which the interpreter can crash on its way out)."""
+    a finalizer (`__del__`, whose exceptions Python drops), an import (TensorFlow's start-up, after
+    which the interpreter can crash on its way out) or a numerical library's own Python code."""
     while frame is not None:
-        if frame.f_code.co_name == "__del__" or frame.f_code.co_filename.startswith("<frozen importlib"):
+        if (frame.f_code.co_name == "__del__" or frame.f_code.co_filename.startswith("<frozen importlib")
+                or str(frame.f_globals.get("__name__")).partition(".")[0] in _NATIVE_CALLERS):
             return True
         frame = frame.f_back
     return False
 
 
-def _on_sigterm(signum, frame):
-    _sigterm["received"] = True
-    if _sigterm["raised"]:  # Once: a second SIGTERM while stopping changes nothing.
+def _on_signal(signum, frame):
+    _stop["signal"] = _stop["signal"] or signum  # The first one decides the word and the exit code.
+    if _stop["raised"]:  # Once: a second signal while stopping changes nothing.
         return
     if _unsafe(frame):  # Delivered again shortly, until the program is where an exception stops it.
-        _deliver_again()
+        _deliver_again(signum)
         return
-    _sigterm["raised"] = True
-    raise Terminated()
+    _stop["raised"] = True
+    raise STOPS[_stop["signal"]]()
 
 
-def _deliver_again():
+def _deliver_again(signum):
     def deliver():
-        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
-            os.kill(os.getpid(), signal.SIGTERM)
+        if signal.getsignal(signum) is _on_signal:
+            os.kill(os.getpid(), signum)
 
     again = threading.Timer(0.05, deliver)
     again.daemon = True
@@ -125,42 +131,45 @@ def _deliver_again():
 
 
 def _unraisable(hook):
-    """sys.unraisablehook, but a Terminated that C code or a finalizer dropped is not printed: it is
+    """sys.unraisablehook, but a stop that C code or a finalizer dropped is not printed: it is
     delivered again, to stop the program where it can."""
     def report(unraisable):
-        if not isinstance(stop_of(unraisable.exc_value), Terminated):
+        if _in_chain(unraisable.exc_value) is None or _stop["signal"] is None:
             return hook(unraisable)
-        _sigterm["raised"] = False
-        _deliver_again()
+        _stop["raised"] = False
+        _deliver_again(_stop["signal"])
     return report
 
 
 @contextlib.contextmanager
-def sigterm_stops():
-    """`with sigterm_stops():` SIGTERM raises `Terminated` in the main thread, once; inside an import
-    or a finalizer, as soon as the program has left it (`check_terminated` raises it too)."""
+def signals_stop():
+    """`with signals_stop():` Ctrl-C raises KeyboardInterrupt and SIGTERM `Terminated` in the main
+    thread, once; inside an import, a finalizer or TensorFlow's own code, as soon as the program has
+    left it (`check_stop` raises it too, for loops that native code runs)."""
     if threading.current_thread() is not threading.main_thread():  # Signals reach the main thread only.
         yield
         return
-    previous, hook = signal.signal(signal.SIGTERM, _on_sigterm), sys.unraisablehook
+    _stop.update(signal=None, raised=False)
+    previous = {signum: signal.signal(signum, _on_signal) for signum in STOPS}
+    hook = sys.unraisablehook
     sys.unraisablehook = _unraisable(hook)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         sys.unraisablehook = hook
 
 
-def check_terminated():
-    """Raises `Terminated` if a SIGTERM came (for the loops of long work: a lost one stops there)."""
-    if _sigterm["received"]:
-        _sigterm["raised"] = True
-        raise Terminated()
+def check_stop():
+    """Raises the stop of a signal that came (for the loops of long work: a deferred one stops there)."""
+    if _stop["signal"] is not None:
+        _stop["raised"] = True
+        raise STOPS[_stop["signal"]]()
 
 
-def stop_of(error):
-    """The KeyboardInterrupt (Ctrl-C, or SIGTERM's Terminated) that `error` is or came from (C code
-    that a signal interrupts may raise a SystemError over it), else None."""
+def _in_chain(error):
+    """The KeyboardInterrupt that `error` is or came from, else None."""
     seen = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, KeyboardInterrupt):
@@ -168,6 +177,15 @@ def stop_of(error):
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def stop_of(error):
+    """The KeyboardInterrupt (Ctrl-C, or SIGTERM's Terminated) that `error` is or came from, else
+    None. After a signal, any error is its stop: C code that a signal interrupts may raise another
+    error over it (a SystemError, pybind11's "MISMATCH ... REPLACED BY Terminated")."""
+    if error is None or _in_chain(error) is not None:
+        return _in_chain(error)
+    return STOPS[_stop["signal"]]() if _stop["signal"] is not None else None
 
 
 def stopped(error):

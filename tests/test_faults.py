@@ -557,17 +557,21 @@ def test_sigterm_at_start_up_is_one_line(tmp_path, seconds):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", ["kill_during_write:history.csv@TERM", "kill_during_checkpoint:1@TERM"])
-def test_after_sigterm_before_the_first_checkpoint_the_same_command_works(tmp_path, fault):
-    """SIGTERM at the end of epoch 1, before (or while) its checkpoint is committed: the line says to
-    run the same command again (there is nothing to --resume), and that command finishes the run."""
+@pytest.mark.parametrize("fault, kept", [("kill_during_write:history.csv@TERM", False),
+                                         ("kill_during_checkpoint:1@TERM", True)])
+def test_sigterm_at_the_end_of_the_first_epoch_names_the_command_that_finishes_the_run(tmp_path, fault, kept):
+    """SIGTERM at the end of epoch 1. Before its checkpoint: the line says to run the same command
+    again (there is nothing to --resume). While TensorFlow writes the checkpoint: the stop waits
+    until TensorFlow's code returns, so the checkpoint is whole and the line says --resume. Either
+    command finishes the run."""
     out = tmp_path / "run"
     stopped = train(out, fault=fault)
     assert stopped.returncode == 143, stopped.stderr[-3000:]
-    assert only_line(stopped, "train.py") == ("train.py: terminated; no checkpoint was written yet: run the same "
-                                              "command again")
-    assert latest_epoch(out) is None
-    again = train(out)
+    next_step = ("continue from the last epoch's checkpoint with the same flags plus --resume" if kept
+                 else "no checkpoint was written yet: run the same command again")
+    assert only_line(stopped, "train.py") == f"train.py: terminated; {next_step}"
+    assert latest_epoch(out) == (1 if kept else None)
+    again = train(out, *(["--resume"] if kept else []))
     assert again.returncode == 0 and messages(again) == [], again.stderr[-3000:]
     assert metrics(out)["steps_done"] == 6 and leftovers(out) == []
 
@@ -628,10 +632,20 @@ class Finalized:
         time.sleep(0.3)  # The signal arrives here: an exception would be printed and dropped.
         print("finalizer finished", flush=True)
 
-with console.sigterm_stops():
+def called_back_by_tensorflow():
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.3)  # The signal arrives here, with TensorFlow's C++ below this frame.
+    print("callback finished", flush=True)
+    return 0
+
+with console.signals_stop():
     try:
         if sys.argv[2] == "finalizer":
             Finalized()
+        elif sys.argv[2] == "tensorflow":
+            console.quiet("deferred")  # TensorFlow's start-up log lines, not a traceback, dropped.
+            import tensorflow as tf
+            tf.py_function(called_back_by_tensorflow, [], tf.int32)
         else:
             import slow_to_import  # The signal arrives in the middle of the import.
         print("after it", flush=True)
@@ -642,14 +656,15 @@ with console.sigterm_stops():
 """
 
 
-@pytest.mark.parametrize("where", ["finalizer", "import"])
-def test_sigterm_inside_a_finalizer_or_an_import_stops_right_after_it(tmp_path, where):
-    """A SIGTERM that lands where an exception would be dropped (a finalizer) or would leave a
-    module half imported (TensorFlow's native start-up) stops the program right after that code:
-    never lost, never a traceback."""
+@pytest.mark.parametrize("where", ["finalizer", "import", "tensorflow"])
+def test_sigterm_inside_a_finalizer_an_import_or_tensorflow_stops_right_after_it(tmp_path, where):
+    """A SIGTERM that lands where an exception would be dropped (a finalizer), would leave a
+    module half imported (TensorFlow's native start-up) or would be replaced by another error
+    (Python code that TensorFlow's C++ calls) stops the program right after that code: never lost,
+    never a traceback."""
     (tmp_path / "slow_to_import.py").write_text(
         "import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(0.3)\nprint('imported')\n")
     result = run(sys.executable, "-c", DEFERRED, tmp_path, where, timeout=60)
     assert result.returncode == 0 and result.stderr == "", result.stderr
-    done = "finalizer finished" if where == "finalizer" else "imported"
+    done = {"finalizer": "finalizer finished", "import": "imported", "tensorflow": "callback finished"}[where]
     assert result.stdout.splitlines() == [done, "after it", "terminated"]

@@ -204,7 +204,7 @@ def _reader_left():
 
 
 def main(argv=None):
-    with console.sigterm_stops():  # SIGTERM stops as Ctrl-C: child processes ended, temporaries removed.
+    with console.signals_stop():  # SIGTERM stops as Ctrl-C: child processes ended, temporaries removed.
         try:
             code = _main(argv)
         except BaseException as e:  # Argument parsing and imports included; C code may wrap the stop.

@@ -40,12 +40,12 @@ class AlphaTrace(BothFlavorsCallback):
             reporting.save_alpha_trace(self.run_dir, *self.trace)
 
 
-class StopWhenTerminated(BothFlavorsCallback):
-    """Stops training at the next batch after a SIGTERM whose exception native code dropped
-    (`console.check_terminated`)."""
+class StopOnSignal(BothFlavorsCallback):
+    """Stops training at the next batch after Ctrl-C or SIGTERM whose exception was deferred out of
+    TensorFlow's code or dropped by native code (`console.check_stop`)."""
 
     def on_train_batch_end(self, batch, logs=None):
-        console.check_terminated()
+        console.check_stop()
 
 
 class EpochCheckpoint(BothFlavorsCallback):

@@ -110,7 +110,7 @@ def parse_flags(argv):
 def start(tflite_dir=None):
     """The program: quiet TensorFlow, parse flags, run. `tflite_dir`: default of --tflite_dir
     (else `tflite` under the working directory, beside `runs/`)."""
-    with console.sigterm_stops():  # First: from here on a SIGTERM ends with one line.
+    with console.signals_stop():  # First: from here on a SIGTERM ends with one line.
         try:
             if tflite_dir is not None:
                 FLAGS.set_default("tflite_dir", tflite_dir)

@@ -165,7 +165,7 @@ def build(r):
 
 def _fit_callbacks(r, extra):
     config, k = r.config, r.k
-    found = [run_callbacks.StopWhenTerminated()]
+    found = [run_callbacks.StopOnSignal()]
     if r.schedule is not None:
         # Before history.csv and TensorBoard, so that they see logs["pea_alpha"].
         found.append(pea_keras.PEAScheduler(r.schedule))
