@@ -159,6 +159,7 @@ def signals_stop():
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         sys.unraisablehook = hook
+        _stop.update(signal=None, raised=False)
 
 
 def check_stop():
@@ -181,9 +182,9 @@ def _in_chain(error):
 
 def stop_of(error):
     """The KeyboardInterrupt (Ctrl-C, or SIGTERM's Terminated) that `error` is or came from, else
-    None. After a signal, any error is its stop: C code that a signal interrupts may raise another
-    error over it (a SystemError, pybind11's "MISMATCH ... REPLACED BY Terminated")."""
-    if error is None or _in_chain(error) is not None:
+    None. After a signal, any error (not an exit) is its stop: C code that a signal interrupts may
+    raise another error over it (a SystemError, pybind11's "MISMATCH ... REPLACED BY Terminated")."""
+    if not isinstance(error, Exception) or _in_chain(error) is not None:
         return _in_chain(error)
     return STOPS[_stop["signal"]]() if _stop["signal"] is not None else None
 

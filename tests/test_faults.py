@@ -656,6 +656,28 @@ with console.signals_stop():
 """
 
 
+def test_an_error_that_native_code_raised_over_a_stop_is_that_stop():
+    """C code that a signal interrupts may raise its own error in place of the stop (pybind11's
+    "MISMATCH ... REPLACED BY Terminated"): after a signal, any error is the stop, an exit is not."""
+    import signal
+    import time
+
+    from pea_keras import console
+
+    with console.signals_stop():
+        assert console.stop_of(RuntimeError("before any signal")) is None
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except console.Terminated:
+            pass
+        replaced = RuntimeError("pybind11::error_already_set: MISMATCH of original and normalized active "
+                                "exception types: ORIGINAL InvalidArgumentError REPLACED BY Terminated")
+        assert console.stopped(replaced) == ("terminated", 143)
+        assert console.stop_of(SystemExit(0)) is None
+    assert console.stop_of(RuntimeError("after the block")) is None
+
+
 @pytest.mark.parametrize("where", ["finalizer", "import", "tensorflow"])
 def test_sigterm_inside_a_finalizer_an_import_or_tensorflow_stops_right_after_it(tmp_path, where):
     """A SIGTERM that lands where an exception would be dropped (a finalizer), would leave a
