@@ -23,6 +23,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import warnings
 
 # Native log lines that are noise to a user: abseil's I/W lines, TensorFlow's CPU notes and
@@ -91,29 +92,43 @@ class Terminated(KeyboardInterrupt):
 
 
 STOPS = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: Terminated}
-# Packages whose Python code their native code calls back into (tracing, conversions, building an
-# error): an exception raised there can be replaced by another, mangled or crash the process.
+# Packages whose Python code their native code calls back into (building an error, converting a
+# tensor, a py_function): an exception raised there can be replaced by another or crash the process.
 _NATIVE_CALLERS = ("tensorflow", "numpy", "jax", "jaxlib", "torch")
-_stop = {"signal": None, "raised": False}
+# How long a stop waits for such a library's call to return (tracing a large model runs
+# TensorFlow's Python for tens of seconds); after it, the stop waits only where a callback from
+# native code is likely: an object being built (pybind11 builds TensorFlow's errors so) or NumPy.
+GRACE_S = 1.0
+_stop = {"signal": None, "raised": False, "since": 0.0}
 
 
-def _unsafe(frame):
-    """Whether `frame` runs where an exception would be lost or would leave native code half set up:
-    a finalizer (`__del__`, whose exceptions Python drops), an import (TensorFlow's start-up, after
-    which the interpreter can crash on its way out) or a numerical library's own Python code."""
+def _package(frame):
+    return str(frame.f_globals.get("__name__")).partition(".")[0]
+
+
+def _deferred(frame):
+    """Whether a stop must wait rather than be raised in `frame`: inside a finalizer (`__del__`, whose
+    exceptions Python drops), an import (TensorFlow's start-up, after which the interpreter can crash
+    on its way out) or a numerical library's own Python code (see GRACE_S)."""
+    innermost, within_grace = frame, time.monotonic() - _stop["since"] < GRACE_S
+    if _package(innermost) == "numpy" or (innermost.f_code.co_name == "__init__"
+                                           and _package(innermost) in _NATIVE_CALLERS):
+        return True
     while frame is not None:
-        if (frame.f_code.co_name == "__del__" or frame.f_code.co_filename.startswith("<frozen importlib")
-                or str(frame.f_globals.get("__name__")).partition(".")[0] in _NATIVE_CALLERS):
+        if frame.f_code.co_name == "__del__" or frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        if within_grace and _package(frame) in _NATIVE_CALLERS:
             return True
         frame = frame.f_back
     return False
 
 
 def _on_signal(signum, frame):
-    _stop["signal"] = _stop["signal"] or signum  # The first one decides the word and the exit code.
+    if _stop["signal"] is None:  # The first one decides the word and the exit code.
+        _stop.update(signal=signum, since=time.monotonic())
     if _stop["raised"]:  # Once: a second signal while stopping changes nothing.
         return
-    if _unsafe(frame):  # Delivered again shortly, until the program is where an exception stops it.
+    if _deferred(frame):  # Delivered again shortly, until the program is where an exception stops it.
         _deliver_again(signum)
         return
     _stop["raised"] = True
