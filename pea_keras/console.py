@@ -110,9 +110,8 @@ def _deferred(frame):
     """Whether a stop must wait rather than be raised in `frame`: inside a finalizer (`__del__`, whose
     exceptions Python drops), an import (TensorFlow's start-up, after which the interpreter can crash
     on its way out) or a numerical library's own Python code (see GRACE_S)."""
-    innermost, within_grace = frame, time.monotonic() - _stop["since"] < GRACE_S
-    if _package(innermost) == "numpy" or (innermost.f_code.co_name == "__init__"
-                                           and _package(innermost) in _NATIVE_CALLERS):
+    package, within_grace = _package(frame), time.monotonic() - _stop["since"] < GRACE_S
+    if package == "numpy" or (package in _NATIVE_CALLERS and frame.f_code.co_name == "__init__"):
         return True
     while frame is not None:
         if frame.f_code.co_name == "__del__" or frame.f_code.co_filename.startswith("<frozen importlib"):
