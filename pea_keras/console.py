@@ -164,7 +164,9 @@ def signals_stop():
         yield
         return
     _stop.update(signal=None, raised=False)
-    previous = {signum: signal.signal(signum, _on_signal) for signum in STOPS}
+    # A signal the caller ignores (Ctrl-C for a shell script's background job) stays ignored.
+    previous = {signum: signal.signal(signum, _on_signal) for signum in STOPS
+                if signal.getsignal(signum) is not signal.SIG_IGN}
     hook = sys.unraisablehook
     sys.unraisablehook = _unraisable(hook)
     try:

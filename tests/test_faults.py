@@ -678,6 +678,22 @@ def test_an_error_that_native_code_raised_over_a_stop_is_that_stop():
     assert console.stop_of(RuntimeError("after the block")) is None
 
 
+def test_a_signal_the_caller_ignores_stays_ignored():
+    """A shell script's background job ignores Ctrl-C; the CLIs keep it so, and SIGTERM still stops them."""
+    import signal
+
+    from pea_keras import console
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with console.signals_stop():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("where", ["finalizer", "import", "tensorflow"])
 def test_sigterm_inside_a_finalizer_an_import_or_tensorflow_stops_right_after_it(tmp_path, where):
     """A SIGTERM that lands where an exception would be dropped (a finalizer), would leave a
