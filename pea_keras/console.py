@@ -131,7 +131,12 @@ def _on_signal(signum, frame):
         _deliver_again(signum)
         return
     _stop["raised"] = True
-    raise STOPS[_stop["signal"]]()
+    raise _the_stop()
+
+
+def _the_stop():
+    """The exception of the first signal that came: KeyboardInterrupt, or Terminated for SIGTERM."""
+    return STOPS[_stop["signal"]]()
 
 
 def _deliver_again(signum):
@@ -182,7 +187,7 @@ def check_stop():
     """Raises the stop of a signal that came (for the loops of long work: a deferred one stops there)."""
     if _stop["signal"] is not None:
         _stop["raised"] = True
-        raise STOPS[_stop["signal"]]()
+        raise _the_stop()
 
 
 def _in_chain(error):
@@ -200,9 +205,10 @@ def stop_of(error):
     """The KeyboardInterrupt (Ctrl-C, or SIGTERM's Terminated) that `error` is or came from, else
     None. After a signal, any error (not an exit) is its stop: C code that a signal interrupts may
     raise another error over it (a SystemError, pybind11's "MISMATCH ... REPLACED BY Terminated")."""
-    if not isinstance(error, Exception) or _in_chain(error) is not None:
-        return _in_chain(error)
-    return STOPS[_stop["signal"]]() if _stop["signal"] is not None else None
+    found = _in_chain(error)
+    if found is not None or not isinstance(error, Exception) or _stop["signal"] is None:
+        return found
+    return _the_stop()
 
 
 def stopped(error):

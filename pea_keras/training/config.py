@@ -205,8 +205,7 @@ class RunConfig:
         if self.init_from:
             stem = os.path.splitext(os.path.basename(os.path.normpath(self.init_from)))[0]
             network = re.sub(r"[^A-Za-z0-9_]+", "-", stem).strip("-") or "model"
-        own = modes.get(self.mode).defaults if self.mode in modes.names() else {}
-        own_gradient = own.get("relu_gradient", FIELDS["relu_gradient"].default)
+        own_gradient = _mode_defaults(self.mode).get("relu_gradient", FIELDS["relu_gradient"].default)
         mode = self.mode if self.relu_gradient == own_gradient else f"{self.mode}-{self.relu_gradient}"
         return f"{network}_{mode}_{dataset}"
 
@@ -222,8 +221,12 @@ def recipe(mode="pea", **settings):
     unknown = set(settings) - set(FIELDS)
     if unknown:
         raise TypeError(f"unknown RunConfig settings: {', '.join(sorted(unknown))}")
-    defaults = modes.get(mode).defaults if mode in modes.names() else {}  # validate names a wrong one.
-    return RunConfig(**{**defaults, **settings, "mode": mode})
+    return RunConfig(**{**_mode_defaults(mode), **settings, "mode": mode})
+
+
+def _mode_defaults(mode):
+    """The mode's own settings; none for a name that is not a mode (validate names a wrong one)."""
+    return modes.get(mode).defaults if mode in modes.names() else {}
 
 
 # Flags that may change between an interrupted run and its --resume.
