@@ -216,7 +216,8 @@ def _blocks(quick):
     compact, large = NETWORKS[:2], NETWORKS[2:]
     return ([(n, s, first(n, s)) for seeds in (range(5), range(5, 10)) for s in seeds for n in compact]
             + [(n, s, smaller(n, s)) for s in range(10) for n in compact]
-            + [(n, s, first(n, s) + smaller(n, s)) for s in range(5) for n in large]
+            + [(n, s, first(n, s)) for s in range(5) for n in large]
+            + [(n, s, smaller(n, s)) for s in range(5) for n in large]
             + [(n, s, ablations(n, s)) for s in range(10) for n in compact]
             + [(n, s, ablations(n, s)) for s in range(5) for n in large])
 
