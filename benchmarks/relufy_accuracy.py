@@ -31,6 +31,7 @@ to the JSON at once; a restart skips what is done, so it runs in the background 
     nice python benchmarks/relufy_accuracy.py --work runs/relufy_bench --worker 0/2 &   # priority order
     nice python benchmarks/relufy_accuracy.py --work runs/relufy_bench --worker 1/2 &
     ... --networks mobilenet_v2_silu                                        # one network's seeds only
+    ... --networks mobilenet_v3_small --seeds 0 1 2 3                       # these seeds' every budget
     python benchmarks/relufy_accuracy.py --report                           # tables into docs/
     python benchmarks/relufy_accuracy.py --quick --work /tmp/q               # smoke: 1 seed, 1 epoch
 """
@@ -222,11 +223,11 @@ def _blocks(quick):
             + [(n, s, ablations(n, s)) for s in range(5) for n in large])
 
 
-def plan(quick, worker=(0, 1), networks=NETWORKS):
-    """(net, job kind, way, budget, seed) of this worker (every N-th block of `networks`), in priority
-    order."""
+def plan(quick, worker=(0, 1), networks=NETWORKS, seeds=None):
+    """(net, job kind, way, budget, seed) of this worker (every N-th block of `networks` and `seeds`), in
+    priority order."""
     index, count = worker
-    blocks = [jobs for net, _, jobs in _blocks(quick) if net in networks]
+    blocks = [jobs for net, seed, jobs in _blocks(quick) if net in networks and (seeds is None or seed in seeds)]
     return [job for i, jobs in enumerate(blocks) if i % count == index for job in jobs]
 
 
@@ -248,7 +249,7 @@ def update_store(path, change):
 
 def worker(args):
     epochs = 1 if args.quick else PRETRAIN_EPOCHS
-    for job in plan(args.quick, args.worker, args.networks):
+    for job in plan(args.quick, args.worker, args.networks, args.seeds):
         net, kind, way, budget, seed = job
         if args.only and kind != args.only:
             continue
@@ -368,6 +369,8 @@ def main():
                         help="I/N: run every N-th block of jobs, starting at the I-th (workers share the JSON).")
     parser.add_argument("--networks", nargs="+", choices=NETWORKS, default=NETWORKS,
                         help="Run only these networks' jobs (say, the one whose evidence is short).")
+    parser.add_argument("--seeds", nargs="+", type=int,
+                        help="Run only these seeds' jobs (say, a smaller budget for the seeds already in).")
     parser.add_argument("--rescore_validation", action="store_true",
                         help="Score the validation split of recorded runs on their deployed networks, and exit.")
     parser.add_argument("--only", choices=("pretrain", "swap", "scratch", "way"), help="Run only this kind of job.")
