@@ -25,7 +25,8 @@ Recipe variants (relufy_*) are scored on the validation split to choose the reci
 the test split, each way against the recipe. The rule (`paired_stats.choose`): Relufy.defaults become
 the candidate among relufy and the FIRST relufy_* variants with the highest mean validation top-1 of its
 deployed network at the 20 % budget on MobileNetV2, over its 10 seeds (the hard-swish MobileNetV3-Small
-is 0.5 points above ReLU from scratch at 32 px, too little to rank recipes). Every result is written
+is 0.5 points above ReLU from scratch at 32 px, too little to rank recipes); the report's last lines weigh
+the candidates over every network (`across_networks`), the check that the choice transfers. Every result is written
 to the JSON at once; a restart skips what is done, so it runs in the background and resumes:
 
     nice python benchmarks/relufy_accuracy.py --work runs/relufy_bench --worker 0/2 &   # priority order
@@ -37,12 +38,13 @@ to the JSON at once; a restart skips what is done, so it runs in the background 
 """
 import argparse
 import os
+import statistics
 import time
 import traceback
 
 import results_store
 from common import REPO, RESULTS, now
-from paired_stats import choice_text, gap_fraction, paired
+from paired_stats import choice_text, choose, gap_fraction, paired
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -311,6 +313,23 @@ def _values(store, net, name, measure):
     return found
 
 
+def across_networks(store, budget):
+    """One line: each relufy candidate's validation top-1 averaged over the networks where every candidate
+    has a common seed (each network's mean over its own common seeds), and the best of them."""
+    per_net = {}
+    for net in NETWORKS:
+        validation = {w: _values(store, net, f"{w}_{budget}", "validation") for w in CANDIDATES}
+        _, seeds, means = choose(validation)
+        if seeds and len(means) == len(CANDIDATES):
+            per_net[net] = means
+    if not per_net:
+        return f"{int(100 * budget)} %, across networks: no network has every candidate yet"
+    means = {w: statistics.fmean(m[w] for m in per_net.values()) for w in CANDIDATES}
+    best = max(means, key=lambda w: (means[w], w == RECIPE))
+    return (f"{int(100 * budget)} %, across {len(per_net)} networks ({', '.join(per_net)}): {best} ("
+            + ", ".join(f"{w} {100 * m:.2f}" for w, m in means.items()) + ")")
+
+
 def report(store):
     """Per network and budget: each way's top-1, its share of the gap from ReLU from scratch to the
     user's model (95 % bootstrap interval) and its paired difference to the recipe, on the test split
@@ -355,6 +374,7 @@ def report(store):
                 store, net, f"relu_scratch_{round(PRETRAIN_EPOCHS * (1 + budget))}", "stripped")
         lines += ["", "| reference | n | top-1 % |", "|---|---|---|"]
         lines += [f"| {label} | {len(v)} | {100 * sum(v.values()) / len(v):.2f} |" for label, v in refs.items() if v]
+    lines += ["", "### Across networks", "", *(across_networks(store, b) for b in BUDGETS[::-1])]
     return "\n".join(lines)
 
 

@@ -229,6 +229,26 @@ def test_the_relufy_benchmarks_recipe_way_is_the_modes_recipe_and_the_first_reci
         5e-4, "relu", 0.5, "init", 50)
 
 
+def test_the_relufy_report_averages_each_candidate_over_the_networks_that_ran_every_candidate(monkeypatch):
+    """A candidate that leads on one network and trails on another is weighed by the networks' means,
+    each over its own common seeds; a network missing a candidate is left out."""
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import relufy_accuracy as r
+
+    other = next(w for w in r.CANDIDATES if w != r.RECIPE)
+    runs = {}
+    for net, seeds, recipe, rival in (("mobilenet_v2_silu", (0, 1), 0.90, 0.80), ("efficientnet_b0", (0,), 0.80, 0.96)):
+        for seed in seeds:
+            for way in r.CANDIDATES:
+                value = {r.RECIPE: recipe, other: rival}.get(way, 0.5)
+                runs[f"{net}/{way}_0.2/{seed}"] = {"validation": value + 0.01 * seed}
+    runs["mobilenet_v3_small/relufy_0.2/0"] = {"validation": 0.0}  # Not every candidate: left out.
+    line = r.across_networks({"runs": runs}, 0.2)
+    assert line.startswith(f"20 %, across 2 networks (mobilenet_v2_silu, efficientnet_b0): {other} (")
+    assert f"{r.RECIPE} 85.25" in line and f"{other} 88.25" in line
+    assert r.across_networks({"runs": runs}, 0.1) == "10 %, across networks: no network has every candidate yet"
+
+
 @pytest.mark.slow
 def test_relufy_accuracy_benchmark_records_resumes_and_rescores(tmp_path):
     """The smoke run trains the user's model and two ways through train.py's chain; a restart skips
