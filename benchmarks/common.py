@@ -20,6 +20,17 @@ def child_env(**extra):
     return {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
 
 
+def in_fresh_process(fn, *args):
+    """fn(*args) in a new Python process, its result or its exception: a long worker's memory stays that of
+    one job (a process keeps every finished run's graphs; EfficientNetB0's reached 8.6 GB and was killed),
+    and a job that is killed costs that job alone (`BrokenProcessPool` here)."""
+    import concurrent.futures
+    import multiprocessing
+
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
 def now(timestamp=None):
     """UTC to the second, ISO 8601: now, or at `timestamp` (time.time())."""
     when = datetime.datetime.now(datetime.UTC) if timestamp is None else (

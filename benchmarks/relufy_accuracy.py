@@ -41,9 +41,10 @@ import os
 import statistics
 import time
 import traceback
+from concurrent.futures.process import BrokenProcessPool
 
 import results_store
-from common import REPO, RESULTS, now
+from common import REPO, RESULTS, in_fresh_process, now
 from paired_stats import choice_text, choose, gap_fraction, paired
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -264,15 +265,19 @@ def worker(args):
         if kind != "pretrain" and (user is None or kind != "swap" and not swapped):
             continue  # What it starts from failed.
         t0 = time.time()
+        if kind == "pretrain":
+            call = pretrain, args.work, net, seed, epochs
+        elif kind == "swap":
+            call = swapped_score, args.work, net, seed
+        elif kind == "scratch":
+            call = scratch, args.work, net, seed, budget if not args.quick else 1
+        else:
+            call = fine_tune, args.work, net, seed, way, budget, user["steps_per_epoch"], epochs
         try:
-            if kind == "pretrain":
-                result = pretrain(args.work, net, seed, epochs)
-            elif kind == "swap":
-                result = swapped_score(args.work, net, seed)
-            elif kind == "scratch":
-                result = scratch(args.work, net, seed, budget if not args.quick else 1)
-            else:
-                result = fine_tune(args.work, net, seed, way, budget, user["steps_per_epoch"], epochs)
+            result = in_fresh_process(*call)
+        except BrokenProcessPool:
+            print(f"{name}: its process was killed (out of memory?); left for the next start", flush=True)
+            continue
         except Exception as e:  # noqa: BLE001 (recorded; the other jobs go on)
             traceback.print_exc()
             update_store(args.json, lambda s, n=name, e=e: s["failed"].__setitem__(n, f"{type(e).__name__}: {e}"[:400]))
