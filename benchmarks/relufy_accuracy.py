@@ -25,9 +25,10 @@ Recipe variants (relufy_*) are scored on the validation split to choose the reci
 the test split, each way against the recipe. The rule (`paired_stats.choose`): Relufy.defaults become
 the candidate among relufy and the FIRST relufy_* variants with the highest mean validation top-1 of its
 deployed network at the 20 % budget on MobileNetV2, over its 10 seeds (the hard-swish MobileNetV3-Small
-is 0.5 points above ReLU from scratch at 32 px, too little to rank recipes); the report's last lines weigh
-the candidates over every network (`across_networks`), the check that the choice transfers. Every result is written
-to the JSON at once; a restart skips what is done, so it runs in the background and resumes:
+is 0.5 points above ReLU from scratch at 32 px, too little to rank recipes); the report's last lines
+weigh the candidates over every network (`across_networks`), the check that the choice transfers.
+Every result is written to the JSON at once, each job runs in a fresh process, and a restart skips
+what is done, so it runs in the background and resumes:
 
     nice python benchmarks/relufy_accuracy.py --work runs/relufy_bench --worker 0/2 &   # priority order
     nice python benchmarks/relufy_accuracy.py --work runs/relufy_bench --worker 1/2 &
