@@ -23,12 +23,23 @@ def child_env(**extra):
 def in_fresh_process(fn, *args):
     """fn(*args) in a new Python process, its result or its exception: a long worker's memory stays that of
     one job (a process keeps every finished run's graphs; EfficientNetB0's reached 8.6 GB and was killed),
-    and a job that is killed costs that job alone (`BrokenProcessPool` here)."""
+    a job that is killed costs that job alone (`BrokenProcessPool` here), and a worker that is stopped
+    takes its job with it."""
     import concurrent.futures
     import multiprocessing
 
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_end_with_parent) as pool:
         return pool.submit(fn, *args).result()
+
+
+def _end_with_parent():
+    """Linux: SIGTERM to this process when the process that started it ends (PR_SET_PDEATHSIG)."""
+    if sys.platform == "linux":
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def now(timestamp=None):

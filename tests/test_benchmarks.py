@@ -5,7 +5,10 @@ and not an hour into an evidence run.
 """
 import importlib.util
 import json
+import os
+import subprocess
 import sys
+import time
 
 import pytest
 from fresh import REPO, run
@@ -227,6 +230,50 @@ def test_the_relufy_benchmarks_recipe_way_is_the_modes_recipe_and_the_first_reci
     first = trained("relufy")
     assert (first.lr, first.relu_gradient, first.pea_end, first.distill, first.bn_reestimate) == (
         5e-4, "relu", 0.5, "init", 50)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_job_in_a_fresh_process_returns_its_result_and_ends_with_its_worker(tmp_path):
+    """A benchmark worker runs each job in a fresh process; stopping the worker (as a session's end
+    does) stops that job too, instead of leaving it to run on without anyone to record it."""
+    script = tmp_path / "worker.py"
+    script.write_text(f"""import os, sys, time
+sys.path.insert(0, {str(BENCHMARKS)!r})
+from common import in_fresh_process
+
+
+def job(path, seconds):
+    open(path, "w").write(str(os.getpid()))
+    time.sleep(seconds)
+    return os.getpid()
+
+
+if __name__ == "__main__":
+    print(in_fresh_process(job, sys.argv[1], float(sys.argv[2])) != os.getpid(), flush=True)
+""")
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "quick"), "0"], capture_output=True,
+                          text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (0, "True\n"), done.stderr
+
+    worker = subprocess.Popen([sys.executable, str(script), str(tmp_path / "pid"), "600"])
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "pid").exists() or not (tmp_path / "pid").read_text():
+        assert time.monotonic() < deadline and worker.poll() is None
+        time.sleep(0.1)
+    job_pid = int((tmp_path / "pid").read_text())
+    worker.terminate()
+    worker.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/proc/{job_pid}") and "zombie" not in _state(job_pid):
+        assert time.monotonic() < deadline, "the job outlived its worker"
+        time.sleep(0.1)
+
+
+def _state(pid):
+    try:
+        return open(f"/proc/{pid}/status").read().lower()
+    except OSError:
+        return "zombie"
 
 
 def test_the_relufy_report_averages_each_candidate_over_the_networks_that_ran_every_candidate(monkeypatch):
