@@ -39,7 +39,6 @@ what is done, so it runs in the background and resumes:
 """
 import argparse
 import os
-import statistics
 import time
 import traceback
 from concurrent.futures.process import BrokenProcessPool
@@ -330,9 +329,9 @@ def across_networks(store, budget):
             per_net[net] = means
     if not per_net:
         return f"{int(100 * budget)} %, across networks: no network has every candidate yet"
-    means = {w: statistics.fmean(m[w] for m in per_net.values()) for w in CANDIDATES}
-    best = max(means, key=lambda w: (means[w], w == RECIPE))
-    return (f"{int(100 * budget)} %, across {len(per_net)} networks ({', '.join(per_net)}): {best} ("
+    # The rule itself, with networks in the place of seeds.
+    best, nets, means = choose({w: {net: m[w] for net, m in per_net.items()} for w in CANDIDATES})
+    return (f"{int(100 * budget)} %, across {len(nets)} networks ({', '.join(per_net)}): {best} ("
             + ", ".join(f"{w} {100 * m:.2f}" for w, m in means.items()) + ")")
 
 
