@@ -324,14 +324,14 @@ def across_networks(store, budget):
     per_net = {}
     for net in NETWORKS:
         validation = {w: _values(store, net, f"{w}_{budget}", "validation") for w in CANDIDATES}
-        _, seeds, means = choose(validation)
-        if seeds and len(means) == len(CANDIDATES):
+        _, _, means = choose(validation)
+        if len(means) == len(CANDIDATES):  # Every candidate, over seeds they share.
             per_net[net] = means
     if not per_net:
         return f"{int(100 * budget)} %, across networks: no network has every candidate yet"
     # The rule itself, with networks in the place of seeds.
-    best, nets, means = choose({w: {net: m[w] for net, m in per_net.items()} for w in CANDIDATES})
-    return (f"{int(100 * budget)} %, across {len(nets)} networks ({', '.join(per_net)}): {best} ("
+    best, _, means = choose({w: {net: m[w] for net, m in per_net.items()} for w in CANDIDATES})
+    return (f"{int(100 * budget)} %, across {len(per_net)} networks ({', '.join(per_net)}): {best} ("
             + ", ".join(f"{w} {100 * m:.2f}" for w, m in means.items()) + ")")
 
 
